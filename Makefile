@@ -1,0 +1,56 @@
+# Two commands a new user needs: `make demo` and `make test`. Each sets everything up first.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ANVIL := node_modules/.bin/anvil
+JOBS ?= 2
+
+.PHONY: demo test test-fast bench setup data node lint clean
+
+demo: setup
+	$(BIN)/fedledger run --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+
+test-fast: setup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -m "not slow"
+
+bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run
+
+setup: $(STAMP) data node
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) is needed (Python 3.11)"; exit 1; }
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+data: $(FMNIST)
+$(FMNIST):
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "note: cannot install Debian's dataset-fashion-mnist here; fashion_mnist runs and tests are skipped"; \
+	fi
+
+# anvil (the default chain) ships as a binary inside the npm package @foundry-rs/anvil.
+node: $(ANVIL)
+$(ANVIL): package.json
+	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm not found; the chain falls back to --chain memory (py-evm)"; fi
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) node_modules runs .pytest_cache

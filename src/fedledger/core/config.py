@@ -1,0 +1,114 @@
+"""`FederationConfig`: the one description of a federated run.
+
+Loaded from TOML, overridden by command-line flags, validated by pydantic, frozen once built.
+Invalid values raise `ConfigError` with one line that names the field and the valid choices.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedledger.core.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PrivacyConfig(_Frozen):
+    """Which privacy unit is protected and how much privacy may be spent (see docs/privacy.md)."""
+
+    dp: Literal["none", "record", "member"] = "none"
+    epsilon: float = Field(3.0, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    clip_norm: float = Field(1.0, gt=0)
+    adaptive_clip: bool = False
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    secagg: bool = False
+    bits: int = Field(32, ge=8, le=32)
+    secret_sampling: bool = False
+
+
+class ChainConfig(_Frozen):
+    """Where the ledger lives: `auto` (managed anvil), `memory` (py-evm) or a JSON-RPC URL."""
+
+    chain: str = "auto"
+    enabled: bool = False
+
+    @field_validator("chain")
+    @classmethod
+    def _known_chain(cls, v: str) -> str:
+        if v in ("auto", "memory") or v.startswith(("http://", "https://")):
+            return v
+        raise ValueError("chain must be auto, memory or an http(s):// URL")
+
+
+class FederationConfig(_Frozen):
+    dataset: str = "digits"
+    partition: str = "dirichlet:0.5"
+    clients: int = Field(10, ge=1)
+    fraction: float = Field(1.0, gt=0, le=1, description="share of members sampled per round")
+    rounds: int = Field(30, ge=1)
+    model: str = "mlp"
+    strategy: str = "fedavg"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    local_epochs: float = Field(1.0, gt=0)
+    local_steps: int | None = Field(None, ge=1, description="fixed local steps; overrides local_epochs")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    proximal_mu: float = Field(0.0, ge=0, description="FedProx proximal term")
+    server_lr: float = Field(1.0, gt=0)
+    heterogeneity: float = Field(0.0, ge=0, le=1, description="spread of member compute budgets")
+    dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled member drops out of a round")
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5)
+    krum_byzantine: int = Field(1, ge=0)
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    max_samples: int | None = Field(None, ge=1, description="cap on training samples (quick runs)")
+    seed: int = 0
+    out: str = "runs/latest"
+    baseline: bool = False
+    batched: bool = True
+    privacy: PrivacyConfig = PrivacyConfig()
+    ledger: ChainConfig = ChainConfig()
+
+    def replace(self, **changes: Any) -> FederationConfig:
+        return build_config({**self.model_dump(), **changes})
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    return f"invalid {where}: {first['msg']}"
+
+
+def build_config(values: dict[str, Any]) -> FederationConfig:
+    try:
+        return FederationConfig.model_validate(values)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+
+
+def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None) -> FederationConfig:
+    """Read a TOML file (if any), then apply non-None overrides (dotted keys reach sections)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, leaf = key.rpartition(".")
+        target = values.setdefault(section, {}) if section else values
+        target[leaf] = value
+    return build_config(values)

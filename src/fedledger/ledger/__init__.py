@@ -1,0 +1,1 @@
+"""fedledger.ledger (see DESIGN.md for its layer)."""

@@ -1,0 +1,1 @@
+"""fedledger.privacy (see DESIGN.md for its layer)."""

@@ -1,0 +1,1 @@
+"""fedledger.protocol (see DESIGN.md for its layer)."""

@@ -1,0 +1,1 @@
+"""fedledger.report (see DESIGN.md for its layer)."""

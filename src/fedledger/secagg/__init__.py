@@ -1,0 +1,1 @@
+"""fedledger.secagg (see DESIGN.md for its layer)."""

@@ -1,0 +1,1 @@
+"""fedledger.zk (see DESIGN.md for its layer)."""
