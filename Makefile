@@ -46,7 +46,7 @@ $(FMNIST):
 # anvil (the default chain) ships as a binary inside the npm package @foundry-rs/anvil.
 node: $(ANVIL)
 $(ANVIL): package.json
-	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --loglevel=error && touch $@; \
+	@if command -v npm >/dev/null; then npm install --no-package-lock --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "note: npm not found; the chain falls back to --chain memory (py-evm)"; fi
 
 lint: setup
