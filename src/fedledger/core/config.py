@@ -63,7 +63,7 @@ class FederationConfig(_Frozen):
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     proximal_mu: float = Field(0.0, ge=0, description="FedProx proximal term")
-    server_lr: float = Field(1.0, gt=0)
+    server_lr: float | None = Field(None, gt=0, description="server step size (strategy default if unset)")
     heterogeneity: float = Field(0.0, ge=0, le=1, description="spread of member compute budgets")
     dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled member drops out of a round")
     trim_fraction: float = Field(0.1, ge=0, lt=0.5)

@@ -1,0 +1,106 @@
+"""The model zoo: small, CPU-friendly PyTorch models for the bundled data sets.
+
+Any `torch.nn.Module` works with fedledger; these are the named ones the CLI offers. Models
+avoid BatchNorm and dropout so that members can be trained together with `torch.func.vmap`
+(stateless forward passes); a user model with buffers falls back to one member at a time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fedledger.core.errors import ConfigError
+
+ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
+
+
+def _features(input_shape: tuple[int, ...]) -> int:
+    return math.prod(input_shape)
+
+
+def logistic_regression(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Multinomial logistic regression (softmax regression); binary tasks use two logits."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(_features(input_shape), num_classes))
+
+
+def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 128) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(_features(input_shape), hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def tabular_net(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Two hidden layers sized for tens to hundreds of tabular features."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(_features(input_shape), 64),
+        nn.ReLU(),
+        nn.Linear(64, 32),
+        nn.ReLU(),
+        nn.Linear(32, num_classes),
+    )
+
+
+def small_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Two conv blocks and a small head for 1x28x28 images (about 60k parameters)."""
+    if len(input_shape) != 3 or input_shape[1:] != (28, 28):
+        raise ConfigError(f"model cnn needs 28x28 images (C, 28, 28), not input shape {input_shape}")
+    channels = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 64),
+        nn.ReLU(),
+        nn.Linear(64, num_classes),
+    )
+
+
+MODELS: dict[str, ModelFactory] = {
+    "logreg": logistic_regression,
+    "mlp": mlp,
+    "tabular": tabular_net,
+    "cnn": small_cnn,
+}
+
+
+def _import_factory(spec: str) -> ModelFactory:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import model factory {spec!r}: {e}") from None
+    if not callable(factory):
+        raise ConfigError(f"model factory {spec!r} is not callable")
+    return factory
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, seed: int = 0) -> nn.Module:
+    """A named model, or `package.module:factory` for a user model factory(input_shape, num_classes).
+
+    Initial weights depend only on `seed`, so every member of a federation starts from the same model.
+    """
+    if name in MODELS:
+        factory = MODELS[name]
+    elif ":" in name:
+        factory = _import_factory(name)
+    else:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or module:factory)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(tuple(input_shape), num_classes)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
