@@ -21,7 +21,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 setup: $(STAMP) data node
 

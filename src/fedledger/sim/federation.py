@@ -252,8 +252,11 @@ class Simulation:
         return len(result.rounds) + 1
 
 
-def centralized_baseline(sim: Simulation, examples: int) -> float:
-    """Train one model on all members' training data, processing as many examples as the federation did."""
+def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.Tensor] | None = None) -> float:
+    """Train one model on all members' training data, processing as many examples as the federation did.
+
+    Returns its accuracy on the global test set; `keep["model"]` receives its parameters if asked.
+    """
     batch = sim.cfg.batch_size
     total = len(sim.pool.y)
     steps = max(1, examples // batch)
@@ -265,4 +268,7 @@ def centralized_baseline(sim: Simulation, examples: int) -> float:
     result = trainer.train(start, sim.pool.X, sim.pool.y, cohort, torch_generator(sim.cfg.seed, "centralized"))
     if not torch.isfinite(result.deltas).all():
         raise TrainingError(f"the centralized baseline diverged (non-finite loss); lower --lr (now {sim.cfg.lr})")
-    return evaluate(model, start + result.deltas[0], sim.test_X, sim.test_y)[0]
+    trained = start + result.deltas[0]
+    if keep is not None:
+        keep["model"] = trained
+    return evaluate(model, trained, sim.test_X, sim.test_y)[0]
