@@ -22,6 +22,13 @@ class Usage(str, Enum):
     UPDATE_COMMIT = "update-commit"
     EVIDENCE = "evidence"
     SEED = "seed"
+    SECAGG_SIGNATURE = "secagg-signature"
+    SECAGG_KDF = "secagg-kdf"
+    SECAGG_MASK = "secagg-mask"
+    SECAGG_COMMIT = "secagg-commit"
+    SECAGG_GRAPH = "secagg-graph"
+    DP_ROTATION = "dp-rotation"
+    DP_NOISE = "dp-noise"
 
 
 _PREFIX = b"fedledger/v1/"

@@ -1,0 +1,393 @@
+"""SecAgg+ wire messages: frozen dataclasses with a strict binary codec.
+
+Every message starts with a header: version (u8), kind (u8), task id (32 bytes), round (u64),
+sender (u32, 0xFFFFFFFF for the server) and recipient (u32, 0xFFFFFFFF for the server). Member
+messages end with an Ed25519 signature over the domain-separated digest of everything before it,
+so a signature binds the task, the round, the stage (kind), the sender and the content: a message
+replayed into another task, round or stage fails verification, and a second message of the same
+stage from one sender is rejected by the receiving state machine. Server messages are not signed:
+everything in them that matters is either signed by members or authenticated by AES-GCM.
+
+`decode` rejects unknown kinds, truncated input and trailing bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import ClassVar
+
+from fedledger.core.hashing import Usage, domain_hash
+from fedledger.secagg.errors import DecodeError
+
+VERSION = 1
+SERVER = 0xFFFFFFFF
+SIG_BYTES = 64
+
+
+class Kind(IntEnum):
+    ADVERTISE_KEYS = 1
+    KEY_ROSTER = 2
+    SHARE_KEYS = 3
+    SHARE_ROSTER = 4
+    MASKED_INPUT = 5
+    SURVIVOR_LIST = 6
+    SURVIVOR_SIGNATURE = 7
+    SURVIVOR_CERTIFICATE = 8
+    UNMASK_SHARES = 9
+
+
+class ShareType(IntEnum):
+    SELF_MASK = 0  # share of b_j: j survived, its self mask is removed
+    MASK_KEY = 1  # share of s_j: j dropped, its pairwise masks are removed
+
+
+class _W:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u8(self, v: int) -> None:
+        self.parts.append(struct.pack(">B", v))
+
+    def u32(self, v: int) -> None:
+        self.parts.append(struct.pack(">I", v))
+
+    def u64(self, v: int) -> None:
+        self.parts.append(struct.pack(">Q", v))
+
+    def fixed(self, b: bytes, n: int) -> None:
+        if len(b) != n:
+            raise ValueError(f"expected {n} bytes, got {len(b)}")
+        self.parts.append(bytes(b))
+
+    def var(self, b: bytes) -> None:
+        self.u32(len(b))
+        self.parts.append(bytes(b))
+
+    def done(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class _R:
+    def __init__(self, data: bytes) -> None:
+        self.d = memoryview(bytes(data))
+        self.i = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.i + n > len(self.d):
+            raise DecodeError("truncated message")
+        out = self.d[self.i : self.i + n].tobytes()
+        self.i += n
+        return out
+
+    def u8(self) -> int:
+        return int(self.take(1)[0])
+
+    def u32(self) -> int:
+        return int(struct.unpack(">I", self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack(">Q", self.take(8))[0])
+
+    def var(self) -> bytes:
+        return self.take(self.u32())
+
+    def finish(self) -> None:
+        if self.i != len(self.d):
+            raise DecodeError(f"{len(self.d) - self.i} trailing bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    task_id: bytes
+    round_index: int
+    sender: int
+    recipient: int
+
+    def __post_init__(self) -> None:
+        if len(self.task_id) != 32:
+            raise ValueError("task id is 32 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base: every message has a header; signed kinds also carry `signature`."""
+
+    KIND: ClassVar[Kind]
+    SIGNED: ClassVar[bool] = False
+    header: Header
+
+    def _body(self, w: _W) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        raise NotImplementedError
+
+    def signed_bytes(self) -> bytes:
+        """Everything a signature covers (header and body, not the signature)."""
+        w = _W()
+        w.u8(VERSION)
+        w.u8(int(self.KIND))
+        w.fixed(self.header.task_id, 32)
+        w.u64(self.header.round_index)
+        w.u32(self.header.sender)
+        w.u32(self.header.recipient)
+        self._body(w)
+        return w.done()
+
+    def digest(self) -> bytes:
+        return domain_hash(Usage.SECAGG_SIGNATURE, self.signed_bytes())
+
+    def to_bytes(self) -> bytes:
+        data = self.signed_bytes()
+        if self.SIGNED:
+            sig: bytes = self.signature  # type: ignore[attr-defined]
+            if len(sig) != SIG_BYTES:
+                raise ValueError("signature must be 64 bytes")
+            data += sig
+        return data
+
+
+def _roster_entries(w: _W, entries: tuple[tuple[int, bytes, bytes], ...]) -> None:
+    w.u32(len(entries))
+    for m, pk, sig in entries:
+        w.u32(m)
+        w.fixed(pk, 32)
+        w.fixed(sig, SIG_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertiseKeys(Message):
+    """Member -> server: the member's ephemeral X25519 masking public key for this round."""
+
+    KIND: ClassVar[Kind] = Kind.ADVERTISE_KEYS
+    SIGNED: ClassVar[bool] = True
+    mask_public: bytes
+    signature: bytes = b""
+
+    def _body(self, w: _W) -> None:
+        w.fixed(self.mask_public, 32)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        return {"mask_public": r.take(32)}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRoster(Message):
+    """Server -> member: the signed AdvertiseKeys of its neighbours, as (member, key, signature)."""
+
+    KIND: ClassVar[Kind] = Kind.KEY_ROSTER
+    entries: tuple[tuple[int, bytes, bytes], ...]
+
+    def _body(self, w: _W) -> None:
+        _roster_entries(w, self.entries)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        n = r.u32()
+        return {"entries": tuple((r.u32(), r.take(32), r.take(SIG_BYTES)) for _ in range(n))}
+
+
+@dataclass(frozen=True, slots=True)
+class ShareKeys(Message):
+    """Member -> server: encrypted shares for each neighbour and a commitment to the self-mask seed."""
+
+    KIND: ClassVar[Kind] = Kind.SHARE_KEYS
+    SIGNED: ClassVar[bool] = True
+    seed_commitment: bytes
+    ciphertexts: tuple[tuple[int, bytes], ...]
+    signature: bytes = b""
+
+    def _body(self, w: _W) -> None:
+        w.fixed(self.seed_commitment, 32)
+        w.u32(len(self.ciphertexts))
+        for m, ct in self.ciphertexts:
+            w.u32(m)
+            w.var(ct)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        c = r.take(32)
+        n = r.u32()
+        return {"seed_commitment": c, "ciphertexts": tuple((r.u32(), r.var()) for _ in range(n))}
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRoster(Message):
+    """Server -> member: the ciphertexts addressed to it, as (sender, ciphertext)."""
+
+    KIND: ClassVar[Kind] = Kind.SHARE_ROSTER
+    ciphertexts: tuple[tuple[int, bytes], ...]
+
+    def _body(self, w: _W) -> None:
+        w.u32(len(self.ciphertexts))
+        for m, ct in self.ciphertexts:
+            w.u32(m)
+            w.var(ct)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        n = r.u32()
+        return {"ciphertexts": tuple((r.u32(), r.var()) for _ in range(n))}
+
+
+@dataclass(frozen=True, slots=True)
+class MaskedInput(Message):
+    """Member -> server: the masked vector, packed at b bits per coordinate."""
+
+    KIND: ClassVar[Kind] = Kind.MASKED_INPUT
+    SIGNED: ClassVar[bool] = True
+    payload: bytes
+    signature: bytes = b""
+
+    def _body(self, w: _W) -> None:
+        w.var(self.payload)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        return {"payload": r.var()}
+
+
+def _members(w: _W, ms: tuple[int, ...]) -> None:
+    w.u32(len(ms))
+    for m in ms:
+        w.u32(m)
+
+
+def _read_members(r: _R) -> tuple[int, ...]:
+    n = r.u32()
+    return tuple(r.u32() for _ in range(n))
+
+
+@dataclass(frozen=True, slots=True)
+class SurvivorList(Message):
+    """Server -> member: the members whose masked input the server will sum (sorted)."""
+
+    KIND: ClassVar[Kind] = Kind.SURVIVOR_LIST
+    survivors: tuple[int, ...]
+
+    def _body(self, w: _W) -> None:
+        _members(w, self.survivors)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        return {"survivors": _read_members(r)}
+
+
+def survivor_statement(task_id: bytes, round_index: int, survivors: tuple[int, ...]) -> bytes:
+    """What a member signs in the consistency check: this task, this round, this survivor list."""
+    w = _W()
+    w.fixed(task_id, 32)
+    w.u64(round_index)
+    _members(w, survivors)
+    return domain_hash(Usage.SECAGG_SIGNATURE, b"survivor-list", w.done())
+
+
+@dataclass(frozen=True, slots=True)
+class SurvivorSignature(Message):
+    """Member -> server: the member's signature on the survivor list (consistency check)."""
+
+    KIND: ClassVar[Kind] = Kind.SURVIVOR_SIGNATURE
+    SIGNED: ClassVar[bool] = True
+    list_signature: bytes
+    signature: bytes = b""
+
+    def _body(self, w: _W) -> None:
+        w.fixed(self.list_signature, SIG_BYTES)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        return {"list_signature": r.take(SIG_BYTES)}
+
+
+@dataclass(frozen=True, slots=True)
+class SurvivorCertificate(Message):
+    """Server -> member: the survivor list and the members' signatures on it."""
+
+    KIND: ClassVar[Kind] = Kind.SURVIVOR_CERTIFICATE
+    survivors: tuple[int, ...]
+    signatures: tuple[tuple[int, bytes], ...]
+
+    def _body(self, w: _W) -> None:
+        _members(w, self.survivors)
+        w.u32(len(self.signatures))
+        for m, s in self.signatures:
+            w.u32(m)
+            w.fixed(s, SIG_BYTES)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        sv = _read_members(r)
+        n = r.u32()
+        return {"survivors": sv, "signatures": tuple((r.u32(), r.take(SIG_BYTES)) for _ in range(n))}
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskShares(Message):
+    """Member -> server: for each neighbour, the share of its self-mask seed or of its masking key."""
+
+    KIND: ClassVar[Kind] = Kind.UNMASK_SHARES
+    SIGNED: ClassVar[bool] = True
+    shares: tuple[tuple[int, ShareType, bytes], ...]
+    signature: bytes = b""
+
+    def _body(self, w: _W) -> None:
+        w.u32(len(self.shares))
+        for m, kind, s in self.shares:
+            w.u32(m)
+            w.u8(int(kind))
+            w.var(s)
+
+    @classmethod
+    def _parse(cls, header: Header, r: _R) -> dict[str, object]:
+        n = r.u32()
+        out = []
+        for _ in range(n):
+            m = r.u32()
+            k = r.u8()
+            if k not in (0, 1):
+                raise DecodeError(f"unknown share type {k}")
+            out.append((m, ShareType(k), r.var()))
+        return {"shares": tuple(out)}
+
+
+_BY_KIND: dict[int, type[Message]] = {
+    c.KIND: c
+    for c in (
+        AdvertiseKeys,
+        KeyRoster,
+        ShareKeys,
+        ShareRoster,
+        MaskedInput,
+        SurvivorList,
+        SurvivorSignature,
+        SurvivorCertificate,
+        UnmaskShares,
+    )
+}
+
+
+def decode(data: bytes) -> Message:
+    """Parse one message; raises DecodeError on anything but an exact, well-formed encoding."""
+    r = _R(data)
+    version = r.u8()
+    if version != VERSION:
+        raise DecodeError(f"unsupported version {version}")
+    kind = r.u8()
+    cls = _BY_KIND.get(kind)
+    if cls is None:
+        raise DecodeError(f"unknown message kind {kind}")
+    header = Header(task_id=r.take(32), round_index=r.u64(), sender=r.u32(), recipient=r.u32())
+    values = cls._parse(header, r)
+    if cls.SIGNED:
+        values["signature"] = r.take(SIG_BYTES)
+    r.finish()
+    msg = cls(header=header, **values)  # type: ignore[arg-type]
+    return msg
+
+
+def message_fields(msg: Message) -> list[str]:
+    return [f.name for f in fields(msg)]
