@@ -118,7 +118,7 @@ class _progress:
 
 def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
     rounds = payload["rounds"]
-    shown = rounds if len(rounds) <= max_rows else rounds[: max_rows // 2] + [None] + rounds[-max_rows // 2 :]
+    shown = rounds if len(rounds) <= max_rows else [*rounds[: max_rows // 2], None, *rounds[-max_rows // 2 :]]
     lines = [f"{'round':>5} {'accuracy':>9} {'loss':>8} {'members':>8} {'dropped':>8} {'MB up':>8} {'seconds':>8}"]
     for r in shown:
         if r is None:

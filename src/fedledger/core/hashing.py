@@ -8,10 +8,10 @@ SHA-256 is the off-chain hash; contracts see the 32-byte digests as `bytes32`.
 from __future__ import annotations
 
 import hashlib
-from enum import Enum
+from enum import StrEnum
 
 
-class Usage(str, Enum):
+class Usage(StrEnum):
     """The purposes a digest can serve; each one is its own hash domain."""
 
     BLOB = "blob"

@@ -243,7 +243,9 @@ def budget_steps(full_steps: np.ndarray, budgets: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.ceil(full_steps * budgets - 1e-9)).astype(np.int64)
 
 
-def evaluate(model: nn.Module, flat: torch.Tensor, X: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, flat: torch.Tensor, X: torch.Tensor, y: torch.Tensor, batch: int = 4096
+) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the model with parameters `flat` on (X, y)."""
     layout = ParamLayout.of(dict(model.named_parameters()))
     params = layout.unflatten(flat.float())

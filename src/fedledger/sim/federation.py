@@ -175,7 +175,7 @@ class Simulation:
             round=rnd,
             accuracy=accuracy,
             loss=loss,
-            participants=int(len(members)),
+            participants=len(members),
             dropped=int(len(selected) - len(members)),
             bytes_up=int(len(members) * self.dim * BYTES_PER_FLOAT),
             bytes_down=int(len(selected) * self.dim * BYTES_PER_FLOAT),
