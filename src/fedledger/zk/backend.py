@@ -1,0 +1,351 @@
+"""One small interface over the Groth16 toolchain, and the key store.
+
+`Groth16Backend` is the only code that touches `groth16py`: setup (single-party, for
+development), import of a snarkjs ceremony `.zkey` (production), prove, verify and export of
+the Vyper verifier. Everything above it speaks `Circuit`, `KeySet`, bytes and ints.
+
+Keys are cached by circuit hash (SHA-256 over the groth16py version, the rendered main
+component and every circom source it can include) under `$FEDLEDGER_CACHE/zk` or
+`~/.cache/fedledger/zk`, never in the repository. A single-party setup knows its toxic waste:
+whoever ran it can forge proofs. It is therefore recorded as `development_only` in
+`setup.json` next to the keys, and every load emits `DevelopmentSetupWarning`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import groth16py
+
+from fedledger.core.errors import ConfigError
+from fedledger.zk.errors import InvalidProof, ProvingError, SetupRequired
+from fedledger.zk.field import P
+from fedledger.zk.poseidon import circomlib_dir
+
+CIRCUIT_DIR = Path(__file__).parent / "circuits"
+DEV_BANNER = (
+    "DEVELOPMENT-ONLY KEYS: single-party Groth16 setup; whoever ran it can forge proofs. "
+    "Import ceremony keys (`fedledger zk setup --zkey`) for anything of value."
+)
+
+
+class DevelopmentSetupWarning(UserWarning):
+    """Keys from a single-party setup are in use."""
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A circom template instantiated with parameters; `main` renders the main component."""
+
+    name: str
+    source: str  # file name under circuits/
+    template: str
+    args: tuple[int, ...]
+    public: tuple[str, ...]
+
+    @property
+    def main(self) -> str:
+        args = ", ".join(str(a) for a in self.args)
+        pub = ", ".join(self.public)
+        return (
+            "pragma circom 2.1.0;\n"
+            f'include "{self.source}";\n'
+            f"component main {{public [{pub}]}} = {self.template}({args});\n"
+        )
+
+    @functools.cached_property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        h.update(f"groth16py={groth16py.__version__}\n".encode())
+        h.update(self.main.encode())
+        for d in (CIRCUIT_DIR, Path(circomlib_dir())):
+            for f in sorted(d.glob("*.circom")):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+        return h.hexdigest()
+
+
+def cache_root() -> Path:
+    """`$FEDLEDGER_CACHE/zk`, else `~/.cache/fedledger/zk` (the only place keys are written)."""
+    base = os.environ.get("FEDLEDGER_CACHE")
+    root = Path(base) if base else Path.home() / ".cache" / "fedledger"
+    return root / "zk"
+
+
+@dataclass(frozen=True)
+class SetupRecord:
+    """How a key pair came to be; written as setup.json beside the keys."""
+
+    circuit: str
+    circuit_digest: str
+    kind: str  # "single-party-dev" | "ceremony"
+    development_only: bool
+    created_unix: float
+    seconds: float
+    constraints_note: str = ""
+    zkey_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class KeySet:
+    """Keys of one circuit. The proving key loads lazily (it is large); the verifier is prepared once."""
+
+    circuit: Circuit
+    directory: Path
+    record: SetupRecord
+    vk: groth16py.VerifyingKey
+    _pk: groth16py.ProvingKey | None = field(default=None, repr=False)
+    _verifier: groth16py.Verifier | None = field(default=None, repr=False)
+
+    @property
+    def development_only(self) -> bool:
+        return self.record.development_only
+
+    @property
+    def n_public(self) -> int:
+        return int(self.vk.n_public)
+
+    @property
+    def pk(self) -> groth16py.ProvingKey:
+        if self._pk is None:
+            self._pk = groth16py.ProvingKey.load(str(self.directory / "pk.bin"))
+        return self._pk
+
+    @property
+    def verifier(self) -> groth16py.Verifier:
+        if self._verifier is None:
+            self._verifier = groth16py.Verifier(self.vk)
+        return self._verifier
+
+
+class Groth16Backend:
+    """Groth16 on BN254 via groth16py (arkworks prover, in-process circom 2 compiler)."""
+
+    name = "groth16py"
+
+    def __init__(self, cache_dir: Path | None = None, *, allow_dev_setup: bool = True) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+        self.allow_dev_setup = allow_dev_setup
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def key_dir(self, circuit: Circuit) -> Path:
+        return self.cache_dir / f"{circuit.name}-{circuit.digest[:16]}"
+
+    def keys(self, circuit: Circuit) -> KeySet:
+        """Load the cached keys of `circuit`, running a development setup if none exist yet."""
+        d = self.key_dir(circuit)
+        if not (d / "setup.json").exists():
+            if not self.allow_dev_setup:
+                raise SetupRequired(
+                    f"no keys for circuit {circuit.name} ({circuit.digest[:16]}); "
+                    "run `fedledger zk setup` or import ceremony keys"
+                )
+            return self.setup(circuit)
+        return self._load(circuit)
+
+    def setup(self, circuit: Circuit, *, force: bool = False) -> KeySet:
+        """Single-party setup: DEVELOPMENT ONLY (the toxic waste is known to this process)."""
+        d = self.key_dir(circuit)
+        with self._locked(d):
+            if force or not (d / "setup.json").exists():
+                print(f"WARNING: {DEV_BANNER} (circuit {circuit.name})", file=sys.stderr)
+                t0 = time.perf_counter()
+                with tempfile.TemporaryDirectory() as tmp:
+                    main = Path(tmp) / f"{circuit.name}.circom"
+                    main.write_text(circuit.main)
+                    try:
+                        with _quiet_stdout():
+                            pk, vk = groth16py.setup_circom(str(main), [str(CIRCUIT_DIR), circomlib_dir()])
+                    except Exception as e:  # groth16py raises its own SetupError or RuntimeError
+                        raise ConfigError(f"circuit {circuit.name} does not compile: {e}") from e
+                rec = SetupRecord(
+                    circuit=circuit.name,
+                    circuit_digest=circuit.digest,
+                    kind="single-party-dev",
+                    development_only=True,
+                    created_unix=time.time(),
+                    seconds=time.perf_counter() - t0,
+                )
+                self._store(d, pk, vk, rec)
+        return self._load(circuit)
+
+    def import_ceremony(self, circuit: Circuit, zkey_path: Path) -> KeySet:
+        """Production path: keys from a snarkjs phase-2 ceremony `.zkey` for exactly this circuit."""
+        d = self.key_dir(circuit)
+        zkey_hash = hashlib.sha256(Path(zkey_path).read_bytes()).hexdigest()
+        with self._locked(d):
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                main = Path(tmp) / f"{circuit.name}.circom"
+                main.write_text(circuit.main)
+                try:
+                    with _quiet_stdout():
+                        pk, vk = groth16py.import_zkey(
+                            str(zkey_path), str(main), [str(CIRCUIT_DIR), circomlib_dir()]
+                        )
+                except Exception as e:
+                    raise ConfigError(f"cannot import {zkey_path} for {circuit.name}: {e}") from e
+            rec = SetupRecord(
+                circuit=circuit.name,
+                circuit_digest=circuit.digest,
+                kind="ceremony",
+                development_only=False,
+                created_unix=time.time(),
+                seconds=time.perf_counter() - t0,
+                zkey_sha256=zkey_hash,
+            )
+            self._store(d, pk, vk, rec)
+        return self._load(circuit)
+
+    def _store(self, d: Path, pk: Any, vk: Any, rec: SetupRecord) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        for name, obj in (("pk.bin", pk), ("vk.bin", vk)):
+            tmp = d / f".{name}.tmp"
+            obj.save(str(tmp))
+            os.replace(tmp, d / name)
+        (d / "vk.json").write_text(vk.to_json())
+        tmp = d / ".setup.json.tmp"
+        tmp.write_text(json.dumps(rec.to_json(), indent=2))
+        os.replace(tmp, d / "setup.json")
+
+    def _load(self, circuit: Circuit) -> KeySet:
+        d = self.key_dir(circuit)
+        raw = json.loads((d / "setup.json").read_text())
+        rec = SetupRecord(**raw)
+        if rec.circuit_digest != circuit.digest:
+            raise ConfigError(f"key directory {d} holds keys for another circuit")
+        if rec.development_only:
+            warnings.warn(f"{DEV_BANNER} (circuit {circuit.name})", DevelopmentSetupWarning, stacklevel=3)
+        vk = groth16py.VerifyingKey.load(str(d / "vk.bin"))
+        return KeySet(circuit=circuit, directory=d, record=rec, vk=vk)
+
+    @contextlib.contextmanager
+    def _locked(self, d: Path) -> Iterator[None]:
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- proofs -----------------------------------------------------------------------------
+
+    @staticmethod
+    def prove(keys: KeySet, inputs: Mapping[str, object]) -> bytes:
+        """A 256-byte proof (Ethereum layout). Raises ProvingError if the witness breaks a constraint.
+
+        The arkworks prover does not check that the witness satisfies the constraints (a bad
+        witness yields a proof that simply fails to verify), so every proof is verified here
+        before it leaves the prover (about 2 ms).
+        """
+        return prove_checked(keys.pk, keys.verifier, keys.circuit, inputs)
+
+    @staticmethod
+    def verify(keys: KeySet, proof: bytes, public: Sequence[int]) -> None:
+        """Raise InvalidProof unless `proof` verifies for `public` under the circuit's key."""
+        if len(public) != keys.n_public:
+            raise InvalidProof(f"{keys.circuit.name}: expected {keys.n_public} public inputs, got {len(public)}")
+        if any(not 0 <= int(v) < P for v in public):
+            raise InvalidProof(f"{keys.circuit.name}: a public input is not a canonical field element")
+        try:
+            ok = keys.verifier.verify(bytes(proof), [int(v) for v in public])
+        except (groth16py.EncodingError, groth16py.VerificationError, ValueError) as e:
+            raise InvalidProof(f"{keys.circuit.name}: malformed proof: {e}") from e
+        if ok is not True:
+            raise InvalidProof(f"{keys.circuit.name}: proof does not verify")
+
+    @staticmethod
+    def export_vyper(keys: KeySet) -> str:
+        """A Vyper 0.4 Groth16 verifier over the BN254 precompiles for this circuit's key."""
+        return str(keys.vk.to_vyper(pragma="~=0.4.3", contract_name=keys.circuit.name, style="snarkjs"))
+
+
+def public_values(circuit: Circuit, inputs: Mapping[str, object]) -> list[int]:
+    """The public inputs, in circuit order, read from a full input assignment."""
+    out: list[int] = []
+    for name in circuit.public:
+        v = inputs[name]
+        stack = [v]
+        while stack:
+            item = stack.pop(0)
+            if isinstance(item, (list, tuple)):
+                stack = list(item) + stack
+            else:
+                out.append(int(item) % P)  # type: ignore[call-overload]
+    return out
+
+
+def prove_checked(
+    pk: groth16py.ProvingKey, verifier: groth16py.Verifier, circuit: Circuit, inputs: Mapping[str, object]
+) -> bytes:
+    """Prove, then verify the proof against the inputs' public values; ProvingError if it fails."""
+    try:
+        proof = bytes(groth16py.prove(pk, dict(inputs)))
+    except groth16py.WitnessError as e:
+        raise ProvingError(f"{circuit.name}: witness does not satisfy the circuit: {e}") from None
+    if verifier.verify(proof, public_values(circuit, inputs)) is not True:
+        raise ProvingError(f"{circuit.name}: witness does not satisfy the circuit (proof does not verify)")
+    return proof
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """The circom compiler prints statistics on fd 1; keep them off our CLI's stdout."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        os.dup2(sys.stderr.fileno(), fd)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def proof_to_snarkjs(proof: bytes) -> dict[str, Any]:
+    """The snarkjs `proof.json` form of a proof in the Ethereum 256-byte layout.
+
+    Layout: A.x A.y | B.x.c1 B.x.c0 B.y.c1 B.y.c0 | C.x C.y, 32-byte big-endian words (the EVM
+    precompile order, imaginary part first); snarkjs stores Fp2 as [c0, c1].
+    """
+    if len(proof) != 256:
+        raise InvalidProof(f"a Groth16 proof is 256 bytes, got {len(proof)}")
+    w = [str(int.from_bytes(proof[i : i + 32], "big")) for i in range(0, 256, 32)]
+    return {
+        "pi_a": [w[0], w[1], "1"],
+        "pi_b": [[w[3], w[2]], [w[5], w[4]], ["1", "0"]],
+        "pi_c": [w[6], w[7], "1"],
+        "protocol": "groth16",
+        "curve": "bn128",
+    }
+
+
+def proof_words(proof: bytes) -> tuple[list[int], list[list[int]], list[int]]:
+    """(a, b, c) as the snarkjs-style Vyper/Solidity verifier's `verifyProof(a, b, c, input)` takes them."""
+    if len(proof) != 256:
+        raise InvalidProof(f"a Groth16 proof is 256 bytes, got {len(proof)}")
+    w = [int.from_bytes(proof[i : i + 32], "big") for i in range(0, 256, 32)]
+    return [w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]]

@@ -1,0 +1,402 @@
+"""Update proof: a trainer's secure-aggregation input is well formed and bound to a commitment.
+
+The input the trainer feeds into secure aggregation is y = x + e (signed integers), where x is
+its clipped, rotated, scaled and stochastically rounded update and e its discrete-Gaussian
+noise share. The proof shows, without revealing x or e:
+
+* every x_j fits in `entry_bits` bits (two's complement) and every e_j in `noise_bits` bits;
+* sum x_j^2 <= bound2x (the task's clipping bound in integer units) and sum e_j^2 <= bound2e;
+* the committed vector is the one in the random linear check: s = sum_j r^j y_j + t.
+
+Vectors longer than one chunk (at most 4,096 entries) are proved chunk by chunk; each chunk
+proof moves a hidden running state (Poseidon commitment to the partial sums and t) from
+`state_in` to `state_out`, and both the chunk commitment and the states are bound to the
+context (task, round, member) and the chunk index, so chunks cannot be reordered, dropped,
+or mixed between members or rounds. Flow:
+
+    secret, posted = commit_update(spec, ctx, x, e, rng)        # before the challenge
+    ... masked inputs and digest(posted) are fixed; challenge r drawn from chain randomness ...
+    proof = prover.prove_update(secret, posted, r)                # s = proof.s
+    verify_update(keys, spec, posted, proof, r)                   # raises InvalidProof
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedledger.core.errors import ConfigError, DataError
+from fedledger.core.hashing import Usage, domain_hash
+from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, prove_checked
+from fedledger.zk.errors import InvalidProof
+from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
+from fedledger.zk.poseidon import poseidon, sponge
+
+MAX_CHUNK = 4096
+TAG_COMMIT = hash_to_field("update/chunk-commitment")
+TAG_STATE = hash_to_field("update/running-state")
+PUBLIC_INPUTS = (
+    "ctx", "k", "first", "last", "commit", "stateIn", "stateOut", "r", "rOff", "s", "bound2x", "bound2e",
+)
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """The task's proof parameters. Bit widths and chunk size fix the circuit (and its keys);
+    the squared norm bounds are public inputs, so tasks can change them without a new setup."""
+
+    chunk_size: int = MAX_CHUNK
+    entry_bits: int = 16
+    noise_bits: int = 12
+    norm_bits: int = 64
+    bound2x: int = 2**40
+    bound2e: int = 2**40
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_size <= MAX_CHUNK:
+            raise ConfigError(f"chunk_size must be in 1..{MAX_CHUNK}, got {self.chunk_size}")
+        for name in ("entry_bits", "noise_bits"):
+            v = getattr(self, name)
+            if not 2 <= v <= 32:
+                raise ConfigError(f"{name} must be in 2..32, got {v}")
+        if not 8 <= self.norm_bits <= 128:
+            raise ConfigError(f"norm_bits must be in 8..128, got {self.norm_bits}")
+        for name in ("bound2x", "bound2e"):
+            v = getattr(self, name)
+            if not 0 <= v < 2**self.norm_bits:
+                raise ConfigError(f"{name} must be in [0, 2^norm_bits), got {v}")
+
+    @property
+    def circuit(self) -> Circuit:
+        return Circuit(
+            name=f"update_n{self.chunk_size}_x{self.entry_bits}_e{self.noise_bits}_s{self.norm_bits}",
+            source="update_chunk.circom",
+            template="UpdateChunk",
+            args=(self.chunk_size, self.entry_bits, self.noise_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
+            public=PUBLIC_INPUTS,
+        )
+
+    def n_chunks(self, dim: int) -> int:
+        return max(1, -(-dim // self.chunk_size))
+
+
+@dataclass(frozen=True)
+class ProofContext:
+    """Who proves what: the field element every commitment and state of the proof is bound to."""
+
+    task_id: str
+    round_id: int
+    member_id: str
+
+    @property
+    def element(self) -> int:
+        return hash_to_field(
+            "update/context", self.task_id.encode(), self.round_id.to_bytes(8, "big"), self.member_id.encode()
+        )
+
+
+@dataclass(frozen=True)
+class UpdateSecret:
+    """What the trainer keeps: the vectors and the commitment randomness. Never leaves the trainer."""
+
+    x: np.ndarray
+    e: np.ndarray
+    t: int  # the linear-check blinding, also fed into the field coordinate of secure aggregation
+    rhos: tuple[int, ...]  # one per chunk commitment
+    salts: tuple[int, ...]  # one per running state (chunks + 1)
+
+
+@dataclass(frozen=True)
+class UpdateCommitment:
+    """Posted (by hash) before the challenge: binds the vectors, t and the proof context."""
+
+    ctx: int
+    dim: int
+    chunk_commits: tuple[int, ...]
+    state0: int  # commitment to t with zero partial sums (first running state)
+
+    def digest(self) -> bytes:
+        parts = [int_bytes(self.ctx), self.dim.to_bytes(8, "big"), int_bytes(self.state0)]
+        parts += [int_bytes(c) for c in self.chunk_commits]
+        return domain_hash(Usage.UPDATE_COMMIT, *parts)
+
+
+@dataclass(frozen=True)
+class ChunkProof:
+    index: int
+    state_out: int
+    proof: bytes
+
+
+@dataclass(frozen=True)
+class UpdateProof:
+    """The proof bundle: chunk proofs chained by their (hidden) running states, and s."""
+
+    s: int
+    chunks: tuple[ChunkProof, ...]
+    prove_seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(c.proof) for c in self.chunks)
+
+
+def _shifted_pack(v: np.ndarray, bits: int) -> list[int]:
+    """Entries shifted to [0, 2^bits) and packed floor(253/bits) per field element, little end first."""
+    per = 253 // bits
+    off = np.asarray(v, dtype=np.int64) + (1 << (bits - 1))
+    out = []
+    vals = [int(a) for a in off.tolist()]
+    for q in range(0, len(vals), per):
+        acc = 0
+        for i, a in enumerate(vals[q : q + per]):
+            acc |= a << (bits * i)
+        out.append(acc)
+    return out
+
+
+def chunk_commitment(spec: UpdateSpec, ctx: int, k: int, rho: int, x: np.ndarray, e: np.ndarray) -> int:
+    """The Poseidon commitment the circuit recomputes for chunk k (x and e zero-padded)."""
+    n = spec.chunk_size
+    xp = np.zeros(n, dtype=np.int64)
+    ep = np.zeros(n, dtype=np.int64)
+    xp[: len(x)] = x
+    ep[: len(e)] = e
+    head = poseidon([TAG_COMMIT, ctx, k, rho])
+    return sponge(head, _shifted_pack(xp, spec.entry_bits) + _shifted_pack(ep, spec.noise_bits))
+
+
+def running_state(ctx: int, k: int, sx: int, se: int, lin: int, t: int, salt: int) -> int:
+    return poseidon([TAG_STATE, ctx, k, sx, se, lin, t, salt])
+
+
+def _check_vectors(spec: UpdateSpec, x: np.ndarray, e: np.ndarray) -> None:
+    if x.ndim != 1 or e.shape != x.shape:
+        raise DataError(f"x and e must be 1-d vectors of one length, got {x.shape} and {e.shape}")
+    if len(x) == 0:
+        raise DataError("cannot prove an empty update")
+    for name, v, bits in (("x", x, spec.entry_bits), ("e", e, spec.noise_bits)):
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        if v.min() < lo or v.max() > hi:
+            raise DataError(f"an entry of {name} is outside [{lo}, {hi}] ({bits}-bit range)")
+    xs = int(np.dot(x.astype(object), x.astype(object)))
+    es = int(np.dot(e.astype(object), e.astype(object)))
+    if xs > spec.bound2x:
+        raise DataError(f"squared L2 norm of x is {xs}, over the bound {spec.bound2x}")
+    if es > spec.bound2e:
+        raise DataError(f"squared L2 norm of the noise share is {es}, over the bound {spec.bound2e}")
+
+
+def commit_update(
+    spec: UpdateSpec,
+    ctx: ProofContext,
+    x: np.ndarray,
+    e: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    t: int | None = None,
+    check: bool = True,
+) -> tuple[UpdateSecret, UpdateCommitment]:
+    """Commit to (x, e, t) chunk by chunk. `rng` supplies the hiding randomness (and t unless given).
+
+    `check=False` skips the range and norm checks, only so tests can hand the circuit a
+    witness that breaks a constraint.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(e, dtype=np.int64)
+    if check:
+        _check_vectors(spec, x, e)
+    c = ctx.element
+    n, kk = spec.chunk_size, spec.n_chunks(len(x))
+    t = random_field(rng) if t is None else to_field(t)
+    rhos = tuple(random_field(rng) for _ in range(kk))
+    salts = tuple(random_field(rng) for _ in range(kk + 1))
+    commits = tuple(
+        chunk_commitment(spec, c, k, rhos[k], x[k * n : (k + 1) * n], e[k * n : (k + 1) * n]) for k in range(kk)
+    )
+    state0 = running_state(c, 0, 0, 0, 0, t, salts[0])
+    return UpdateSecret(x, e, t, rhos, salts), UpdateCommitment(c, len(x), commits, state0)
+
+
+def chunk_public_inputs(
+    spec: UpdateSpec, posted: UpdateCommitment, k: int, state_in: int, state_out: int, r: int, s: int
+) -> list[int]:
+    """The public inputs of chunk k, in circuit order, as a verifier assembles them."""
+    kk = spec.n_chunks(posted.dim)
+    last = k == kk - 1
+    return [
+        posted.ctx,
+        k,
+        int(k == 0),
+        int(last),
+        posted.chunk_commits[k],
+        state_in,
+        state_out,
+        r,
+        pow(r, k * spec.chunk_size, P),
+        s if last else 0,
+        spec.bound2x,
+        spec.bound2e,
+    ]
+
+
+def chunk_witnesses(
+    spec: UpdateSpec, secret: UpdateSecret, posted: UpdateCommitment, r: int
+) -> tuple[int, list[dict[str, object]], list[int]]:
+    """(s, circuit inputs per chunk, running states) for challenge r."""
+    n, kk = spec.chunk_size, spec.n_chunks(posted.dim)
+    c = posted.ctx
+    sx = se = lin = 0
+    states = [posted.state0]
+    inputs: list[dict[str, object]] = []
+    pending = []
+    for k in range(kk):
+        xk = np.zeros(n, dtype=np.int64)
+        ek = np.zeros(n, dtype=np.int64)
+        seg_x = secret.x[k * n : (k + 1) * n]
+        xk[: len(seg_x)] = seg_x
+        ek[: len(seg_x)] = secret.e[k * n : (k + 1) * n]
+        xo, eo = xk.astype(object), ek.astype(object)
+        sx_o, se_o = sx + int(np.dot(xo, xo)), se + int(np.dot(eo, eo))
+        h = 0
+        for v in reversed((xk + ek).tolist()):
+            h = (h + v) * r % P
+        lin_o = (lin + pow(r, k * n, P) * h) % P
+        states.append(running_state(c, k + 1, sx_o % P, se_o % P, lin_o, secret.t, secret.salts[k + 1]))
+        pending.append((k, xk, ek, sx, se, lin))
+        sx, se, lin = sx_o, se_o, lin_o
+    s = (lin + secret.t) % P
+    for k, xk, ek, sxi, sei, lini in pending:
+        pub = chunk_public_inputs(spec, posted, k, states[k], states[k + 1], r, s)
+        inp: dict[str, object] = dict(zip(PUBLIC_INPUTS, pub, strict=True))
+        inp.update(
+            x=[int(v) % P for v in xk.tolist()],
+            e=[int(v) % P for v in ek.tolist()],
+            rho=secret.rhos[k],
+            sxIn=sxi % P,
+            seIn=sei % P,
+            linIn=lini,
+            t=secret.t,
+            saltIn=secret.salts[k],
+            saltOut=secret.salts[k + 1],
+        )
+        inputs.append(inp)
+    return s, inputs, states
+
+
+_WORKER: tuple[object, object] | None = None
+
+
+def _init_worker(key_dir: str) -> None:
+    """Process-pool initializer: each worker loads the keys once and keeps them."""
+    import groth16py
+
+    global _WORKER
+    pk = groth16py.ProvingKey.load(os.path.join(key_dir, "pk.bin"))
+    vk = groth16py.VerifyingKey.load(os.path.join(key_dir, "vk.bin"))
+    _WORKER = (pk, groth16py.Verifier(vk))
+
+
+def _prove_in_worker(circuit: Circuit, inputs: dict[str, object]) -> bytes:
+    assert _WORKER is not None
+    pk, verifier = _WORKER
+    return prove_checked(pk, verifier, circuit, inputs)  # type: ignore[arg-type]
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+class UpdateProver:
+    """A long-lived prover: keys loaded once, chunks proved in parallel.
+
+    groth16py holds the GIL while it computes the witness and proves, so parallelism comes from
+    processes: with `workers > 1` each worker process loads the proving key once at start and
+    proves whole chunks. `workers = 1` proves in the calling thread (no pool; used by tests).
+    """
+
+    def __init__(self, spec: UpdateSpec, backend: Groth16Backend | None = None, *, workers: int = 1):
+        self.spec = spec
+        self.backend = backend or Groth16Backend()
+        self.keys: KeySet = self.backend.keys(spec.circuit)
+        self.workers = max(1, workers)
+        self._pool: cf.ProcessPoolExecutor | None = None
+        if self.workers == 1:
+            _ = self.keys.pk  # load once, now
+        else:
+            ctx = mp.get_context("spawn")  # no fork of a process that may hold prover threads
+            self._pool = cf.ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(str(self.keys.directory),),
+            )
+            # Start every worker now so key loading is not billed to the first round.
+            list(self._pool.map(_noop, range(self.workers)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> UpdateProver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def prove_chunks(self, inputs: Sequence[Mapping[str, object]]) -> list[bytes]:
+        if self._pool is None:
+            return [self.backend.prove(self.keys, inp) for inp in inputs]
+        futures = [self._pool.submit(_prove_in_worker, self.keys.circuit, dict(inp)) for inp in inputs]
+        return [f.result() for f in futures]
+
+    def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
+        if not 0 < r < P:
+            raise ConfigError("the challenge must be a non-zero field element")
+        t0 = time.perf_counter()
+        s, inputs, states = chunk_witnesses(self.spec, secret, posted, r)
+        proofs = self.prove_chunks(inputs)
+        chunks = tuple(ChunkProof(k, states[k + 1], p) for k, p in enumerate(proofs))
+        return UpdateProof(s=s, chunks=chunks, prove_seconds=time.perf_counter() - t0)
+
+
+def verify_update(
+    keys: KeySet,
+    spec: UpdateSpec,
+    posted: UpdateCommitment,
+    proof: UpdateProof,
+    r: int,
+    *,
+    backend: type[Groth16Backend] = Groth16Backend,
+) -> None:
+    """Raise InvalidProof unless every chunk verifies and the chunks chain from `posted.state0`.
+
+    The verifier fixes the context, chunk indices, first/last flags, r^offset and the bounds
+    itself; the prover supplies only the proofs, the intermediate states and s.
+    """
+    if keys.circuit != spec.circuit:
+        raise InvalidProof("keys are for another circuit than the task's update spec")
+    kk = spec.n_chunks(posted.dim)
+    if len(posted.chunk_commits) != kk:
+        raise InvalidProof(f"commitment has {len(posted.chunk_commits)} chunks, dimension needs {kk}")
+    if len(proof.chunks) != kk:
+        raise InvalidProof(f"proof has {len(proof.chunks)} chunks, expected {kk}")
+    if not 0 < r < P or not 0 <= proof.s < P:
+        raise InvalidProof("challenge or linear-check value is not a field element")
+    state_in = posted.state0
+    for k, ch in enumerate(proof.chunks):
+        if ch.index != k:
+            raise InvalidProof(f"chunk {ch.index} found where chunk {k} belongs")
+        if not 0 <= ch.state_out < P:
+            raise InvalidProof(f"chunk {k}: running state is not a field element")
+        pub = chunk_public_inputs(spec, posted, k, state_in, ch.state_out, r, proof.s)
+        try:
+            backend.verify(keys, ch.proof, pub)
+        except InvalidProof as err:
+            raise InvalidProof(f"update proof, chunk {k} of {kk}: {err}") from err
+        state_in = ch.state_out

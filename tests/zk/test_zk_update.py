@@ -1,0 +1,231 @@
+"""Update proof: valid proofs verify; every broken constraint fails to prove or to verify."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from zk_support import SMALL
+
+from fedledger.core.errors import DataError, IntegrityError
+from fedledger.zk.errors import InvalidProof, ProvingError
+from fedledger.zk.field import P, signed
+from fedledger.zk.update import (
+    ChunkProof,
+    ProofContext,
+    UpdateCommitment,
+    UpdateProof,
+    chunk_witnesses,
+    commit_update,
+    running_state,
+    verify_update,
+)
+
+CTX = ProofContext("task-a", 7, "member-1")
+R = 0x1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF
+DIM = 40  # three chunks of 16 (the last one padded)
+
+
+def _vectors(rng: np.random.Generator, dim: int = DIM) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(-300, 300, dim), rng.integers(-50, 50, dim)
+
+
+@pytest.fixture(scope="module")
+def honest(small_prover):
+    rng = np.random.default_rng(1)
+    x, e = _vectors(rng)
+    secret, posted = commit_update(SMALL, CTX, x, e, rng)
+    proof = small_prover.prove_update(secret, posted, R)
+    return x, e, secret, posted, proof
+
+
+def test_valid_proof_verifies_and_s_is_the_blinded_linear_form(small_prover, honest) -> None:
+    x, e, secret, posted, proof = honest
+    verify_update(small_prover.keys, SMALL, posted, proof, R)
+    expected = (sum(pow(R, j + 1, P) * int(v) for j, v in enumerate((x + e).tolist())) + secret.t) % P
+    assert proof.s == expected
+    assert len(proof.chunks) == 3
+    assert all(len(c.proof) == 256 for c in proof.chunks)
+
+
+def test_commitment_hides_and_binds_context(rng) -> None:
+    x, e = _vectors(rng)
+    _, a = commit_update(SMALL, CTX, x, e, np.random.default_rng(5))
+    _, b = commit_update(SMALL, CTX, x, e, np.random.default_rng(6))
+    _, c = commit_update(SMALL, dataclasses.replace(CTX, round_id=8), x, e, np.random.default_rng(5))
+    assert a.chunk_commits != b.chunk_commits  # fresh randomness: same vector, new commitment
+    assert a.chunk_commits != c.chunk_commits  # same randomness, other round: other commitment
+    assert a.digest() != b.digest()
+
+
+@pytest.mark.parametrize(
+    ("field", "index", "value", "message"),
+    [
+        ("x", 3, 2**15, "x"),  # one past the 16-bit range
+        ("x", 0, -(2**15) - 1, "x"),
+        ("e", 17, 2**11, "e"),  # one past the 12-bit noise range
+    ],
+)
+def test_entry_out_of_range_fails_to_prove(small_prover, rng, field, index, value, message) -> None:
+    x, e = _vectors(rng)
+    (x if field == "x" else e)[index] = value
+    with pytest.raises(DataError, match=message):
+        commit_update(SMALL, CTX, x, e, rng)
+    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+    with pytest.raises(ProvingError):
+        small_prover.prove_update(secret, posted, R)
+
+
+def test_largest_entries_in_range_prove(small_prover, rng) -> None:
+    spec = dataclasses.replace(SMALL, bound2x=2**40, bound2e=2**40)
+    x, e = _vectors(rng, 16)
+    x[0], x[1], e[0], e[1] = 2**15 - 1, -(2**15), 2**11 - 1, -(2**11)
+    secret, posted = commit_update(spec, CTX, x, e, rng)
+    # bounds are public inputs, so the same keys serve another bound
+    from fedledger.zk.update import UpdateProver
+
+    prover = UpdateProver(spec, small_prover.backend)
+    verify_update(prover.keys, spec, posted, prover.prove_update(secret, posted, R), R)
+
+
+def test_norm_over_bound_fails_to_prove(small_prover, rng) -> None:
+    x, e = _vectors(rng)
+    x[:] = 600  # 40 * 600^2 = 14.4e6 > 10e6, every entry in range
+    with pytest.raises(DataError, match="norm of x"):
+        commit_update(SMALL, CTX, x, e, rng)
+    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+    with pytest.raises(ProvingError):
+        small_prover.prove_update(secret, posted, R)
+
+
+def test_norm_exactly_at_bound_proves(small_prover, rng) -> None:
+    x = np.zeros(DIM, dtype=np.int64)
+    e = np.zeros(DIM, dtype=np.int64)
+    x[:10] = 1000  # 10 * 1000^2 = 10,000,000 = bound2x
+    e[:4] = 500  # 4 * 500^2 = 1,000,000 = bound2e
+    secret, posted = commit_update(SMALL, CTX, x, e, rng)
+    verify_update(small_prover.keys, SMALL, posted, small_prover.prove_update(secret, posted, R), R)
+
+
+def test_noise_norm_over_bound_fails_to_prove(small_prover, rng) -> None:
+    x, e = _vectors(rng)
+    e[:] = 2000  # in 12-bit range, 40 * 4e6 > 1e6
+    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+    with pytest.raises(ProvingError):
+        small_prover.prove_update(secret, posted, R)
+
+
+def test_first_chunk_cannot_start_from_negative_norm(small_prover, rng) -> None:
+    """A prover that posts an initial state with sum x^2 = -K (mod p) to pass the norm check."""
+    x, e = _vectors(rng)
+    x[:] = 600
+    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+    _, inputs, _ = chunk_witnesses(SMALL, secret, posted, R)
+    forged = dict(inputs[0])
+    forged["sxIn"] = P - 10_000_000
+    forged["stateIn"] = running_state(posted.ctx, 0, P - 10_000_000, 0, 0, secret.t, secret.salts[0])
+    with pytest.raises(ProvingError):
+        small_prover.prove_chunks([forged])
+
+
+def test_wrong_commitment_fails_to_verify(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    commits = list(posted.chunk_commits)
+    commits[1] = (commits[1] + 1) % P
+    bad = dataclasses.replace(posted, chunk_commits=tuple(commits))
+    with pytest.raises(InvalidProof, match="chunk 1"):
+        verify_update(small_prover.keys, SMALL, bad, proof, R)
+    bad0 = dataclasses.replace(posted, state0=(posted.state0 + 1) % P)
+    with pytest.raises(InvalidProof, match="chunk 0"):
+        verify_update(small_prover.keys, SMALL, bad0, proof, R)
+
+
+def test_commitment_to_other_vector_fails(small_prover, honest, rng) -> None:
+    """Proving a vector other than the committed one: the prover cannot produce a witness."""
+    x, e, secret, posted, _ = honest
+    other = dataclasses.replace(secret, x=x.copy())
+    other.x[5] += 1
+    with pytest.raises(ProvingError):
+        small_prover.prove_update(other, posted, R)
+
+
+def test_wrong_linear_check_value_fails_to_verify(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    for s in ((proof.s + 1) % P, 0):
+        with pytest.raises(InvalidProof, match="chunk 2"):
+            verify_update(small_prover.keys, SMALL, posted, dataclasses.replace(proof, s=s), R)
+
+
+def test_other_challenge_fails_to_verify(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, posted, proof, R + 1)
+
+
+def test_chunk_from_another_member_or_round_fails(small_prover, honest) -> None:
+    x, e, _, posted, proof = honest
+    for other_ctx in (dataclasses.replace(CTX, member_id="member-2"), dataclasses.replace(CTX, round_id=8)):
+        rng = np.random.default_rng(9)
+        secret2, posted2 = commit_update(SMALL, other_ctx, x, e, rng)
+        proof2 = small_prover.prove_update(secret2, posted2, R)
+        verify_update(small_prover.keys, SMALL, posted2, proof2, R)
+        # splice the other context's chunk 1 (with its states) into ours
+        mixed = dataclasses.replace(proof, chunks=(proof.chunks[0], proof2.chunks[1], proof.chunks[2]))
+        with pytest.raises(InvalidProof):
+            verify_update(small_prover.keys, SMALL, posted, mixed, R)
+        # and claim the other context's whole proof with our commitment
+        with pytest.raises(InvalidProof, match="chunk 0"):
+            verify_update(small_prover.keys, SMALL, posted, proof2, R)
+
+
+def test_reordered_dropped_or_relabelled_chunks_fail(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    c0, c1, c2 = proof.chunks
+    with pytest.raises(InvalidProof, match="expected 3"):
+        verify_update(small_prover.keys, SMALL, posted, dataclasses.replace(proof, chunks=(c0, c2)), R)
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, posted, dataclasses.replace(proof, chunks=(c0, c2, c1)), R)
+    relabelled = (c0, ChunkProof(1, c2.state_out, c1.proof), ChunkProof(2, c2.state_out, c2.proof))
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, posted, dataclasses.replace(proof, chunks=relabelled), R)
+
+
+def test_tampered_proof_bytes_fail(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    raw = bytearray(proof.chunks[1].proof)
+    raw[40] ^= 1
+    chunks = (proof.chunks[0], dataclasses.replace(proof.chunks[1], proof=bytes(raw)), proof.chunks[2])
+    with pytest.raises(IntegrityError):
+        verify_update(small_prover.keys, SMALL, posted, dataclasses.replace(proof, chunks=chunks), R)
+    short = (proof.chunks[0], dataclasses.replace(proof.chunks[1], proof=bytes(raw[:200])), proof.chunks[2])
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, posted, UpdateProof(proof.s, short), R)
+
+
+def test_dimension_mismatch_fails(small_prover, honest) -> None:
+    _, _, _, posted, proof = honest
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, UpdateCommitment(posted.ctx, 70, posted.chunk_commits,
+                                                                  posted.state0), proof, R)
+
+
+def test_bounds_are_enforced_by_the_verifier_not_the_prover(small_prover, honest) -> None:
+    """A proof made against a looser bound does not verify under the task's bound."""
+    x, e, _, _, _ = honest
+    loose = dataclasses.replace(SMALL, bound2x=10**12)
+    rng = np.random.default_rng(3)
+    x2 = x.copy()
+    x2[:] = 600
+    secret, posted = commit_update(loose, CTX, x2, e, rng)
+    from fedledger.zk.update import UpdateProver
+
+    proof = UpdateProver(loose, small_prover.backend).prove_update(secret, posted, R)
+    verify_update(small_prover.keys, loose, posted, proof, R)
+    with pytest.raises(InvalidProof):
+        verify_update(small_prover.keys, SMALL, posted, proof, R)
+
+
+def test_signed_roundtrip() -> None:
+    for v in (0, 1, -1, 2**200, -(2**200)):
+        assert signed(v % P) == v
