@@ -1,9 +1,9 @@
 """fedledger.data: real data sets, partitioners, and federated splits (layer 1).
 
-    fd = load_federated("digits", "dirichlet:0.5", 10, seed=0)
-    fd.members[0].train.X      # float32 [n, 64]
-    fd.pooled_train()          # centralized baseline data
-    fd.test                    # global test set, for reporting only
+fd = load_federated("digits", "dirichlet:0.5", 10, seed=0)
+fd.members[0].train.X      # float32 [n, 64]
+fd.pooled_train()          # centralized baseline data
+fd.test                    # global test set, for reporting only
 """
 
 from fedledger.data.federate import load_federated

@@ -84,9 +84,7 @@ def _check_feasible(n: int, clients: int, min_size: int) -> None:
         raise ConfigError(f"min_size must be at least 1, got {min_size}")
     if n < clients * min_size:
         each = "1 example" if min_size == 1 else f"{min_size} examples"
-        raise DataError(
-            f"more members than samples: {n} examples cannot give {clients} members {each} each"
-        )
+        raise DataError(f"more members than samples: {n} examples cannot give {clients} members {each} each")
 
 
 def _check_sizes(part: Partition, min_size: int, scheme: str) -> Partition:
@@ -94,9 +92,10 @@ def _check_sizes(part: Partition, min_size: int, scheme: str) -> Partition:
     small = np.flatnonzero(sizes < min_size)
     if small.size:
         i = int(small[0])
+        have = int(sizes[i])
         raise DataError(
-            f"empty partition: {scheme} left member {part.names[i]!r} with {int(sizes[i])} examples "
-            f"(needs at least {min_size}); use fewer members"
+            f"empty partition: {scheme} left member {part.names[i]!r} with {have} "
+            f"example{'' if have == 1 else 's'} (needs at least {min_size}); use fewer members"
         )
     return part
 
@@ -310,6 +309,7 @@ def parse_partition(spec: str) -> Partitioner:
     """`iid` | `dirichlet:ALPHA` | `shards:K` | `natural` -> a partitioner; ConfigError otherwise."""
     text = str(spec).strip().lower()
     kind, sep, arg = text.partition(":")
+    detail = ""
     try:
         if kind == "iid" and not sep:
             return IID()
@@ -319,10 +319,11 @@ def parse_partition(spec: str) -> Partitioner:
             return Dirichlet(float(arg))
         if kind == "shards" and sep and arg.isdigit():
             return Shards(int(arg))
-    except ValueError as exc:  # float("abc"), or a ConfigError from the value checks
-        if isinstance(exc, ConfigError):
-            raise ConfigError(f"bad partition spec {spec!r}: {exc}") from None
-    raise ConfigError(f"bad partition spec {spec!r}; valid forms: {PARTITION_FORMS}")
+    except ConfigError as exc:  # a well-formed spec with a value out of range
+        detail = f" ({exc})"
+    except ValueError:  # float("abc")
+        pass
+    raise ConfigError(f"bad partition spec {spec!r}{detail}; valid forms: {PARTITION_FORMS}")
 
 
 def label_skew(counts: np.ndarray) -> float:
@@ -341,9 +342,7 @@ def label_skew(counts: np.ndarray) -> float:
     return float(0.5 * np.abs(local - pooled).sum(axis=1).mean())
 
 
-def stratified_pick(
-    labels: np.ndarray, groups: np.ndarray, take: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def stratified_pick(labels: np.ndarray, groups: np.ndarray, take: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A boolean mask choosing exactly take[g] examples in each group g, stratified by label.
 
     Within each group the examples are ordered by label (random order inside a label) and picked by

@@ -30,16 +30,20 @@ def fit_transform(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np
 
 def _images(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, Standardization]:
     pixels = raw.features[rows]
-    # Exact mean/std of the training pixels (after scaling to [0, 1]) from a 256-bin histogram:
-    # one pass over uint8, no float copy of the training set.
-    hist = np.bincount(pixels[train].ravel(), minlength=256).astype(np.float64)
-    values = np.arange(hist.shape[0], dtype=np.float64) / 255.0
-    total = hist.sum()
-    mean = float((hist * values).sum() / total)
-    std = float(np.sqrt((hist * (values - mean) ** 2).sum() / total)) or 1.0
-    x = pixels.astype(np.float32)
-    x *= np.float32(1.0 / (255.0 * std))
-    x -= np.float32(mean / std)
+    # Exact mean and standard deviation of the training pixels (scaled to [0, 1]) from integer
+    # sums; chunked float64 dot products are exact here (every partial sum stays below 2**53).
+    flat = pixels[train].reshape(-1)
+    total, s1, s2 = flat.shape[0], 0.0, 0.0
+    for lo in range(0, total, 1 << 22):
+        chunk = flat[lo : lo + (1 << 22)].astype(np.float64)
+        s1 += float(chunk.sum())
+        s2 += float(chunk @ chunk)
+    mean = s1 / total / 255.0
+    var = max(s2 / total / 255.0**2 - mean * mean, 0.0)
+    std = float(np.sqrt(var)) or 1.0
+    # One gather through a 256-entry table: pixel -> (pixel / 255 - mean) / std, as float32.
+    table = ((np.arange(256, dtype=np.float64) / 255.0 - mean) / std).astype(np.float32)
+    x = table[pixels]
     return x, Standardization(
         mean=np.array([mean]), scale=np.array([std]), impute=np.zeros(0),
         feature_names=("pixel",), fitted_on=int(train.sum()),

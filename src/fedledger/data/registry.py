@@ -109,9 +109,7 @@ def get_dataset(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown data set {name!r}; valid choices: {', '.join(sorted(DATASETS))}"
-        ) from None
+        raise ConfigError(f"unknown data set {name!r}; valid choices: {', '.join(sorted(DATASETS))}") from None
 
 
 _MEMO: dict[tuple[str, int, str], RawData] = {}

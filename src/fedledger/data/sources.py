@@ -12,6 +12,7 @@ be read is parsed again; a cache directory that cannot be written is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -128,10 +129,8 @@ def cached(name: str, version: int, loader: Any, cache_dir: Path | None) -> RawD
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
             pass  # unreadable or stale cache: parse the source again and overwrite it
     raw: RawData = loader()
-    try:
+    with contextlib.suppress(OSError):  # read-only home, full disk: work without the cache
         raw.to_npz(path)
-    except OSError:
-        pass  # read-only home, full disk: work without the cache
     return raw
 
 
@@ -222,9 +221,7 @@ def _sklearn(loader_name: str) -> RawData:
     return RawData(
         kind="tabular",
         features=features,
-        feature_names=tuple(map(str, names)) if names is not None else tuple(
-            f"x{i}" for i in range(features.shape[1])
-        ),
+        feature_names=tuple(map(str, names)) if names is not None else tuple(f"x{i}" for i in range(features.shape[1])),
         categorical=np.zeros((features.shape[0], 0), dtype=np.int32),
         categorical_names=(),
         categorical_levels=(),
