@@ -35,7 +35,7 @@ import numpy as np
 from fedledger.core.errors import DataError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.zk.errors import LinearCheckFailed
-from fedledger.zk.field import P, hash_to_field
+from fedledger.zk.field import P, hash_to_field, int_bytes
 from fedledger.zk.update import UpdateCommitment
 
 
@@ -53,6 +53,11 @@ def vector_digest(v: np.ndarray) -> bytes:
     """Hash of a masked input or a carry vector (dtype and shape are part of the digest)."""
     a = np.ascontiguousarray(v)
     return domain_hash(Usage.EVIDENCE, a.dtype.str.encode(), str(a.shape).encode(), a.tobytes())
+
+
+def masked_input_digest(masked: np.ndarray, masked_blinding: int) -> bytes:
+    """Hash of a member's whole secure-aggregation input: the vector mod 2^b and the field coordinate."""
+    return domain_hash(Usage.EVIDENCE, b"masked-input", vector_digest(masked), int_bytes(masked_blinding % P))
 
 
 def posting_digest(commitment: UpdateCommitment, masked_digest: bytes, carry_digest: bytes) -> bytes:
