@@ -25,9 +25,11 @@ from dp_accounting.rdp import RdpAccountant
 
 from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded
 
-# Orders used by Opacus and TF Privacy (so figures are comparable with theirs)
-RDP_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) +
-                                      [128, 256, 512, 1024])
+# dp-accounting's default RDP orders (1.25 .. 256) plus large orders for tiny deltas
+RDP_ORDERS: tuple[float, ...] = (
+    tuple(1 + x / 4.0 for x in range(1, 12)) + tuple(range(4, 64)) + (64.0, 80.0, 96.0, 128.0, 192.0, 256.0,
+                                                                     512.0, 1024.0)
+)
 
 
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> dpa.DpEvent:
