@@ -1,9 +1,8 @@
 """fedledger.data: real data sets, partitioners, and federated splits (layer 1).
 
-fd = load_federated("digits", "dirichlet:0.5", 10, seed=0)
-fd.members[0].train.X      # float32 [n, 64]
-fd.pooled_train()          # centralized baseline data
-fd.test                    # global test set, for reporting only
+`load_federated("digits", "dirichlet:0.5", 10, seed=0)` returns a `FederatedData`: per member a
+train and a holdout `Split` (float32 features, int64 labels), a global test `Split` for reporting,
+and `pooled_train()` for the centralized baseline. See docs/data.md.
 """
 
 from fedledger.data.federate import load_federated

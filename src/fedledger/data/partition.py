@@ -213,7 +213,7 @@ def _repair_min_size(owner: np.ndarray, clients: int, min_size: int, rng: np.ran
         pick = at_level[np.lexsort((at_level, -counts[at_level]))][:rest]
         take[pick] += 1
     # Within each member, rank its examples in random order; take the first take[m] of them.
-    order = np.lexsort((rng.random(owner.shape[0]), owner))
+    order = np.lexsort((np.asarray(rng.random(owner.shape[0])), owner))
     starts = np.cumsum(counts) - counts
     rank = np.empty_like(order)
     rank[order] = np.arange(order.shape[0]) - np.repeat(starts, counts)
@@ -356,7 +356,7 @@ def stratified_pick(labels: np.ndarray, groups: np.ndarray, take: np.ndarray, rn
     sizes = np.bincount(groups, minlength=take.shape[0])
     if (take < 0).any() or (take > sizes).any():
         raise DataError("cannot pick more examples than a group holds")
-    order = np.lexsort((rng.random(n), labels, groups))
+    order = np.lexsort((np.asarray(rng.random(n)), labels, groups))
     starts = np.cumsum(sizes) - sizes
     total = int(take.sum())
     gid = np.repeat(np.arange(take.shape[0]), take)

@@ -115,13 +115,15 @@ def get_dataset(name: str) -> DatasetInfo:
 _MEMO: dict[tuple[str, int, str], RawData] = {}
 
 
-def load_raw(name: str, *, cache_dir: Path | None = None) -> RawData:
-    """The parsed source of data set `name` (through the .npz cache and an in-process memo)."""
+def load_raw(name: str, *, cache_dir: Path | None = None, memo: bool = True) -> RawData:
+    """The parsed source of data set `name`, through the .npz cache and (unless `memo=False`) an
+    in-process memo, so repeated loads in one process (baselines, several seeds) parse nothing."""
     info = get_dataset(name)
     where = str(cache_dir or sources.default_cache_dir())
     memo_key = (name, info.version, where)
-    raw = _MEMO.get(memo_key)
+    raw = _MEMO.get(memo_key) if memo else None
     if raw is None:
         raw = sources.cached(name, info.version, info.loader, cache_dir)
-        _MEMO[memo_key] = raw
+        if memo:
+            _MEMO[memo_key] = raw
     return raw

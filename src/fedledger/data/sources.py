@@ -136,7 +136,7 @@ def cached(name: str, version: int, loader: Any, cache_dir: Path | None) -> RawD
 
 # -- idx files (LeCun's MNIST format, also used by Fashion-MNIST) ----------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def parse_idx(data: bytes, what: str = "idx data") -> np.ndarray:

@@ -1,0 +1,158 @@
+"""Data-layer benchmarks: partitioning speed at scale, load times (cold parse vs cached), skew.
+
+Every ratio compares against a baseline measured in the same run:
+- partitioning 60,000 labels into 1,000 members, vectorized vs a straightforward per-class /
+  per-member Python implementation of the same Dirichlet scheme;
+- loading a data set from the parse cache vs parsing its source.
+Times are medians over repeats. Run: `python -m bench.bench_data [--quick]`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedledger.core.errors import DataError
+from fedledger.data import DATASETS, label_skew, load_federated, load_raw, parse_partition
+from fedledger.data.sources import FASHION_MNIST_DIR
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _naive_dirichlet(labels: np.ndarray, clients: int, alpha: float, rng: np.random.Generator) -> list[list[int]]:
+    """The usual reference loop: per class, draw proportions, cut the shuffled class indices at the
+    cumulative proportions, and append each piece to a member's Python list."""
+    members: list[list[int]] = [[] for _ in range(clients)]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        p = rng.dirichlet(np.full(clients, alpha))
+        cuts = (np.cumsum(p) * idx.size).astype(int)[:-1]
+        for m, piece in enumerate(np.split(idx, cuts)):
+            members[m].extend(piece.tolist())
+    return members
+
+
+def partition_figures(quick: bool) -> dict[str, Any]:
+    n, clients, repeats = (60_000, 1_000, 3) if not quick else (20_000, 200, 2)
+    labels = np.random.default_rng(0).integers(0, 10, size=n).astype(np.int64)
+    out: dict[str, Any] = {"examples": n, "members": clients, "repeats": repeats}
+    for spec in ("iid", "dirichlet:0.5", "dirichlet:0.1", "shards:2"):
+        p = parse_partition(spec)
+        seconds = _median_seconds(
+            lambda p=p: p.partition(labels, clients, np.random.default_rng(1), min_size=2), repeats
+        )
+        part = p.partition(labels, clients, np.random.default_rng(1), min_size=2)
+        sizes = part.sizes()
+        counts = np.zeros((clients, 10), dtype=np.int64)
+        np.add.at(counts, (part.owner, labels), 1)
+        out[spec] = {
+            "seconds": round(seconds, 5),
+            "min_size": int(sizes.min()),
+            "max_size": int(sizes.max()),
+            "label_skew": round(label_skew(counts), 4),
+        }
+    naive = _median_seconds(lambda: _naive_dirichlet(labels, clients, 0.5, np.random.default_rng(1)), repeats)
+    out["naive_dirichlet:0.5_seconds"] = round(naive, 5)
+    out["dirichlet_speedup_vs_naive"] = round(naive / out["dirichlet:0.5"]["seconds"], 1)
+    return out
+
+
+def skew_figures(quick: bool) -> dict[str, Any]:
+    """Mean total-variation label skew on digits, 10 members, median over seeds."""
+    seeds = range(3 if quick else 5)
+    out: dict[str, Any] = {}
+    for spec in ("iid", "dirichlet:100", "dirichlet:1", "dirichlet:0.5", "dirichlet:0.3", "dirichlet:0.1", "shards:2"):
+        values = [label_skew(load_federated("digits", spec, 10, seed=s).label_counts()) for s in seeds]
+        out[spec] = round(statistics.median(values), 4)
+    return out
+
+
+def load_figures(quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = [n for n in DATASETS if n != "fashion_mnist" or FASHION_MNIST_DIR.is_dir()]
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp)
+            start = time.perf_counter()
+            load_raw(name, cache_dir=cache, memo=False)  # parse the source, write the cache
+            cold = time.perf_counter() - start
+            warm = _median_seconds(lambda name=name, cache=cache: load_raw(name, cache_dir=cache, memo=False), 3)
+            clients = {"randhie": 6, "lending_club": 50}.get(name, 20)
+            partition = "natural" if DATASETS[name].natural_key else "dirichlet:0.3"
+            # End to end from the on-disk cache: parse cache + split + preprocess.
+            federate = _median_seconds(
+                lambda name=name, cache=cache, partition=partition, clients=clients: (
+                    load_raw(name, cache_dir=cache, memo=False),
+                    load_federated(name, partition, clients, seed=0, cache_dir=cache),
+                ),
+                3,
+            )
+            fd = load_federated(name, partition, clients, seed=0, cache_dir=cache)
+        out[name] = {
+            "rows": len(load_raw(name)),
+            "parse_seconds": round(cold, 3),
+            "cached_seconds": round(warm, 4),
+            "cache_speedup": round(cold / warm, 1),
+            "load_federated_from_cache_seconds": round(federate, 3),
+            "federation": f"{partition}, {clients} members",
+            "train": sum(len(m.train) for m in fd.members),
+            "holdout": sum(len(m.holdout) for m in fd.members),
+            "test": len(fd.test),
+            "input_shape": list(fd.input_shape),
+        }
+    if "fashion_mnist" in out:
+        start = time.perf_counter()
+        fd = load_federated("fashion_mnist", "iid", 1000, seed=0)
+        out["fashion_mnist_1000_members_seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
+def natural_figures() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("randhie", "lending_club"):
+        groups = len(np.unique(load_raw(name).key))
+        fd = load_federated(name, "natural", groups, seed=0)
+        sizes = [len(m) for m in fd.members]
+        positive = [float(np.mean(np.concatenate([m.train.y, m.holdout.y]))) for m in fd.members]
+        out[name] = {
+            "groups": groups,
+            "member_size_min": min(sizes),
+            "member_size_max": max(sizes),
+            "positive_rate_min": round(min(positive), 3),
+            "positive_rate_max": round(max(positive), 3),
+            "label_skew": round(label_skew(fd.label_counts("all")), 4),
+        }
+        try:
+            load_federated(name, "natural", groups + 1, seed=0)
+        except DataError as exc:
+            out[name]["too_many_members_error"] = str(exc)
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return {
+        "partition": partition_figures(quick),
+        "skew_digits": skew_figures(quick),
+        "load": load_figures(quick),
+        "natural": natural_figures(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=2))
