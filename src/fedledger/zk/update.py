@@ -400,3 +400,62 @@ def verify_update(
         except InvalidProof as err:
             raise InvalidProof(f"update proof, chunk {k} of {kk}: {err}") from err
         state_in = ch.state_out
+
+
+# -- wire form --------------------------------------------------------------------------------
+
+_BUNDLE_KEYS = {"version", "spec", "commitment", "challenge", "proof"}
+
+
+def bundle_to_json(spec: UpdateSpec, posted: UpdateCommitment, proof: UpdateProof, r: int) -> dict[str, object]:
+    """A self-describing JSON form of (spec, commitment, challenge, proof); field elements as hex."""
+    return {
+        "version": 1,
+        "spec": dict(spec.__dict__),
+        "commitment": {
+            "ctx": hex(posted.ctx),
+            "dim": posted.dim,
+            "chunk_commits": [hex(c) for c in posted.chunk_commits],
+            "state0": hex(posted.state0),
+        },
+        "challenge": hex(r),
+        "proof": {
+            "s": hex(proof.s),
+            "chunks": [{"index": c.index, "state_out": hex(c.state_out), "proof": c.proof.hex()} for c in proof.chunks],
+            "prove_seconds": proof.prove_seconds,
+        },
+    }
+
+
+def _felt(v: object) -> int:
+    if not isinstance(v, str) or not v.startswith("0x"):
+        raise InvalidProof(f"expected a 0x-hex field element, got {v!r}")
+    n = int(v, 16)
+    if not 0 <= n < P:
+        raise InvalidProof("field element out of range")
+    return n
+
+
+def bundle_from_json(d: Mapping[str, object]) -> tuple[UpdateSpec, UpdateCommitment, UpdateProof, int]:
+    """Inverse of bundle_to_json; rejects unknown or missing keys and malformed values."""
+    try:
+        if set(d) != _BUNDLE_KEYS or d["version"] != 1:
+            raise InvalidProof(f"not an update-proof bundle (keys {sorted(d)})")
+        spec = UpdateSpec(**d["spec"])  # type: ignore[arg-type]
+        c = d["commitment"]
+        assert isinstance(c, dict) and set(c) == {"ctx", "dim", "chunk_commits", "state0"}
+        posted = UpdateCommitment(
+            _felt(c["ctx"]), int(c["dim"]), tuple(_felt(v) for v in c["chunk_commits"]), _felt(c["state0"])
+        )
+        p = d["proof"]
+        assert isinstance(p, dict) and set(p) == {"s", "chunks", "prove_seconds"}
+        chunks = []
+        for ch in p["chunks"]:
+            assert set(ch) == {"index", "state_out", "proof"}
+            chunks.append(ChunkProof(int(ch["index"]), _felt(ch["state_out"]), bytes.fromhex(ch["proof"])))
+        proof = UpdateProof(_felt(p["s"]), tuple(chunks), float(p["prove_seconds"]))
+        return spec, posted, proof, _felt(d["challenge"])
+    except (AssertionError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, InvalidProof):
+            raise
+        raise InvalidProof(f"malformed update-proof bundle: {e}") from e
