@@ -16,6 +16,7 @@ import numpy as np
 
 from fedledger.secagg.client import ClientConfig, ClientState, Rand, client_handle, client_start
 from fedledger.secagg.entropy import random_bytes
+from fedledger.secagg.errors import SecAggAbort
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import SERVER, Kind, Message, decode
@@ -36,6 +37,7 @@ class RoundOutcome:
     bytes_down: Mapping[int, int]
     client_seconds: Mapping[int, float]
     server_seconds: float
+    aborted: Mapping[int, str]  # members that stopped on their own (e.g. too few live neighbours)
 
 
 def run_round(
@@ -61,6 +63,7 @@ def run_round(
     ctime = {int(m): 0.0 for m in members}
     stime = 0.0
     states: dict[int, ClientState] = {}
+    aborted: dict[int, str] = {}
 
     def deliver_up(sender: int, msgs: list[Message]) -> None:
         nonlocal server, stime
@@ -96,8 +99,14 @@ def run_round(
             data = msg.to_bytes()
             down[to] += len(data)
             t0 = time.perf_counter()
-            st, replies = client_handle(states[to], decode(data), rand)
-            ctime[to] += time.perf_counter() - t0
+            try:
+                st, replies = client_handle(states[to], decode(data), rand)
+            except SecAggAbort as e:  # the member refuses to go on: to the server it has dropped out
+                aborted[to] = str(e)
+                del states[to]
+                continue
+            finally:
+                ctime[to] += time.perf_counter() - t0
             states[to] = st
             deliver_up(to, replies)
     return RoundOutcome(
@@ -108,6 +117,7 @@ def run_round(
         bytes_down=down,
         client_seconds=ctime,
         server_seconds=stime,
+        aborted=aborted,
     )
 
 
