@@ -1,0 +1,582 @@
+"""`Ledger`: the typed client a round coordinator, a member or the CLI calls.
+
+One `Ledger` is a session on one chain and one deployment, signing as one account;
+`as_account(acct)` (or `dev(i)` on dev chains) gives another signer on the same session, so
+the nonce tracking, the event index and the gas record are shared. Every state-changing
+method sends one transaction (`stake` may add an `approve`), waits for its receipt within a
+bounded time, raises a typed `LedgerRevert` subclass on a revert, records the gas used under
+the method's name and feeds the receipt's events to the index.
+
+    with Ledger.connect("auto", run_dir) as owner:
+        task = owner.create_task(TaskSpec(spec_hash, reward_per_round=..., rounds=10, privacy_budget=to_fixed(8)))
+        info = owner.open_round(task, privacy_bound=to_fixed(0.8))   # RoundInfo(seed, aggregator, committee)
+        owner.as_account(agg_key).submit_result(task, info.round_id, RoundResult(...))
+        for v in committee_keys: owner.as_account(v).vote(task, info.round_id, accept=True)
+        owner.finalize(task, info.round_id)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from fedledger.core.errors import IntegrityError
+from fedledger.ledger.backends import AnvilBackend, Backend, open_backend
+from fedledger.ledger.deploy import DEPLOYMENT_FILE, Deployment, DeployParams, check_deployment, contracts_for, deploy
+from fedledger.ledger.errors import DeploymentError, InvalidArgument, LedgerError
+from fedledger.ledger.index import EventIndex
+from fedledger.ledger.selection import select_aggregator, select_cohort, select_committee
+from fedledger.ledger.tx import TxSender
+from fedledger.ledger.types import (
+    ZERO32,
+    Event,
+    GovAction,
+    Member,
+    Proposal,
+    Role,
+    RoundId,
+    RoundInfo,
+    RoundRecord,
+    RoundResult,
+    RoundStatus,
+    TaskId,
+    TaskInfo,
+    TaskSpec,
+)
+
+INDEX_FILE = "index.sqlite"
+
+
+def _b32(value: bytes | str, what: str) -> bytes:
+    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+    if len(raw) != 32:
+        raise InvalidArgument(f"{what} must be 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _hexb(value: Any) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
+
+
+class _Session:
+    """What all signers of one ledger session share."""
+
+    def __init__(self, backend: Backend, deployment: Deployment, index_path: Path | None, owns_backend: bool) -> None:
+        self.backend = backend
+        self.deployment = deployment
+        self.w3 = backend.w3
+        self.c = contracts_for(self.w3, deployment)
+        self.sender = TxSender(self.w3, backend.chain_id)
+        self.index = EventIndex(
+            self.w3,
+            self.c,
+            path=index_path,
+            start_block=deployment.block_number,
+            key=deployment.key,
+            live=backend.kind != "memory",  # py-evm in-process: every tx is ours, receipts suffice
+        )
+        self.sender.hooks.append(self.index.ingest_receipt)
+        if not self.index.live:
+            self.index.sync(fetch=True)  # once: the deployment's own events
+        self.owns_backend = owns_backend
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.index.close()
+        if self.owns_backend:
+            self.backend.close()
+
+
+class Ledger:
+    def __init__(self, session: _Session, account: LocalAccount | None = None) -> None:
+        self._s = session
+        self._account = account
+
+    @property
+    def account(self) -> LocalAccount:
+        """The signer (by default the backend's deployer/funder, loaded at first use)."""
+        if self._account is None:
+            self._account = self._s.backend.funder
+        return self._account
+
+    # ------------------------------------------------------------------ sessions
+    @classmethod
+    def connect(
+        cls,
+        chain: str = "auto",
+        run_dir: Path | str | None = None,
+        *,
+        params: DeployParams | None = None,
+        deploy_if_missing: bool = True,
+        force_deploy: bool = False,
+        keystore: Path | str | None = None,
+    ) -> Ledger:
+        """Open the chain (`auto`, `memory` or a URL) for `run_dir`, and find or deploy the contracts."""
+        backend = open_backend(chain, run_dir, keystore=keystore)
+        try:
+            return cls.attach(
+                backend,
+                params=params,
+                deploy_if_missing=deploy_if_missing,
+                force_deploy=force_deploy,
+                owns_backend=True,
+            )
+        except BaseException:
+            backend.close()
+            raise
+
+    @classmethod
+    def attach(
+        cls,
+        backend: Backend,
+        *,
+        params: DeployParams | None = None,
+        deploy_if_missing: bool = True,
+        force_deploy: bool = False,
+        owns_backend: bool = False,
+    ) -> Ledger:
+        """A session on an open backend; the deployment comes from its chain dir or is made now."""
+        chain_dir = backend.chain_dir
+        dep_path = chain_dir / DEPLOYMENT_FILE if chain_dir is not None and backend.kind != "memory" else None
+        deployment: Deployment | None = None
+        if dep_path is not None and dep_path.exists() and not force_deploy:
+            deployment = Deployment.load(dep_path)
+            check_deployment(backend.w3, deployment)
+        if deployment is None:
+            if not deploy_if_missing and not force_deploy:
+                raise DeploymentError(f"no deployment for {backend.describe()}: run `fedledger chain deploy`")
+            sender = TxSender(backend.w3, backend.chain_id)
+            deployment = deploy(backend.w3, sender, backend.funder, params or DeployParams())
+            if dep_path is not None:
+                deployment.save(dep_path)
+            backend.persist()
+        index_path = chain_dir / INDEX_FILE if chain_dir is not None and backend.kind != "memory" else None
+        return cls(_Session(backend, deployment, index_path, owns_backend))
+
+    def as_account(self, account: LocalAccount) -> Ledger:
+        """The same session, signing as `account`."""
+        return Ledger(self._s, account)
+
+    def dev(self, i: int) -> Ledger:
+        """The same session as the i-th deterministic dev account (dev chains: funded with ether)."""
+        return self.as_account(self._s.backend.dev_account(i))
+
+    def close(self) -> None:
+        self._s.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    @property
+    def backend(self) -> Backend:
+        return self._s.backend
+
+    @property
+    def deployment(self) -> Deployment:
+        return self._s.deployment
+
+    @property
+    def contracts(self) -> dict[str, Any]:
+        return self._s.c
+
+    @property
+    def index(self) -> EventIndex:
+        return self._s.index
+
+    @property
+    def block_number(self) -> int:
+        return int(self._s.w3.eth.block_number)
+
+    @property
+    def timestamp(self) -> int:
+        return int(self._s.w3.eth.get_block("latest")["timestamp"])
+
+    def _tx(self, op: str, call: Any) -> Any:
+        return self._s.sender.transact(self.account, op, call)
+
+    def _events(self, receipt: Any, name: str) -> list[Event]:
+        return [e for e in self._s.index.ingest_receipt(receipt) if e.name == name]
+
+    def _fn(self, contract: str) -> Any:
+        return self._s.c[contract].functions
+
+    # ------------------------------------------------------------------ dev chains
+    def advance_time(self, seconds: int) -> None:
+        self._s.backend.advance_time(seconds)
+
+    def snapshot(self) -> Any:
+        return self._s.backend.snapshot()
+
+    def revert(self, snap: Any) -> None:
+        """Revert the chain to a snapshot and forget the events and nonces past it."""
+        self._s.backend.revert(snap)
+        self._s.sender.reset_nonces()
+        self._s.index.rollback_to_head()
+
+    def persist(self) -> None:
+        self._s.backend.persist()
+
+    # ------------------------------------------------------------------ gas and events
+    def gas_report(self) -> dict[str, dict[str, float]]:
+        return self._s.sender.gas_report()
+
+    @property
+    def gas_log(self) -> dict[str, list[int]]:
+        return self._s.sender.gas
+
+    def events(self, name: str | None = None, **where: Any) -> list[Event]:
+        """Indexed events, e.g. `events("Voted", task_id=1, round_id=2)`; addresses are checksummed."""
+        where = {k: to_checksum_address(v) if isinstance(v, str) and len(v) == 42 else v for k, v in where.items()}
+        return self._s.index.events(name, **where)
+
+    # ------------------------------------------------------------------ tokens
+    def utility_balance(self, address: str | None = None) -> int:
+        return int(self._fn("utility_token").balanceOf(address or self.address).call())
+
+    def reward_balance(self, address: str | None = None) -> int:
+        return int(self._fn("reward_token").balanceOf(address or self.address).call())
+
+    def transfer_utility(self, to: str, amount: int) -> None:
+        self._tx("transfer", self._fn("utility_token").transfer(to_checksum_address(to), amount))
+
+    def transfer_reward(self, to: str, amount: int) -> None:
+        self._tx("transfer_reward", self._fn("reward_token").transfer(to_checksum_address(to), amount))
+
+    # ------------------------------------------------------------------ registry
+    def register(self, role: Role, pubkey: bytes, metadata: bytes = ZERO32) -> Member:
+        """Register the signer with `role` and its X25519 key-agreement public key (32 bytes)."""
+        self._tx(
+            "register", self._fn("task_manager").register(int(role), _b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
+        )
+        member = self.member()
+        assert member is not None
+        return member
+
+    def update_member(self, pubkey: bytes, metadata: bytes = ZERO32) -> None:
+        self._tx(
+            "update_member", self._fn("task_manager").update_member(_b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
+        )
+
+    def member(self, address: str | None = None) -> Member | None:
+        a = to_checksum_address(address or self.address)
+        role, pubkey, metadata, pool_index = self._fn("task_manager").members(a).call()
+        if role == 0:
+            return None
+        return Member(
+            address=a,
+            role=Role(role),
+            pubkey=bytes(pubkey),
+            metadata=bytes(metadata),
+            pool_index=int(pool_index),
+            stake=self.stake_of(a),
+            weight=int(self._fn("task_manager").weight_of(a).call()),
+        )
+
+    def refresh_weight(self, address: str) -> None:
+        self._tx("refresh_weight", self._fn("task_manager").refresh_weight(to_checksum_address(address)))
+
+    def pool(self, role: Role, *, before: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+        """[(address, weight)] of a role's selection pool in pool order, from the event index.
+
+        With `before=(block, log_index)` it is the pool as it stood just before that event, which
+        is what the contract drew a round's roles from.
+        """
+        idx = self._s.index
+        members = idx.events("MemberRegistered", before=before, role=int(role))
+        order = {str(e.args["member"]): int(e.args["pool_index"]) for e in members}  # type: ignore[call-overload]
+        weights = dict.fromkeys(order, 0)
+        for e in idx.events("PoolWeightChanged", before=before, sync=False, role=int(role)):
+            weights[str(e.args["member"])] = int(e.args["weight"])  # type: ignore[call-overload]
+        return sorted(weights.items(), key=lambda kv: order[kv[0]])
+
+    # ------------------------------------------------------------------ staking
+    def stake_of(self, address: str | None = None) -> int:
+        return int(self._fn("staking").stake_of(to_checksum_address(address or self.address)).call())
+
+    def unbonding_of(self, address: str | None = None) -> tuple[int, int]:
+        """(amount unbonding, earliest withdrawal time)."""
+        a = to_checksum_address(address or self.address)
+        return int(self._fn("staking").unbonding_of(a).call()), int(self._fn("staking").release_time(a).call())
+
+    def stake(self, amount: int) -> None:
+        """Stake `amount` utility tokens (approving the staking contract first if needed)."""
+        staking = self._s.c["staking"].address
+        if int(self._fn("utility_token").allowance(self.address, staking).call()) < amount:
+            self._tx("approve", self._fn("utility_token").approve(staking, amount))
+        self._tx("stake", self._fn("staking").stake(amount))
+
+    def unbond(self, amount: int) -> None:
+        self._tx("unbond", self._fn("staking").unbond(amount))
+
+    def withdraw(self) -> None:
+        self._tx("withdraw", self._fn("staking").withdraw())
+
+    # ------------------------------------------------------------------ tasks
+    def create_task(self, spec: TaskSpec) -> TaskId:
+        receipt = self._tx(
+            "create_task",
+            self._fn("task_manager").create_task(
+                _b32(spec.spec_hash, "spec_hash"),
+                spec.reward_per_round,
+                spec.rounds,
+                spec.privacy_budget,
+                spec.committee_size,
+                spec.quorum_bps,
+                spec.submit_window,
+                spec.vote_window,
+            ),
+        )
+        return TaskId(int(self._events(receipt, "TaskCreated")[0].args["task_id"]))  # type: ignore[call-overload]
+
+    def task(self, task_id: int) -> TaskInfo:
+        raw = self._fn("task_manager").tasks(task_id).call()
+        if raw[0] == "0x" + "00" * 20 or int(raw[0], 16) == 0:
+            raise InvalidArgument(f"unknown task {task_id}", "task")
+        return TaskInfo(TaskId(task_id), raw[0], bytes(raw[1]), *map(int, raw[2:]))
+
+    def task_count(self) -> int:
+        return int(self._fn("task_manager").task_count().call())
+
+    # ------------------------------------------------------------------ rounds
+    def _round_info(self, receipt: Any) -> RoundInfo:
+        ev = self._events(receipt, "RoundOpened")[0]
+        a = ev.args
+        return RoundInfo(
+            task_id=TaskId(int(a["task_id"])),  # type: ignore[call-overload]
+            round_id=RoundId(int(a["round_id"])),  # type: ignore[call-overload]
+            attempt=int(a["attempt"]),  # type: ignore[call-overload]
+            seed=_hexb(a["seed"]),
+            aggregator=str(a["aggregator"]),
+            committee=tuple(str(x) for x in a["committee"]),  # type: ignore[attr-defined]
+            committee_weight=int(a["committee_weight"]),  # type: ignore[call-overload]
+            submit_deadline=int(a["submit_deadline"]),  # type: ignore[call-overload]
+            privacy_bound=int(a["privacy_bound"]),  # type: ignore[call-overload]
+            block_number=ev.block_number,
+        )
+
+    def open_round(self, task_id: int, privacy_bound: int | None = None) -> RoundInfo:
+        """Task owner: open the next round. `privacy_bound` is the task's cumulative privacy spent
+        once this round is finalized (18-decimal fixed point); by default, what is spent already."""
+        if privacy_bound is None:
+            privacy_bound = self.task(task_id).privacy_spent
+        return self._round_info(self._tx("open_round", self._fn("task_manager").open_round(task_id, privacy_bound)))
+
+    def submit_result(self, task_id: int, round_id: int, result: RoundResult) -> None:
+        """The round's aggregator: post the result in one transaction."""
+        self._tx(
+            "submit_result",
+            self._fn("task_manager").submit_result(
+                task_id,
+                round_id,
+                _b32(result.model_hash, "model_hash"),
+                _b32(result.evidence_root, "evidence_root"),
+                _b32(result.survivor_root, "survivor_root"),
+                result.survivor_count,
+                result.privacy_spent,
+                _b32(result.reputation_root, "reputation_root"),
+                _b32(result.reward_root, "reward_root"),
+            ),
+        )
+
+    def vote(self, task_id: int, round_id: int, accept: bool) -> None:
+        """A committee member: accept or reject the submitted result (once)."""
+        self._tx("vote", self._fn("task_manager").vote(task_id, round_id, accept))
+
+    def finalize(self, task_id: int, round_id: int) -> RoundStatus:
+        """Anyone: finalize at quorum (or record a rejection). A finalized round is made durable."""
+        receipt = self._tx("finalize", self._fn("task_manager").finalize(task_id, round_id))
+        status = RoundStatus.FINALIZED if self._events(receipt, "RoundFinalized") else RoundStatus.REJECTED
+        if status is RoundStatus.FINALIZED:
+            self._s.backend.persist()
+        return status
+
+    def reopen(self, task_id: int, round_id: int) -> RoundInfo:
+        """Anyone: restart a round after a missed deadline (slashing the aggregator) or a rejection."""
+        return self._round_info(self._tx("reopen", self._fn("task_manager").reopen(task_id, round_id)))
+
+    def round(self, task_id: int, round_id: int) -> RoundRecord:
+        tm = self._fn("task_manager")
+        r = tm.rounds(task_id, round_id).call()
+        return RoundRecord(
+            task_id=TaskId(task_id),
+            round_id=RoundId(round_id),
+            status=RoundStatus(r[0]),
+            attempt=int(r[1]),
+            seed=bytes(r[2]),
+            opened_block=int(r[3]),
+            aggregator=str(r[4]),
+            submit_deadline=int(r[5]),
+            vote_deadline=int(r[6]),
+            privacy_bound=int(r[7]),
+            model_hash=bytes(r[8]),
+            evidence_root=bytes(r[9]),
+            survivor_root=bytes(r[10]),
+            survivor_count=int(r[11]),
+            privacy_spent=int(r[12]),
+            reputation_root=bytes(r[13]),
+            reward_root=bytes(r[14]),
+            committee_weight=int(r[15]),
+            accept_weight=int(r[16]),
+            reject_weight=int(r[17]),
+            committee=tuple(str(a) for a in tm.committee(task_id, round_id).call()),
+        )
+
+    def is_committee_member(self, task_id: int, round_id: int, address: str | None = None) -> bool:
+        """One storage read on chain: the member's weight in the current attempt's committee."""
+        a = to_checksum_address(address or self.address)
+        return int(self._fn("task_manager").committee_weight_of(task_id, round_id, a).call()) > 0
+
+    def _opened_event(self, task_id: int, round_id: int, attempt: int | None) -> Event:
+        opened = self.events("RoundOpened", task_id=task_id, round_id=round_id)
+        if attempt is not None:
+            opened = [e for e in opened if int(e.args["attempt"]) == attempt]  # type: ignore[call-overload]
+        if not opened:
+            raise InvalidArgument(f"round {task_id}/{round_id} was never opened", "selection")
+        return opened[-1]
+
+    def expected_selection(self, task_id: int, round_id: int, attempt: int | None = None) -> tuple[str, list[str]]:
+        """(aggregator, committee) recomputed off chain from the seed and the pools' weights as
+        they stood when the round (attempt) opened, exactly as the contract draws them."""
+        ev = self._opened_event(task_id, round_id, attempt)
+        at = (ev.block_number, ev.log_index)
+        seed = _hexb(ev.args["seed"])
+        excluded = None
+        reopened = [
+            e
+            for e in self.events("RoundReopened", task_id=task_id, round_id=round_id)
+            if int(e.args["attempt"]) == int(ev.args["attempt"])  # type: ignore[call-overload]
+        ]
+        if reopened and int(reopened[-1].args["reason"]) == 1:  # type: ignore[call-overload]
+            excluded = str(reopened[-1].args["slashed"])
+        size = self._committee_size_at(task_id, at)
+        aggregator = select_aggregator(seed, self.pool(Role.AGGREGATOR, before=at), excluded)
+        committee = select_committee(seed, self.pool(Role.VALIDATOR, before=at), size)
+        return aggregator, committee
+
+    def _committee_size_at(self, task_id: int, at: tuple[int, int]) -> int:
+        size = int(self.events("TaskCreated", task_id=task_id)[0].args["committee_size"])  # type: ignore[call-overload]
+        for e in self._s.index.events("ParameterSet", before=at, sync=False, param=6, task_id=task_id):
+            size = int(e.args["value"])  # type: ignore[call-overload]
+        return size
+
+    def verify_selection(self, task_id: int, round_id: int) -> None:
+        """Raise `IntegrityError` unless the chain's aggregator and committee match the off-chain draw."""
+        rec = self.round(task_id, round_id)
+        aggregator, committee = self.expected_selection(task_id, round_id, rec.attempt)
+        if aggregator != rec.aggregator or tuple(committee) != rec.committee:
+            raise IntegrityError(f"round {task_id}/{round_id}: on-chain selection differs from the off-chain draw")
+
+    def cohort(self, task_id: int, round_id: int, size: int) -> list[str]:
+        """The round's trainer cohort: `size` eligible trainers (non-zero weight when the round
+        opened) ranked by the seed. Computed off chain by everyone; nothing is sent."""
+        ev = self._opened_event(task_id, round_id, None)
+        trainers = [a for a, w in self.pool(Role.TRAINER, before=(ev.block_number, ev.log_index)) if w > 0]
+        return select_cohort(_hexb(ev.args["seed"]), trainers, size)
+
+    # ------------------------------------------------------------------ rewards
+    def reward_pool(self, task_id: int, round_id: int) -> tuple[bytes, int, int]:
+        """(reward root, pool minted for contributors, claimed so far)."""
+        root, amount, claimed = self._fn("rewards").pools(task_id, round_id).call()
+        return bytes(root), int(amount), int(claimed)
+
+    def claim_reward(
+        self, task_id: int, round_id: int, amount: int, proof: Sequence[bytes], account: str | None = None
+    ) -> None:
+        """Claim `account`'s (default: the signer's) reward with its Merkle proof."""
+        a = to_checksum_address(account or self.address)
+        self._tx(
+            "claim_reward", self._fn("rewards").claim(task_id, round_id, a, amount, [_b32(p, "proof") for p in proof])
+        )
+
+    def is_claimed(self, task_id: int, round_id: int, account: str | None = None) -> bool:
+        return bool(
+            self._fn("rewards").is_claimed(task_id, round_id, to_checksum_address(account or self.address)).call()
+        )
+
+    # ------------------------------------------------------------------ reputation
+    def reputation_of(self, address: str | None = None) -> int:
+        return int(self._fn("reputation").score_of(to_checksum_address(address or self.address)).call())
+
+    def reputation_epoch(self, task_id: int, round_id: int) -> int:
+        """The reputation epoch a finalized round opened (0 if its result carried no root)."""
+        evs = self.events("ReputationRootPosted", task_id=task_id, round_id=round_id)
+        return int(evs[-1].args["epoch"]) if evs else 0  # type: ignore[call-overload]
+
+    def apply_reputation(self, epoch: int, member: str, score: int, proof: Sequence[bytes]) -> None:
+        self._tx(
+            "apply_reputation",
+            self._fn("reputation").apply(epoch, to_checksum_address(member), score, [_b32(p, "proof") for p in proof]),
+        )
+
+    # ------------------------------------------------------------------ governance
+    def propose(self, action: GovAction, *, key: int = 0, value: int = 0, account: str | None = None) -> int:
+        receipt = self._tx(
+            "propose",
+            self._fn("governance").propose(
+                int(action), key, value, to_checksum_address(account) if account else "0x" + "00" * 20
+            ),
+        )
+        return int(self._events(receipt, "Proposed")[0].args["proposal_id"])  # type: ignore[call-overload]
+
+    def vote_proposal(self, proposal_id: int, support: bool) -> None:
+        self._tx("gov_vote", self._fn("governance").vote(proposal_id, support))
+
+    def queue(self, proposal_id: int) -> None:
+        self._tx("gov_queue", self._fn("governance").queue(proposal_id))
+
+    def execute(self, proposal_id: int) -> None:
+        self._tx("gov_execute", self._fn("governance").execute(proposal_id))
+
+    def proposal(self, proposal_id: int) -> Proposal:
+        r = self._fn("governance").proposals(proposal_id).call()
+        if int(r[1]) == 0:
+            raise InvalidArgument(f"unknown proposal {proposal_id}", "proposal")
+        return Proposal(
+            proposal_id, str(r[0]), GovAction(r[1]), *map(int, r[2:4]), str(r[4]), *map(int, r[5:10]), bool(r[10])
+        )
+
+    def params(self) -> dict[str, int]:
+        """The governable global parameters as they stand."""
+        tm, st = self._fn("task_manager"), self._fn("staking")
+        out = {
+            "max_reward_per_round": int(tm.max_reward_per_round().call()),
+            "slash_bps": int(tm.slash_bps().call()),
+            "validator_share_bps": int(tm.validator_share_bps().call()),
+            "unbonding_delay": int(st.unbonding_delay().call()),
+        }
+        for role in (Role.TRAINER, Role.AGGREGATOR, Role.VALIDATOR, Role.TASK_OWNER):
+            out[f"min_stake_{role.name.lower()}"] = int(st.min_stake(int(role)).call())
+        return out
+
+
+@contextlib.contextmanager
+def open_ledger(chain: str = "auto", run_dir: Path | str | None = None, **kwargs: Any) -> Any:
+    """`with open_ledger("auto", run_dir) as ledger:` closes (and stops a managed node) on exit."""
+    ledger = Ledger.connect(chain, run_dir, **kwargs)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def node_for(run_dir: Path | str) -> AnvilBackend:
+    """The managed anvil of a run directory (started, or attached to if already running)."""
+    return AnvilBackend(run_dir)
+
+
+__all__ = ["Ledger", "LedgerError", "node_for", "open_ledger"]

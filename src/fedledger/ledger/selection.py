@@ -1,0 +1,83 @@
+"""Off-chain replicas of the task manager's draws, so anyone can check a round's roles.
+
+The contract keeps one pool per role (trainer, aggregator, validator) in registration order,
+each member with a weight = stake * (5000 + reputation) / 10000, or zero below the role's
+minimum stake. A draw `j` under a tag picks
+
+    t = keccak256(abi_encode(seed, tag, j)) mod total_weight
+
+and the first member whose running sum of weights exceeds t (the contract finds it in a
+Fenwick tree; here a prefix sum and a bisection give the same member). The aggregator is the
+first draw (redrawn up to 8 times while it hits the member excluded after a missed deadline);
+the committee takes draws 0, 1, 2, ... skipping repeats until it has
+min(committee_size, eligible members) members or 128 draws are used.
+
+Trainer cohorts are not drawn on chain at all: `select_cohort` ranks the eligible trainers by
+keccak256(seed, "cohort", address) and takes the first `size`; everybody computes the same list
+from the seed and the registry snapshot and nothing per trainer is written on chain.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import accumulate
+
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
+
+AGGREGATOR_TAG = keccak(b"fedledger/v1/aggregator")
+COMMITTEE_TAG = keccak(b"fedledger/v1/committee")
+COHORT_TAG = keccak(b"fedledger/v1/cohort")
+MAX_COMMITTEE = 32
+MAX_DRAWS = 128
+AGGREGATOR_TRIES = 8
+
+
+def draw(seed: bytes, tag: bytes, j: int, prefix: Sequence[int]) -> int:
+    """The 0-based position drawn by draw `j`, given the running sums of the pool's weights."""
+    total = prefix[-1]
+    if total <= 0:
+        raise ValueError("cannot draw from a pool without weight")
+    t = int.from_bytes(keccak(encode(["bytes32", "bytes32", "uint256"], [seed, tag, j])), "big") % total
+    return bisect_right(prefix, t)
+
+
+def select_aggregator(seed: bytes, pool: Sequence[tuple[str, int]], excluded: str | None = None) -> str:
+    """The aggregator the contract draws from `pool` = [(address, weight)] in pool order."""
+    prefix = list(accumulate(w for _, w in pool))
+    eligible = sum(1 for _, w in pool if w > 0)
+    excluded_cs = to_checksum_address(excluded) if excluded else None
+    chosen = ""
+    for j in range(AGGREGATOR_TRIES):
+        chosen = to_checksum_address(pool[draw(seed, AGGREGATOR_TAG, j, prefix)][0])
+        if chosen != excluded_cs or eligible <= 1:
+            break
+    return chosen
+
+
+def select_committee(seed: bytes, pool: Sequence[tuple[str, int]], size: int) -> list[str]:
+    """The validator committee the contract draws from `pool` = [(address, weight)] in pool order."""
+    prefix = list(accumulate(w for _, w in pool))
+    target = min(size, sum(1 for _, w in pool if w > 0))
+    committee: list[str] = []
+    for j in range(MAX_DRAWS):
+        if len(committee) >= target:
+            break
+        member = to_checksum_address(pool[draw(seed, COMMITTEE_TAG, j, prefix)][0])
+        if member not in committee:
+            committee.append(member)
+    return committee
+
+
+def select_cohort(seed: bytes, trainers: Sequence[str], size: int) -> list[str]:
+    """`size` trainers ranked by keccak256(seed, cohort tag, address): uniform, public, verifiable."""
+
+    def rank(address: str) -> bytes:
+        return keccak(encode(["bytes32", "bytes32", "address"], [seed, COHORT_TAG, address]))
+
+    return [to_checksum_address(a) for a in sorted(trainers, key=rank)[: max(size, 0)]]
+
+
+def in_cohort(seed: bytes, trainers: Sequence[str], size: int, address: str) -> bool:
+    return to_checksum_address(address) in select_cohort(seed, trainers, size)

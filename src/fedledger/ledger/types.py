@@ -1,0 +1,197 @@
+"""Typed values the ledger client takes and returns.
+
+Amounts are integers in the token's smallest unit (18 decimals). Privacy budgets and spends
+are fixed point with 18 decimals too (`to_fixed(3.0)` is epsilon 3); hashes are 32-byte `bytes`;
+addresses are checksummed strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import IntEnum
+from typing import NewType
+
+TaskId = NewType("TaskId", int)
+RoundId = NewType("RoundId", int)
+Address = NewType("Address", str)
+
+FIXED_ONE = 10**18
+ZERO32 = b"\x00" * 32
+
+
+def to_fixed(value: float | str | Decimal) -> int:
+    """A privacy amount (epsilon) as an 18-decimal fixed-point integer, rounded up (conservative)."""
+    d = Decimal(str(value)) * FIXED_ONE
+    n = int(d)
+    return n + 1 if d > n else n
+
+
+def from_fixed(value: int) -> float:
+    return value / FIXED_ONE
+
+
+class Role(IntEnum):
+    TRAINER = 1
+    AGGREGATOR = 2
+    VALIDATOR = 3
+    TASK_OWNER = 4
+
+
+class RoundStatus(IntEnum):
+    NONE = 0
+    OPEN = 1
+    SUBMITTED = 2
+    FINALIZED = 3
+    REJECTED = 4
+
+
+class ReopenReason(IntEnum):
+    MISSED_DEADLINE = 1
+    VOTE_TIMEOUT = 2
+    REJECTED = 3
+
+
+class SlashReason(IntEnum):
+    MISSED_DEADLINE = 1
+
+
+class GovAction(IntEnum):
+    """The whitelist of governance actions; `key` is the task id or the role where one is needed."""
+
+    MAX_REWARD_PER_ROUND = 1
+    TASK_REWARD = 2
+    MIN_STAKE = 3
+    SLASH_BPS = 4
+    TASK_QUORUM = 5
+    TASK_COMMITTEE_SIZE = 6
+    TASK_PRIVACY_BUDGET = 7
+    TREASURY_GRANT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    address: str
+    role: Role
+    pubkey: bytes
+    metadata: bytes
+    pool_index: int
+    stake: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    task_id: TaskId
+    owner: str
+    spec_hash: bytes
+    reward_per_round: int
+    rounds: int
+    privacy_budget: int
+    privacy_spent: int
+    committee_size: int
+    quorum_bps: int
+    submit_window: int
+    vote_window: int
+    finalized_rounds: int
+    current_round: int
+
+    @property
+    def completed(self) -> bool:
+        return self.finalized_rounds >= self.rounds
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """What `Ledger.create_task` takes. Windows are in seconds."""
+
+    spec_hash: bytes
+    reward_per_round: int
+    rounds: int
+    privacy_budget: int
+    committee_size: int = 5
+    quorum_bps: int = 6667
+    submit_window: int = 3600
+    vote_window: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RoundInfo:
+    """What a round coordinator needs right after `open_round` or `reopen`."""
+
+    task_id: TaskId
+    round_id: RoundId
+    attempt: int
+    seed: bytes
+    aggregator: str
+    committee: tuple[str, ...]
+    committee_weight: int
+    submit_deadline: int
+    privacy_bound: int
+    block_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What the aggregator posts: one transaction, whatever the number of trainers."""
+
+    model_hash: bytes
+    evidence_root: bytes
+    survivor_root: bytes
+    survivor_count: int
+    privacy_spent: int
+    reputation_root: bytes = ZERO32
+    reward_root: bytes = ZERO32
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    task_id: TaskId
+    round_id: RoundId
+    status: RoundStatus
+    attempt: int
+    seed: bytes
+    opened_block: int
+    aggregator: str
+    submit_deadline: int
+    vote_deadline: int
+    privacy_bound: int
+    model_hash: bytes
+    evidence_root: bytes
+    survivor_root: bytes
+    survivor_count: int
+    privacy_spent: int
+    reputation_root: bytes
+    reward_root: bytes
+    committee_weight: int
+    accept_weight: int
+    reject_weight: int
+    committee: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    proposal_id: int
+    proposer: str
+    action: GovAction
+    key: int
+    value: int
+    account: str
+    snapshot_block: int
+    vote_end: int
+    for_votes: int
+    against_votes: int
+    eta: int
+    executed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decoded contract event from the local index."""
+
+    contract: str
+    name: str
+    block_number: int
+    log_index: int
+    tx_hash: str
+    args: dict[str, object]
