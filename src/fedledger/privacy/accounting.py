@@ -16,6 +16,7 @@ variance (the tau term is then negligible, which `DdpPlan` records).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,18 @@ from dp_accounting.rdp import RdpAccountant
 
 from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded
 
-# dp-accounting's default RDP orders (1.25 .. 256) plus large orders for tiny deltas
-RDP_ORDERS: tuple[float, ...] = (
-    tuple(1 + x / 4.0 for x in range(1, 12)) + tuple(range(4, 64)) + (64.0, 80.0, 96.0, 128.0, 192.0, 256.0,
-                                                                     512.0, 1024.0)
-)
+# dp-accounting's default RDP orders (1.1 .. 1024), so our figures are dp-accounting's figures
+RDP_ORDERS: tuple[float, ...] = tuple(float(o) for o in RdpAccountant()._orders)
+
+
+class _DropConvergenceNotes(logging.Filter):
+    """dp-accounting logs (and then skips) fractional orders whose series does not converge."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to converge" not in str(record.msg)
+
+
+logging.getLogger("absl").addFilter(_DropConvergenceNotes())
 
 
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> dpa.DpEvent:
@@ -100,14 +108,21 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     """Smallest noise multiplier (to `tolerance` relative) with epsilon <= target after `steps` steps."""
     if target_epsilon <= 0 or not 0 < delta < 1:
         raise ConfigError("target epsilon must be > 0 and delta in (0, 1)")
-    lo, hi = 0.05, 1.0
-    while epsilon_of(dpsgd_event(hi, sample_rate, steps), delta) > target_epsilon:
+    def eps(z: float) -> float:
+        return epsilon_of(dpsgd_event(z, sample_rate, steps), delta)
+
+    lo, hi = 0.5, 1.0
+    while eps(hi) > target_epsilon:
         lo, hi = hi, hi * 2
         if hi > 1e5:
             raise ConfigError(f"epsilon {target_epsilon} is out of reach for {steps} steps at rate {sample_rate}")
+    while eps(lo) <= target_epsilon:
+        lo, hi = lo / 2, lo
+        if lo < 1e-6:
+            return hi
     while hi - lo > tolerance * hi:
-        mid = 0.5 * (lo + hi)
-        if epsilon_of(dpsgd_event(mid, sample_rate, steps), delta) > target_epsilon:
+        mid = math.sqrt(lo * hi)
+        if eps(mid) > target_epsilon:
             lo = mid
         else:
             hi = mid
