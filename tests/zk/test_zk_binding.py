@@ -36,6 +36,8 @@ from fedledger.zk.errors import LinearCheckFailed
 from fedledger.zk.field import P, random_field
 from fedledger.zk.update import ProofContext, chunk_witnesses, commit_update, verify_update
 
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
 BITS = 32
 MOD = 1 << BITS
 DIM = 40

@@ -12,6 +12,8 @@ from fedledger.cli.zk_cmd import register
 from fedledger.core.errors import FedLedgerError
 from fedledger.zk.errors import InvalidProof, SetupRequired
 
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedledger")
@@ -71,3 +73,19 @@ def test_bad_update_file_is_a_user_error(backend, tmp_path) -> None:
     with pytest.raises(FedLedgerError):
         _run(["zk", "prove", *SMALL_FLAGS, "--cache", str(backend.cache_dir), "--update", str(tmp_path / "u.npz"),
               "--task", "t", "--round", "1", "--member", "m", "--challenge", "5", "--out", str(tmp_path / "o")])
+
+
+def test_dev_keys_warn_loudly_and_are_cached(backend) -> None:
+    from zk_support import SMALL
+
+    from fedledger.zk.backend import DevelopmentSetupWarning
+
+    with pytest.warns(DevelopmentSetupWarning, match="DEVELOPMENT-ONLY"):
+        first = backend.keys(SMALL.circuit)
+    with pytest.warns(DevelopmentSetupWarning):
+        again = backend.keys(SMALL.circuit)
+    assert first.directory == again.directory
+    assert first.record.created_unix == again.record.created_unix  # loaded, not set up again
+    assert first.record.development_only and first.record.kind == "single-party-dev"
+    other = type(SMALL)(chunk_size=8)
+    assert other.circuit.digest != SMALL.circuit.digest

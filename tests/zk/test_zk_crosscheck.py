@@ -17,6 +17,8 @@ from fedledger.zk.backend import Groth16Backend, proof_to_snarkjs, proof_words
 from fedledger.zk.field import P
 from fedledger.zk.update import ProofContext, chunk_public_inputs, commit_update
 
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
 ROOT = Path(__file__).resolve().parents[2]
 SNARKJS = ROOT / ".cache" / "zk-node" / "node_modules" / ".bin" / "snarkjs"
 R = 987654321987654321

@@ -22,6 +22,8 @@ from fedledger.zk.data_quality import (
 )
 from fedledger.zk.errors import InvalidProof, ProvingError
 
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
 SPEC = DataSpec(capacity=16, features=3, classes=3, feature_bits=12)
 POLICY = DataPolicy(lo=(-100, -100, 0), hi=(100, 100, 50), allowed=(1, 1, 0), min_rows=8,
                     min_count=(2, 2, 0), max_count=(9, 10, 0))

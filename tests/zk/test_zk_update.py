@@ -22,6 +22,8 @@ from fedledger.zk.update import (
     verify_update,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
 CTX = ProofContext("task-a", 7, "member-1")
 R = 0x1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF
 DIM = 40  # three chunks of 16 (the last one padded)
