@@ -199,7 +199,8 @@ class MemoryBackend(Backend):
         self.funder = Account.from_key((1).to_bytes(32, "big"))  # eth-tester's first account
 
     def fund(self, address: str, wei: int) -> None:
-        h = self.w3.eth.send_transaction({"from": self.funder.address, "to": address, "value": wei})
+        # from eth-tester's last unlocked account, which no ledger session signs with
+        h = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[-1], "to": address, "value": wei})
         self.w3.eth.wait_for_transaction_receipt(h)
 
     def advance_time(self, seconds: int) -> None:

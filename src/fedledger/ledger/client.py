@@ -90,6 +90,8 @@ class _Session:
         if self.closed:
             return
         self.closed = True
+        with contextlib.suppress(Exception):  # a node already gone: the next session syncs instead
+            self.index.sync()  # so a restart resumes from here, not from the deployment block
         self.index.close()
         if self.owns_backend:
             self.backend.close()
@@ -402,6 +404,7 @@ class Ledger:
         receipt = self._tx("finalize", self._fn("task_manager").finalize(task_id, round_id))
         status = RoundStatus.FINALIZED if self._events(receipt, "RoundFinalized") else RoundStatus.REJECTED
         if status is RoundStatus.FINALIZED:
+            self._s.index.sync()
             self._s.backend.persist()
         return status
 

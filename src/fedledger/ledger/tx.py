@@ -83,6 +83,9 @@ class TxSender:
             except Exception as e:  # an RPC error, or eth-tester's TransactionFailed on `memory`
                 if "revert" in str(e).lower():
                     raise revert_error(revert_reason(e), op) from None
+                if attempt == 0 and "nonce" in str(e).lower():  # someone else used this key: re-read
+                    self.reset_nonces()
+                    continue
                 if isinstance(e, (Web3Exception, ValueError)) or type(e).__module__.startswith("eth_tester"):
                     raise TransactionFailed(f"{op}: {e}") from None
                 raise
