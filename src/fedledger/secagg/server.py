@@ -181,8 +181,10 @@ def server_advance(state: ServerState) -> tuple[ServerState, list[Message]]:
         return replace(state, stage=ServerStage.CONSISTENCY, survivors=sv), out
     if state.stage == ServerStage.CONSISTENCY:
         _need(len(state.list_signatures), cfg, "confirmed the survivor list")
-        sigs = tuple(sorted(state.list_signatures.items()))
-        out = [SurvivorCertificate(_header(cfg, m), survivors=state.survivors, signatures=sigs)
+        # each member needs only its neighbours' signatures (>= t of them) to accept the list
+        out = [SurvivorCertificate(_header(cfg, m), survivors=state.survivors,
+                                   signatures=tuple((j, state.list_signatures[j]) for j in
+                                                    sorted(set(cfg.graph.neighbours(m)) & set(state.list_signatures))))
                for m in sorted(state.list_signatures)]
         return replace(state, stage=ServerStage.UNMASK), out
     if state.stage == ServerStage.UNMASK:
