@@ -11,8 +11,7 @@ pragma circom 2.1.0;
 //   * the class histogram lies within [minCount_c, maxCount_c] for every class c.
 // Public inputs, in this order: root lo[F] hi[F] allowed[C] minRows minCount[C] maxCount[C].
 
-include "poseidon.circom";
-include "bitify.circom";
+include "dataset.circom";
 include "comparators.circom";
 
 template DataQuality(R, DEPTH, F, C, FB, TAG_ROW) {
@@ -28,25 +27,25 @@ template DataQuality(R, DEPTH, F, C, FB, TAG_ROW) {
     signal input label[R];
     signal input active[R];
 
-    var PER = 253 \ FB;
-    var NP = (F + PER - 1) \ PER;
+    // commitment, and every feature >= lo
+    component data = DatasetRoot(R, DEPTH, F, FB, TAG_ROW);
+    for (var f = 0; f < F; f++) { data.lo[f] <== lo[f]; }
+    for (var r = 0; r < R; r++) {
+        for (var f = 0; f < F; f++) { data.feat[r][f] <== feat[r][f]; }
+        data.label[r] <== label[r];
+        data.active[r] <== active[r];
+    }
+    root === data.root;
 
-    component below[R][F];
     component above[R][F];
-    component leafHash[R];
     signal onehot[R][C];
     signal forbidden[R][C];
-    signal leaf[R];
     var counts[C];
     var nActive = 0;
     for (var c = 0; c < C; c++) { counts[c] = 0; }
-
     for (var r = 0; r < R; r++) {
-        active[r] * (1 - active[r]) === 0;
         nActive += active[r];
         for (var f = 0; f < F; f++) {
-            below[r][f] = Num2Bits(FB);
-            below[r][f].in <== feat[r][f] - lo[f];
             above[r][f] = Num2Bits(FB);
             above[r][f].in <== hi[f] - feat[r][f];
         }
@@ -64,43 +63,7 @@ template DataQuality(R, DEPTH, F, C, FB, TAG_ROW) {
         }
         sumBits === active[r];
         label[r] * active[r] === weighted;
-        // leaf = Poseidon(TAG_ROW, packed features, label), zeroed for padding rows
-        leafHash[r] = Poseidon(NP + 2);
-        leafHash[r].inputs[0] <== TAG_ROW;
-        for (var q = 0; q < NP; q++) {
-            var lc = 0;
-            for (var i = 0; i < PER; i++) {
-                if (q * PER + i < F) {
-                    lc += (feat[r][q * PER + i] - lo[q * PER + i]) * (1 << (FB * i));
-                }
-            }
-            leafHash[r].inputs[1 + q] <== lc;
-        }
-        leafHash[r].inputs[NP + 1] <== label[r];
-        leaf[r] <== active[r] * leafHash[r].out;
     }
-
-    // Merkle tree, level by level.
-    component node[R - 1];
-    var idx = 0;
-    signal level[2 * R - 1];
-    for (var r = 0; r < R; r++) { level[r] <== leaf[r]; }
-    var start = 0;
-    var width = R;
-    var next = R;
-    for (var d = 0; d < DEPTH; d++) {
-        for (var i = 0; i < width \ 2; i++) {
-            node[idx] = Poseidon(2);
-            node[idx].inputs[0] <== level[start + 2 * i];
-            node[idx].inputs[1] <== level[start + 2 * i + 1];
-            level[next + i] <== node[idx].out;
-            idx++;
-        }
-        start = next;
-        next = next + width \ 2;
-        width = width \ 2;
-    }
-    root === level[2 * R - 2];
 
     // Row count and histogram bounds (counts < 2^20).
     component enough = LessEqThan(20);
