@@ -112,6 +112,37 @@ def test_deterministic_under_seed(data_cache: Path) -> None:
     )
 
 
+def test_deterministic_across_processes(data_cache: Path) -> None:
+    """Another interpreter (another hash seed) computes the same federation from the same seed."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    def digest(fd: FederatedData) -> str:
+        h = hashlib.sha256()
+        for m in fd.members:
+            h.update(m.name.encode() + m.train.index.tobytes() + m.holdout.index.tobytes() + m.train.X.tobytes())
+        h.update(fd.test.index.tobytes())
+        return h.hexdigest()
+
+    here = digest(load_federated("lending_club", "natural", 9, seed=11, cache_dir=data_cache))
+    code = (
+        "import hashlib, sys; from pathlib import Path; from fedledger.data import load_federated\n"
+        "fd = load_federated('lending_club', 'natural', 9, seed=11, cache_dir=Path(sys.argv[1]))\n"
+        "h = hashlib.sha256()\n"
+        "for m in fd.members:\n"
+        "    h.update(m.name.encode() + m.train.index.tobytes() + m.holdout.index.tobytes() + m.train.X.tobytes())\n"
+        "h.update(fd.test.index.tobytes()); print(h.hexdigest())\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = os.environ | {"PYTHONHASHSEED": "12345", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(data_cache)], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == here
+
+
 def test_test_set_does_not_depend_on_partition_or_members(data_cache: Path) -> None:
     base = load_federated("digits", "iid", 3, seed=9, cache_dir=data_cache).test.index
     for spec, clients in [("dirichlet:0.1", 20), ("shards:2", 10), ("iid", 50)]:

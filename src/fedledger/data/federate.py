@@ -148,9 +148,9 @@ def load_federated(
     seg_rows = np.bincount(segment, weights=units.size[pool], minlength=2 * clients).astype(np.int64)
     rows = np.concatenate([member_rows, test_rows])
     bounds = np.concatenate([[0], np.cumsum(seg_rows)])
-    is_train = np.zeros(rows.shape[0], dtype=bool)
-    for m in range(clients):  # marks contiguous ranges; cheap even for thousands of members
-        is_train[bounds[2 * m] : bounds[2 * m + 1]] = True
+    is_train = np.concatenate(
+        [np.repeat(np.tile([True, False], clients), seg_rows), np.zeros(test_rows.shape[0], dtype=bool)]
+    )
     x, standardization = fit_transform(raw, rows, is_train)
     if x.shape[1:] != info.input_shape:
         raise DataError(f"{dataset}: loaded features have shape {x.shape[1:]}, registry says {info.input_shape}")
