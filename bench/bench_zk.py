@@ -121,8 +121,11 @@ def _gas(keys: Any, spec: UpdateSpec, posted: Any, proof: Any) -> dict[str, Any]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(anvil), "--port", str(port), "--silent", "--code-size-limit", "100000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(anvil), "--port", str(port), "--silent", "--code-size-limit", "100000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
         for _ in range(300):
@@ -147,13 +150,130 @@ def _gas(keys: Any, spec: UpdateSpec, posted: Any, proof: Any) -> dict[str, Any]
         proc.wait(timeout=10)
 
 
+def _breast_cancer(backend: Groth16Backend, members: int, prove_members: int) -> dict[str, Any]:
+    """Proof of training and data quality on breast_cancer split over `members` members.
+
+    Logistic regression, full-batch GD, 5 local epochs, lr 0.5, 10 FedAvg rounds; fixed point
+    (8 fractional bits, hard sigmoid) against float GD with the exact sigmoid, same schedule.
+    Proofs are made for round 1 of `prove_members` members (the circuit cost is the same every
+    round); data-quality proofs for the same members.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    from fedledger.zk.data_quality import (
+        DataPolicy,
+        DataSpec,
+        fixed_point,
+        prove_data_quality,
+        verify_data_quality,
+    )
+    from fedledger.zk.training import TrainSpec, prove_training, train_fixed_point, train_float, verify_training
+
+    ds = load_breast_cancer()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(ds.target))
+    x, y = ds.data[order], ds.target[order].astype(np.int64)
+    n_test = len(y) // 5
+    mu, sd = x[n_test:].mean(0), x[n_test:].std(0)
+    xs = np.clip((x - mu) / sd, -8, 8)
+    xt, yt, xtr, ytr = xs[:n_test], y[:n_test], xs[n_test:], y[n_test:]
+    parts = np.array_split(np.arange(len(ytr)), members)
+    frac, epochs, lr, rounds = 8, 5, 0.5, 10
+    lr_fp = int(lr * (1 << frac))
+    cap = 1 << int(np.ceil(np.log2(max(len(p) for p in parts))))
+    feats = 30
+    uspec = UpdateSpec(chunk_size=32, entry_bits=16, noise_bits=12)
+    tspec = TrainSpec(capacity=cap, features=feats, epochs=epochs, update=uspec, feature_bits=16, frac_bits=frac)
+    lo = -(8 << frac)
+    policy = DataPolicy(
+        lo=(lo,) * feats,
+        hi=(lo + 2**16 - 1,) * feats,
+        allowed=(1, 1),
+        min_rows=20,
+        min_count=(1, 1),
+        max_count=(cap, cap),
+    )
+
+    def accuracy(w: np.ndarray) -> float:
+        return float((((xt @ w[:-1] + w[-1]) > 0).astype(np.int64) == yt).mean())
+
+    w_fp = np.zeros(feats + 1, dtype=np.int64)
+    w_fl = np.zeros(feats + 1)
+    for _ in range(rounds):
+        ups_fp, ups_fl, sizes = [], [], []
+        for p in parts:
+            xf = fixed_point(xtr[p], frac)
+            ups_fp.append(train_fixed_point(tspec, w_fp, xf, ytr[p], lr_fp) - w_fp)
+            ups_fl.append(train_float(w_fl, xtr[p], ytr[p], lr, epochs) - w_fl)
+            sizes.append(len(p))
+        wts = np.array(sizes) / sum(sizes)
+        w_fp = w_fp + np.rint(np.tensordot(wts, np.array(ups_fp), 1)).astype(np.int64)
+        w_fl = w_fl + np.tensordot(wts, np.array(ups_fl), 1)
+    out: dict[str, Any] = {
+        "members": members,
+        "rows_per_member": [len(p) for p in parts],
+        "epochs": epochs,
+        "lr": lr,
+        "rounds": rounds,
+        "frac_bits": frac,
+        "accuracy_fixed_point_hard_sigmoid": round(accuracy(w_fp / (1 << frac)), 4),
+        "accuracy_float_exact_sigmoid": round(accuracy(w_fl), 4),
+    }
+    out["accuracy_cost"] = round(out["accuracy_float_exact_sigmoid"] - out["accuracy_fixed_point_hard_sigmoid"], 4)
+
+    t0 = time.perf_counter()
+    tkeys = backend.keys(tspec.circuit)
+    dspec = DataSpec(cap, feats, 2, 16)
+    dkeys = backend.keys(dspec.circuit)
+    _ = tkeys.pk, dkeys.pk
+    out["setup_or_key_load_s"] = round(time.perf_counter() - t0, 1)
+    w0 = np.zeros(feats + 1, dtype=np.int64)
+    prove_s, verify_s, dq_s, dq_rows = [], [], [], 0
+    for m in range(prove_members):
+        p = parts[m]
+        xf = fixed_point(xtr[p], frac)
+        upd = train_fixed_point(tspec, w0, xf, ytr[p], lr_fp) - w0
+        secret, posted = commit_update(
+            uspec, ProofContext("breast_cancer", 1, f"m{m}"), upd, np.zeros(feats + 1, dtype=np.int64), rng
+        )
+        proof = prove_training(backend, tkeys, tspec, policy, w0, xf, ytr[p], lr_fp, secret, posted)
+        t1 = time.perf_counter()
+        from fedledger.zk.data_quality import dataset_root
+
+        root = dataset_root(dspec, policy, xf, ytr[p])
+        verify_training(tkeys, tspec, root, policy.lo, len(p), lr_fp, w0, posted, proof)
+        verify_s.append(time.perf_counter() - t1)
+        prove_s.append(proof.prove_seconds)
+        dq = prove_data_quality(backend, dkeys, dspec, policy, xf, ytr[p])
+        verify_data_quality(dkeys, dspec, policy, dq)
+        dq_s.append(dq.prove_seconds)
+        dq_rows += cap
+    out.update(
+        {
+            "training_proofs_made": prove_members,
+            "training_prove_s_mean": round(float(np.mean(prove_s)), 2),
+            "training_verify_ms_mean": round(1000 * float(np.mean(verify_s)), 2),
+            "training_prove_s_all_members_sequential_estimate": round(float(np.mean(prove_s)) * members, 1),
+            "data_quality_prove_s_mean": round(float(np.mean(dq_s)), 2),
+            "data_quality_circuit_rows": cap,
+            "data_quality_prove_s_per_1000_rows": round(sum(dq_s) / dq_rows * 1000, 2),
+        }
+    )
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     warnings.simplefilter("ignore", DevelopmentSetupWarning)
     backend = Groth16Backend()
     rng = np.random.default_rng(7)
-    out: dict[str, Any] = {"machine_cores": os.cpu_count(), "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-                           "anchors": ANCHORS, "targets": TARGETS,
-                           "keys": "single-party development setup (DEVELOPMENT-ONLY)"}
+    load = [round(v, 2) for v in os.getloadavg()]
+    out: dict[str, Any] = {
+        "machine_cores": os.cpu_count(),
+        "load_average_at_start": load,
+        "anchors": ANCHORS,
+        "targets": TARGETS,
+        "keys": "single-party development setup (DEVELOPMENT-ONLY)",
+    }
     setups: dict[str, float] = {}
 
     def prover_for(spec: UpdateSpec, workers: int) -> UpdateProver:
@@ -170,8 +290,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["update_1024"] = {k: v for k, v in case.items() if not k.startswith("_")}
         out["round_check_100_trainers_d1024"] = _round_check(spec1k, p.keys, case["_posted"], case["_proof"], 1024, 100)
         if not quick:
-            out["round_check_1000_trainers_d1024"] = _round_check(spec1k, p.keys, case["_posted"], case["_proof"],
-                                                                  1024, 1000)
+            out["round_check_1000_trainers_d1024"] = _round_check(
+                spec1k, p.keys, case["_posted"], case["_proof"], 1024, 1000
+            )
         out["gas"] = _gas(p.keys, spec1k, case["_posted"], case["_proof"])
     if not quick:
         spec4k = UpdateSpec(chunk_size=4096)
@@ -181,7 +302,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                 out[f"update_{dim}"] = {k: v for k, v in case.items() if not k.startswith("_")}
                 if dim == 16_384:
                     out["round_check_100_trainers_d16384"] = _round_check(
-                        spec4k, p.keys, case["_posted"], case["_proof"], dim, 100)
+                        spec4k, p.keys, case["_posted"], case["_proof"], dim, 100
+                    )
+    out["breast_cancer"] = _breast_cancer(backend, members=10, prove_members=2 if quick else 10)
     out["setup_or_key_load_s"] = setups
     u1 = out["update_1024"]
     out["ratios"] = {

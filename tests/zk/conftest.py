@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from zk_support import SMALL
 
 from fedledger.zk.backend import DevelopmentSetupWarning, Groth16Backend
 from fedledger.zk.update import UpdateProver
-from zk_support import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
-
 
 
 def _cache_dir() -> Path:

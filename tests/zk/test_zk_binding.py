@@ -188,7 +188,7 @@ def test_masking_another_vector_is_caught_and_named(small_prover, delta_kind) ->
 def test_cheater_lying_about_a_pair_projection_is_disputed_and_adjudicated(small_prover) -> None:
     delta = np.zeros(DIM, dtype=np.int64)
     delta[3] = -17
-    toy, r, s, agg, tsum, z, u, w, _ = run_round(small_prover, MEMBERS, cheat=("bob", delta))
+    toy, r, s, _agg, _tsum, z, u, w, _ = run_round(small_prover, MEMBERS, cheat=("bob", delta))
     ev, reports, graph = evidence_and_reports(toy, r, s, z, u, w, MEMBERS)
     # bob shifts its report for the pair with dave so that its own equation holds
     gap = (project(r, delta) * sigma("bob", "dave")) % P
@@ -200,7 +200,7 @@ def test_cheater_lying_about_a_pair_projection_is_disputed_and_adjudicated(small
 
 
 def test_refusing_or_forging_carries_makes_a_culprit(small_prover) -> None:
-    toy, r, s, agg, tsum, z, u, w, _ = run_round(small_prover, MEMBERS)
+    toy, r, s, _agg, _tsum, z, u, w, _ = run_round(small_prover, MEMBERS)
     ev, reports, graph = evidence_and_reports(toy, r, s, z, u, w, MEMBERS)
     forged = w["alice"].copy()
     forged[0] += 1
@@ -238,8 +238,11 @@ def test_carry_identity_holds_for_any_masks(y, masks, signs, r) -> None:
     """<r, z> + 2^b <r, w> == <r, y> + sum sign <r, mask>: the honest member's blame equation."""
     d = len(y)
     yv = np.array(y, dtype=np.int64)
-    parts = [(1, np.full(d, masks[0], dtype=np.uint64)), (signs[0], np.full(d, masks[1], dtype=np.uint64)),
-             (signs[1], np.full(d, masks[2], dtype=np.uint64))]
+    parts = [
+        (1, np.full(d, masks[0], dtype=np.uint64)),
+        (signs[0], np.full(d, masks[1], dtype=np.uint64)),
+        (signs[1], np.full(d, masks[2], dtype=np.uint64)),
+    ]
     total = yv.astype(object)
     for sign, m in parts:
         total = total + sign * m.astype(object)

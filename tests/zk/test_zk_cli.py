@@ -34,15 +34,36 @@ def test_setup_prove_verify_roundtrip(backend, tmp_path, capsys) -> None:
     assert _run(["zk", "setup", *SMALL_FLAGS, *cache, "--vyper", str(tmp_path / "v.vy")]) == 0
     out = capsys.readouterr().out
     assert "DEVELOPMENT-ONLY" in out
-    record = json.loads(out[out.index("{"):])
+    record = json.loads(out[out.index("{") :])
     assert record["development_only"] is True and record["kind"] == "single-party-dev"
     assert "def verifyProof" in (tmp_path / "v.vy").read_text()
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "u.npz", x=rng.integers(-100, 100, 20), e=rng.integers(-10, 10, 20))
     bundle = tmp_path / "b.json"
-    assert _run(["zk", "prove", *SMALL_FLAGS, *cache, "--update", str(tmp_path / "u.npz"), "--task", "t",
-                 "--round", "1", "--member", "m", "--challenge", "0x1234", "--out", str(bundle)]) == 0
+    assert (
+        _run(
+            [
+                "zk",
+                "prove",
+                *SMALL_FLAGS,
+                *cache,
+                "--update",
+                str(tmp_path / "u.npz"),
+                "--task",
+                "t",
+                "--round",
+                "1",
+                "--member",
+                "m",
+                "--challenge",
+                "0x1234",
+                "--out",
+                str(bundle),
+            ]
+        )
+        == 0
+    )
     assert _run(["zk", "verify", *cache, str(bundle)]) == 0
     assert "ok: 2 chunk proof(s)" in capsys.readouterr().out
 
@@ -71,8 +92,27 @@ def test_verify_never_creates_keys(tmp_path) -> None:
 def test_bad_update_file_is_a_user_error(backend, tmp_path) -> None:
     (tmp_path / "u.npz").write_bytes(b"not a zip")
     with pytest.raises(FedLedgerError):
-        _run(["zk", "prove", *SMALL_FLAGS, "--cache", str(backend.cache_dir), "--update", str(tmp_path / "u.npz"),
-              "--task", "t", "--round", "1", "--member", "m", "--challenge", "5", "--out", str(tmp_path / "o")])
+        _run(
+            [
+                "zk",
+                "prove",
+                *SMALL_FLAGS,
+                "--cache",
+                str(backend.cache_dir),
+                "--update",
+                str(tmp_path / "u.npz"),
+                "--task",
+                "t",
+                "--round",
+                "1",
+                "--member",
+                "m",
+                "--challenge",
+                "5",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
 def test_dev_keys_warn_loudly_and_are_cached(backend) -> None:

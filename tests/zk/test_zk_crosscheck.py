@@ -47,11 +47,14 @@ def test_snarkjs_json_form_verifies_in_groth16py(small_prover, proved) -> None:
         assert ok is True
         bad = [str(v) for v in pub]
         bad[4] = str(int(bad[4]) + 1)
-        assert small_prover.keys.verifier.verify_snarkjs(json.dumps(proof_to_snarkjs(ch.proof)), json.dumps(bad)) is False
+        verifier = small_prover.keys.verifier
+        assert verifier.verify_snarkjs(json.dumps(proof_to_snarkjs(ch.proof)), json.dumps(bad)) is False
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SNARKJS.exists() or shutil.which("node") is None, reason="snarkjs not installed in .cache/zk-node")
+@pytest.mark.skipif(
+    not SNARKJS.exists() or shutil.which("node") is None, reason="snarkjs not installed in .cache/zk-node"
+)
 def test_proof_verifies_in_snarkjs(small_prover, proved, tmp_path) -> None:
     proof, publics = proved
     vk = tmp_path / "vk.json"
@@ -61,7 +64,9 @@ def test_proof_verifies_in_snarkjs(small_prover, proved, tmp_path) -> None:
         (tmp_path / "public.json").write_text(json.dumps([str(v) for v in pub]))
         res = subprocess.run(
             [str(SNARKJS), "groth16", "verify", str(vk), str(tmp_path / "public.json"), str(tmp_path / "proof.json")],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if label == "good":
             assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr

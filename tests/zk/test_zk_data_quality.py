@@ -25,8 +25,9 @@ from fedledger.zk.errors import InvalidProof, ProvingError
 pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
 
 SPEC = DataSpec(capacity=16, features=3, classes=3, feature_bits=12)
-POLICY = DataPolicy(lo=(-100, -100, 0), hi=(100, 100, 50), allowed=(1, 1, 0), min_rows=8,
-                    min_count=(2, 2, 0), max_count=(9, 10, 0))
+POLICY = DataPolicy(
+    lo=(-100, -100, 0), hi=(100, 100, 50), allowed=(1, 1, 0), min_rows=8, min_count=(2, 2, 0), max_count=(9, 10, 0)
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,17 @@ def test_honest_data_set_proves_and_verifies(backend, keys) -> None:
     verify_data_quality(keys, SPEC, POLICY, proof)
 
 
-@pytest.mark.parametrize("breakage", ["label-outside-set", "feature-over-range", "feature-under-range",
-                                      "too-few-rows", "histogram-over-bound", "histogram-under-bound"])
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "label-outside-set",
+        "feature-over-range",
+        "feature-under-range",
+        "too-few-rows",
+        "histogram-over-bound",
+        "histogram-under-bound",
+    ],
+)
 def test_each_broken_requirement_fails_to_prove(backend, keys, breakage) -> None:
     feats, labels = _data()
     if breakage == "label-outside-set":

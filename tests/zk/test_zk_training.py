@@ -16,8 +16,9 @@ from fedledger.zk.update import ProofContext, commit_update
 pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
 
 SPEC = TrainSpec(capacity=8, features=3, epochs=2, update=SMALL, feature_bits=12)
-POLICY = DataPolicy(lo=(-512, -512, -512), hi=(511, 511, 511), allowed=(1, 1), min_rows=1,
-                    min_count=(0, 0), max_count=(8, 8))
+POLICY = DataPolicy(
+    lo=(-512, -512, -512), hi=(511, 511, 511), allowed=(1, 1), min_rows=1, min_count=(0, 0), max_count=(8, 8)
+)
 LR = 128  # 0.5 in fixed point with 8 fractional bits
 W0 = (10, -20, 5, 3)
 CTX = ProofContext("task", 4, "member-7")

@@ -145,7 +145,7 @@ def test_wrong_commitment_fails_to_verify(small_prover, honest) -> None:
 
 def test_commitment_to_other_vector_fails(small_prover, honest, rng) -> None:
     """Proving a vector other than the committed one: the prover cannot produce a witness."""
-    x, e, secret, posted, _ = honest
+    x, _e, secret, posted, _ = honest
     other = dataclasses.replace(secret, x=x.copy())
     other.x[5] += 1
     with pytest.raises(ProvingError):
@@ -208,8 +208,9 @@ def test_tampered_proof_bytes_fail(small_prover, honest) -> None:
 def test_dimension_mismatch_fails(small_prover, honest) -> None:
     _, _, _, posted, proof = honest
     with pytest.raises(InvalidProof):
-        verify_update(small_prover.keys, SMALL, UpdateCommitment(posted.ctx, 70, posted.chunk_commits,
-                                                                  posted.state0), proof, R)
+        verify_update(
+            small_prover.keys, SMALL, UpdateCommitment(posted.ctx, 70, posted.chunk_commits, posted.state0), proof, R
+        )
 
 
 def test_bounds_are_enforced_by_the_verifier_not_the_prover(small_prover, honest) -> None:

@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--noise-bits", type=int, default=12, help="bit width of noise-share entries")
         p.add_argument("--bound2x", type=int, default=2**40, help="squared L2 bound of the update")
         p.add_argument("--bound2e", type=int, default=2**40, help="squared L2 bound of the noise share")
-        p.add_argument("--cache", type=Path, help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)")
+        p.add_argument(
+            "--cache", type=Path, help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)"
+        )
 
     p = sub.add_parser("setup", help="create (development) or import (ceremony) keys for the update circuit")
     spec_flags(p)
@@ -58,16 +60,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-def _spec(args: argparse.Namespace):  # noqa: ANN202 - UpdateSpec, imported lazily
+def _spec(args: argparse.Namespace):
     from fedledger.zk.update import UpdateSpec
 
     return UpdateSpec(
-        chunk_size=args.chunk_size, entry_bits=args.entry_bits, noise_bits=args.noise_bits,
-        bound2x=args.bound2x, bound2e=args.bound2e,
+        chunk_size=args.chunk_size,
+        entry_bits=args.entry_bits,
+        noise_bits=args.noise_bits,
+        bound2x=args.bound2x,
+        bound2e=args.bound2e,
     )
 
 
-def _backend(args: argparse.Namespace, *, allow_dev_setup: bool = True):  # noqa: ANN202
+def _backend(args: argparse.Namespace, *, allow_dev_setup: bool = True):
     from fedledger.zk.backend import Groth16Backend
 
     return Groth16Backend(args.cache, allow_dev_setup=allow_dev_setup)
@@ -115,7 +120,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(f"--challenge must be an integer, got {args.challenge!r}") from err
     ctx = ProofContext(args.task, args.round_id, args.member)
-    secret, posted = commit_update(spec, ctx, x, e, numpy_rng(args.seed, "zk-cli", args.task, args.round_id, args.member))
+    rng = numpy_rng(args.seed, "zk-cli", args.task, args.round_id, args.member)
+    secret, posted = commit_update(spec, ctx, x, e, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DevelopmentSetupWarning)
         with UpdateProver(spec, _backend(args), workers=args.workers) as prover:

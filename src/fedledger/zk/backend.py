@@ -197,9 +197,7 @@ class Groth16Backend:
                 main.write_text(circuit.main)
                 try:
                     with _quiet_stdout():
-                        pk, vk = groth16py.import_zkey(
-                            str(zkey_path), str(main), [str(CIRCUIT_DIR), circomlib_dir()]
-                        )
+                        pk, vk = groth16py.import_zkey(str(zkey_path), str(main), [str(CIRCUIT_DIR), circomlib_dir()])
                 except Exception as e:
                     raise ConfigError(f"cannot import {zkey_path} for {circuit.name}: {e}") from e
             rec = SetupRecord(

@@ -84,7 +84,9 @@ def lift(aggregate: np.ndarray, bits: int) -> np.ndarray:
     return a.view(np.int64)
 
 
-def carry_vector(y: np.ndarray, mask_parts: Sequence[tuple[int, np.ndarray]], masked: np.ndarray, bits: int) -> np.ndarray:
+def carry_vector(
+    y: np.ndarray, mask_parts: Sequence[tuple[int, np.ndarray]], masked: np.ndarray, bits: int
+) -> np.ndarray:
     """w with y + sum sign*mask = masked + 2^bits w over the integers (what an honest member commits).
 
     `mask_parts` are (sign, mask) with masks as residues in [0, 2^bits): the self mask with +1
@@ -190,4 +192,3 @@ def adjudicate(pair: tuple[str, str], true_kappa: int, reports: Mapping[tuple[st
 def kappa(r: int, pair_mask: np.ndarray, pair_field_mask: int) -> int:
     """kappa_ij = <r, m_ij> + mu_ij: the only projection of a pairwise mask revealed in blame."""
     return (project(r, pair_mask) + int(pair_field_mask)) % P
-

@@ -79,7 +79,8 @@ class DataPolicy:
     def check_against(self, spec: DataSpec) -> None:
         if len(self.lo) != spec.features or len(self.hi) != spec.features:
             raise ConfigError("declared ranges must have one entry per feature")
-        if len(self.allowed) != spec.classes or len(self.min_count) != spec.classes or len(self.max_count) != spec.classes:
+        per_class = (self.allowed, self.min_count, self.max_count)
+        if any(len(v) != spec.classes for v in per_class):
             raise ConfigError("label set and histogram bounds must have one entry per class")
         if any(h < lo or h - lo >= 2**spec.feature_bits for lo, h in zip(self.lo, self.hi, strict=True)):
             raise ConfigError(f"every declared range must be non-empty and narrower than 2^{spec.feature_bits}")

@@ -64,13 +64,25 @@ class TrainSpec:
     def circuit(self) -> Circuit:
         u = self.update
         return Circuit(
-            name=(f"train_logreg_r{self.capacity}_f{self.features}_e{self.epochs}_q{self.frac_bits}"
-                  f"_n{u.chunk_size}"),
+            name=(f"train_logreg_r{self.capacity}_f{self.features}_e{self.epochs}_q{self.frac_bits}_n{u.chunk_size}"),
             source="train_logreg.circom",
             template="TrainLogReg",
-            args=(self.capacity, self.data.depth, self.features, self.feature_bits, self.frac_bits, self.epochs,
-                  self.weight_bits, self.z_bits, self.rem_bits, u.chunk_size, u.entry_bits, u.noise_bits,
-                  TAG_ROW, TAG_COMMIT),
+            args=(
+                self.capacity,
+                self.data.depth,
+                self.features,
+                self.feature_bits,
+                self.frac_bits,
+                self.epochs,
+                self.weight_bits,
+                self.z_bits,
+                self.rem_bits,
+                u.chunk_size,
+                u.entry_bits,
+                u.noise_bits,
+                TAG_ROW,
+                TAG_COMMIT,
+            ),
             public=("root", "lo", "nActive", "lr", "w0", "ctx", "commit"),
         )
 
@@ -114,8 +126,9 @@ class TrainingProof:
     prove_seconds: float = 0.0
 
 
-def _public(spec: TrainSpec, root: int, lo: Sequence[int], n: int, lr: int, w0: Sequence[int],
-            posted: UpdateCommitment) -> list[int]:
+def _public(
+    spec: TrainSpec, root: int, lo: Sequence[int], n: int, lr: int, w0: Sequence[int], posted: UpdateCommitment
+) -> list[int]:
     return [v % P for v in (root, *lo, n, lr, *w0, posted.ctx, posted.chunk_commits[0])]
 
 
@@ -144,9 +157,19 @@ def prove_training(
     e_pad[: len(secret.e)] = secret.e[: u.chunk_size]
     pad = spec.capacity - n
     inputs: dict[str, object] = dict(
-        zip(("root", "lo", "nActive", "lr", "w0", "ctx", "commit"),
-            (root, [v % P for v in policy.lo], n, lr % P, [int(v) % P for v in w0], posted.ctx,
-             posted.chunk_commits[0]), strict=True)
+        zip(
+            ("root", "lo", "nActive", "lr", "w0", "ctx", "commit"),
+            (
+                root,
+                [v % P for v in policy.lo],
+                n,
+                lr % P,
+                [int(v) % P for v in w0],
+                posted.ctx,
+                posted.chunk_commits[0],
+            ),
+            strict=True,
+        )
     )
     inputs.update(
         feat=[[int(v) % P for v in row] for row in feats.tolist()] + [[v % P for v in policy.lo]] * pad,

@@ -42,7 +42,18 @@ MAX_CHUNK = 4096
 TAG_COMMIT = hash_to_field("update/chunk-commitment")
 TAG_STATE = hash_to_field("update/running-state")
 PUBLIC_INPUTS = (
-    "ctx", "k", "first", "last", "commit", "stateIn", "stateOut", "r", "rOff", "s", "bound2x", "bound2e",
+    "ctx",
+    "k",
+    "first",
+    "last",
+    "commit",
+    "stateIn",
+    "stateOut",
+    "r",
+    "rOff",
+    "s",
+    "bound2x",
+    "bound2e",
 )
 
 
@@ -332,7 +343,9 @@ class UpdateProver:
         else:
             ctx = mp.get_context("spawn")  # no fork of a process that may hold prover threads
             self._pool = cf.ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker,
+                self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
                 initargs=(str(self.keys.directory),),
             )
             # Start every worker now so key loading is not billed to the first round.
