@@ -13,14 +13,20 @@ from fedledger.zk.data_quality import (
     DataPolicy,
     DataQualityProof,
     DataSpec,
+    PoseidonTree,
+    SpotSpec,
     dataset_root,
     fixed_point,
     prove_data_quality,
+    prove_spot_check,
+    row_leaves,
     spot_check_detection,
     spot_check_indices,
     verify_data_quality,
+    verify_spot_check,
 )
 from fedledger.zk.errors import InvalidProof, ProvingError
+from fedledger.zk.poseidon import poseidon
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
 
@@ -102,3 +108,43 @@ def test_spot_check_is_deterministic_and_detection_probability() -> None:
 
 def test_fixed_point_rounds_to_nearest() -> None:
     assert fixed_point(np.array([0.5, -0.25, 1.0 / 3]), 8).tolist() == [128, -64, 85]
+
+
+SPOT = SpotSpec(k=4, depth=7, features=3, classes=3, feature_bits=12)
+
+
+def _big(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(8)
+    feats = np.column_stack([rng.integers(-100, 101, n), rng.integers(-100, 101, n), rng.integers(0, 51, n)])
+    return feats, rng.integers(0, 2, n)
+
+
+def test_poseidon_tree_matches_padded_root_and_paths() -> None:
+    feats, labels = _data()
+    leaves = row_leaves(SPEC, POLICY, feats, labels)
+    tree = PoseidonTree(leaves, SPEC.depth)
+    assert tree.root == dataset_root(SPEC, POLICY, feats, labels)
+    for i in (0, 5, 11):
+        node = leaves[i]
+        for d, sib in enumerate(tree.path(i)):
+            node = poseidon([node, sib]) if not (i >> d) & 1 else poseidon([sib, node])
+        assert node == tree.root
+
+
+@pytest.mark.slow
+def test_spot_check_opens_seeded_rows_and_catches_a_bad_one(backend) -> None:
+    keys = backend.keys(SPOT.circuit)
+    feats, labels = _big()
+    proof = prove_spot_check(backend, keys, SPOT, POLICY, feats, labels, b"seed-1")
+    verify_spot_check(keys, SPOT, POLICY, b"seed-1", proof)
+    with pytest.raises(InvalidProof):  # rows chosen by another seed were not opened
+        verify_spot_check(keys, SPOT, POLICY, b"seed-2", proof)
+    with pytest.raises(InvalidProof):
+        verify_spot_check(keys, SPOT, POLICY, b"seed-1", dataclasses.replace(proof, n_rows=90))
+
+    bad_feats, bad_labels = feats.copy(), labels.copy()
+    bad_labels[37] = 2  # a label outside the set
+    root = PoseidonTree(row_leaves(SPOT.data, POLICY, bad_feats, bad_labels), SPOT.depth).root
+    seed = next(s for s in (f"s{i}".encode() for i in range(10_000)) if 37 in spot_check_indices(s, root, 100, 4))
+    with pytest.raises(ProvingError):
+        prove_spot_check(backend, keys, SPOT, POLICY, bad_feats, bad_labels, seed)

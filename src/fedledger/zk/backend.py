@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -68,14 +69,39 @@ class Circuit:
 
     @functools.cached_property
     def digest(self) -> str:
+        """SHA-256 over the groth16py version, the main component and every file it includes."""
         h = hashlib.sha256()
         h.update(f"groth16py={groth16py.__version__}\n".encode())
         h.update(self.main.encode())
-        for d in (CIRCUIT_DIR, Path(circomlib_dir())):
-            for f in sorted(d.glob("*.circom")):
-                h.update(f.name.encode())
-                h.update(f.read_bytes())
+        for path in _included_files(self.source):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
         return h.hexdigest()
+
+
+_INCLUDE = re.compile(r'^\s*include\s+"([^"]+)"\s*;', re.M)
+
+
+def _resolve(name: str) -> Path:
+    for d in (CIRCUIT_DIR, Path(circomlib_dir())):
+        if (d / name).exists():
+            return (d / name).resolve()
+    raise ConfigError(f"circuit include {name!r} not found")
+
+
+def _included_files(source: str) -> list[Path]:
+    """The source and everything it includes, transitively, in a stable order."""
+    seen: dict[Path, None] = {}
+    stack = [_resolve(source)]
+    while stack:
+        path = stack.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        text = path.read_text()
+        for inc in _INCLUDE.findall(text):
+            stack.append(_resolve(inc) if "/" not in inc else (path.parent / inc).resolve())
+    return sorted(seen, key=lambda p: (p.parent.name, p.name))
 
 
 def cache_root() -> Path:

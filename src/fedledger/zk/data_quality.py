@@ -4,19 +4,20 @@ On joining a task a member commits to its data set as the Poseidon Merkle root o
 fixed point (features shifted by the task's declared lower bounds and packed, then the label),
 and proves in zero knowledge: at least `min_rows` rows, every label in the task's label set,
 every feature within its declared range, and a class histogram within the declared bounds.
-The same root is what a proof of training would open (see docs/zk.md: not implemented yet).
+The same root is what the proof of training opens (`training.py`).
 
 A circuit proves up to `capacity` rows (a power of two); a smaller data set is padded with
 inactive rows whose leaves are 0. A data set larger than the capacity is not proved whole:
-`spot_check_indices` draws rows from a public seed, and the detection probability of a
-fraction q of bad rows with k opened rows is 1 - (1 - q)^k (docs/zk.md); the spot-check
-circuit (Merkle openings inside the proof) is listed as missing in the report.
+`prove_spot_check` opens k rows drawn by `spot_check_indices` from a public seed (drawn after
+the commitment) with Merkle paths inside the proof; a fraction q of bad rows is detected with
+probability 1 - (1 - q)^k (`spot_check_detection`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,15 +116,49 @@ def row_leaf(spec: DataSpec, policy: DataPolicy, row: np.ndarray, label: int) ->
     return poseidon([TAG_ROW, *_pack(shifted, spec.feature_bits), int(label)])
 
 
+class PoseidonTree:
+    """Binary Poseidon Merkle tree of fixed depth; absent leaves are 0 (zero subtrees precomputed)."""
+
+    def __init__(self, leaves: Sequence[int], depth: int) -> None:
+        if len(leaves) > 1 << depth:
+            raise DataError(f"{len(leaves)} leaves do not fit a tree of depth {depth}")
+        self.depth = depth
+        zeros = [0]
+        for _ in range(depth):
+            zeros.append(poseidon([zeros[-1], zeros[-1]]))
+        self._zeros = zeros
+        level = list(leaves)
+        self._levels = [level]
+        for d in range(depth):
+            if len(level) % 2:
+                level = [*level, zeros[d]]
+            level = [poseidon([level[i], level[i + 1]]) for i in range(0, len(level), 2)]
+            self._levels.append(level)
+
+    @property
+    def root(self) -> int:
+        return self._levels[-1][0] if self._levels[-1] else self._zeros[-1]
+
+    def path(self, index: int) -> list[int]:
+        out = []
+        for d in range(self.depth):
+            sib = index ^ 1
+            level = self._levels[d]
+            out.append(level[sib] if sib < len(level) else self._zeros[d])
+            index //= 2
+        return out
+
+
+def row_leaves(spec: DataSpec, policy: DataPolicy, feats: np.ndarray, labels: np.ndarray) -> list[int]:
+    return [row_leaf(spec, policy, feats[i], int(labels[i])) for i in range(len(labels))]
+
+
 def dataset_root(spec: DataSpec, policy: DataPolicy, feats: np.ndarray, labels: np.ndarray) -> int:
     """The data commitment: Poseidon Merkle root over row leaves, padding leaves 0."""
     n = len(labels)
     if n > spec.capacity:
         raise DataError(f"{n} rows exceed the circuit capacity {spec.capacity}")
-    level = [row_leaf(spec, policy, feats[i], int(labels[i])) for i in range(n)] + [0] * (spec.capacity - n)
-    while len(level) > 1:
-        level = [poseidon([level[i], level[i + 1]]) for i in range(0, len(level), 2)]
-    return level[0]
+    return PoseidonTree(row_leaves(spec, policy, feats, labels), spec.depth).root
 
 
 @dataclass(frozen=True)
@@ -191,5 +226,91 @@ def spot_check_indices(seed: bytes, root: int, n_rows: int, k: int) -> list[int]
 
 
 def spot_check_detection(bad_fraction: float, k: int) -> float:
-    """Probability that k uniformly opened rows (with replacement bound) hit at least one bad row."""
+    """Probability that k opened rows hit at least one bad row when a fraction q is bad.
+
+    Rows are opened without replacement, so the true probability is at least this value.
+    """
     return 1.0 - (1.0 - bad_fraction) ** k
+
+
+# -- spot checks for data sets too large to prove whole -----------------------------------------
+
+
+@dataclass(frozen=True)
+class SpotSpec:
+    """Open `k` rows of a data set of up to 2^depth rows."""
+
+    k: int
+    depth: int
+    features: int
+    classes: int
+    feature_bits: int = 16
+
+    @property
+    def data(self) -> DataSpec:
+        return DataSpec(1 << self.depth, self.features, self.classes, self.feature_bits)
+
+    @property
+    def circuit(self) -> Circuit:
+        return Circuit(
+            name=f"spot_k{self.k}_d{self.depth}_f{self.features}_c{self.classes}_b{self.feature_bits}",
+            source="spot_check.circom",
+            template="SpotCheck",
+            args=(self.k, self.depth, self.features, self.classes, self.feature_bits, TAG_ROW),
+            public=("root", "lo", "hi", "allowed", "nRows", "idx"),
+        )
+
+
+@dataclass(frozen=True)
+class SpotCheckProof:
+    root: int
+    n_rows: int
+    proof: bytes
+    prove_seconds: float = 0.0
+
+
+def _spot_public(policy: DataPolicy, root: int, n_rows: int, idx: Sequence[int]) -> list[int]:
+    return [v % P for v in (root, *policy.lo, *policy.hi, *policy.allowed, n_rows, *idx)]
+
+
+def prove_spot_check(
+    backend: Groth16Backend,
+    keys: KeySet,
+    spec: SpotSpec,
+    policy: DataPolicy,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    seed: bytes,
+) -> SpotCheckProof:
+    """Open the rows that `seed` selects and prove them well formed (ProvingError if one is not)."""
+    policy.check_against(spec.data)
+    feats = np.asarray(feats, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    t0 = time.perf_counter()
+    tree = PoseidonTree(row_leaves(spec.data, policy, feats, labels), spec.depth)
+    n = len(labels)
+    idx = spot_check_indices(seed, tree.root, n, spec.k)
+    inputs: dict[str, object] = dict(
+        zip(
+            ("root", "lo", "hi", "allowed", "nRows", "idx"),
+            (tree.root, [v % P for v in policy.lo], [v % P for v in policy.hi], list(policy.allowed), n, idx),
+            strict=True,
+        )
+    )
+    inputs.update(
+        feat=[[int(v) % P for v in feats[i].tolist()] for i in idx],
+        label=[int(labels[i]) % P for i in idx],
+        siblings=[tree.path(i) for i in idx],
+    )
+    proof = backend.prove(keys, inputs)
+    return SpotCheckProof(tree.root, n, proof, time.perf_counter() - t0)
+
+
+def verify_spot_check(keys: KeySet, spec: SpotSpec, policy: DataPolicy, seed: bytes, proof: SpotCheckProof) -> None:
+    """Raise InvalidProof unless the rows that `seed` selects from `proof.root` are well formed."""
+    if keys.circuit != spec.circuit:
+        raise InvalidProof("keys are for another circuit than the spot-check spec")
+    if not spec.k <= proof.n_rows <= 1 << spec.depth:
+        raise InvalidProof("row count outside the tree")
+    idx = spot_check_indices(seed, proof.root, proof.n_rows, spec.k)
+    Groth16Backend.verify(keys, proof.proof, _spot_public(policy, proof.root, proof.n_rows, idx))

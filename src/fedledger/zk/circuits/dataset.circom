@@ -7,6 +7,35 @@ pragma circom 2.1.0;
 include "poseidon.circom";
 include "bitify.circom";
 
+// Leaf of one row, and every feature in [lo_f, lo_f + 2^FB).
+template RowLeaf(F, FB, TAG_ROW) {
+    signal input lo[F];
+    signal input feat[F];
+    signal input label;
+    signal output out;
+
+    var PER = 253 \ FB;
+    var NP = (F + PER - 1) \ PER;
+    component below[F];
+    for (var f = 0; f < F; f++) {
+        below[f] = Num2Bits(FB);
+        below[f].in <== feat[f] - lo[f];
+    }
+    component h = Poseidon(NP + 2);
+    h.inputs[0] <== TAG_ROW;
+    for (var q = 0; q < NP; q++) {
+        var lc = 0;
+        for (var i = 0; i < PER; i++) {
+            if (q * PER + i < F) {
+                lc += (feat[q * PER + i] - lo[q * PER + i]) * (1 << (FB * i));
+            }
+        }
+        h.inputs[1 + q] <== lc;
+    }
+    h.inputs[NP + 1] <== label;
+    out <== h.out;
+}
+
 template DatasetRoot(R, DEPTH, F, FB, TAG_ROW) {
     signal input lo[F];
     signal input feat[R][F];
@@ -14,30 +43,17 @@ template DatasetRoot(R, DEPTH, F, FB, TAG_ROW) {
     signal input active[R];
     signal output root;
 
-    var PER = 253 \ FB;
-    var NP = (F + PER - 1) \ PER;
-    component below[R][F];
-    component leafHash[R];
+    component leaf[R];
     signal level[2 * R - 1];
     for (var r = 0; r < R; r++) {
         active[r] * (1 - active[r]) === 0;
+        leaf[r] = RowLeaf(F, FB, TAG_ROW);
         for (var f = 0; f < F; f++) {
-            below[r][f] = Num2Bits(FB);
-            below[r][f].in <== feat[r][f] - lo[f];
+            leaf[r].lo[f] <== lo[f];
+            leaf[r].feat[f] <== feat[r][f];
         }
-        leafHash[r] = Poseidon(NP + 2);
-        leafHash[r].inputs[0] <== TAG_ROW;
-        for (var q = 0; q < NP; q++) {
-            var lc = 0;
-            for (var i = 0; i < PER; i++) {
-                if (q * PER + i < F) {
-                    lc += (feat[r][q * PER + i] - lo[q * PER + i]) * (1 << (FB * i));
-                }
-            }
-            leafHash[r].inputs[1 + q] <== lc;
-        }
-        leafHash[r].inputs[NP + 1] <== label[r];
-        level[r] <== active[r] * leafHash[r].out;
+        leaf[r].label <== label[r];
+        level[r] <== active[r] * leaf[r].out;
     }
     component node[R - 1];
     var idx = 0;
