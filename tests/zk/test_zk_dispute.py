@@ -1,0 +1,85 @@
+"""Dispute path on anvil: a signed proof in the evidence that does not verify is recorded once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from web3.exceptions import ContractLogicError
+from zk_anvil import ANVIL, anvil_node, deploy
+from zk_support import SMALL
+
+from fedledger.zk.backend import Groth16Backend
+from fedledger.zk.onchain import DISPUTE_CONTRACT, evidence_tree, sign_submission, submission_digest
+from fedledger.zk.update import ProofContext, chunk_public_inputs, commit_update
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning"),
+    pytest.mark.anvil,
+    pytest.mark.slow,
+    pytest.mark.skipif(not ANVIL.exists(), reason="anvil not installed (make node)"),
+]
+ROUND = 3
+R = 55555
+
+
+def _chunk_submissions(prover, key: bytes, member: str, *, corrupt: bool):
+    rng = np.random.default_rng(len(member))
+    x, e = rng.integers(-100, 100, 16), rng.integers(-10, 10, 16)
+    secret, posted = commit_update(SMALL, ProofContext("task", ROUND, member), x, e, rng)
+    proof = prover.prove_update(secret, posted, R)
+    public = chunk_public_inputs(SMALL, posted, 0, posted.state0, proof.chunks[0].state_out, R, proof.s)
+    if corrupt:  # the trainer claims another linear-check value than the one it proved
+        public[9] = (public[9] + 1) % 2**64
+    return sign_submission(key, ROUND, proof.chunks[0].proof, public)
+
+
+def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
+    keys = [bytes([i + 1]) * 32 for i in range(3)]
+    subs = [
+        _chunk_submissions(small_prover, keys[0], "alice", corrupt=False),
+        _chunk_submissions(small_prover, keys[1], "bob", corrupt=True),
+        _chunk_submissions(small_prover, keys[2], "carol", corrupt=False),
+    ]
+    # an aggregator that lists bob's bad proof under alice's name, to get alice slashed
+    subs.append(dataclasses.replace(subs[1], trainer=subs[0].trainer))
+    root, paths = evidence_tree([s.leaf() for s in subs])
+    with anvil_node() as w3:
+        verifier = deploy(w3, Groth16Backend.export_vyper(small_prover.keys))
+        zero = "0x" + "00" * 20
+        dispute = deploy(w3, DISPUTE_CONTRACT.read_text(), verifier.address, zero, w3.eth.accounts[0])
+        a, b, c = subs[0].args()[2:5]
+        assert dispute.functions.submission_digest(ROUND, a, b, c, list(subs[0].public)).call() == (
+            submission_digest(ROUND, subs[0].proof, subs[0].public)
+        )
+        with pytest.raises(ContractLogicError, match="dispute: no evidence for round"):
+            dispute.functions.dispute(*subs[1].args(), paths[1]).call()
+        with pytest.raises(ContractLogicError, match="dispute: not the poster"):
+            dispute.functions.post_evidence_root(ROUND, root).call({"from": w3.eth.accounts[1]})
+        w3.eth.wait_for_transaction_receipt(dispute.functions.post_evidence_root(ROUND, root).transact())
+
+        # honest entries cannot be disputed
+        for i in (0, 2):
+            with pytest.raises(ContractLogicError, match="dispute: proof verifies"):
+                dispute.functions.dispute(*subs[i].args(), paths[i]).call()
+        # an entry that is not in the evidence, or attributed to someone who did not sign it
+        with pytest.raises(ContractLogicError, match="dispute: not in the evidence"):
+            dispute.functions.dispute(*subs[1].args(), paths[0]).call()
+        framed = list(subs[1].args())
+        framed[1] = subs[0].trainer
+        with pytest.raises(ContractLogicError, match="dispute: not in the evidence"):
+            dispute.functions.dispute(*framed, paths[1]).call()
+        with pytest.raises(ContractLogicError, match="dispute: not signed by the offender"):
+            dispute.functions.dispute(*subs[3].args(), paths[3]).call()
+
+        # the bad one is recorded, once
+        tx = dispute.functions.dispute(*subs[1].args(), paths[1]).transact({"from": w3.eth.accounts[2]})
+        receipt = w3.eth.wait_for_transaction_receipt(tx)
+        assert receipt["status"] == 1
+        assert dispute.functions.offence(subs[1].leaf()).call() == subs[1].trainer
+        events = dispute.events.ProofDisputed().process_receipt(receipt)
+        assert events[0]["args"]["offender"] == subs[1].trainer
+        with pytest.raises(ContractLogicError, match="dispute: already disputed"):
+            dispute.functions.dispute(*subs[1].args(), paths[1]).call()
+        assert 200_000 < receipt["gasUsed"] < 700_000
