@@ -71,7 +71,7 @@ class _Session:
         self.deployment = deployment
         self.w3 = backend.w3
         self.c = contracts_for(self.w3, deployment)
-        self.sender = TxSender(self.w3, backend.chain_id)
+        self.sender = TxSender(self.w3, backend.chain_id, estimate=not backend.dev)
         self.index = EventIndex(
             self.w3,
             self.c,
@@ -155,7 +155,7 @@ class Ledger:
         if deployment is None:
             if not deploy_if_missing and not force_deploy:
                 raise DeploymentError(f"no deployment for {backend.describe()}: run `fedledger chain deploy`")
-            sender = TxSender(backend.w3, backend.chain_id)
+            sender = TxSender(backend.w3, backend.chain_id, estimate=not backend.dev)
             deployment = deploy(backend.w3, sender, backend.funder, params or DeployParams())
             if dep_path is not None:
                 deployment.save(dep_path)

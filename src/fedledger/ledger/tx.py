@@ -1,9 +1,11 @@
 """Sending transactions: sign locally, check the receipt, map reverts, record gas.
 
-Every transaction is built with an `eth_estimateGas` first: a call that would revert fails
-there with the contract's reason, before anything is sent, and becomes the matching typed
-error. The gas limit is the estimate plus a margin; a receipt with status 0 is replayed as a
-call at its block to recover the reason. Waits are bounded (`receipt_timeout`). Nonces are
+On a real chain every transaction is built with an `eth_estimateGas` first: a call that would
+revert fails there with the contract's reason, before anything is sent (and paid for), and
+becomes the matching typed error; the gas limit is the estimate plus a margin. On dev chains
+(anvil, memory) the estimate is skipped (it costs as much as the transaction) and the limit is
+fixed; a reverted transaction is mined with status 0 and replayed as a call on the state before
+its block to recover the reason, which becomes the same typed error. Waits are bounded (`receipt_timeout`). Nonces are
 tracked per sender in this process and re-read from the node after any send error.
 """
 
@@ -23,6 +25,8 @@ from fedledger.ledger.errors import LedgerError, TransactionFailed, revert_error
 GAS_MARGIN = 1.2
 GAS_EXTRA = 20_000
 PRIORITY_FEE = 10**9
+#: dev chains (anvil, memory) skip the estimate: a fixed limit, reverts found from the receipt
+DEV_GAS_LIMIT = 6_000_000
 
 
 def revert_reason(err: BaseException) -> str:
@@ -38,8 +42,17 @@ def revert_reason(err: BaseException) -> str:
 class TxSender:
     """One per ledger session, shared by every signer of the session."""
 
-    def __init__(self, w3: Web3, chain_id: int, *, receipt_timeout: float = 120.0, poll: float = 0.01) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        chain_id: int,
+        *,
+        estimate: bool = True,
+        receipt_timeout: float = 120.0,
+        poll: float = 0.01,
+    ) -> None:
         self.w3 = w3
+        self.estimate = estimate
         self.chain_id = chain_id
         self.receipt_timeout = receipt_timeout
         self.poll = poll
@@ -76,8 +89,10 @@ class TxSender:
             fields.update(self._fee_fields())
             fields["nonce"] = self._nonce(account.address)
             fields.pop("gas", None)
+            if not self.estimate:
+                fields["gas"] = DEV_GAS_LIMIT
             try:
-                tx = call.build_transaction(fields)  # runs eth_estimateGas
+                tx = call.build_transaction(fields)  # runs eth_estimateGas unless the gas is given
             except ContractLogicError as e:
                 raise revert_error(revert_reason(e), op) from None
             except Exception as e:  # an RPC error, or eth-tester's TransactionFailed on `memory`
@@ -89,13 +104,18 @@ class TxSender:
                 if isinstance(e, (Web3Exception, ValueError)) or type(e).__module__.startswith("eth_tester"):
                     raise TransactionFailed(f"{op}: {e}") from None
                 raise
-            tx["gas"] = int(tx["gas"] * GAS_MARGIN) + GAS_EXTRA
+            if self.estimate:
+                tx["gas"] = int(tx["gas"] * GAS_MARGIN) + GAS_EXTRA
             signed = account.sign_transaction(tx)
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except (Web3Exception, ValueError) as e:
+            except Exception as e:  # the node's refusal; eth-tester runs the transaction here
                 self.reset_nonces()
                 text = str(e).lower()
+                if "revert" in text:
+                    raise revert_error(revert_reason(e), op) from None
+                if not isinstance(e, (Web3Exception, ValueError)) and not type(e).__module__.startswith("eth"):
+                    raise
                 if attempt == 0 and ("nonce" in text or "fee" in text or "underpriced" in text):
                     continue
                 raise TransactionFailed(f"{op}: the node refused the transaction: {e}") from None
@@ -122,10 +142,9 @@ class TxSender:
         call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
         try:
             self.w3.eth.call(call, receipt["blockNumber"] - 1)  # type: ignore[arg-type]
-        except ContractLogicError as e:
-            return revert_error(revert_reason(e), op)
-        except Web3Exception:
-            pass
+        except Exception as e:  # ContractLogicError, or eth-tester's TransactionFailed
+            if isinstance(e, ContractLogicError) or "revert" in str(e).lower():
+                return revert_error(revert_reason(e), op)
         return TransactionFailed(f"{op}: transaction {receipt['transactionHash'].hex()} failed (status 0)")
 
     def gas_report(self) -> dict[str, dict[str, float]]:

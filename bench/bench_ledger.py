@@ -1,0 +1,197 @@
+"""Benchmark of the ledger: gas per operation, transactions per round, chain seconds per round.
+
+    python -m bench.bench_ledger [--quick]      # prints JSON (make bench writes bench/results/ledger.json)
+
+- gas: every operation of a federation's life on anvil (deploy, register, stake, rounds, claims,
+  reputation, reopen with a slash, a governance cycle, unbond and withdraw), from the receipts;
+- transactions per round with 10, 100 and 1,000 registered, staked trainers, all of them in the
+  round's cohort and in its reward tree: open + submit + one vote per committee member + finalize,
+  the same number whatever the trainer count (claims are pulled by members later, off the round);
+- seconds of chain work per round (open to finalize, committee of 5, no learning) on anvil and on
+  the in-process py-evm chain (`memory`);
+- the contracts' runtime sizes against the 24,576-byte limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import time
+from typing import Any
+
+from fedledger.ledger import DeployParams, GovAction, Ledger, Role, RoundResult, TaskSpec, to_fixed
+from fedledger.ledger.backends import AnvilBackend, Backend, MemoryBackend
+from fedledger.ledger.claims import reputation_tree, reward_tree
+from fedledger.ledger.compiler import MAX_CODE_SIZE, compile_all
+
+E = 10**18
+PARAMS = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300)
+COMMITTEE = 5
+ROUND_OPS = ("open_round", "submit_result", "vote", "finalize")
+
+
+def h(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+class Federation:
+    """Members registered and staked on a ledger; runs rounds with the whole trainer set as cohort."""
+
+    def __init__(self, ledger: Ledger, trainers: int, validators: int = 7, aggregators: int = 3) -> None:
+        self.ledger = ledger
+        self.owner = self._member(1, Role.TASK_OWNER, 0)
+        self.aggregators = [self._member(100 + i, Role.AGGREGATOR, 200) for i in range(aggregators)]
+        self.validators = [self._member(200 + i, Role.VALIDATOR, 100 + 50 * i) for i in range(validators)]
+        self.trainers = [self._member(1_000 + i, Role.TRAINER, 10) for i in range(trainers)]
+        self.by = {m.address: m for m in [*self.aggregators, *self.validators]}
+        spec = TaskSpec(h("bench task"), 100 * E, 1_000, to_fixed(1_000), COMMITTEE, 6667, 3_600, 3_600)
+        self.task = self.owner.create_task(spec)
+
+    def _member(self, i: int, role: Role, stake: int) -> Ledger:
+        m = self.ledger.dev(i)
+        self.ledger.transfer_utility(m.address, 1_000 * E)
+        m.register(role, h(f"x25519 {i}"))
+        if stake:
+            m.stake(stake * E)
+        return m
+
+    def round(self, *, reputation: bool = False) -> tuple[Any, Any, float]:
+        """One round; returns (RoundInfo, reward tree, seconds of chain work)."""
+        start = time.perf_counter()
+        spent = self.ledger.task(self.task).privacy_spent
+        info = self.owner.open_round(self.task, spent + to_fixed(0.1))
+        t0 = time.perf_counter()  # off chain: the cohort from the index, the reward and reputation trees
+        cohort = self.ledger.cohort(self.task, info.round_id, len(self.trainers))
+        tree = reward_tree(self.task, info.round_id, dict.fromkeys(cohort, 20 * E // max(len(cohort), 1)))
+        rep = reputation_tree(self.task, info.round_id, dict.fromkeys(info.committee, 6_000)) if reputation else None
+        offchain = time.perf_counter() - t0
+        self.by[info.aggregator].submit_result(
+            self.task,
+            info.round_id,
+            RoundResult(
+                model_hash=h(f"model {info.round_id}"),
+                evidence_root=h("evidence"),
+                survivor_root=h("survivors"),
+                survivor_count=len(cohort),
+                privacy_spent=spent + to_fixed(0.1),
+                reputation_root=rep.root if rep else b"\x00" * 32,
+                reward_root=tree.root,
+            ),
+        )
+        for v in info.committee:
+            self.by[v].vote(self.task, info.round_id, True)
+        self.owner.finalize(self.task, info.round_id)
+        return info, (tree, rep), time.perf_counter() - start - offchain
+
+
+def _tx_counts(ledger: Ledger) -> dict[str, int]:
+    return {op: len(v) for op, v in ledger.gas_log.items()}
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {op: after.get(op, 0) - before.get(op, 0) for op in after if after.get(op, 0) != before.get(op, 0)}
+
+
+def gas_per_operation() -> dict[str, Any]:
+    with Ledger.attach(AnvilBackend(), params=PARAMS, owns_backend=True) as ledger:
+        fed = Federation(ledger, trainers=20)
+        for r in range(3):
+            info, (tree, rep), _ = fed.round(reputation=r == 0)
+            for t in fed.trainers[:5]:
+                if t.address in tree.values:
+                    t.claim_reward(fed.task, info.round_id, tree.values[t.address], tree.proof(t.address))
+            if rep is not None:
+                epoch = ledger.reputation_epoch(fed.task, info.round_id)
+                for v in info.committee:
+                    fed.owner.apply_reputation(epoch, v, 6_000, rep.proof(v))
+        info = fed.owner.open_round(fed.task, ledger.task(fed.task).privacy_spent)
+        ledger.advance_time(3_601)
+        fed.owner.reopen(fed.task, info.round_id)
+        pid = fed.validators[-1].propose(GovAction.SLASH_BPS, value=2_000)
+        ledger.advance_time(1)
+        for v in fed.validators:
+            v.vote_proposal(pid, True)
+        ledger.advance_time(PARAMS.voting_period + 1)
+        fed.owner.queue(pid)
+        ledger.advance_time(PARAMS.timelock)
+        fed.owner.execute(pid)
+        fed.trainers[0].unbond(10 * E)
+        ledger.advance_time(PARAMS.unbonding_delay)
+        fed.trainers[0].withdraw()
+        return {
+            op: {"count": int(r["count"]), "mean": round(r["mean"]), "max": int(r["max"])}
+            for op, r in ledger.gas_report().items()
+        }
+
+
+def transactions_per_round(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
+    out = []
+    for n in sizes:
+        with Ledger.attach(AnvilBackend(), params=PARAMS, owns_backend=True) as ledger:
+            t0 = time.perf_counter()
+            fed = Federation(ledger, trainers=n)
+            setup_s = time.perf_counter() - t0
+            per_round, gas, seconds = [], [], []
+            for _ in range(rounds):
+                before, g0 = _tx_counts(ledger), {op: sum(v) for op, v in ledger.gas_log.items()}
+                _, _, s = fed.round()
+                d = _delta(before, _tx_counts(ledger))
+                per_round.append(sum(d.values()))
+                gas.append(sum(sum(v) - g0.get(op, 0) for op, v in ledger.gas_log.items()))
+                seconds.append(s)
+            out.append(
+                {
+                    "trainers": n,
+                    "committee": COMMITTEE,
+                    "transactions_per_round": per_round,
+                    "by_operation": d,
+                    "gas_per_round": gas,
+                    "chain_seconds_per_round": round(statistics.mean(seconds), 4),
+                    "setup_seconds": round(setup_s, 2),
+                    "setup_transactions": sum(_tx_counts(ledger).values()) - sum(per_round),
+                }
+            )
+    return out
+
+
+def seconds_per_round(backend: Backend, rounds: int) -> dict[str, Any]:
+    with Ledger.attach(backend, params=PARAMS, owns_backend=True) as ledger:
+        fed = Federation(ledger, trainers=10)
+        secs = [fed.round()[2] for _ in range(rounds)]
+        return {
+            "chain": backend.kind,
+            "rounds": rounds,
+            "transactions_per_round": 3 + COMMITTEE,
+            "seconds_per_round_mean": round(statistics.mean(secs), 4),
+            "seconds_per_round_max": round(max(secs), 4),
+            "transactions_per_second": round((3 + COMMITTEE) / statistics.mean(secs), 1),
+        }
+
+
+def contract_sizes() -> dict[str, Any]:
+    return {
+        name: {"bytes": a.code_size, "limit": MAX_CODE_SIZE, "share": round(a.code_size / MAX_CODE_SIZE, 3)}
+        for name, a in compile_all().items()
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    sizes = [10, 100] if quick else [10, 100, 1_000]
+    rounds = 2 if quick else 5
+    return {
+        "contract_sizes": contract_sizes(),
+        "gas_per_operation": gas_per_operation(),
+        "transactions_per_round": transactions_per_round(sizes, rounds),
+        "chain_seconds_per_round": [
+            seconds_per_round(AnvilBackend(), rounds),
+            seconds_per_round(MemoryBackend(), 2 if quick else 3),
+        ],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))
