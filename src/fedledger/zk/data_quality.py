@@ -77,6 +77,11 @@ class DataPolicy:
     min_count: tuple[int, ...]
     max_count: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        for name in ("lo", "hi", "allowed", "min_count", "max_count"):  # plain ints, also from numpy
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        object.__setattr__(self, "min_rows", int(self.min_rows))
+
     def check_against(self, spec: DataSpec) -> None:
         if len(self.lo) != spec.features or len(self.hi) != spec.features:
             raise ConfigError("declared ranges must have one entry per feature")
@@ -92,7 +97,7 @@ class DataPolicy:
 
     def public_inputs(self, root: int) -> list[int]:
         vals = [root, *self.lo, *self.hi, *self.allowed, self.min_rows, *self.min_count, *self.max_count]
-        return [v % P for v in vals]
+        return [int(v) % P for v in vals]
 
 
 def fixed_point(x: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -270,7 +275,7 @@ class SpotCheckProof:
 
 
 def _spot_public(policy: DataPolicy, root: int, n_rows: int, idx: Sequence[int]) -> list[int]:
-    return [v % P for v in (root, *policy.lo, *policy.hi, *policy.allowed, n_rows, *idx)]
+    return [int(v) % P for v in (root, *policy.lo, *policy.hi, *policy.allowed, n_rows, *idx)]
 
 
 def prove_spot_check(

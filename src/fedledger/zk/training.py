@@ -129,7 +129,7 @@ class TrainingProof:
 def _public(
     spec: TrainSpec, root: int, lo: Sequence[int], n: int, lr: int, w0: Sequence[int], posted: UpdateCommitment
 ) -> list[int]:
-    return [v % P for v in (root, *lo, n, lr, *w0, posted.ctx, posted.chunk_commits[0])]
+    return [int(v) % P for v in (root, *lo, n, lr, *w0, posted.ctx, posted.chunk_commits[0])]
 
 
 def prove_training(
@@ -163,7 +163,7 @@ def prove_training(
                 root,
                 [v % P for v in policy.lo],
                 n,
-                lr % P,
+                int(lr) % P,
                 [int(v) % P for v in w0],
                 posted.ctx,
                 posted.chunk_commits[0],
