@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fedledger.core.errors import ConfigError, DataError, FedLedgerError
 from fedledger.data import (
@@ -364,3 +366,40 @@ def test_lending_club_dollar_amounts_enter_as_log1p(data_cache: Path) -> None:
         np.testing.assert_allclose(raw.features[:, j], np.log1p(frame[column].to_numpy(dtype=np.float64)))
     assert "int_rate" in raw.feature_names and "addr_state" not in raw.feature_names
     np.testing.assert_array_equal(raw.y, (frame["Class"] == "bad").to_numpy().astype(np.int64))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    spec=st.sampled_from(["iid", "dirichlet:0.05", "dirichlet:1", "shards:1", "shards:3"]),
+    clients=st.integers(1, 260),
+    holdout=st.sampled_from([0.0, 0.1, 0.2, 0.5]),
+    test=st.sampled_from([0.05, 0.2, 0.5]),
+    seed=st.integers(0, 10**6),
+)
+def test_load_federated_properties(
+    spec: str, clients: int, holdout: float, test: float, seed: int, data_cache: Path
+) -> None:
+    """Whatever the request: a DataError only when it is infeasible, else a disjoint cover in which
+    every member has training data (and a holdout example whenever holdout_fraction > 0)."""
+    n = 569  # breast_cancer
+    try:
+        fd = load_federated(
+            "breast_cancer",
+            spec,
+            clients,
+            seed=seed,
+            holdout_fraction=holdout,
+            test_fraction=test,
+            cache_dir=data_cache,
+        )
+    except DataError as exc:
+        pool = n - min(max(round(n * test), 1), n - 1)
+        need = 2 if holdout > 0 else 1
+        k = int(spec.split(":")[1]) if spec.startswith("shards") else 1
+        assert pool < clients * need or (spec.startswith("shards") and pool // (clients * k) * k < need), str(exc)
+        return
+    np.testing.assert_array_equal(np.sort(all_indices(fd)), np.arange(n))
+    assert len(fd.members) == clients
+    for m in fd.members:
+        assert len(m.train) >= 1
+        assert (len(m.holdout) >= 1) == (holdout > 0)
