@@ -49,6 +49,21 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", action="store_true", default=None, help="also train centrally, same budget")
     p.add_argument("--no-batched", dest="batched", action="store_false", default=None,
                    help="train members one by one instead of vmap-batched")
+    priv = p.add_argument_group("privacy (docs/privacy.md)")
+    priv.add_argument("--dp", choices=["none", "record", "member"], dest="privacy.dp",
+                      help="record: DP-SGD inside each member; member: distributed DP through secure aggregation")
+    priv.add_argument("--epsilon", type=float, dest="privacy.epsilon", help="privacy budget over the whole run")
+    priv.add_argument("--delta", type=float, dest="privacy.delta")
+    priv.add_argument("--clip-norm", type=float, dest="privacy.clip_norm",
+                      help="L2 clip: per example (record) or per update (member)")
+    priv.add_argument("--adaptive-clip", action="store_true", default=None, dest="privacy.adaptive_clip",
+                      help="move the member-level clip toward --target-quantile of update norms")
+    priv.add_argument("--target-quantile", type=float, dest="privacy.target_quantile")
+    priv.add_argument("--secagg", action=argparse.BooleanOptionalAction, default=None, dest="privacy.secagg",
+                      help="sum member-level updates through SecAgg+")
+    priv.add_argument("--bits", type=int, dest="privacy.bits", help="bits per coordinate on the wire, 8..32")
+    priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
+                      help="claim amplification by subsampling (only if cohorts are not public)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_run)
 
@@ -56,7 +71,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 _RUN_FIELDS = [
     "dataset", "partition", "clients", "fraction", "rounds", "model", "strategy", "optimizer", "local_epochs",
     "local_steps", "batch_size", "lr", "momentum", "proximal_mu", "server_lr", "heterogeneity", "dropout",
-    "max_samples", "seed", "out", "baseline", "batched",
+    "max_samples", "seed", "out", "baseline", "batched", "privacy.dp", "privacy.epsilon", "privacy.delta",
+    "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile", "privacy.secagg", "privacy.bits",
+    "privacy.secret_sampling",
 ]
 
 
@@ -119,7 +136,9 @@ class _progress:
 def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
     rounds = payload["rounds"]
     shown = rounds if len(rounds) <= max_rows else [*rounds[: max_rows // 2], None, *rounds[-max_rows // 2 :]]
-    lines = [f"{'round':>5} {'accuracy':>9} {'loss':>8} {'members':>8} {'dropped':>8} {'MB up':>8} {'seconds':>8}"]
+    private = any(r.get("epsilon") is not None for r in rounds)
+    lines = [f"{'round':>5} {'accuracy':>9} {'loss':>8} {'members':>8} {'dropped':>8} {'MB up':>8} {'seconds':>8}"
+             + (f" {'epsilon':>8}" if private else "")]
     for r in shown:
         if r is None:
             lines.append(f"{'...':>5}")
@@ -127,6 +146,7 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
         lines.append(
             f"{r['round']:>5} {r['accuracy']:>9.4f} {r['loss']:>8.4f} {r['participants']:>8} {r['dropped']:>8}"
             f" {r['bytes_up'] / 1e6:>8.2f} {r['seconds']:>8.2f}"
+            + (f" {r['epsilon']:>8.3f}" if private else "")
         )
     total = sum(r["seconds"] for r in rounds)
     lines.append(f"final accuracy {payload['final_accuracy']:.4f}   {total:.1f} s in rounds")

@@ -21,21 +21,31 @@ import torch
 from torch import nn
 
 from fedledger.core.config import FederationConfig
-from fedledger.core.errors import ConfigError, TrainingError
+from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded, TrainingError
 from fedledger.core.hashing import Usage, domain_hash, hex32
-from fedledger.core.rng import numpy_rng, torch_generator
+from fedledger.core.rng import derive_seed, numpy_rng, torch_generator
 from fedledger.core.vectors import to_bytes
 from fedledger.data import FederatedData, load_federated
 from fedledger.learning import (
     Cohort,
     LocalRecipe,
+    LocalResult,
     RoundUpdates,
     budget_steps,
     build_strategy,
     evaluate,
     make_trainer,
 )
-from fedledger.models import build_model, get_flat
+from fedledger.models import build_model, get_flat, set_flat
+from fedledger.privacy import (
+    DistributedDP,
+    InsufficientSurvivors,
+    MemberAccountant,
+    calibrate_noise,
+    dpsgd_schedule,
+    privacy_block,
+    train_member_dpsgd,
+)
 
 CHECKPOINT = "checkpoint.pt"
 BYTES_PER_FLOAT = 4
@@ -53,6 +63,9 @@ class RoundRecord:
     seconds: float
     train_loss: float
     model_hash: str
+    survivors: int = 0
+    epsilon: float | None = None  # largest member epsilon so far, at the task's delta
+    aggregated: bool = True  # False when too few members survived for the round to be released
 
 
 @dataclass
@@ -63,6 +76,7 @@ class RunResult:
     final_model_hash: str = ""
     centralized_accuracy: float | None = None
     resumed_from: int = 0
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -77,6 +91,7 @@ class RunResult:
             "final_accuracy": self.final_accuracy,
             "final_model_hash": self.final_model_hash,
             "resumed_from_round": self.resumed_from,
+            "privacy": self.privacy,
         }
         if self.centralized_accuracy is not None:
             out["centralized_accuracy"] = self.centralized_accuracy
@@ -84,8 +99,27 @@ class RunResult:
         return out
 
 
+@dataclass(frozen=True)
+class _RoundStep:
+    """What aggregation did in one round, before evaluation."""
+
+    participants: int
+    train_loss: float = float("nan")
+    aggregated: bool = True
+    bytes_up: int | None = None  # None: float32 updates, one per participant
+    extra_bytes_down: int = 0
+
+
 def model_hash(flat: torch.Tensor) -> str:
     return hex32(domain_hash(Usage.MODEL, to_bytes(flat)))
+
+
+def min_survivors(cohort: int, dropout: float) -> int:
+    """Survivors the noise is sized for: the cohort less a generous margin over the expected dropouts."""
+    if dropout == 0:
+        return cohort
+    margin = dropout * cohort + 3 * np.sqrt(cohort * dropout * (1 - dropout))
+    return max(1, int(np.floor(cohort - margin)))
 
 
 def recipe_of(cfg: FederationConfig) -> LocalRecipe:
@@ -143,6 +177,29 @@ class Simulation:
         self.global_flat = get_flat(self.model)
         self.dim = int(self.global_flat.numel())
         self.examples_processed = 0
+        self.accountants: dict[int, MemberAccountant] = {}
+        self.noise_multipliers: dict[tuple[float, int], float] = {}
+        self.epsilon_member_level: float | None = None
+        self.ddp = self._distributed_dp()
+
+    def _distributed_dp(self) -> DistributedDP | None:
+        p = self.cfg.privacy
+        if p.secagg and p.dp != "member":
+            raise ConfigError("--secagg runs inside the member-level pipeline; use it with --dp member")
+        if p.dp == "none":
+            return None
+        if self.strategy.needs_individual_updates:
+            raise ConfigError(
+                f"strategy {self.strategy.name} needs to see individual updates; with --dp {p.dp} use fedavg, "
+                "fednova or a server optimizer (fedadam, fedyogi, fedadagrad)"
+            )
+        if p.dp == "record":
+            return None
+        cohort = max(1, round(self.cfg.fraction * len(self.data.members)))
+        return DistributedDP.from_config(
+            p, d=self.dim, n=cohort, rounds=self.cfg.rounds, min_survivors=min_survivors(cohort, self.cfg.dropout),
+            public_seed=derive_seed(self.cfg.seed, "public").to_bytes(8, "big"), secagg_dropout=self.cfg.dropout,
+        )
 
     # -- one round ---------------------------------------------------------------------------------
     def sample(self, rnd: int) -> tuple[np.ndarray, np.ndarray]:
@@ -158,31 +215,140 @@ class Simulation:
         start = time.perf_counter()
         selected, survives = self.sample(rnd)
         members = selected[survives]
-        train_loss = float("nan")
+        step = _RoundStep(participants=len(members))
         if len(members):
-            steps = budget_steps(self.full_steps[members], self.budgets[members])
-            cohort = Cohort(self.pool.offsets[members], self.pool.counts[members], steps)
-            result = self.trainer.train(
-                self.global_flat, self.pool.X, self.pool.y, cohort, torch_generator(self.cfg.seed, "round", rnd)
-            )
-            self._check_finite(rnd, members, result.losses, result.deltas)
-            updates = RoundUpdates(result.deltas, self.pool.counts[members], result.normalizers)
-            self.global_flat = self.strategy.step(self.global_flat, updates)
-            self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
-            train_loss = float(result.losses.mean())
+            local = self._train(rnd, members)
+            if self.ddp is not None:
+                step = self._aggregate_distributed(rnd, selected, survives, local)
+            else:
+                step = self._aggregate_visible(members, local)
         accuracy, loss = evaluate(self.model, self.global_flat, self.test_X, self.test_y)
+        model_bytes = self.dim * BYTES_PER_FLOAT
         return RoundRecord(
             round=rnd,
             accuracy=accuracy,
             loss=loss,
-            participants=len(members),
+            participants=step.participants,
             dropped=int(len(selected) - len(members)),
-            bytes_up=int(len(members) * self.dim * BYTES_PER_FLOAT),
-            bytes_down=int(len(selected) * self.dim * BYTES_PER_FLOAT),
+            bytes_up=step.bytes_up if step.bytes_up is not None else step.participants * model_bytes,
+            bytes_down=int(len(selected) * model_bytes + step.extra_bytes_down),
             seconds=time.perf_counter() - start,
-            train_loss=train_loss,
+            train_loss=step.train_loss,
             model_hash=model_hash(self.global_flat),
+            survivors=step.participants if step.aggregated else 0,
+            epsilon=self._epsilon(),
+            aggregated=step.aggregated,
         )
+
+    # -- local training ----------------------------------------------------------------------------
+    def _train(self, rnd: int, members: np.ndarray) -> LocalResult:
+        if self.cfg.privacy.dp == "record":
+            return self._train_dpsgd(rnd, members)
+        steps = budget_steps(self.full_steps[members], self.budgets[members])
+        cohort = Cohort(self.pool.offsets[members], self.pool.counts[members], steps)
+        result = self.trainer.train(
+            self.global_flat, self.pool.X, self.pool.y, cohort, torch_generator(self.cfg.seed, "round", rnd)
+        )
+        self._check_finite(rnd, members, result.losses, result.deltas)
+        self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
+        return result
+
+    def _train_dpsgd(self, rnd: int, members: np.ndarray) -> LocalResult:
+        """Record-level DP: each member runs DP-SGD with its own accountant until its budget is spent."""
+        p = self.cfg.privacy
+        deltas, losses, steps = [], [], []
+        set_flat(self.model, self.global_flat)
+        for i in members:
+            X, y = self._member_rows(int(i))
+            accountant = self.accountants.setdefault(int(i), MemberAccountant())
+            try:
+                trained, _eps = train_member_dpsgd(
+                    self.model, X, y, epochs=self.cfg.local_epochs, batch_size=self.cfg.batch_size,
+                    lr=self.cfg.lr, noise_multiplier=self._noise_multiplier(int(i)), max_grad_norm=p.clip_norm,
+                    generator=torch_generator(self.cfg.seed, "dpsgd", rnd, int(i)), accountant_state=accountant,
+                    delta=p.delta, epsilon_budget=p.epsilon, momentum=self.cfg.momentum,
+                )
+            except PrivacyBudgetExceeded:
+                continue  # this member's own budget is spent: it stops contributing
+            deltas.append(get_flat(trained) - self.global_flat)
+            losses.append(0.0)
+            steps.append(dpsgd_schedule(len(y), self.cfg.batch_size, self.cfg.local_epochs)[1])
+            self.examples_processed += len(y) * int(np.ceil(self.cfg.local_epochs))
+        if not deltas:
+            return LocalResult(torch.zeros(0, self.dim), torch.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+        result = LocalResult(torch.stack(deltas), torch.tensor(losses), np.array(steps), np.array(steps, float))
+        self._check_finite(rnd, members, result.losses, result.deltas)
+        return result
+
+    def _member_rows(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, n = int(self.pool.offsets[i]), int(self.pool.counts[i])
+        return self.pool.X[lo : lo + n], self.pool.y[lo : lo + n]
+
+    def _noise_multiplier(self, i: int) -> float:
+        """The noise that keeps member i within its budget if it takes part in every round.
+
+        Members with the same sampling rate and step count share one calibration (it is slow).
+        """
+        p = self.cfg.privacy
+        q, steps = dpsgd_schedule(int(self.pool.counts[i]), self.cfg.batch_size, self.cfg.local_epochs)
+        key = (q, steps * self.cfg.rounds)
+        if key not in self.noise_multipliers:
+            self.noise_multipliers[key] = calibrate_noise(p.epsilon, p.delta, q, steps * self.cfg.rounds)
+        return self.noise_multipliers[key]
+
+    # -- aggregation -------------------------------------------------------------------------------
+    def _aggregate_visible(self, members: np.ndarray, local: LocalResult) -> _RoundStep:
+        if len(local.deltas) == 0:
+            return _RoundStep(participants=0)
+        counts = self.pool.counts[members][: len(local.deltas)]
+        updates = RoundUpdates(local.deltas, counts, local.normalizers)
+        self.global_flat = self.strategy.step(self.global_flat, updates)
+        return _RoundStep(participants=len(local.deltas), train_loss=float(local.losses.mean()))
+
+    def _aggregate_distributed(
+        self, rnd: int, selected: np.ndarray, survives: np.ndarray, local: LocalResult
+    ) -> _RoundStep:
+        """Member-level DP: clip, rotate, quantize, add noise shares and sum through SecAgg+."""
+        assert self.ddp is not None
+        deltas = torch.zeros(len(selected), self.dim)
+        deltas[torch.as_tensor(survives)] = local.deltas
+        try:
+            agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
+                                     member_ids=[int(m) for m in selected])
+        except InsufficientSurvivors:
+            return _RoundStep(participants=int(survives.sum()), aggregated=False)
+        self.global_flat = self.strategy.step(
+            self.global_flat, RoundUpdates(agg.mean[None, :], np.ones(1), np.ones(1))
+        )
+        self.epsilon_member_level = agg.epsilon_so_far
+        survivors = int(agg.survivors.sum())
+        return _RoundStep(
+            participants=survivors,
+            train_loss=float(local.losses.mean()),
+            bytes_up=round(agg.bytes_up_per_member * survivors),
+            extra_bytes_down=round(agg.bytes_down_per_member * survivors),
+        )
+
+    def _epsilon(self) -> float | None:
+        if self.cfg.privacy.dp == "member":
+            return self.epsilon_member_level
+        if self.cfg.privacy.dp == "record":
+            return max((a.epsilon(self.cfg.privacy.delta) for a in self.accountants.values()), default=0.0)
+        return None
+
+    def privacy_report(self) -> dict[str, Any]:
+        p = self.cfg.privacy
+        if p.dp == "member" and self.ddp is not None:
+            return privacy_block(p, epsilon_spent=self._epsilon(), rounds_done=self.ddp.rounds_done,
+                                 plan=self.ddp.plan,
+                                 secagg={"protocol": "SecAgg+", **asdict(self.ddp.secagg_params)}
+                                 if p.secagg else False)
+        if p.dp == "record":
+            sigmas = sorted(self.noise_multipliers.values())
+            sample = dpsgd_schedule(int(self.pool.counts.min()), self.cfg.batch_size, self.cfg.local_epochs)
+            return privacy_block(p, epsilon_spent=self._epsilon(), noise_multiplier=sigmas[-1] if sigmas else None,
+                                 max_grad_norm=p.clip_norm, sample_rate=sample[0], steps_per_round=sample[1])
+        return privacy_block(p)
 
     def _check_finite(self, rnd: int, members: np.ndarray, losses: torch.Tensor, deltas: torch.Tensor) -> None:
         bad = ~torch.isfinite(losses) | ~torch.isfinite(deltas).all(dim=1)
@@ -209,6 +375,7 @@ class Simulation:
                 on_round(record)
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
+        result.privacy = self.privacy_report()
         if self.cfg.baseline:
             result.centralized_accuracy = self.centralized_accuracy()
         return result
@@ -219,7 +386,9 @@ class Simulation:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        cfg = self.cfg.model_dump(exclude={"out", "rounds", "baseline"})
+        # More rounds may be added to a finished run, unless privacy was planned for a fixed number of rounds.
+        free = {"out", "baseline"} | ({"rounds"} if self.cfg.privacy.dp == "none" else set())
+        cfg = self.cfg.model_dump(exclude=free)
         return json.dumps(cfg, sort_keys=True)
 
     def _checkpoint(self, out: Path, result: RunResult) -> None:
@@ -230,6 +399,9 @@ class Simulation:
             "strategy": self.strategy.state_dict(),
             "rounds": [asdict(r) for r in result.rounds],
             "examples_processed": self.examples_processed,
+            "ddp": self.ddp.state_dict() if self.ddp is not None else {},
+            "epsilon_member_level": self.epsilon_member_level,
+            "accountants": {i: a.state_dict() for i, a in self.accountants.items()},
         }
         tmp = out / (CHECKPOINT + ".tmp")
         torch.save(state, tmp)
@@ -247,6 +419,10 @@ class Simulation:
         self.global_flat = state["global"]
         self.strategy.load_state_dict(state["strategy"])
         self.examples_processed = int(state["examples_processed"])
+        if self.ddp is not None:
+            self.ddp.load_state_dict(state["ddp"])
+        self.epsilon_member_level = state["epsilon_member_level"]
+        self.accountants = {int(i): MemberAccountant.from_state_dict(a) for i, a in state["accountants"].items()}
         result.rounds = [RoundRecord(**r) for r in state["rounds"]]
         result.resumed_from = len(result.rounds)
         return len(result.rounds) + 1

@@ -1,0 +1,73 @@
+"""Privacy inside the simulation: what results.json reports and what the run refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedledger.core.config import build_config
+from fedledger.core.errors import ConfigError
+from fedledger.sim import Simulation
+
+MEMBER = {"dataset": "digits", "partition": "iid", "clients": 12, "model": "logreg", "rounds": 2, "lr": 0.1,
+          "privacy": {"dp": "member", "secagg": True, "epsilon": 8.0, "bits": 20}}
+
+
+def _run(out=None, **changes):
+    return Simulation(build_config({**MEMBER, **changes})).run(out)
+
+
+def test_member_level_spends_at_most_the_budget_and_reports_it() -> None:
+    res = _run(dropout=0.2)
+    eps = [r.epsilon for r in res.rounds]
+    assert eps == sorted(eps) and eps[-1] <= 8.0 * (1 + 1e-6)
+    assert all(r.survivors == r.participants and r.participants + r.dropped == 12 for r in res.rounds)
+    block = res.privacy
+    assert block["unit"] == "member" and block["amplification_by_subsampling"] is False
+    assert block["secure_aggregation"]["protocol"] == "SecAgg+"
+    # what SecAgg+ sent: at least each survivor's 20-bit packed vector (1,024 rotated coordinates for d = 650)
+    assert res.rounds[0].bytes_up > res.rounds[0].participants * 1024 * 20 // 8
+
+
+def _interrupt_after_first_round(record) -> None:
+    raise KeyboardInterrupt
+
+
+def test_member_level_run_resumes_to_the_same_model(tmp_path) -> None:
+    whole = _run(rounds=3)
+    with pytest.raises(KeyboardInterrupt):
+        Simulation(build_config({**MEMBER, "rounds": 3})).run(tmp_path, on_round=_interrupt_after_first_round)
+    resumed = _run(tmp_path, rounds=3)
+    assert resumed.resumed_from == 1
+    assert resumed.final_model_hash == whole.final_model_hash
+    assert resumed.rounds[-1].epsilon == pytest.approx(whole.rounds[-1].epsilon)
+
+
+@pytest.mark.slow
+def test_record_level_reports_the_largest_member_epsilon() -> None:
+    res = Simulation(build_config({"dataset": "breast_cancer", "partition": "iid", "clients": 3, "rounds": 2,
+                                   "model": "logreg", "lr": 0.1, "privacy": {"dp": "record", "epsilon": 2.0}})).run()
+    eps = [r.epsilon for r in res.rounds]
+    assert 0 < eps[0] < eps[1] <= 2.0 * (1 + 1e-3)
+    assert res.privacy["unit"] == "record" and res.privacy["parameters"]["noise_multiplier"] > 0
+    assert res.final_accuracy > 0.6
+
+
+def test_a_private_run_cannot_resume_with_another_round_count(tmp_path) -> None:
+    _run(tmp_path, rounds=1)
+    with pytest.raises(ConfigError, match="different configuration"):
+        _run(tmp_path, rounds=3)  # the noise was planned for one round
+
+
+def test_secagg_without_member_level_dp_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--dp member"):
+        _run(privacy={"dp": "none", "secagg": True})
+
+
+def test_robust_strategies_cannot_see_private_updates() -> None:
+    with pytest.raises(ConfigError, match="individual updates"):
+        _run(strategy="median")
+
+
+def test_no_privacy_block_says_so() -> None:
+    res = _run(privacy={"dp": "none"}, rounds=1)
+    assert res.privacy["unit"] == "none" and res.rounds[0].epsilon is None
