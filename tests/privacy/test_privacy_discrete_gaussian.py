@@ -11,9 +11,11 @@ from scipy.stats import chisquare
 
 from fedledger.privacy.discrete_gaussian import (
     bernoulli_exp,
+    bernoulli_exp_fast,
     bernoulli_ratio,
     discrete_gaussian_pmf,
     discrete_laplace,
+    geometric_exp_minus_one,
     sample_discrete_gaussian,
 )
 from fedledger.secagg.entropy import CryptoRng
@@ -64,11 +66,20 @@ def test_large_variance_scale_and_symmetry() -> None:
 
 
 @pytest.mark.parametrize(("num", "den"), [(0, 1), (3, 10), (1, 1), (17, 10), (5, 1), (123456789, 98765432)])
-def test_bernoulli_exp_has_probability_exp_minus_gamma(num: int, den: int) -> None:
+@pytest.mark.parametrize("fn", [bernoulli_exp, bernoulli_exp_fast])
+def test_bernoulli_exp_has_probability_exp_minus_gamma(num: int, den: int, fn) -> None:  # type: ignore[no-untyped-def]
     n = 200_000
-    out = bernoulli_exp(np.full(n, num), np.full(n, den), CryptoRng(os.urandom(32)))
+    out = fn(np.full(n, num), np.full(n, den), CryptoRng(os.urandom(32)))
     p = math.exp(-num / den)
     assert abs(out.mean() - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12
+
+
+def test_geometric_matches_its_distribution() -> None:
+    n = 200_000
+    v = geometric_exp_minus_one(n, CryptoRng(os.urandom(32)))
+    support = np.arange(0, 12)
+    p = (1 - math.exp(-1)) * np.exp(-support.astype(float))
+    assert _chi2_against(v, p, support) > 1e-4
 
 
 def test_bernoulli_ratio_is_exact_at_the_edges() -> None:

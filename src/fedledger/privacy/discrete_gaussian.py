@@ -15,6 +15,7 @@ All loops run over rejection rounds, never over samples.
 from __future__ import annotations
 
 import math
+from decimal import Decimal, localcontext
 
 import numpy as np
 
@@ -111,6 +112,74 @@ def _geometric_exp_minus_one(size: int, rng: CryptoRng) -> np.ndarray:
     return v
 
 
+_DEC_PREC = 160  # decimal digits for the rare exact comparisons (about 530 bits)
+
+
+def _exp_neg_decimal(num: int, den: int) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        return (-(Decimal(num) / Decimal(den))).exp()
+
+
+def _u_less_than(a: int, scale: int, p: Decimal, rng: CryptoRng) -> bool:
+    """u < p for the uniform u whose first `scale` bits are a (more bits drawn as needed); exact
+    as long as p is known to within 2**-scale, which 160 digits give up to scale ~ 530."""
+    with localcontext() as ctx:
+        ctx.prec = _DEC_PREC
+        while scale < 500:
+            lo = Decimal(a) / (Decimal(2) ** scale)
+            hi = Decimal(a + 1) / (Decimal(2) ** scale)
+            if hi <= p:
+                return True
+            if lo >= p:
+                return False
+            a = (a << 64) | int(rng.words(1)[0])
+            scale += 64
+    raise ArithmeticError("uniform within 2**-500 of the threshold")  # probability < 2**-440
+
+
+def bernoulli_exp_fast(num: np.ndarray, den: np.ndarray, rng: CryptoRng) -> np.ndarray:
+    """Exact Bernoulli(exp(-num/den)) for int64 num >= 0, den >= 1: one uniform per draw.
+
+    The uniform's first 53 bits are compared with a float estimate of exp(-num/den) (relative
+    error far below 2**-40 for num/den < 2**10); draws within the error margin (probability about
+    2**-40) are settled by `_u_less_than` against a 160-digit value. Large num/den (p < 2**-60)
+    are decided by the exact path too. So the result has exactly the stated distribution.
+    """
+    num = np.asarray(num, dtype=np.int64).reshape(-1)
+    den = np.asarray(den, dtype=np.int64).reshape(-1)
+    g = num.astype(np.float64) / den.astype(np.float64)
+    p = np.exp(-g)
+    margin = p * (2.0**-40) * np.maximum(1.0, g) + 2.0**-60
+    vi = rng.words(num.size) >> np.uint64(11)
+    v = vi.astype(np.float64) * _ULP
+    yes = v + _ULP <= p - margin
+    no = v >= p + margin
+    out = yes
+    for i in np.nonzero(~(yes | no))[0]:
+        out[i] = _u_less_than(int(vi[i]), 53, _exp_neg_decimal(int(num[i]), int(den[i])), rng)
+    return out
+
+
+def geometric_exp_minus_one(size: int, rng: CryptoRng) -> np.ndarray:
+    """Exact V with P(V >= v) = exp(-v): V = floor(-ln u), decided on 53 bits of u unless ambiguous."""
+    vi = rng.words(size) >> np.uint64(11)
+    v = vi.astype(np.float64) * _ULP
+    with np.errstate(divide="ignore"):
+        hi = -np.log(v)  # -ln of the smallest u in the interval (inf when v = 0)
+    lo = -np.log(v + _ULP)
+    a = np.floor(lo * (1 - 2.0**-45))
+    b = np.floor(hi * (1 + 2.0**-45))
+    out = a.astype(np.int64)
+    for i in np.nonzero(~np.isfinite(hi) | (a != b))[0]:
+        # V = the largest k with u < exp(-k); start below the float estimate and walk up exactly
+        k = max(0, int(a[i]) - 1) if np.isfinite(a[i]) else 0
+        while _u_less_than(int(vi[i]), 53, _exp_neg_decimal(k + 1, 1), rng):
+            k += 1
+        out[i] = k
+    return out
+
+
 def discrete_laplace(t: int, size: int, rng: CryptoRng) -> np.ndarray:
     """Exact samples with P(y) proportional to exp(-|y| / t) (CKS20 Alg. 2, s = 1)."""
     out = np.empty(size, dtype=np.int64)
@@ -118,8 +187,8 @@ def discrete_laplace(t: int, size: int, rng: CryptoRng) -> np.ndarray:
     while todo.size:
         m = todo.size
         u = rng.below(t, size=m).astype(np.int64)
-        d = bernoulli_exp_le1(u, np.full(m, t, dtype=np.int64), rng)
-        v = _geometric_exp_minus_one(m, rng)
+        d = bernoulli_exp_fast(u, np.full(m, t, dtype=np.int64), rng)
+        v = geometric_exp_minus_one(m, rng)
         x = u + t * v
         neg = rng.bits(m)
         good = d & ~(neg & (x == 0))
@@ -171,7 +240,7 @@ def sample_discrete_gaussian(variance: int, size: int, rng: CryptoRng) -> np.nda
             diff = ay[fi] * t - var  # |y| t - sigma^2, |.| < 2**31
             num = diff * diff
             den = np.full(fi.size, 2 * var * t * t, dtype=np.int64)
-            accept[fi] = bernoulli_exp(num, den, rng)
+            accept[fi] = bernoulli_exp_fast(num, den, rng)
         for i in np.nonzero(~fast)[0]:
             accept[i] = _accept_exact(int(y[i]), var, t, rng)
         out[todo[accept]] = y[accept]
