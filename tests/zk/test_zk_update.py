@@ -232,3 +232,19 @@ def test_bounds_are_enforced_by_the_verifier_not_the_prover(small_prover, honest
 def test_signed_roundtrip() -> None:
     for v in (0, 1, -1, 2**200, -(2**200)):
         assert signed(v % P) == v
+
+
+@pytest.mark.slow
+def test_process_pool_prover_proves_in_parallel_and_reports_bad_witnesses(small_prover) -> None:
+    from fedledger.zk.update import UpdateProver
+
+    rng = np.random.default_rng(21)
+    x, e = _vectors(rng)
+    secret, posted = commit_update(SMALL, CTX, x, e, rng)
+    with UpdateProver(SMALL, small_prover.backend, workers=2) as pool:
+        proof = pool.prove_update(secret, posted, R)
+        verify_update(small_prover.keys, SMALL, posted, proof, R)
+        x[0] = 2**15
+        bad_secret, bad_posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+        with pytest.raises(ProvingError):
+            pool.prove_update(bad_secret, bad_posted, R)
