@@ -81,3 +81,32 @@ def test_a_deployment_from_other_sources_is_refused(tmp_path) -> None:
         Ledger.connect("auto", run)
     with Ledger.connect("auto", run, force_deploy=True) as fresh:
         assert fresh.deployment.addresses["task_manager"] != dep["addresses"]["task_manager"]
+
+
+def test_sigterm_stops_the_managed_node(tmp_path) -> None:
+    import subprocess
+    import sys
+    import urllib.error
+
+    from fedledger.ledger.anvil import rpc
+
+    script = (
+        "import sys, time\n"
+        "from fedledger.ledger import Ledger\n"
+        f"ledger = Ledger.connect('auto', {str(tmp_path / 'run')!r})\n"
+        "print(ledger.backend.url, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:")
+        rpc(url, "eth_chainId")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        proc.kill()
+    with pytest.raises((OSError, urllib.error.URLError)):
+        rpc(url, "eth_chainId", timeout=2.0)
+    assert (tmp_path / "run" / "chain" / "anvil-state.json").exists()
+    assert not (tmp_path / "run" / "chain" / "node.json").exists()

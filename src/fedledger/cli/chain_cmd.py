@@ -83,13 +83,14 @@ def status_payload(ledger: Any) -> dict[str, Any]:
                 "current_round": current,
             }
         )
+    ledger.index.sync()
     return {
         "chain": ledger.backend.describe(),
         "chain_id": ledger.backend.chain_id,
         "block": ledger.block_number,
         "deployment_block": ledger.deployment.block_number,
         "contracts": _addresses(ledger),
-        "indexed_events": (ledger.index.sync(), ledger.index.count())[1],
+        "indexed_events": ledger.index.count(),
         "tasks": tasks,
     }
 

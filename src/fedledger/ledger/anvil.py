@@ -127,6 +127,7 @@ class AnvilNode:
         startup_timeout: float = 30.0,
         state_interval: int = 5,
         log_path: Path | None = None,
+        info_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.state_path = Path(state_path) if state_path else None
@@ -135,6 +136,7 @@ class AnvilNode:
         self.startup_timeout = startup_timeout
         self.state_interval = state_interval
         self.log_path = log_path
+        self.info_path = info_path  # {"url", "pid"} while running, for other processes to attach
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -184,6 +186,8 @@ class AnvilNode:
                 _live.add(self)
             try:
                 self._wait_ready()
+                if self.info_path is not None:
+                    self.info_path.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
                 return self
             except ChainUnavailable as e:
                 last_error = str(e)
@@ -233,6 +237,9 @@ class AnvilNode:
         proc, self.proc = self.proc, None
         with _live_lock:
             _live.discard(self)
+        if self.info_path is not None and proc is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.info_path.unlink()
         if proc is not None and proc.poll() is None:
             if persist and self.state_path is not None:
                 self.proc = proc

@@ -13,7 +13,6 @@ snapshots, which tests, benchmarks and simulations use; an RPC chain refuses tho
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -127,11 +126,11 @@ class AnvilBackend(Backend):
                 self.chain_dir / self.STATE_FILE,
                 startup_timeout=startup_timeout,
                 log_path=self.chain_dir / "anvil.log",
+                info_path=self.chain_dir / self.NODE_FILE,
             ).start()
         except BaseException:
             self._release_lock()
             raise
-        (self.chain_dir / self.NODE_FILE).write_text(json.dumps({"url": self.node.url, "pid": os.getpid()}))
         return self.node.url
 
     def _attach(self) -> str:
@@ -176,9 +175,6 @@ class AnvilBackend(Backend):
         if self.node is not None:
             self.node.stop()
             self.node = None
-            if self.chain_dir is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.chain_dir / self.NODE_FILE).unlink()
         self._release_lock()
 
     def _release_lock(self) -> None:

@@ -347,7 +347,7 @@ class Ledger:
 
     def task(self, task_id: int) -> TaskInfo:
         raw = self._fn("task_manager").tasks(task_id).call()
-        if raw[0] == "0x" + "00" * 20 or int(raw[0], 16) == 0:
+        if int(raw[0], 16) == 0:
             raise InvalidArgument(f"unknown task {task_id}", "task")
         return TaskInfo(TaskId(task_id), raw[0], bytes(raw[1]), *map(int, raw[2:]))
 
