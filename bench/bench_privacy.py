@@ -7,7 +7,6 @@ Every ratio compares two runs made here, in the same process, on the same data.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import statistics

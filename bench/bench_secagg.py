@@ -27,13 +27,13 @@ from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.prg import expand_mask
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    """Median seconds of `repeat` calls (after one warm-up)."""
-    fn()
+def _time(fn: Callable[..., object], repeat: int, *args: object) -> float:
+    """Median seconds of `repeat` calls fn(*args) (after one warm-up)."""
+    fn(*args)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -76,22 +76,22 @@ def shamir_figures(flwr: dict[str, types.ModuleType] | None, quick: bool) -> dic
         t = k // 2 + 1
         xs = list(range(1, k + 1))
         shares = shamir.split(secret, xs, t, rng)
-        ours_split = _time(lambda: shamir.split(secret, xs, t, rng), 5 if quick else 20)
-        ours_combine = _time(lambda: shamir.combine(xs[:t], shares[:t]), 5 if quick else 20)
+        ours_split = _time(shamir.split, 5 if quick else 20, secret, xs, t, rng)
+        ours_combine = _time(shamir.combine, 5 if quick else 20, xs[:t], shares[:t])
         # the server's real workload: many secrets per call (one per member of the round)
         batch = 1000
         secrets = np.frombuffer(os.urandom(32 * batch), dtype=np.uint8).reshape(batch, 32)
         bx = np.tile(np.arange(1, k + 1), (batch, 1))
         bsh = shamir.split_many(secrets, bx, t, rng)
-        ours_batched = _time(lambda: shamir.combine_many(bx[:, :t], bsh[:, :t]), 3) / batch
+        ours_batched = _time(shamir.combine_many, 3, bx[:, :t], bsh[:, :t]) / batch
         row: dict[str, Any] = {"threshold": t, "ours_split_s": ours_split, "ours_combine_s": ours_combine,
                                "ours_combine_batched_per_secret_s": ours_batched}
         if flwr is not None:
             fs = flwr["shamir"]
             fshares = fs.create_shares(secret, t, k)
             assert fs.combine_shares(fshares[:t]) == secret
-            row["flower_split_s"] = _time(lambda: fs.create_shares(secret, t, k), 3 if quick else 10)
-            row["flower_combine_s"] = _time(lambda: fs.combine_shares(fshares[:t]), 3 if quick else 10)
+            row["flower_split_s"] = _time(fs.create_shares, 3 if quick else 10, secret, t, k)
+            row["flower_combine_s"] = _time(fs.combine_shares, 3 if quick else 10, fshares[:t])
             row["combine_speedup"] = row["flower_combine_s"] / ours_combine
             row["combine_speedup_batched"] = row["flower_combine_s"] / ours_batched
             row["split_speedup"] = row["flower_split_s"] / ours_split
@@ -105,10 +105,10 @@ def mask_figures(flwr: dict[str, types.ModuleType] | None, quick: bool) -> dict[
     for d in (10**5, 10**6):
         row: dict[str, Any] = {}
         for bits in (16, 32):
-            row[f"ours_{bits}bit_s"] = _time(lambda: expand_mask(seed, d, bits), 3 if quick else 10)
+            row[f"ours_{bits}bit_s"] = _time(expand_mask, 3 if quick else 10, seed, d, bits)
         if flwr is not None:
             pg = flwr["utils"].pseudo_rand_gen
-            row["flower_s"] = _time(lambda: pg(seed, 1 << 32, [(d,)]), 3 if quick else 10)
+            row["flower_s"] = _time(pg, 3 if quick else 10, seed, 1 << 32, [(d,)])
             row["speedup_32bit"] = row["flower_s"] / row["ours_32bit_s"]
         out[f"d_{d}"] = row
     if flwr is not None:

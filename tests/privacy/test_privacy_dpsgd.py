@@ -86,3 +86,14 @@ def test_batchnorm_models_are_refused() -> None:
         train_member_dpsgd(model, X, y, epochs=1, batch_size=16, lr=0.1, noise_multiplier=1.0, max_grad_norm=1.0,
                            generator=torch.Generator().manual_seed(0), accountant_state=MemberAccountant(),
                            delta=1e-5)
+
+
+def test_tiny_member_survives_empty_poisson_batches() -> None:
+    # q = 0.1 over 10 records: about a third of the 30 Poisson batches are empty
+    X, y = _data(10)
+    acc = MemberAccountant()
+    model, eps = train_member_dpsgd(nn.Linear(6, 2), X, y, epochs=3, batch_size=1, lr=0.1, noise_multiplier=1.0,
+                                    max_grad_norm=1.0, generator=torch.Generator().manual_seed(0),
+                                    accountant_state=acc, delta=1e-5)
+    assert acc.steps == 30 and eps > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -99,7 +99,7 @@ def test_maximum_tolerated_dropout_is_exact_and_one_more_aborts(stage: Kind) -> 
     assert np.array_equal(out.total, plain_sum(x, keep, 20))
     members, drops = _hood_drops(n, params, 1, stage)
     # one neighbour too many: the victim's secrets can no longer be recovered; no sum is released
-    with pytest.raises(SecAggAbort, match="too many dropouts|threshold"):
+    with pytest.raises(SecAggAbort, match=r"too many dropouts|threshold"):
         run_round(x, members, ids, pki, params, TASK, 2, drops, os.urandom)
 
 
@@ -211,7 +211,7 @@ def test_forged_roster_entry_is_rejected_by_the_member() -> None:
     h.flush_up()
     out = h.advance()
     roster: KeyRoster = out[0]
-    m, pk, sig = roster.entries[1]
+    m, _pk, sig = roster.entries[1]
     bad = dataclasses.replace(roster, entries=(*roster.entries[:1], (m, os.urandom(32), sig), *roster.entries[2:]))
     with pytest.raises(ProtocolViolation, match="signature"):
         client_handle(h.clients[roster.header.recipient], bad, os.urandom)

@@ -251,7 +251,7 @@ def sample_discrete_gaussian(variance: int, size: int, rng: CryptoRng) -> np.nda
 def discrete_gaussian_pmf(variance: float, support: np.ndarray) -> np.ndarray:
     """The exact probabilities of N_Z(0, variance) on `support` (normalised over a wide window)."""
     sigma = math.sqrt(variance)
-    w = int(math.ceil(40 * sigma)) + 10
+    w = math.ceil(40 * sigma) + 10
     xs = np.arange(-w, w + 1)
     z = np.exp(-(xs.astype(np.float64) ** 2) / (2 * variance)).sum()
     return np.exp(-(np.asarray(support, dtype=np.float64) ** 2) / (2 * variance)) / z

@@ -418,6 +418,8 @@ class DistributedDP:
         ids = list(range(n)) if member_ids is None else [int(m) for m in member_ids]
         masked: Mapping[int, bytes] = {}
         if self.secagg:
+            identities: Mapping[int, Identity]
+            pki: Mapping[int, PublicIdentity]
             if self.identities is None or self.pki is None:
                 identities, pki = simulated_identities(ids, 0 if seed is None else seed)
             else:

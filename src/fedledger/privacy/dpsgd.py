@@ -102,7 +102,7 @@ def _run_steps(pmodel: nn.Module, popt: torch.optim.Optimizer, ploader: DataLoad
             if len(xb) == 0:
                 # an empty Poisson batch still releases a noisy (zero-gradient) step
                 for p in pmodel.parameters():
-                    p.grad_sample = torch.zeros((0, *p.shape))
+                    p.grad_sample = torch.zeros((0, *p.shape))  # type: ignore[attr-defined]
                 popt.step()
                 done += 1
                 continue

@@ -20,7 +20,7 @@ from fedledger.secagg.errors import SecAggAbort
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import SERVER, Kind, Message, decode
-from fedledger.secagg.server import ServerConfig, ServerState, server_advance, server_handle, server_start
+from fedledger.secagg.server import ServerConfig, server_advance, server_handle, server_start
 
 CLIENT_SENDS = (Kind.ADVERTISE_KEYS, Kind.SHARE_KEYS, Kind.MASKED_INPUT, Kind.SURVIVOR_SIGNATURE,
                 Kind.UNMASK_SHARES)

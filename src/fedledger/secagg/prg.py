@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from fedledger.core.hashing import Usage, domain_hash
 
+
 def _word_bytes(bits: int) -> int:
     if not 1 <= bits <= 32:
         raise ValueError(f"bits must be in 1..32, got {bits}")
