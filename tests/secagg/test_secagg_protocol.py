@@ -278,3 +278,13 @@ def test_decode_rejects_trailing_and_truncated_bytes() -> None:
     with pytest.raises(DecodeError, match="kind"):
         decode(data[:1] + b"\x63" + data[2:])
     assert isinstance(decode(data), AdvertiseKeys)
+
+
+def test_typed_from_bytes_checks_the_kind() -> None:
+    h = Harness()
+    data = h.up[0].to_bytes()
+    assert AdvertiseKeys.from_bytes(data) == h.up[0]
+    with pytest.raises(DecodeError, match="expected MaskedInput"):
+        MaskedInput.from_bytes(data)
+    with pytest.raises(DecodeError, match="trailing"):
+        AdvertiseKeys.from_bytes(data + b"\x00")

@@ -140,6 +140,14 @@ class Message:
     def digest(self) -> bytes:
         return domain_hash(Usage.SECAGG_SIGNATURE, self.signed_bytes())
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Message:
+        """Decode and check the kind: `AdvertiseKeys.from_bytes(b)` only accepts an AdvertiseKeys."""
+        msg = decode(data)
+        if cls is not Message and not isinstance(msg, cls):
+            raise DecodeError(f"expected {cls.__name__}, got {type(msg).__name__}")
+        return msg
+
     def to_bytes(self) -> bytes:
         data = self.signed_bytes()
         if self.SIGNED:
