@@ -100,6 +100,13 @@ def test_high_epsilon_recovers_the_mean_and_aligned_updates_never_wrap() -> None
     res = ddp.aggregate(x, 0, seed=3)
     expected = u / u.norm()  # clipped to norm 1, mean of identical vectors
     assert (res.mean - expected).norm() < 0.1
+    # and the sparse worst case: all mass on one coordinate (so in one rotation block)
+    big = DistributedDP(epsilon=1e4, delta=1e-5, clip_norm=1.0, d=5000, n=n, rounds=1, bits=16, secagg=False)
+    assert big.plan.block < big.plan.padded
+    spike = torch.zeros(n, 5000)
+    spike[:, 123] = 3.0
+    res = big.aggregate(spike, 0, seed=5)
+    assert abs(float(res.mean[123]) - 1.0) < 0.1 and float(res.mean.abs().max()) == float(res.mean[123].abs())
     # random updates
     ddp2 = DistributedDP(epsilon=1e4, delta=1e-5, clip_norm=10.0, d=d, n=n, rounds=2, bits=32, secagg=False)
     x = torch.randn(n, d) * 0.1

@@ -153,8 +153,9 @@ def plan_distributed_dp(
     z = accounting.calibrate_rounds(epsilon, delta, rounds, q)
     blk = block or choose_block(d)
     padded = math.ceil(d / blk) * blk
-    # coordinate concentration after rotation: |y_j| <= ||x|| * sqrt(2 ln(2 / tail) / padded)
-    conc = math.sqrt(2 * math.log(2 / WRAP_TAIL) / padded)
+    # coordinate concentration after rotation: |y_j| <= ||x_block|| * sqrt(2 ln(2 / tail) / B) with
+    # ||x_block|| <= ||x||: holds whatever the update looks like (even all its mass in one block)
+    conc = math.sqrt(2 * math.log(2 / WRAP_TAIL) / blk)
     half = 2.0 ** (bits - 1)
 
     def build(g: float) -> tuple[float, float, int, int]:
