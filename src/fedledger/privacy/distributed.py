@@ -375,7 +375,9 @@ class DistributedDP:
         self.task_id = task_id or domain_hash(Usage.TASK_SPEC, b"distributed-dp", public_seed)
         self.identities = identities
         self.pki = pki
-        self.secagg_params = SecAggParams.for_cohort(n, self.plan.length, bits, dropout=secagg_dropout)
+        self.secagg_params: SecAggParams | None = (
+            SecAggParams.for_cohort(n, self.plan.length, bits, dropout=secagg_dropout) if secagg else None
+        )
         self.keep_encoding = keep_encoding
 
     @classmethod
@@ -427,6 +429,7 @@ class DistributedDP:
                 identities, pki = self.identities, self.pki
             rand = CryptoRng.from_os().bytes if seed is None else CryptoRng.from_seed(seed, "secagg", round_index).bytes
             drops = {ids[i]: Kind.MASKED_INPUT for i in range(n) if not sv[i]}
+            assert self.secagg_params is not None
             out = run_round(enc.wrapped, ids, identities, pki, self.secagg_params, self.task_id, round_index,
                             drops, rand)
             if set(out.survivors) != {ids[i] for i in range(n) if sv[i]}:
