@@ -84,6 +84,7 @@ class ClientState:
     self_seed: bytes = b""
     held: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)  # owner -> (b share, s share)
     survivors: tuple[int, ...] = ()
+    channel: Mapping[int, bytes] = field(default_factory=dict)  # neighbour -> long-term X25519 secret
 
 
 def _sign(cfg: ClientConfig, msg: Message) -> Message:
@@ -161,16 +162,19 @@ def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[Clie
     shares = shamir.split_many(secrets, np.stack([xs, xs]), t, CryptoRng(rand(32)))
     cts: list[tuple[int, bytes]] = []
     held: dict[int, tuple[bytes, bytes]] = {}
+    channel: dict[int, bytes] = {}
     for idx, m in enumerate(holders):
         b_sh, s_sh = shamir.share_to_bytes(shares[0, idx]), shamir.share_to_bytes(shares[1, idx])
         if m == cfg.member:
             held[m] = (b_sh, s_sh)
             continue
-        key = channel_key(cfg.identity.agree(cfg.pki[m].x25519), cfg.task_id, cfg.round_index, cfg.member, m)
+        channel[m] = cfg.identity.agree(cfg.pki[m].x25519)
+        key = channel_key(channel[m], cfg.task_id, cfg.round_index, cfg.member, m)
         cts.append((m, seal(key, rand(12), b_sh + s_sh, cfg.task_id, cfg.round_index, cfg.member, m)))
     commit = seed_commitment(cfg.task_id, cfg.round_index, cfg.member, self_seed)
     out = _sign(cfg, ShareKeys(cfg.header(), seed_commitment=commit, ciphertexts=tuple(cts)))
-    new = replace(state, stage=ClientStage.AWAIT_SHARE_ROSTER, roster=roster, self_seed=self_seed, held=held)
+    new = replace(state, stage=ClientStage.AWAIT_SHARE_ROSTER, roster=roster, self_seed=self_seed, held=held,
+                  channel=channel)
     return new, [out]
 
 
@@ -182,7 +186,7 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
             raise ProtocolViolation(f"member {cfg.member}: shares from unexpected member {m}")
         if m in held:
             raise ProtocolViolation(f"member {cfg.member}: two share messages from {m}")
-        key = channel_key(cfg.identity.agree(cfg.pki[m].x25519), cfg.task_id, cfg.round_index, m, cfg.member)
+        key = channel_key(state.channel[m], cfg.task_id, cfg.round_index, m, cfg.member)
         pt = open_sealed(key, ct, cfg.task_id, cfg.round_index, m, cfg.member)
         if len(pt) != 2 * shamir.SHARE_BYTES:
             raise ProtocolViolation(f"member {cfg.member}: malformed shares from {m}")
@@ -204,7 +208,8 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
     if p.bits < 32:
         y &= np.uint32((1 << p.bits) - 1)
     out = _sign(cfg, MaskedInput(cfg.header(), payload=pack(y, p.bits)))
-    return replace(state, stage=ClientStage.AWAIT_SURVIVOR_LIST, held=held, vector=np.zeros(0, np.uint32)), [out]
+    return replace(state, stage=ClientStage.AWAIT_SURVIVOR_LIST, held=held, vector=np.zeros(0, np.uint32),
+                   channel={}), [out]
 
 
 def _on_survivor_list(state: ClientState, msg: SurvivorList) -> tuple[ClientState, list[Message]]:
