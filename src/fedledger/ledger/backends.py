@@ -22,7 +22,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from fedledger.ledger.anvil import ANVIL_DEV_KEY, AnvilNode, rpc
@@ -196,7 +196,8 @@ class MemoryBackend(Backend):
 
     def fund(self, address: str, wei: int) -> None:
         # from eth-tester's last unlocked account, which no ledger session signs with
-        h = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[-1], "to": address, "value": wei})
+        tx = {"from": self.w3.eth.accounts[-1], "to": to_checksum_address(address), "value": wei}
+        h = self.w3.eth.send_transaction(tx)  # type: ignore[arg-type]
         self.w3.eth.wait_for_transaction_receipt(h)
 
     def advance_time(self, seconds: int) -> None:
@@ -226,7 +227,7 @@ class RpcBackend(Backend):
         self._signer: LocalAccount | None = None
 
     @property  # type: ignore[override]
-    def funder(self) -> LocalAccount:
+    def funder(self) -> LocalAccount:  # type: ignore[override]
         """The signer, loaded at first use so read-only commands need no key."""
         if self._signer is None:
             self._signer = load_signer(self._keystore)

@@ -550,7 +550,18 @@ class Ledger:
         if int(r[1]) == 0:
             raise InvalidArgument(f"unknown proposal {proposal_id}", "proposal")
         return Proposal(
-            proposal_id, str(r[0]), GovAction(r[1]), *map(int, r[2:4]), str(r[4]), *map(int, r[5:10]), bool(r[10])
+            proposal_id=proposal_id,
+            proposer=str(r[0]),
+            action=GovAction(r[1]),
+            key=int(r[2]),
+            value=int(r[3]),
+            account=str(r[4]),
+            snapshot_block=int(r[5]),
+            vote_end=int(r[6]),
+            for_votes=int(r[7]),
+            against_votes=int(r[8]),
+            eta=int(r[9]),
+            executed=bool(r[10]),
         )
 
     def params(self) -> dict[str, int]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 
@@ -78,7 +79,11 @@ class Deployment:
 
 def contracts_for(w3: Web3, deployment: Deployment) -> dict[str, Contract]:
     arts = compile_all()
-    return {name: w3.eth.contract(address=deployment.addresses[name], abi=arts[name].abi) for name in CONTRACTS}
+    return {name: _at(w3, deployment.addresses[name], arts[name].abi) for name in CONTRACTS}
+
+
+def _at(w3: Web3, address: str, abi: list[dict[str, object]]) -> Contract:
+    return w3.eth.contract(address=to_checksum_address(address), abi=abi)  # type: ignore[arg-type]
 
 
 def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployParams = DeployParams()) -> Deployment:
@@ -117,7 +122,7 @@ def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployPar
         params.gov_quorum_bps,
         params.proposal_threshold,
     )
-    c = {name: w3.eth.contract(address=a, abi=arts[name].abi) for name, a in addr.items()}
+    c = {name: _at(w3, a, arts[name].abi) for name, a in addr.items()}
     sender.transact(deployer, "wire:reward_token", c["reward_token"].functions.set_minter(addr["task_manager"]))
     sender.transact(deployer, "wire:staking", c["staking"].functions.wire(addr["task_manager"], addr["governance"]))
     sender.transact(deployer, "wire:reputation", c["reputation"].functions.wire(addr["task_manager"]))

@@ -77,7 +77,8 @@ class EventIndex:
         self._by_address = {to_checksum_address(c.address): name for name, c in contracts.items()}
         self._decoders: dict[tuple[str, bytes], Any] = {}
         for name, c in contracts.items():
-            for item in c.abi:
+            abi: list[dict[str, Any]] = list(c.abi)  # type: ignore[arg-type]
+            for item in abi:
                 if item.get("type") == "event":
                     ev = c.events[item["name"]]()
                     topic = Web3.keccak(text=f"{item['name']}({','.join(i['type'] for i in item['inputs'])})")

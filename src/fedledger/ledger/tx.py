@@ -57,7 +57,7 @@ class TxSender:
         self.receipt_timeout = receipt_timeout
         self.poll = poll
         self.gas: dict[str, list[int]] = defaultdict(list)
-        self.hooks: list[Callable[[Any], None]] = []
+        self.hooks: list[Callable[[Any], object]] = []
         self._nonces: dict[str, int] = {}
         self._fees: dict[str, int] | None = None
         self._fees_at = 0.0
@@ -123,7 +123,7 @@ class TxSender:
             return self._await(op, tx, tx_hash)
         raise TransactionFailed(f"{op}: could not send")  # pragma: no cover - loop always returns or raises
 
-    def _await(self, op: str, tx: dict[str, Any], tx_hash: bytes) -> Any:
+    def _await(self, op: str, tx: dict[str, Any], tx_hash: Any) -> Any:
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self.receipt_timeout, poll_latency=self.poll
