@@ -64,6 +64,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--bits", type=int, dest="privacy.bits", help="bits per coordinate on the wire, 8..32")
     priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
                       help="claim amplification by subsampling (only if cohorts are not public)")
+    p.add_argument("--chain", dest="ledger.chain", metavar="auto|memory|URL",
+                   help="record, validate and settle every round on a ledger: auto = managed anvil, "
+                        "memory = in-process py-evm, or a JSON-RPC URL")
+    p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (with --chain)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_run)
 
@@ -73,12 +77,14 @@ _RUN_FIELDS = [
     "local_steps", "batch_size", "lr", "momentum", "proximal_mu", "server_lr", "heterogeneity", "dropout",
     "max_samples", "seed", "out", "baseline", "batched", "privacy.dp", "privacy.epsilon", "privacy.delta",
     "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile", "privacy.secagg", "privacy.bits",
-    "privacy.secret_sampling",
+    "privacy.secret_sampling", "ledger.chain", "ledger.committee",
 ]
 
 
 def config_from_args(args: argparse.Namespace) -> FederationConfig:
     overrides: dict[str, Any] = {k: getattr(args, k) for k in _RUN_FIELDS}
+    if overrides["ledger.chain"] is not None:
+        overrides["ledger.enabled"] = True
     return load_config(args.config, overrides)
 
 

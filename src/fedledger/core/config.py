@@ -38,6 +38,7 @@ class ChainConfig(_Frozen):
 
     chain: str = "auto"
     enabled: bool = False
+    committee: int = Field(3, ge=1, le=32, description="validators who check and vote on each round")
 
     @field_validator("chain")
     @classmethod

@@ -50,6 +50,13 @@ class Strategy:
     def step(self, global_flat: torch.Tensor, updates: RoundUpdates) -> torch.Tensor:
         return global_flat + self.server_lr * self.direction(updates)
 
+    def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
+        """Weights w with `step(x) == x + w @ deltas`, for strategies linear in the updates; else None.
+
+        Validators use them to recompute a round from its evidence.
+        """
+        return None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
 
@@ -59,6 +66,9 @@ class Strategy:
 
 class FedAvg(Strategy):
     name = "fedavg"
+
+    def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
+        return self.server_lr * updates.weights.double().numpy()
 
 
 class FedNova(Strategy):
@@ -71,6 +81,11 @@ class FedNova(Strategy):
         p = updates.weights
         tau_eff = float(p @ a)
         return tau_eff * ((p / a) @ updates.deltas)
+
+    def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
+        a = torch.as_tensor(updates.normalizers, dtype=torch.float32)
+        p = updates.weights
+        return self.server_lr * (float(p @ a) * (p / a)).double().numpy()
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedledger.core.blobstore import BlobStore
 from fedledger.core.config import FederationConfig
 from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded, TrainingError
-from fedledger.core.hashing import Usage, domain_hash, hex32
+from fedledger.core.hashing import hex32
 from fedledger.core.rng import derive_seed, numpy_rng, torch_generator
 from fedledger.core.vectors import to_bytes
-from fedledger.data import FederatedData, load_federated
+from fedledger.data import FederatedData, Split, load_federated
 from fedledger.learning import (
     Cohort,
     LocalRecipe,
@@ -46,6 +47,7 @@ from fedledger.privacy import (
     privacy_block,
     train_member_dpsgd,
 )
+from fedledger.sim.onchain import ChainRounds, Evidence
 
 CHECKPOINT = "checkpoint.pt"
 BYTES_PER_FLOAT = 4
@@ -66,6 +68,8 @@ class RoundRecord:
     survivors: int = 0
     epsilon: float | None = None  # largest member epsilon so far, at the task's delta
     aggregated: bool = True  # False when too few members survived for the round to be released
+    chain_txs: int | None = None  # transactions this round took on the ledger (None: no ledger)
+    finalized: bool | None = None  # the committee accepted the round on chain
 
 
 @dataclass
@@ -77,6 +81,7 @@ class RunResult:
     centralized_accuracy: float | None = None
     resumed_from: int = 0
     privacy: dict[str, Any] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -93,6 +98,8 @@ class RunResult:
             "resumed_from_round": self.resumed_from,
             "privacy": self.privacy,
         }
+        if self.ledger is not None:
+            out["ledger"] = self.ledger
         if self.centralized_accuracy is not None:
             out["centralized_accuracy"] = self.centralized_accuracy
             out["accuracy_ratio"] = self.accuracy_ratio
@@ -108,10 +115,23 @@ class _RoundStep:
     aggregated: bool = True
     bytes_up: int | None = None  # None: float32 updates, one per participant
     extra_bytes_down: int = 0
+    contributors: np.ndarray | None = None  # members whose update is in the aggregate (None: not visible)
+    deltas: torch.Tensor | None = None  # the visible updates, where the new model is linear in them
+    weights: np.ndarray | None = None  # new = old + weights @ deltas
 
 
 def model_hash(flat: torch.Tensor) -> str:
-    return hex32(domain_hash(Usage.MODEL, to_bytes(flat)))
+    """The model's content address: the hash the chain records and the blob store files it under."""
+    return hex32(BlobStore.address(to_bytes(flat)))
+
+
+def _validator_holdouts(data: FederatedData, validators: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each validator's own held-out data: the members' held-out splits dealt out round robin."""
+    parts = []
+    for v in range(validators):
+        split = Split.concat([m.holdout for m in data.members[v::validators]] or [data.test])
+        parts.append((torch.from_numpy(split.X), torch.from_numpy(split.y)))
+    return parts
 
 
 def min_survivors(cohort: int, dropout: float) -> int:
@@ -202,26 +222,31 @@ class Simulation:
         )
 
     # -- one round ---------------------------------------------------------------------------------
-    def sample(self, rnd: int) -> tuple[np.ndarray, np.ndarray]:
-        """(selected members, which of them survive) for round `rnd`."""
-        n = len(self.data.members)
+    @property
+    def cohort_size(self) -> int:
+        return max(1, round(self.cfg.fraction * len(self.data.members)))
+
+    def sample(self, rnd: int, cohort: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(selected members, which of them survive) for round `rnd`; `cohort` if the chain drew it."""
         rng = numpy_rng(self.cfg.seed, "round", rnd, "sample")
-        k = max(1, round(self.cfg.fraction * n))
-        selected = np.sort(rng.choice(n, size=k, replace=False))
-        survives = rng.random(k) >= self.cfg.dropout
+        picked = rng.choice(len(self.data.members), size=self.cohort_size, replace=False)
+        selected = np.sort(picked if cohort is None else cohort)
+        survives = rng.random(len(selected)) >= self.cfg.dropout
         return selected, survives
 
-    def run_round(self, rnd: int) -> RoundRecord:
+    def run_round(self, rnd: int, cohort: np.ndarray | None = None) -> RoundRecord:
         start = time.perf_counter()
-        selected, survives = self.sample(rnd)
+        selected, survives = self.sample(rnd, cohort)
         members = selected[survives]
         step = _RoundStep(participants=len(members))
+        self.last_step = step
         if len(members):
-            local = self._train(rnd, members)
+            contributors, local = self._train(rnd, members)
             if self.ddp is not None:
                 step = self._aggregate_distributed(rnd, selected, survives, local)
             else:
-                step = self._aggregate_visible(members, local)
+                step = self._aggregate_visible(contributors, local)
+        self.last_step = step
         accuracy, loss = evaluate(self.model, self.global_flat, self.test_X, self.test_y)
         model_bytes = self.dim * BYTES_PER_FLOAT
         return RoundRecord(
@@ -241,7 +266,8 @@ class Simulation:
         )
 
     # -- local training ----------------------------------------------------------------------------
-    def _train(self, rnd: int, members: np.ndarray) -> LocalResult:
+    def _train(self, rnd: int, members: np.ndarray) -> tuple[np.ndarray, LocalResult]:
+        """(members whose update is in the result, their local results)."""
         if self.cfg.privacy.dp == "record":
             return self._train_dpsgd(rnd, members)
         steps = budget_steps(self.full_steps[members], self.budgets[members])
@@ -251,12 +277,12 @@ class Simulation:
         )
         self._check_finite(rnd, members, result.losses, result.deltas)
         self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
-        return result
+        return members, result
 
-    def _train_dpsgd(self, rnd: int, members: np.ndarray) -> LocalResult:
+    def _train_dpsgd(self, rnd: int, members: np.ndarray) -> tuple[np.ndarray, LocalResult]:
         """Record-level DP: each member runs DP-SGD with its own accountant until its budget is spent."""
         p = self.cfg.privacy
-        deltas, losses, steps = [], [], []
+        deltas, losses, steps, contributors = [], [], [], []
         set_flat(self.model, self.global_flat)
         for i in members:
             X, y = self._member_rows(int(i))
@@ -271,14 +297,16 @@ class Simulation:
             except PrivacyBudgetExceeded:
                 continue  # this member's own budget is spent: it stops contributing
             deltas.append(get_flat(trained) - self.global_flat)
+            contributors.append(int(i))
             losses.append(0.0)
             steps.append(dpsgd_schedule(len(y), self.cfg.batch_size, self.cfg.local_epochs)[1])
             self.examples_processed += len(y) * int(np.ceil(self.cfg.local_epochs))
+        used = np.array(contributors, dtype=np.int64)
         if not deltas:
-            return LocalResult(torch.zeros(0, self.dim), torch.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+            return used, LocalResult(torch.zeros(0, self.dim), torch.zeros(0), np.zeros(0, np.int64), np.zeros(0))
         result = LocalResult(torch.stack(deltas), torch.tensor(losses), np.array(steps), np.array(steps, float))
-        self._check_finite(rnd, members, result.losses, result.deltas)
-        return result
+        self._check_finite(rnd, used, result.losses, result.deltas)
+        return used, result
 
     def _member_rows(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, n = int(self.pool.offsets[i]), int(self.pool.counts[i])
@@ -300,10 +328,12 @@ class Simulation:
     def _aggregate_visible(self, members: np.ndarray, local: LocalResult) -> _RoundStep:
         if len(local.deltas) == 0:
             return _RoundStep(participants=0)
-        counts = self.pool.counts[members][: len(local.deltas)]
-        updates = RoundUpdates(local.deltas, counts, local.normalizers)
+        updates = RoundUpdates(local.deltas, self.pool.counts[members], local.normalizers)
         self.global_flat = self.strategy.step(self.global_flat, updates)
-        return _RoundStep(participants=len(local.deltas), train_loss=float(local.losses.mean()))
+        weights = self.strategy.linear_weights(updates)
+        return _RoundStep(participants=len(local.deltas), train_loss=float(local.losses.mean()),
+                          contributors=members, deltas=local.deltas if weights is not None else None,
+                          weights=weights)
 
     def _aggregate_distributed(
         self, rnd: int, selected: np.ndarray, survives: np.ndarray, local: LocalResult
@@ -366,13 +396,20 @@ class Simulation:
         first = 1
         if out is not None:
             first = self._resume(out, result)
-        for rnd in range(first, self.cfg.rounds + 1):
-            record = self.run_round(rnd)
-            result.rounds.append(record)
-            if out is not None:
-                self._checkpoint(out, result)
-            if on_round:
-                on_round(record)
+        chain = self._open_chain(out) if self.cfg.ledger.enabled else None
+        try:
+            for rnd in range(first, self.cfg.rounds + 1):
+                record = self.run_round(rnd) if chain is None else self._run_chain_round(chain, rnd)
+                result.rounds.append(record)
+                if out is not None:
+                    self._checkpoint(out, result)
+                if on_round:
+                    on_round(record)
+            if chain is not None:
+                result.ledger = chain.summary()
+        finally:
+            if chain is not None:
+                chain.close()
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
@@ -380,14 +417,54 @@ class Simulation:
             result.centralized_accuracy = self.centralized_accuracy()
         return result
 
+    # -- on a ledger -------------------------------------------------------------------------------
+    def _open_chain(self, out: Path | None) -> ChainRounds:
+        if out is None:
+            raise ConfigError("a run on a ledger needs an output directory (--out) for its chain state and blobs")
+        committee = self.cfg.ledger.committee
+        validators = _validator_holdouts(self.data, committee)
+        return ChainRounds.connect(
+            self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
+            privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
+            spec=self.cfg.model_dump(exclude={"out", "baseline"}),
+            evaluate=lambda v, flat: evaluate(self.model, flat, *validators[v % len(validators)])[0],
+        )
+
+    def _run_chain_round(self, chain: ChainRounds, rnd: int) -> RoundRecord:
+        start = time.perf_counter()
+        txs = chain.tx_count()
+        previous = self.global_flat
+        info = chain.open(rnd, self._privacy_bound())
+        record = self.run_round(rnd, chain.cohort(info, self.cohort_size))
+        step = self.last_step
+        evidence = Evidence(
+            previous_model=chain.store(previous),
+            deltas=step.deltas.numpy() if step.deltas is not None else None,
+            weights=step.weights,
+        )
+        finalized = chain.settle(info, self.global_flat, evidence, step.contributors, self._epsilon())
+        return replace(record, chain_txs=chain.tx_count() - txs, finalized=finalized,
+                       seconds=time.perf_counter() - start)
+
+    def _privacy_bound(self) -> float | None:
+        """The privacy spent once the next round is finalized, as the contract checks it against the budget."""
+        p = self.cfg.privacy
+        if p.dp == "member" and self.ddp is not None:
+            return self.ddp.plan.epsilon_after(self.ddp.rounds_done + 1)
+        if p.dp == "record":
+            return p.epsilon
+        return None
+
     def centralized_accuracy(self) -> float:
         """The same model trained on the pooled training data with the federation's compute budget."""
         return centralized_baseline(self, self.examples_processed)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        # More rounds may be added to a finished run, unless privacy was planned for a fixed number of rounds.
-        free = {"out", "baseline"} | ({"rounds"} if self.cfg.privacy.dp == "none" else set())
+        # More rounds may be added to a finished run, unless privacy was planned or a task was created on a
+        # ledger for a fixed number of rounds.
+        fixed_rounds = self.cfg.privacy.dp != "none" or self.cfg.ledger.enabled
+        free = {"out", "baseline"} | (set() if fixed_rounds else {"rounds"})
         cfg = self.cfg.model_dump(exclude=free)
         return json.dumps(cfg, sort_keys=True)
 
