@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
+from fedledger.cli import chain_cmd, zk_cmd
 from fedledger.core.config import FederationConfig, load_config
 from fedledger.core.errors import FedLedgerError
 
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    chain_cmd.register(sub)
+    zk_cmd.register(sub)
     return parser
 
 
