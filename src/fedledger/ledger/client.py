@@ -66,12 +66,19 @@ def _hexb(value: Any) -> bytes:
 class _Session:
     """What all signers of one ledger session share."""
 
-    def __init__(self, backend: Backend, deployment: Deployment, index_path: Path | None, owns_backend: bool) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        deployment: Deployment,
+        index_path: Path | None,
+        owns_backend: bool,
+        sender: TxSender | None = None,
+    ) -> None:
         self.backend = backend
         self.deployment = deployment
         self.w3 = backend.w3
         self.c = contracts_for(self.w3, deployment)
-        self.sender = TxSender(self.w3, backend.chain_id, estimate=not backend.dev)
+        self.sender = sender or TxSender(self.w3, backend.chain_id, estimate=not backend.dev)
         self.index = EventIndex(
             self.w3,
             self.c,
@@ -149,19 +156,19 @@ class Ledger:
         chain_dir = backend.chain_dir
         dep_path = chain_dir / DEPLOYMENT_FILE if chain_dir is not None and backend.kind != "memory" else None
         deployment: Deployment | None = None
+        sender = TxSender(backend.w3, backend.chain_id, estimate=not backend.dev)  # records deploy gas too
         if dep_path is not None and dep_path.exists() and not force_deploy:
             deployment = Deployment.load(dep_path)
             check_deployment(backend.w3, deployment)
         if deployment is None:
             if not deploy_if_missing and not force_deploy:
                 raise DeploymentError(f"no deployment for {backend.describe()}: run `fedledger chain deploy`")
-            sender = TxSender(backend.w3, backend.chain_id, estimate=not backend.dev)
             deployment = deploy(backend.w3, sender, backend.funder, params or DeployParams())
             if dep_path is not None:
                 deployment.save(dep_path)
             backend.persist()
         index_path = chain_dir / INDEX_FILE if chain_dir is not None and backend.kind != "memory" else None
-        return cls(_Session(backend, deployment, index_path, owns_backend))
+        return cls(_Session(backend, deployment, index_path, owns_backend, sender))
 
     def as_account(self, account: LocalAccount) -> Ledger:
         """The same session, signing as `account`."""
