@@ -129,3 +129,15 @@ def test_dev_keys_warn_loudly_and_are_cached(backend) -> None:
     assert first.record.development_only and first.record.kind == "single-party-dev"
     other = type(SMALL)(chunk_size=8)
     assert other.circuit.digest != SMALL.circuit.digest
+
+
+def test_proof_stats_for_results_json() -> None:
+    from fedledger.zk import ProofStats
+
+    stats = ProofStats()
+    stats.record_made(1.25)
+    stats.record_made(0.5)
+    stats.record_verdict("a", None)
+    stats.record_verdict("b", InvalidProof("chunk 0 does not verify"))
+    assert stats.to_json() == {"made": 2, "verified": 1, "rejected": 1, "prove_seconds": 1.75}
+    assert stats.rejected_members == ["b"]
