@@ -58,3 +58,17 @@ class BlobStore:
 
     def __contains__(self, address: bytes) -> bool:
         return self._path(address).exists()
+
+    def name(self, key: bytes, address: bytes) -> None:
+        """File `address` under a 32-byte `key` (a Merkle root, say): a lookup, never trusted without a check."""
+        path = self.root / "names" / key.hex()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(address.hex())
+        os.replace(tmp, path)
+
+    def resolve(self, key: bytes) -> bytes:
+        try:
+            return bytes.fromhex((self.root / "names" / key.hex()).read_text().strip())
+        except (FileNotFoundError, ValueError):
+            raise IntegrityError(f"nothing is filed under 0x{key.hex()} in the blob store at {self.root}") from None

@@ -47,7 +47,8 @@ from fedledger.privacy import (
     privacy_block,
     train_member_dpsgd,
 )
-from fedledger.sim.onchain import ChainRounds, Evidence
+from fedledger.protocol.evidence import Evidence
+from fedledger.sim.onchain import ChainRounds
 
 CHECKPOINT = "checkpoint.pt"
 BYTES_PER_FLOAT = 4

@@ -16,10 +16,8 @@ task are set up once and written to `DIR/chain/federation.json`, so a restarted 
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,11 @@ from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.merkle import MerkleTree
-from fedledger.core.vectors import from_bytes, to_bytes
+from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Ledger, Role, RoundInfo, RoundResult, RoundStatus, TaskSpec, to_fixed
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.types import ZERO32
+from fedledger.protocol.evidence import Evidence, RoundManifest, check_round
 
 TOKEN = 10**18
 FEDERATION_FILE = "federation.json"
@@ -43,33 +42,11 @@ STAKES = {Role.TRAINER: 10 * TOKEN, Role.AGGREGATOR: 200 * TOKEN, Role.VALIDATOR
 OWNER_ACCOUNT, AGGREGATOR_BASE, VALIDATOR_BASE, TRAINER_BASE = 1, 10, 40, 100
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """What validators need to re-check a round: the previous model and the visible updates, if any."""
-
-    previous_model: bytes  # blob address
-    deltas: np.ndarray | None  # float32 [survivors, d] where the server sees updates, else None
-    weights: np.ndarray | None  # float64 [survivors]: the aggregation weights used
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        arrays = {"previous_model": np.frombuffer(self.previous_model, dtype=np.uint8)}
-        if self.deltas is not None and self.weights is not None:
-            arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}
-        np.savez(buf, **arrays)
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Evidence:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"))
-
-
 class Federation:
     """The federation's accounts and task on a ledger; created once per output directory."""
 
     def __init__(self, ledger: Ledger, out: Path, members: int, committee: int, *, rounds: int,
-                 privacy_budget: float | None, spec: dict[str, object]) -> None:
+                 privacy_budget: float | None, spec: dict[str, object], blobs: BlobStore) -> None:
         self.ledger = ledger
         self.path = out / "chain" / FEDERATION_FILE
         if self.path.exists():
@@ -83,7 +60,8 @@ class Federation:
                     "keeps no state between runs; use --chain auto or a new --out)"
                 )
         else:
-            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec)
+            spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # auditors fetch the spec by its hash
+            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"task_id": self.task_id, "members": members}))
         self.owner = ledger.dev(OWNER_ACCOUNT)
@@ -98,8 +76,7 @@ class Federation:
     def at(self, address: str) -> Ledger:
         return self._accounts[address]
 
-    def _setup(self, members: int, committee: int, rounds: int, budget: float | None,
-               spec: dict[str, object]) -> int:
+    def _setup(self, members: int, committee: int, rounds: int, budget: float | None, spec_hash: bytes) -> int:
         def join(account: int, role: Role, key: bytes) -> None:
             m = self.ledger.dev(account)
             stake = STAKES.get(role, 0)
@@ -117,7 +94,7 @@ class Federation:
             join(TRAINER_BASE + i, Role.TRAINER, domain_hash(Usage.SEED, b"trainer", i.to_bytes(4, "big")))
         join(OWNER_ACCOUNT, Role.TASK_OWNER, domain_hash(Usage.SEED, b"owner"))
         task = TaskSpec(
-            spec_hash=domain_hash(Usage.TASK_SPEC, json.dumps(spec, sort_keys=True).encode()),
+            spec_hash=spec_hash,
             reward_per_round=REWARD_PER_ROUND,
             rounds=rounds,
             privacy_budget=to_fixed(budget) if budget is not None else 1,
@@ -146,13 +123,15 @@ class ChainRounds:
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
                 privacy_budget: float | None, spec: dict[str, object],
                 evaluate: Callable[[int, torch.Tensor], float]) -> ChainRounds:
+        blobs = BlobStore(out / "blobs")
         ledger = Ledger.connect(chain, out)
         try:
-            fed = Federation(ledger, out, members, committee, rounds=rounds, privacy_budget=privacy_budget, spec=spec)
+            fed = Federation(ledger, out, members, committee, rounds=rounds, privacy_budget=privacy_budget, spec=spec,
+                             blobs=blobs)
         except BaseException:
             ledger.close()
             raise
-        return cls(fed, BlobStore(out / "blobs"), evaluate)
+        return cls(fed, blobs, evaluate)
 
     @property
     def ledger(self) -> Ledger:
@@ -185,10 +164,10 @@ class ChainRounds:
     def settle(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
                privacy_spent: float | None) -> bool:
         """Submit, let the committee validate and vote, finalize. True if the round was finalized."""
-        model_addr, evidence_addr = self._submit(info, model, evidence, contributors, privacy_spent)
+        self._submit(info, model, evidence, contributors, privacy_spent)
         accuracies = []
         for v, member in enumerate(info.committee):
-            ok, accuracy = self._validate(v, info, model_addr, evidence_addr)
+            ok, accuracy = self._validate(v, info)
             self.fed.at(member).vote(self.fed.task_id, info.round_id, ok)
             accuracies.append(accuracy)
         finalized = self.fed.owner.finalize(self.fed.task_id, info.round_id) is RoundStatus.FINALIZED
@@ -197,10 +176,9 @@ class ChainRounds:
         return finalized
 
     def _submit(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
-                privacy_spent: float | None) -> tuple[bytes, bytes]:
+                privacy_spent: float | None) -> None:
         """The aggregator's one transaction: model hash, evidence root, survivors, privacy, rewards."""
-        model_addr = self.store(model)
-        evidence_addr = self.blobs.put(evidence.to_bytes())
+        manifest = RoundManifest(self.store(model), self.blobs.put(evidence.to_bytes()))
         survivors = [] if contributors is None else [self.fed.trainers[int(i)].address for i in contributors]
         pool = REWARD_PER_ROUND - REWARD_PER_ROUND * VALIDATOR_SHARE_BPS // 10_000
         rewards = reward_tree(self.fed.task_id, info.round_id, dict.fromkeys(survivors, pool // max(1, len(survivors))))
@@ -208,33 +186,23 @@ class ChainRounds:
             self.fed.task_id,
             info.round_id,
             RoundResult(
-                model_hash=model_addr,
-                evidence_root=MerkleTree([model_addr, evidence_addr]).root,
+                model_hash=manifest.model,
+                evidence_root=manifest.store(self.blobs),
                 survivor_root=MerkleTree([a.encode() for a in survivors] or [b""]).root,
                 survivor_count=len(survivors),
                 privacy_spent=to_fixed(privacy_spent) if privacy_spent is not None else 0,
                 reward_root=rewards.root if survivors else ZERO32,
             ),
         )
-        return model_addr, evidence_addr
 
-    def _validate(self, validator: int, info: RoundInfo, model_addr: bytes, evidence_addr: bytes) -> tuple[bool, float]:
+    def _validate(self, validator: int, info: RoundInfo) -> tuple[bool, float]:
         """One committee member's check, from the chain record and the blobs alone."""
         record = self.ledger.round(self.fed.task_id, info.round_id)
-        if record.model_hash != model_addr or record.evidence_root != MerkleTree([model_addr, evidence_addr]).root:
-            return False, float("nan")
         try:
-            model = from_bytes(self.blobs.get(model_addr))
-            evidence = Evidence.from_bytes(self.blobs.get(evidence_addr))
-            previous = from_bytes(self.blobs.get(evidence.previous_model))
+            checked = check_round(self.blobs, record.model_hash, record.evidence_root)
         except IntegrityError:
             return False, float("nan")
-        if evidence.deltas is not None and evidence.weights is not None:
-            step = evidence.weights @ evidence.deltas.astype(np.float64)
-            recomputed = previous + torch.from_numpy(step.astype(np.float32))
-            if not torch.allclose(recomputed, model, atol=1e-5, rtol=1e-4):
-                return False, float("nan")
-        accuracy = self.evaluate(validator, model)
+        accuracy = self.evaluate(validator, checked.model)
         baseline = self.accepted_accuracy
         return baseline is None or accuracy >= baseline - self.tolerance, accuracy
 

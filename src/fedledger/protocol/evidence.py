@@ -1,0 +1,121 @@
+"""A round's evidence: what the aggregator stores and every validator and auditor re-checks.
+
+The chain records a round's model hash and an evidence Merkle root. The leaves are the blob addresses of
+the new model and of an `Evidence` blob (the previous model's address and, where the server sees
+individual updates, the updates and the weights that combine them). A `RoundManifest` blob lists the
+leaves; `BlobStore` files it under the root (`blobs/roots/<root>`), an untrusted lookup that is always
+verified by recomputing the root. So the chain plus the blob store alone are enough to re-check a round.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedledger.core.blobstore import BlobStore
+from fedledger.core.errors import IntegrityError
+from fedledger.core.merkle import MerkleTree
+from fedledger.core.vectors import from_bytes
+
+EVIDENCE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The previous model, and the visible updates with their weights where the model is linear in them."""
+
+    previous_model: bytes  # blob address
+    deltas: np.ndarray | None  # float32 [survivors, d], or None when updates are hidden (secure aggregation)
+    weights: np.ndarray | None  # float64 [survivors]: new model = previous + weights @ deltas
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        arrays = {"version": np.array([EVIDENCE_VERSION]),
+                  "previous_model": np.frombuffer(self.previous_model, dtype=np.uint8)}
+        if self.deltas is not None and self.weights is not None:
+            arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Evidence:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                if int(z["version"][0]) != EVIDENCE_VERSION:
+                    raise IntegrityError(f"evidence version {int(z['version'][0])} is not {EVIDENCE_VERSION}")
+                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"))
+        except (ValueError, KeyError, OSError) as e:
+            raise IntegrityError(f"evidence blob is malformed: {e}") from None
+
+    def recompute(self, previous: torch.Tensor) -> torch.Tensor | None:
+        """The new model implied by the visible updates, or None if updates are hidden."""
+        if self.deltas is None or self.weights is None:
+            return None
+        step = self.weights @ self.deltas.astype(np.float64)
+        return previous + torch.from_numpy(step.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class RoundManifest:
+    """The leaves of a round's evidence Merkle tree: [model address, evidence address]."""
+
+    model: bytes
+    evidence: bytes
+
+    @property
+    def leaves(self) -> list[bytes]:
+        return [self.model, self.evidence]
+
+    @property
+    def root(self) -> bytes:
+        return MerkleTree(self.leaves).root
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"version": EVIDENCE_VERSION, "leaves": [x.hex() for x in self.leaves]}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundManifest:
+        try:
+            leaves = [bytes.fromhex(x) for x in json.loads(data)["leaves"]]
+            return cls(*leaves)
+        except (ValueError, KeyError, TypeError) as e:
+            raise IntegrityError(f"round manifest is malformed: {e}") from None
+
+    def store(self, blobs: BlobStore) -> bytes:
+        """Put the manifest and file it under its root; returns the root."""
+        address = blobs.put(self.to_bytes())
+        blobs.name(self.root, address)
+        return self.root
+
+    @classmethod
+    def find(cls, blobs: BlobStore, root: bytes) -> RoundManifest:
+        manifest = cls.from_bytes(blobs.get(blobs.resolve(root)))
+        if manifest.root != root:
+            raise IntegrityError(f"the manifest filed under root 0x{root.hex()} has another root")
+        return manifest
+
+
+@dataclass(frozen=True)
+class CheckedRound:
+    model: torch.Tensor
+    previous_model: bytes
+    recomputed: bool  # the model was recomputed from visible updates (else only hashes were checked)
+
+
+def check_round(blobs: BlobStore, model_hash: bytes, evidence_root: bytes) -> CheckedRound:
+    """Re-check a round's model and evidence against what the chain recorded; raise `IntegrityError` if not."""
+    manifest = RoundManifest.find(blobs, evidence_root)
+    if manifest.model != model_hash:
+        raise IntegrityError("the evidence names another model than the chain records")
+    model = from_bytes(blobs.get(manifest.model))
+    evidence = Evidence.from_bytes(blobs.get(manifest.evidence))
+    previous = from_bytes(blobs.get(evidence.previous_model))
+    recomputed = evidence.recompute(previous)
+    if recomputed is not None and not torch.allclose(recomputed, model, atol=1e-5, rtol=1e-4):
+        gap = float((recomputed - model).abs().max())
+        raise IntegrityError(f"the model is not the aggregate of the round's updates (max difference {gap:.3g})")
+    return CheckedRound(model, evidence.previous_model, recomputed is not None)
