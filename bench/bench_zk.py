@@ -351,7 +351,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         "load_average_at_start": load,
         "anchors": ANCHORS,
         "targets": TARGETS,
-        "keys": "single-party development setup (DEVELOPMENT-ONLY)",
     }
     setups: dict[str, float] = {}
 
@@ -365,6 +364,10 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     spec1k = UpdateSpec(chunk_size=1024)
     with prover_for(spec1k, 1) as p:
+        rec = p.keys.record
+        out["keys"] = {"kind": rec.kind, "development_only": rec.development_only}
+        if rec.development_only:
+            out["keys"]["warning"] = "DEVELOPMENT-ONLY: single-party setup; whoever ran it can forge proofs"
         case = _prove_case(spec1k, 1024, p, rng)
         out["update_1024"] = {k: v for k, v in case.items() if not k.startswith("_")}
         out["round_check_100_trainers_d1024"] = _round_check(spec1k, p.keys, case["_posted"], case["_proof"], 1024, 100)
