@@ -11,7 +11,9 @@ JOBS ?= 2
 .PHONY: demo test test-fast bench setup data node lint clean
 
 demo: setup
-	$(BIN)/fedledger run --out runs/demo
+	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
+	$(BIN)/fedledger audit runs/demo
+	@echo "results: runs/demo/results.json, plot: runs/demo/accuracy.png"
 
 test: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
