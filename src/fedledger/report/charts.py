@@ -81,22 +81,18 @@ def epsilon(rounds: Sequence[int], spent: Sequence[float | None], *, budget: flo
 def participation(
     rounds: Sequence[int], participants: Sequence[int], survivors: Sequence[int], dropped: Sequence[int]
 ) -> bytes:
-    """Sampled members, members whose update reached the aggregate, and dropouts per round."""
+    """Per round: members who took part and those who dropped (stacked: the cohort), survivors as points."""
     fig, ax = plt.subplots(figsize=_SIZE, dpi=_DPI)
     x = list(rounds)
-    width = 0.28 if len(x) <= 40 else 0.9
-    if len(x) <= 40:
-        ax.bar([r - width for r in x], participants, width, label="participants")
-        ax.bar(x, survivors, width, label="survivors")
-        ax.bar([r + width for r in x], dropped, width, label="dropped", color="tab:red")
-    else:
-        ax.plot(x, participants, label="participants")
-        ax.plot(x, survivors, label="survivors")
-        ax.plot(x, dropped, label="dropped", color="tab:red")
+    width = 0.6 if len(x) <= 60 else 1.0
+    ax.bar(x, participants, width, label="took part")
+    ax.bar(x, dropped, width, bottom=participants, label="dropped out", color="tab:red")
+    ax.plot(x, survivors, "k_", markersize=14 if len(x) <= 60 else 4, markeredgewidth=2,
+            linestyle="none", label="in the aggregate")
     _rounds_axis(ax)
     ax.set_ylabel("members")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
 

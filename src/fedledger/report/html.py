@@ -294,25 +294,26 @@ def _participation(res: Mapping[str, Any]) -> str:
     if not rounds:
         return _section("participation", "Participation and traffic", _p("No round was recorded."))
     x = [r["round"] for r in rounds]
-    survivors = [int(r.get("survivors", r["participants"] - r["dropped"])) for r in rounds]
+    survivors = [int(r.get("survivors", r["participants"])) for r in rounds]
     rows: list[Sequence[Cell]] = [
-        (r["round"], r["participants"], s, r["dropped"], r.get("aggregated", True), Raw(_mb(r["bytes_up"])),
-         Raw(_mb(r["bytes_down"])))
+        (r["round"], r["participants"] + r["dropped"], r["participants"], r["dropped"], s, r.get("aggregated", True),
+         Raw(_mb(r["bytes_up"])), Raw(_mb(r["bytes_down"])))
         for r, s in zip(rounds, survivors, strict=True)
     ]
-    rows.append((Raw("<b>total</b>"), sum(r["participants"] for r in rounds), sum(survivors),
-                 sum(r["dropped"] for r in rounds), Raw(""), Raw(_mb(sum(r["bytes_up"] for r in rounds))),
-                 Raw(_mb(sum(r["bytes_down"] for r in rounds)))))
+    rows.append((Raw("<b>total</b>"), sum(r["participants"] + r["dropped"] for r in rounds),
+                 sum(r["participants"] for r in rounds), sum(r["dropped"] for r in rounds), sum(survivors), Raw(""),
+                 Raw(_mb(sum(r["bytes_up"] for r in rounds))), Raw(_mb(sum(r["bytes_down"] for r in rounds)))))
     return _section(
         "participation", "Participation and traffic",
         _img(charts.participation(x, [r["participants"] for r in rounds], survivors, [r["dropped"] for r in rounds]),
-             "participants, survivors and dropouts per round"),
+             "members who took part, dropped out and reached the aggregate per round"),
         _img(charts.traffic(x, [r["bytes_up"] for r in rounds], [r["bytes_down"] for r in rounds]),
              "bytes up and down per round"),
-        _note("participants: members sampled for the round; survivors: members whose update is in the aggregate; "
-              "dropped: sampled members that dropped out. Traffic counts what crosses the wire to and from the "
-              "aggregator, including secure-aggregation messages."),
-        _table(["round", "participants", "survivors", "dropped", "aggregated", "MB up", "MB down"], rows),
+        _note("sampled: the round's cohort; took part: sampled members that trained and sent an update; dropped: "
+              "sampled members that dropped out; survivors: members whose update is in the released aggregate "
+              "(0 when too few survived to release it). Traffic counts what crosses the wire to and from the "
+              "aggregator, secure-aggregation messages included."),
+        _table(["round", "sampled", "took part", "dropped", "survivors", "aggregated", "MB up", "MB down"], rows),
     )
 
 

@@ -1,0 +1,285 @@
+"""`fedledger report DIR`: one offline HTML page built from a real run (and its chain, when it had one)."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from fedledger.cli.main import main as fedledger_main
+from fedledger.cli.report_cmd import register
+from fedledger.core.errors import DataError
+from fedledger.ledger import Ledger
+from fedledger.ledger.anvil import find_anvil
+from fedledger.report.html import write_report
+
+SECTIONS = ("summary", "accuracy", "privacy", "participation", "ledger", "config")
+DP_RUN = ["run", "--dataset", "digits", "--clients", "8", "--rounds", "2", "--model", "logreg", "--dp", "member",
+          "--secagg", "--bits", "20", "--epsilon", "8", "--dropout", "0.25", "--max-samples", "600", "--baseline",
+          "--quiet"]
+needs_anvil = pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed (make node)")
+
+
+class _Tables(HTMLParser):
+    """Every table of the page as rows of cell texts, keyed by the id of the section holding it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section = ""
+        self.tables: dict[str, list[list[list[str]]]] = {}
+        self.stack: list[list[list[str]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.section = dict(attrs).get("id") or ""
+        elif tag == "table":
+            self.stack.append([])
+            self.tables.setdefault(self.section, []).append(self.stack[-1])
+        elif tag == "tr" and self.stack:
+            self.stack[-1].append([])
+        elif tag in ("td", "th") and self.stack:
+            self.cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self.stack:
+            self.stack.pop()
+        elif tag in ("td", "th") and self.cell is not None and self.stack:
+            self.stack[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def tables(page: str) -> dict[str, list[list[list[str]]]]:
+    parser = _Tables()
+    parser.feed(page)
+    return parser.tables
+
+
+def table_with(page: str, section: str, header: str) -> list[list[str]]:
+    """The rows (header row first) of the first table in `section` whose header row has `header`."""
+    for t in tables(page)[section]:
+        if t and header in t[0]:
+            return t
+    raise AssertionError(f"no table with column {header!r} in section {section!r}")
+
+
+def kv(page: str, section: str) -> dict[str, str]:
+    """The section's key/value rows (nested tables flattened in)."""
+    return {row[0]: row[1] for t in tables(page)[section] for row in t if len(row) == 2}
+
+
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dp_run")
+    assert fedledger_main([*DP_RUN, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def dp_page(dp_run: Path) -> str:
+    path = write_report(dp_run)
+    assert path == dp_run / "report.html"
+    return path.read_text()
+
+
+def _results(run: Path) -> dict:
+    return json.loads((run / "results.json").read_text())
+
+
+def test_every_section_carries_the_runs_numbers(dp_run: Path, dp_page: str) -> None:
+    res = _results(dp_run)
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in dp_page
+
+    summary = kv(dp_page, "summary")
+    assert summary["dataset"] == "digits" and summary["model"] == "logreg" and summary["members"] == "8"
+    assert summary["final accuracy"] == f"{res['final_accuracy']:.4f}"
+    assert summary["centralized accuracy, same budget"] == f"{res['centralized_accuracy']:.4f}"
+    assert summary["accuracy ratio (federated / centralized)"] == f"{res['accuracy_ratio']:.4f}"
+    assert summary["final model hash"] == res["final_model_hash"]
+
+    acc = table_with(dp_page, "accuracy", "test loss")
+    assert [row[:3] for row in acc[1:]] == [
+        [str(r["round"]), f"{r['accuracy']:.4f}", f"{r['loss']:.4f}"] for r in res["rounds"]
+    ]
+    assert [row[-1] for row in acc[1:]] == [r["model_hash"] for r in res["rounds"]]
+
+    eps = table_with(dp_page, "privacy", "epsilon spent so far")
+    assert [row[1] for row in eps[1:]] == [f"{r['epsilon']:.4f}" for r in res["rounds"]]
+    block = res["privacy"]
+    privacy = kv(dp_page, "privacy")
+    assert privacy["mechanism"] == block["mechanism"]
+    assert privacy["epsilon spent"] == f"{block['epsilon_spent']:.6g}"
+    assert privacy["amplification by subsampling"] == block["amplification_note"]
+    assert privacy["noise_multiplier"] == f"{block['parameters']['noise_multiplier']:.6g}"
+    assert privacy["library"] == block["accountant"]["library"]
+    assert privacy["threshold"] == str(block["secure_aggregation"]["threshold"])
+
+    part = table_with(dp_page, "participation", "dropped")
+    assert part[0][:5] == ["round", "sampled", "took part", "dropped", "survivors"]
+    for row, r in zip(part[1:-1], res["rounds"], strict=True):
+        assert row[:5] == [str(r["round"]), str(r["participants"] + r["dropped"]), str(r["participants"]),
+                           str(r["dropped"]), str(r["survivors"])]
+        assert row[6:] == [f"{r['bytes_up'] / 1e6:.3f}", f"{r['bytes_down'] / 1e6:.3f}"]
+    assert part[-1][3] == str(sum(r["dropped"] for r in res["rounds"]))
+    assert sum(r["dropped"] for r in res["rounds"]) > 0  # the run exercised dropouts
+
+    assert "This run had no ledger" in dp_page
+    assert kv(dp_page, "config")["secagg"] == "yes"
+    # accuracy & loss, epsilon, participation, traffic
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', dp_page)) == 4
+
+
+def test_page_is_self_contained(dp_page: str) -> None:
+    refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", dp_page, flags=re.I)
+    assert refs, "the page has images and in-page links"
+    assert all(r.startswith(("data:image/png;base64,", "#")) for r in refs), [r[:40] for r in refs]
+    lowered = dp_page.lower()
+    for needle in ("http://", "https://", "<script", "<link", "@import", "url(", "<iframe", "<object"):
+        assert needle not in lowered
+
+
+def test_hostile_strings_in_results_are_escaped(dp_run: Path, tmp_path: Path) -> None:
+    res = _results(dp_run)
+    script = '<script>alert("pwned")</script>'
+    img = '"><img src=x onerror=alert(1)>'
+    res["config"]["dataset"] = script
+    res["config"]["model"] = img
+    res["config"]["strategy"] = r"$\frac{1}{0}$ & <b>"  # also must not reach matplotlib's mathtext
+    res["config"]["<key onmouseover=alert(2)>"] = "x"
+    res["rounds"][0]["model_hash"] = script
+    res["privacy"]["mechanism"] = img
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    page = write_report(tmp_path).read_text()
+
+    lowered = page.lower()
+    assert "<script" not in lowered
+    assert "<img src=x" not in lowered
+    assert "<key" not in lowered
+    assert html.escape(r"$\frac{1}{0}$ & <b>") in page
+    assert html.escape(script) in page and html.escape(img) in page
+    assert kv(page, "summary")["dataset"] == script  # shown, as text
+    assert table_with(page, "accuracy", "model hash")[1][-1] == script
+    assert kv(page, "config")["<key onmouseover=alert(2)>"] == "x"
+
+
+def test_missing_directory_or_results_is_one_line_data_error(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+
+    missing = tmp_path / "nope"
+    args = parser.parse_args(["report", str(missing)])
+    with pytest.raises(DataError, match="does not exist") as info:
+        args.func(args)
+    assert "\n" not in str(info.value) and info.value.exit_code == 3
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"results\.json is missing"):
+        write_report(empty)
+    (empty / "results.json").write_text("{not json")
+    with pytest.raises(DataError, match="cannot be read as JSON"):
+        write_report(empty)
+    (empty / "results.json").write_text(json.dumps({"config": {}, "rounds": [{"round": 1}]}))
+    with pytest.raises(DataError, match="round record 1 lacks accuracy"):
+        write_report(empty)
+    assert not (empty / "report.html").exists()
+
+
+def test_cli_writes_where_asked_and_prints_the_path(dp_run: Path, tmp_path: Path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "sub" / "r.html"
+    args = parser.parse_args(["report", str(dp_run), "--out", str(out)])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    args = parser.parse_args(["report", str(dp_run), "--out", str(tmp_path)])
+    with pytest.raises(DataError, match="is a directory"):
+        args.func(args)
+
+
+# ------------------------------------------------------------------------------------------- chain
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if find_anvil() is None:
+        pytest.skip("anvil is not installed (make node)")
+    out = tmp_path_factory.mktemp("chain_run")
+    args = ["run", "--dataset", "digits", "--clients", "4", "--rounds", "2", "--model", "logreg",
+            "--max-samples", "600", "--chain", "auto", "--quiet", "--out", str(out)]
+    assert fedledger_main(args) == 0
+    return out
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_chain_run_shows_finalized_rounds_balances_and_contracts(chain_run: Path) -> None:
+    res = _results(chain_run)
+    page = write_report(chain_run).read_text()
+    ledger = kv(page, "ledger")
+    assert ledger["rounds finalized / opened"] == "2 / 2"
+    assert ledger["task"] == str(res["ledger"]["task_id"])
+
+    rounds = table_with(page, "ledger", "model hash matches results.json")
+    head = rounds[0]
+    assert [row[head.index("status")] for row in rounds[1:]] == ["finalized", "finalized"]
+    assert [row[head.index("model hash matches results.json")] for row in rounds[1:]] == ["yes", "yes"]
+    assert [row[head.index("chain txs")] for row in rounds[1:]] == [str(r["chain_txs"]) for r in res["rounds"]]
+
+    gas = table_with(page, "ledger", "mean gas")
+    assert {row[0] for row in gas[1:]} == set(res["ledger"]["gas"])
+    contracts = table_with(page, "ledger", "contract")
+    assert {row[0]: row[1] for row in contracts[1:]} == res["ledger"]["contracts"]
+
+    balances = table_with(page, "ledger", "reward balance")
+    head = balances[0]
+    by_address = {row[head.index("address")]: row for row in balances[1:]}
+    with Ledger.connect("auto", chain_run, deploy_if_missing=False) as chain:  # read the chain independently
+        registered = {str(e.args["member"]) for e in chain.events("MemberRegistered")}
+        assert set(by_address) == registered
+        rewarded = 0
+        for address, row in by_address.items():
+            assert row[head.index("reward balance")] == f"{chain.reward_balance(address) / 1e18:,.4f}"
+            assert row[head.index("stake (utility)")] == f"{chain.stake_of(address) / 1e18:,.4f}"
+            rewarded += chain.reward_balance(address) > 0
+    assert rewarded >= 1  # validators were paid at finalization
+    assert sum(1 for row in balances[1:] if row[0].startswith("trainer #")) == 4
+    assert "No slashing events" in page
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_a_tampered_results_file_is_caught_against_the_chain(chain_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(chain_run, run, ignore=shutil.ignore_patterns("anvil.lock", "report.html"))
+    res = _results(run)
+    res["rounds"][0]["model_hash"] = "0x" + "ab" * 32
+    (run / "results.json").write_text(json.dumps(res))
+    page = write_report(run).read_text()
+    rounds = table_with(page, "ledger", "model hash matches results.json")
+    col = rounds[0].index("model hash matches results.json")
+    assert [row[col] for row in rounds[1:]] == ["NO", "yes"]
+    assert "1 round(s) carry a model hash on chain that differs from results.json" in page
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_ledger_without_chain_state_falls_back_to_results(chain_run: Path, tmp_path: Path) -> None:
+    res = _results(chain_run)
+    res["config"]["ledger"]["chain"] = "memory"  # as an in-process chain leaves it: nothing to reopen
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    page = write_report(tmp_path).read_text()
+    assert "keeps no state after the run" in page
+    assert kv(page, "ledger")["rounds finalized"] == str(res["ledger"]["finalized_rounds"])
+    assert {row[0] for row in table_with(page, "ledger", "mean gas")[1:]} == set(res["ledger"]["gas"])
+    assert "reward balance" not in page  # balances only come from the chain itself
