@@ -283,3 +283,115 @@ def test_ledger_without_chain_state_falls_back_to_results(chain_run: Path, tmp_p
     assert kv(page, "ledger")["rounds finalized"] == str(res["ledger"]["finalized_rounds"])
     assert {row[0] for row in table_with(page, "ledger", "mean gas")[1:]} == set(res["ledger"]["gas"])
     assert "reward balance" not in page  # balances only come from the chain itself
+
+
+def _scripted_chain(run_dir: Path) -> dict[str, object]:
+    """A federation on a real chain whose rounds go wrong the ways the report must show.
+
+    Round 1: the aggregator misses its deadline and is slashed; the round is reopened and finalized with
+    a reputation root. Round 2: the committee rejects the result; the round is reopened and finalized
+    with a second reputation root. Scores of both epochs are applied with their Merkle proofs.
+    """
+    from fedledger.core.hashing import Usage, domain_hash
+    from fedledger.ledger import Role, RoundResult, RoundStatus, TaskSpec
+    from fedledger.ledger.claims import reputation_tree, reward_tree
+
+    token = 10**18
+    with Ledger.connect("auto", run_dir) as ledger:
+
+        def join(account: int, role: Role, stake: int) -> Ledger:
+            m = ledger.dev(account)
+            if stake:
+                ledger.transfer_utility(m.address, stake * token)
+            m.register(role, domain_hash(Usage.SEED, b"report test", account.to_bytes(4, "big")))
+            if stake:
+                m.stake(stake * token)
+            return m
+
+        members = [join(10 + i, Role.AGGREGATOR, 200) for i in range(2)]
+        members += [join(40 + i, Role.VALIDATOR, 300) for i in range(3)]
+        members += [join(100 + i, Role.TRAINER, 10) for i in range(4)]
+        owner = join(1, Role.TASK_OWNER, 0)
+        tid = owner.create_task(TaskSpec(spec_hash=domain_hash(Usage.TASK_SPEC, b"report test"),
+                                         reward_per_round=100 * token, rounds=2, privacy_budget=1, committee_size=3))
+        (run_dir / "chain" / "federation.json").write_text(json.dumps({"task_id": tid, "members": 4}))
+        by_address = {m.address: m for m in members}
+        trainers = [m.address for m in members[5:]]
+
+        def settle(info, scores: dict[str, int], accept: bool) -> bytes:
+            model = domain_hash(Usage.TASK_SPEC, b"model", bytes([info.round_id, info.attempt]))
+            by_address[info.aggregator].submit_result(tid, info.round_id, RoundResult(
+                model_hash=model, evidence_root=model, survivor_root=model, survivor_count=len(trainers),
+                privacy_spent=0, reputation_root=reputation_tree(tid, info.round_id, scores).root,
+                reward_root=reward_tree(tid, info.round_id, dict.fromkeys(trainers, 10**18)).root,
+            ))
+            for member in info.committee:
+                by_address[member].vote(tid, info.round_id, accept)
+            status = owner.finalize(tid, info.round_id)
+            assert status is (RoundStatus.FINALIZED if accept else RoundStatus.REJECTED)
+            if accept:
+                epoch = ledger.reputation_epoch(tid, info.round_id)
+                tree = reputation_tree(tid, info.round_id, scores)
+                for member, score in scores.items():
+                    ledger.apply_reputation(epoch, member, score, tree.proof(member))
+            return model
+
+        info = owner.open_round(tid)
+        late = info.aggregator
+        bonded = ledger.stake_of(late)
+        ledger.advance_time(ledger.task(tid).submit_window + 1)
+        again = by_address[trainers[0]].reopen(tid, 1)
+        scores1 = {trainers[0]: 9_000, trainers[1]: 2_000}
+        hashes = [settle(again, scores1, accept=True)]
+        scores2 = {trainers[0]: 9_500, trainers[2]: 4_000}
+        info = owner.open_round(tid)
+        settle(info, scores2, accept=False)
+        hashes.append(settle(owner.reopen(tid, 2), scores2, accept=True))
+        labels = {str(e.args["member"]): f"trainer #{e.args['pool_index']}"
+                  for e in ledger.events("MemberRegistered", role=1)}
+        return {"late": late, "slashed": bonded - ledger.stake_of(late), "hashes": hashes,
+                "epochs": [{labels[a]: s for a, s in scores.items()} for scores in (scores1, scores2)]}
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_slashing_reopened_rounds_and_reputation_over_time(tmp_path: Path) -> None:
+    chain = _scripted_chain(tmp_path)
+    hashes = ["0x" + h.hex() for h in chain["hashes"]]  # type: ignore[attr-defined]
+    rounds = [{"round": i + 1, "accuracy": 0.5, "loss": 1.0, "participants": 4, "dropped": 0, "bytes_up": 1,
+               "bytes_down": 1, "seconds": 0.1, "model_hash": hashes[i]} for i in range(2)]
+    results = {"config": {"dataset": "digits", "model": "logreg", "strategy": "fedavg", "clients": 4, "rounds": 2,
+                          "privacy": {"dp": "none"}, "ledger": {"chain": "auto", "enabled": True}},
+               "rounds": rounds, "final_accuracy": 0.5, "final_model_hash": hashes[-1], "privacy": {}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    page = write_report(tmp_path).read_text()
+
+    on_chain = table_with(page, "ledger", "model hash matches results.json")
+    head = on_chain[0]
+    assert [(r[head.index("status")], r[head.index("attempts")], r[head.index("model hash matches results.json")])
+            for r in on_chain[1:]] == [("finalized", "2", "yes"), ("finalized", "2", "yes")]
+
+    slashing = table_with(page, "ledger", "reason")
+    head = slashing[0]
+    events = [(r[head.index("event")], r[head.index("round")], r[head.index("reason")]) for r in slashing[1:]]
+    assert events[:2] == [("Slashed", "\u2013", "missed deadline"), ("RoundReopened", "1", "missed deadline")]
+    assert [e[0] for e in events[2:]] == ["RoundRejected", "RoundReopened"]
+    assert events[3][2] == "rejected"
+    assert [r[head.index("amount (utility)")] for r in slashing[3:]] == ["\u2013", "\u2013"]  # nothing taken
+    slashed = f"{chain['slashed'] / 1e18:,.4f}"  # type: ignore[operator]
+    assert chain["slashed"] > 0 and slashing[1][head.index("amount (utility)")] == slashed  # type: ignore[operator]
+    assert slashing[1][head.index("member")] == slashing[2][head.index("member")]
+    assert slashing[1][head.index("member")].startswith("aggregator #")
+
+    reputation = next(t for t in tables(page)["ledger"] if t and t[0][0] == "member" and "epoch 1 (round 1)" in t[0])
+    assert reputation[0][1:] == ["epoch 1 (round 1)", "epoch 2 (round 2)"]
+    shown = {row[0]: row[1:] for row in reputation[1:]}
+    epochs = chain["epochs"]
+    assert set(shown) == set(epochs[0]) | set(epochs[1])  # type: ignore[index]
+    for member, cells in shown.items():
+        assert cells == [str(e[member]) if member in e else "\u2013" for e in epochs]  # type: ignore[attr-defined]
+    balances = table_with(page, "ledger", "reward balance")
+    latest = {m: s for e in epochs for m, s in e.items()}  # type: ignore[attr-defined]
+    col = balances[0].index("reputation")
+    assert {r[0]: r[col] for r in balances[1:] if r[0] in latest} == {m: str(s) for m, s in latest.items()}
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # accuracy, participation, traffic, reputation

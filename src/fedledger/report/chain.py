@@ -59,8 +59,8 @@ class SlashRow:
     block: int
     event: str
     round: int | None
-    member: str  # label
-    amount: float
+    member: str  # label; "" when the event names no member
+    amount: float | None  # utility tokens taken; None when nothing was slashed
     reason: str
 
 
@@ -202,10 +202,11 @@ def _collect(ledger: Ledger, task_id: int) -> ChainView:
     for ev in ledger.events("RoundReopened", task_id=task_id):
         slashed = str(ev.args["slashed"])
         who = "" if int(slashed, 16) == 0 else label(slashed)
+        amount = _tokens(ev.args["slashed_amount"]) if who else None
         slashing.append(SlashRow(ev.block_number, "RoundReopened", int(ev.args["round_id"]), who,  # type: ignore[call-overload]
-                                 _tokens(ev.args["slashed_amount"]), _enum_name(ReopenReason, int(ev.args["reason"]))))  # type: ignore[call-overload]
+                                 amount, _enum_name(ReopenReason, int(ev.args["reason"]))))  # type: ignore[call-overload]
     for ev in ledger.events("RoundRejected", task_id=task_id):
-        slashing.append(SlashRow(ev.block_number, "RoundRejected", int(ev.args["round_id"]), "", 0.0,  # type: ignore[call-overload]
+        slashing.append(SlashRow(ev.block_number, "RoundRejected", int(ev.args["round_id"]), "", None,  # type: ignore[call-overload]
                                  f"reject weight {_tokens(ev.args['reject_weight']):g} of "
                                  f"{_tokens(ev.args['committee_weight']):g}"))
     slashing.sort(key=lambda s: s.block)

@@ -405,10 +405,11 @@ def _ledger(res: Mapping[str, Any], chain: ChainView | None, note: str | None) -
         ))
         parts.append("<h3>Reputation</h3>")
         parts.append(_reputation(chain))
-        parts.append("<h3>Slashing</h3>")
+        parts.append("<h3>Slashing, rejected and reopened rounds</h3>")
         if chain.slashing:
             parts.append(_table(["block", "event", "round", "member", "amount (utility)", "reason"],
-                                [(s.block, s.event, s.round, s.member, Raw(_tokens(s.amount)), s.reason)
+                                [(s.block, s.event, s.round, s.member,
+                                  Raw(_tokens(s.amount)) if s.amount is not None else None, s.reason)
                                  for s in chain.slashing]))
         else:
             parts.append(_p("No slashing events: no member was slashed and no round was reopened or rejected."))
