@@ -15,11 +15,16 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.rng import numpy_rng
+
+if TYPE_CHECKING:  # imported lazily at run time so that `fedledger --help` stays fast
+    from fedledger.zk.backend import Groth16Backend
+    from fedledger.zk.update import UpdateSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify)
 
 
-def _spec(args: argparse.Namespace):
+def _spec(args: argparse.Namespace) -> UpdateSpec:
     from fedledger.zk.update import UpdateSpec
 
     return UpdateSpec(
@@ -72,7 +77,7 @@ def _spec(args: argparse.Namespace):
     )
 
 
-def _backend(args: argparse.Namespace, *, allow_dev_setup: bool = True):
+def _backend(args: argparse.Namespace, *, allow_dev_setup: bool = True) -> Groth16Backend:
     from fedledger.zk.backend import Groth16Backend
 
     return Groth16Backend(args.cache, allow_dev_setup=allow_dev_setup)
