@@ -395,3 +395,34 @@ def test_slashing_reopened_rounds_and_reputation_over_time(tmp_path: Path) -> No
     col = balances[0].index("reputation")
     assert {r[0]: r[col] for r in balances[1:] if r[0] in latest} == {m: str(s) for m, s in latest.items()}
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # accuracy, participation, traffic, reputation
+
+
+def test_empty_failed_and_unreleased_rounds_still_render(dp_run: Path, tmp_path: Path) -> None:
+    res = _results(dp_run)
+    res["rounds"][0].update(accuracy=float("nan"), loss=float("nan"), train_loss=float("nan"), aggregated=False,
+                            survivors=0)
+    res["final_accuracy"] = float("nan")
+    (tmp_path / "results.json").write_text(json.dumps(res))  # json writes NaN, as the run's own writer would
+    page = write_report(tmp_path).read_text()
+    first = table_with(page, "accuracy", "test loss")[1]
+    assert first[1:4] == ["n/a", "n/a", "n/a"] and first[5] == "no"
+    assert table_with(page, "participation", "survivors")[1][4] == "0"
+
+    res["rounds"] = []
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    page = write_report(tmp_path).read_text()
+    assert page.count("No round was recorded.") == 2
+    assert kv(page, "summary")["rounds completed / planned"] == "0 / 2"
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_a_chain_that_cannot_be_reopened_is_reported_not_fatal(chain_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(chain_run, run, ignore=shutil.ignore_patterns("anvil.lock", "report.html"))
+    (run / "chain" / "anvil-state.json").unlink()  # the node restarts empty: the deployment is not there
+    page = write_report(run).read_text()
+    assert "the chain could not be reopened" in page
+    res = _results(run)
+    assert kv(page, "ledger")["rounds finalized"] == str(res["ledger"]["finalized_rounds"])
+    assert "reward balance" not in page
