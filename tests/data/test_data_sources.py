@@ -85,6 +85,31 @@ def test_read_fashion_mnist_from_idx_files(tmp_path: Path) -> None:
     assert raw.input_shape == (1, 28, 28)
 
 
+def test_pixel_moments_and_both_normalization_paths_agree(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from fedledger.data.preprocess import fit_transform
+
+    write_fake_fashion(tmp_path, n_train=50, n_test=20)
+    raw = read_fashion_mnist(tmp_path)
+    assert raw.pixel_moments is not None
+    flat = raw.features.reshape(len(raw), -1).astype(np.int64)
+    np.testing.assert_array_equal(raw.pixel_moments[:, 0], flat.sum(axis=1))
+    np.testing.assert_array_equal(raw.pixel_moments[:, 1], (flat**2).sum(axis=1))
+    rows = np.random.default_rng(0).permutation(len(raw))[:60]
+    train = np.zeros(60, dtype=bool)
+    train[:45] = True
+    x_fast, st_fast = fit_transform(raw, rows, train)
+    x_slow, st_slow = fit_transform(replace(raw, pixel_moments=None), rows, train)
+    np.testing.assert_array_equal(x_fast, x_slow)
+    pixels = raw.features[rows[train]].astype(np.float64) / 255.0
+    np.testing.assert_allclose(st_fast.mean, [pixels.mean()], rtol=1e-12)
+    np.testing.assert_allclose(st_fast.scale, [pixels.std()], rtol=1e-9)
+    assert st_fast.mean == st_slow.mean and st_fast.scale == st_slow.scale
+    expected = (raw.features[rows] / 255.0 - pixels.mean()) / pixels.std()
+    np.testing.assert_allclose(x_fast, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_read_fashion_mnist_missing_files_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         read_fashion_mnist(tmp_path)

@@ -31,19 +31,26 @@ def fit_transform(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np
 def _images(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, Standardization]:
     pixels = raw.features[rows]
     # Exact mean and standard deviation of the training pixels (scaled to [0, 1]) from integer
-    # sums; chunked float64 dot products are exact here (every partial sum stays below 2**53).
-    flat = pixels[train].reshape(-1)
-    total, s1, s2 = flat.shape[0], 0.0, 0.0
-    for lo in range(0, total, 1 << 22):
-        chunk = flat[lo : lo + (1 << 22)].astype(np.float64)
-        s1 += float(chunk.sum())
-        s2 += float(chunk @ chunk)
-    mean = s1 / total / 255.0
-    var = max(s2 / total / 255.0**2 - mean * mean, 0.0)
+    # sums: per-image moments cached with the source when available, else one chunked pass
+    # (float64 dot products are exact here: every partial sum stays below 2**53).
+    count = int(train.sum()) * int(np.prod(pixels.shape[1:]))
+    if raw.pixel_moments is not None:
+        s1, s2 = (float(v) for v in raw.pixel_moments[rows[train]].sum(axis=0, dtype=np.uint64))
+    else:
+        flat = pixels[train].reshape(-1)
+        s1 = s2 = 0.0
+        for lo in range(0, flat.shape[0], 1 << 22):
+            chunk = flat[lo : lo + (1 << 22)].astype(np.float64)
+            s1 += float(chunk.sum())
+            s2 += float(chunk @ chunk)
+    mean = s1 / count / 255.0
+    var = max(s2 / count / 255.0**2 - mean * mean, 0.0)
     std = float(np.sqrt(var)) or 1.0
-    # One gather through a 256-entry table: pixel -> (pixel / 255 - mean) / std, as float32.
-    table = ((np.arange(256, dtype=np.float64) / 255.0 - mean) / std).astype(np.float32)
-    x = table[pixels]
+    # x = pixel / (255 std) - mean / std, written once as float32 (no float64 or index temporaries:
+    # a 256-entry lookup table would make numpy build an intp copy of every pixel first).
+    x = np.empty(pixels.shape, dtype=np.float32)
+    np.multiply(pixels, np.float32(1.0 / (255.0 * std)), out=x, dtype=np.float32)
+    x -= np.float32(mean / std)
     return x, Standardization(
         mean=np.array([mean]), scale=np.array([std]), impute=np.zeros(0),
         feature_names=("pixel",), fitted_on=int(train.sum()),

@@ -71,7 +71,7 @@ DATASETS: dict[str, DatasetInfo] = {
             natural_key=None,
             official_test=True,
             source="Debian dataset-fashion-mnist idx files (Xiao, Rasul and Vollgraf 2017)",
-            version=1,
+            version=2,
             loader=sources.read_fashion_mnist,
         ),
         DatasetInfo(
