@@ -193,6 +193,14 @@ def test_missing_directory_or_results_is_one_line_data_error(tmp_path: Path) -> 
     (empty / "results.json").write_text(json.dumps({"config": {}, "rounds": [{"round": 1}]}))
     with pytest.raises(DataError, match="round record 1 lacks accuracy"):
         write_report(empty)
+    row = {"round": 1, "accuracy": 0.5, "loss": 1.0, "participants": 2, "dropped": 0, "bytes_up": "lots",
+           "bytes_down": 8}
+    (empty / "results.json").write_text(json.dumps({"config": {}, "rounds": [row]}))
+    with pytest.raises(DataError, match="round record 1 has non-numeric bytes_up"):
+        write_report(empty)
+    (empty / "results.json").write_text(json.dumps({"config": {"privacy": "on"}, "rounds": []}))
+    with pytest.raises(DataError, match=r"`config\.privacy` is not an object"):
+        write_report(empty)
     assert not (empty / "report.html").exists()
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from web3.exceptions import Web3Exception
+
 from fedledger import __version__
 from fedledger.core.errors import DataError, FedLedgerError
 from fedledger.report import charts
@@ -61,7 +63,23 @@ def load_results(run_dir: Path) -> dict[str, Any]:
         missing = [k for k in _ROUND_KEYS if k not in r]
         if missing:
             raise DataError(f"{path}: round record {r.get('round', '?')} lacks {', '.join(missing)}")
+        wrong = [k for k in _ROUND_KEYS if not _number(r[k], integer=k not in ("accuracy", "loss"))]
+        if wrong:
+            raise DataError(f"{path}: round record {r['round']} has non-numeric {', '.join(wrong)}")
+    for where, block in (("", results), ("config.", results["config"])):
+        for key in ("privacy", "ledger"):
+            if block.get(key) is not None and not isinstance(block[key], dict):
+                raise DataError(f"{path}: `{where}{key}` is not an object")
+    for key in ("final_accuracy", "centralized_accuracy", "accuracy_ratio"):
+        if results.get(key) is not None and not _number(results[key]):
+            raise DataError(f"{path}: `{key}` is not a number")
     return results
+
+
+def _number(x: Any, *, integer: bool = False) -> bool:
+    if isinstance(x, bool):
+        return False
+    return isinstance(x, int) if integer else isinstance(x, (int, float))
 
 
 def _chain_view(run_dir: Path, results: Mapping[str, Any]) -> tuple[ChainView | None, str | None]:
@@ -78,7 +96,7 @@ def _chain_view(run_dir: Path, results: Mapping[str, Any]) -> tuple[ChainView | 
         return None, f"{chain_dir} holds no federation; ledger figures below come from results.json"
     try:
         return read_chain(run_dir, chain), None
-    except (FedLedgerError, OSError) as e:
+    except (FedLedgerError, OSError, Web3Exception) as e:  # a node or state gone: report what results.json has
         return None, f"the chain could not be reopened ({e}); ledger figures below come from results.json"
 
 
@@ -136,7 +154,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], *, cls: str =
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = f'<table class="{_e(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     if len(rows) > _MANY_ROWS:
-        table = f"<details><summary>{len(rows)} rows</summary>{table}</details>"
+        table = f"<details><summary>show all {len(rows)} rows</summary>{table}</details>"
     return Raw(table)
 
 
