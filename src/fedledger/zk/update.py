@@ -304,8 +304,13 @@ def chunk_witnesses(
 _WORKER: tuple[object, object] | None = None
 
 
-def _init_worker(key_dir: str) -> None:
-    """Process-pool initializer: each worker loads the keys once and keeps them."""
+def _init_worker(key_dir: str, threads: int) -> None:
+    """Process-pool initializer: each worker loads the keys once and keeps them.
+
+    The worker's share of the cores is set before groth16py starts its (rayon) thread pool, so
+    `workers` processes do not oversubscribe the machine.
+    """
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
     import groth16py
 
     global _WORKER
@@ -346,7 +351,7 @@ class UpdateProver:
                 self.workers,
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(str(self.keys.directory),),
+                initargs=(str(self.keys.directory), max(1, (os.cpu_count() or 1) // self.workers)),
             )
             # Start every worker now so key loading is not billed to the first round.
             list(self._pool.map(_noop, range(self.workers)))
