@@ -87,12 +87,14 @@ def participation(
     width = 0.6 if len(x) <= 60 else 1.0
     ax.bar(x, participants, width, label="took part")
     ax.bar(x, dropped, width, bottom=participants, label="dropped out", color="tab:red")
-    ax.plot(x, survivors, "k_", markersize=14 if len(x) <= 60 else 4, markeredgewidth=2,
+    ax.plot(x, survivors, "k_", markersize=max(2.0, min(14.0, 400 / max(1, len(x)))), markeredgewidth=2,
             linestyle="none", label="in the aggregate")
     _rounds_axis(ax)
     ax.set_ylabel("members")
+    top = max((p + d for p, d in zip(participants, dropped, strict=True)), default=1)
+    ax.set_ylim(0, top * 1.3 + 0.5)  # room for the legend above the bars
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     return _png(fig)
 
 
