@@ -164,9 +164,7 @@ def test_a_full_round(fed: Fed) -> None:
     root, pool, claimed = fed.ledger.reward_pool(fed.task_id, info.round_id)
     assert (root, pool, claimed) == (tree.root, TASK.reward_per_round - share * len(info.committee), 0)
     fed.ledger.verify_selection(fed.task_id, info.round_id)
-    assert [e.name for e in fed.ledger.events(task_id=fed.task_id, round_id=info.round_id, contract=None)][:1] == [
-        "RoundOpened"
-    ]
+    assert [e.name for e in fed.ledger.events(task_id=fed.task_id, round_id=info.round_id)][:1] == ["RoundOpened"]
 
 
 def test_non_committee_and_double_votes_revert(fed: Fed) -> None:
