@@ -15,7 +15,6 @@ probability 1 - (1 - q)^k (`spot_check_detection`).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
+from fedledger.core.hashing import Usage, domain_hash
 from fedledger.zk.backend import Circuit, Groth16Backend, KeySet
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P, hash_to_field
@@ -222,8 +222,8 @@ def spot_check_indices(seed: bytes, root: int, n_rows: int, k: int) -> list[int]
     out: list[int] = []
     counter = 0
     while len(out) < k:
-        h = hashlib.sha256(b"fedledger/v1/zk/spot-check" + seed + root.to_bytes(32, "big") + counter.to_bytes(4, "big"))
-        idx = int.from_bytes(h.digest(), "big") % n_rows
+        h = domain_hash(Usage.SEED, b"zk/spot-check", seed, root.to_bytes(32, "big"), counter.to_bytes(4, "big"))
+        idx = int.from_bytes(h, "big") % n_rows  # bias < n_rows / 2^256
         if idx not in out:
             out.append(idx)
         counter += 1

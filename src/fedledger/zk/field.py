@@ -45,19 +45,6 @@ def int_bytes(v: int) -> bytes:
     return v.to_bytes(32, "big")
 
 
-def linear_form(r: int, values: np.ndarray, start_power: int = 1) -> int:
-    """sum_j r^(start_power + j) * values[j] mod p, by Horner, for a signed int64 vector.
-
-    numpy cannot hold 254-bit numbers, so this is a Python-int loop: one multiply-add per entry
-    (about 0.3 s per million entries), the same Horner order the circuit uses.
-    """
-    vals = [int(v) for v in np.asarray(values, dtype=np.int64).tolist()]
-    acc = 0
-    for v in reversed(vals):
-        acc = (acc * r + v) % P
-    return acc * pow(r, start_power, P) % P
-
-
 def random_field(rng: np.random.Generator) -> int:
     """A uniform field element from an injected generator (512 bits reduced mod p)."""
     raw = rng.bytes(64)
