@@ -383,9 +383,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                 case = _prove_case(spec4k, dim, p, rng)
                 out[f"update_{dim}"] = {k: v for k, v in case.items() if not k.startswith("_")}
                 if dim == 16_384:
-                    out["round_check_100_trainers_d16384"] = _round_check(
-                        spec4k, p.keys, case["_posted"], case["_proof"], dim, 100
-                    )
+                    for trainers in (100, 1000):
+                        out[f"round_check_{trainers}_trainers_d16384"] = _round_check(
+                            spec4k, p.keys, case["_posted"], case["_proof"], dim, trainers
+                        )
     out["breast_cancer"] = _breast_cancer(backend, members=10, prove_members=2 if quick else 10)
     out["wine_softmax"] = _wine_softmax(backend, members=10, prove_members=1 if quick else 3)
     out["setup_or_key_load_s"] = setups
