@@ -48,6 +48,7 @@ from fedledger.privacy import (
     train_member_dpsgd,
 )
 from fedledger.protocol.evidence import Evidence
+from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
 
 CHECKPOINT = "checkpoint.pt"
@@ -71,6 +72,7 @@ class RoundRecord:
     aggregated: bool = True  # False when too few members survived for the round to be released
     chain_txs: int | None = None  # transactions this round took on the ledger (None: no ledger)
     finalized: bool | None = None  # the committee accepted the round on chain
+    attempts: int | None = None  # times the round was opened before a result was accepted
 
 
 @dataclass
@@ -83,6 +85,7 @@ class RunResult:
     resumed_from: int = 0
     privacy: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] | None = None
+    attack: dict[str, Any] | None = None
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -101,6 +104,8 @@ class RunResult:
         }
         if self.ledger is not None:
             out["ledger"] = self.ledger
+        if self.attack is not None:
+            out["attack"] = self.attack
         if self.centralized_accuracy is not None:
             out["centralized_accuracy"] = self.centralized_accuracy
             out["accuracy_ratio"] = self.accuracy_ratio
@@ -164,6 +169,7 @@ class _Pool:
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.X = torch.from_numpy(np.concatenate([m.train.X for m in data.members]))
         self.y = torch.from_numpy(np.concatenate([m.train.y for m in data.members]))
+        self.clean_y = self.y.clone()  # attacks may poison `y`; the centralized baseline trains on clean labels
 
 
 class Simulation:
@@ -191,6 +197,9 @@ class Simulation:
             cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction, byzantine=cfg.krum_byzantine
         )
         self.pool = _Pool(self.data)
+        self.attacks = AttackPlan.parse(cfg.attack, len(self.data.members), cfg.seed)
+        self.attacks.poison_labels(self.pool.y, self.pool.offsets, self.pool.counts, self.data.num_classes)
+        self._first_updates: dict[int, torch.Tensor] = {}
         self.test_X = torch.from_numpy(self.data.test.X)
         self.test_y = torch.from_numpy(self.data.test.y)
         self.budgets = 1.0 - cfg.heterogeneity * numpy_rng(cfg.seed, "budgets").random(len(self.data.members))
@@ -243,6 +252,7 @@ class Simulation:
         self.last_step = step
         if len(members):
             contributors, local = self._train(rnd, members)
+            local = replace(local, deltas=self.attacks.tamper_updates(contributors, local.deltas, self._first_updates))
             if self.ddp is not None:
                 step = self._aggregate_distributed(rnd, selected, survives, local)
             else:
@@ -414,6 +424,7 @@ class Simulation:
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
+        result.attack = self.attacks.summary() if self.attacks.active else None
         if self.cfg.baseline:
             result.centralized_accuracy = self.centralized_accuracy()
         return result
@@ -443,8 +454,13 @@ class Simulation:
             deltas=step.deltas.numpy() if step.deltas is not None else None,
             weights=step.weights,
         )
-        finalized = chain.settle(info, self.global_flat, evidence, step.contributors, self._epsilon())
-        return replace(record, chain_txs=chain.tx_count() - txs, finalized=finalized,
+        finalized, attempts = chain.settle(info, self.global_flat, evidence, step.contributors, self._epsilon(),
+                                           self.attacks)
+        if not torch.equal(finalized, self.global_flat):  # a tampered model got through: the chain is the truth
+            self.global_flat = finalized
+            accuracy, loss = evaluate(self.model, finalized, self.test_X, self.test_y)
+            record = replace(record, accuracy=accuracy, loss=loss, model_hash=model_hash(finalized))
+        return replace(record, chain_txs=chain.tx_count() - txs, finalized=True, attempts=attempts,
                        seconds=time.perf_counter() - start)
 
     def _privacy_bound(self) -> float | None:
@@ -519,7 +535,7 @@ def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.T
     trainer = make_trainer(model, recipe, batched=sim.cfg.batched)
     start = get_flat(model)
     cohort = Cohort(np.array([0]), np.array([total]), np.array([steps]))
-    result = trainer.train(start, sim.pool.X, sim.pool.y, cohort, torch_generator(sim.cfg.seed, "centralized"))
+    result = trainer.train(start, sim.pool.X, sim.pool.clean_y, cohort, torch_generator(sim.cfg.seed, "centralized"))
     if not torch.isfinite(result.deltas).all():
         raise TrainingError(f"the centralized baseline diverged (non-finite loss); lower --lr (now {sim.cfg.lr})")
     trained = start + result.deltas[0]

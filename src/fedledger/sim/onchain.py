@@ -32,8 +32,11 @@ from fedledger.ledger import Ledger, Role, RoundInfo, RoundResult, RoundStatus, 
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.types import ZERO32
 from fedledger.protocol.evidence import Evidence, RoundManifest, check_round
+from fedledger.sim.attacks import AttackPlan
 
 TOKEN = 10**18
+AGGREGATORS = 3
+MAX_ATTEMPTS = 5  # a round rejected this many times in a row stops the run
 FEDERATION_FILE = "federation.json"
 REWARD_PER_ROUND = 100 * TOKEN
 VALIDATOR_SHARE_BPS = 1_000  # DeployParams.validator_share_bps: the validators' cut of each round's reward
@@ -67,11 +70,9 @@ class Federation:
         self.owner = ledger.dev(OWNER_ACCOUNT)
         self.trainers = [ledger.dev(TRAINER_BASE + i) for i in range(members)]
         self.index_of = {t.address: i for i, t in enumerate(self.trainers)}
-        self._accounts = {t.address: t for t in self.trainers}
-        for base, count in ((AGGREGATOR_BASE, 2), (VALIDATOR_BASE, max(committee, 3))):
-            for i in range(count):
-                acct = ledger.dev(base + i)
-                self._accounts[acct.address] = acct
+        self.aggregators = [ledger.dev(AGGREGATOR_BASE + i) for i in range(AGGREGATORS)]
+        self.validators = [ledger.dev(VALIDATOR_BASE + i) for i in range(max(committee, 3))]
+        self._accounts = {m.address: m for m in (*self.trainers, *self.aggregators, *self.validators)}
 
     def at(self, address: str) -> Ledger:
         return self._accounts[address]
@@ -86,7 +87,7 @@ class Federation:
             if stake:
                 m.stake(stake)
 
-        for i in range(2):
+        for i in range(AGGREGATORS):
             join(AGGREGATOR_BASE + i, Role.AGGREGATOR, domain_hash(Usage.SEED, b"aggregator", bytes([i])))
         for i in range(max(committee, 3)):
             join(VALIDATOR_BASE + i, Role.VALIDATOR, domain_hash(Usage.SEED, b"validator", bytes([i])))
@@ -118,6 +119,7 @@ class ChainRounds:
         self.evaluate = evaluate  # (validator number, model) -> accuracy on that validator's own held-out data
         self.tolerance = accuracy_tolerance
         self.accepted_accuracy: float | None = None
+        self.malicious: str | None = None  # address of the aggregator that tampers, under that attack
 
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
@@ -162,18 +164,31 @@ class ChainRounds:
         return self.fed.cohort(info, size)
 
     def settle(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
-               privacy_spent: float | None) -> bool:
-        """Submit, let the committee validate and vote, finalize. True if the round was finalized."""
-        self._submit(info, model, evidence, contributors, privacy_spent)
-        accuracies = []
-        for v, member in enumerate(info.committee):
-            ok, accuracy = self._validate(v, info)
-            self.fed.at(member).vote(self.fed.task_id, info.round_id, ok)
-            accuracies.append(accuracy)
-        finalized = self.fed.owner.finalize(self.fed.task_id, info.round_id) is RoundStatus.FINALIZED
-        if finalized:
-            self.accepted_accuracy = float(np.median(accuracies))
-        return finalized
+               privacy_spent: float | None, attacks: AttackPlan | None = None) -> tuple[torch.Tensor, int]:
+        """Submit, let the committee validate and vote, finalize; reopen a rejected round with a new
+        aggregator and committee. Returns (the model the chain finalized, attempts it took)."""
+        attacks = attacks or AttackPlan()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            posted = model
+            if attacks.malicious_aggregator and self.malicious is None:
+                self.malicious = info.aggregator  # the first aggregator drawn turns malicious for the whole run
+            if info.aggregator == self.malicious:
+                posted = model + 0.05 * torch.randn(model.shape, generator=torch.Generator().manual_seed(attempt))
+            self._submit(info, posted, evidence, contributors, privacy_spent)
+            accuracies = []
+            lazy = {v.address for v in self.fed.validators[: attacks.lazy_validators]}
+            for v, member in enumerate(info.committee):
+                ok, accuracy = (True, float("nan")) if member in lazy else self._validate(v, info)
+                self.fed.at(member).vote(self.fed.task_id, info.round_id, ok)
+                accuracies.append(accuracy)
+            if self.fed.owner.finalize(self.fed.task_id, info.round_id) is RoundStatus.FINALIZED:
+                self.accepted_accuracy = float(np.nanmedian(accuracies)) if not np.isnan(accuracies).all() else None
+                return posted, attempt
+            info = self.fed.owner.reopen(self.fed.task_id, info.round_id)
+        raise IntegrityError(
+            f"round {info.round_id} was rejected by the committee {MAX_ATTEMPTS} times in a row (a tampered result, "
+            "or an honest aggregate that lowers the validators' accuracy, e.g. under poisoning: try a robust strategy)"
+        )
 
     def _submit(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
                 privacy_spent: float | None) -> None:

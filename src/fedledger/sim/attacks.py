@@ -1,0 +1,108 @@
+"""Attacks injected into a simulated federation: who misbehaves, and how.
+
+`--attack` takes a comma-separated list of `kind:fraction` (members) or `kind` (roles):
+
+- `label_flip:F`: trains on labels c -> C-1-c. Stopped by robust aggregation; bounded by clipping;
+  seen in the validators' accuracy check.
+- `sign_flip:F`: sends minus its update. Robust aggregation; clipping bounds it.
+- `boost:F[:S]`: sends its update scaled by S (default 10). Robust aggregation; DP clipping bounds it
+  to one clip norm.
+- `free_ride:F`: sends a zero update and still claims its reward. A zero row in the evidence; it adds nothing.
+- `stale:F`: resends its first update every round. Robust aggregation; bounded.
+- `malicious_aggregator`: the first aggregator drawn posts a tampered model whenever it is drawn. Validators
+  recompute the aggregate (or see the accuracy drop) and reject; the round is reopened with another aggregator.
+- `lazy_validator[:K]`: K validators accept without checking. Honest stake over 1/3 of the committee still
+  rejects a bad round; if it does not, `fedledger audit` names the round.
+
+Sybil identities without stake cannot be drawn at all: the cohort is drawn from staked trainers only.
+Attacking members are a seeded choice of `ceil(F * members)` members, different per kind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fedledger.core.errors import ConfigError
+from fedledger.core.rng import numpy_rng
+
+MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale")
+ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator")
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    attackers: dict[str, frozenset[int]] = field(default_factory=dict)
+    boost_factor: float = 10.0
+    malicious_aggregator: bool = False
+    lazy_validators: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.attackers) or self.malicious_aggregator or self.lazy_validators > 0
+
+    @classmethod
+    def parse(cls, spec: str, members: int, seed: int) -> AttackPlan:
+        attackers: dict[str, frozenset[int]] = {}
+        boost, aggregator, lazy = 10.0, False, 0
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            kind, *args = item.split(":")
+            try:
+                if kind in MEMBER_ATTACKS:
+                    fraction = float(args[0]) if args else 0.1
+                    if not 0 < fraction <= 1:
+                        raise ValueError(f"fraction {fraction} is not in (0, 1]")
+                    count = math.ceil(fraction * members)
+                    chosen = numpy_rng(seed, "attack", kind).choice(members, size=count, replace=False)
+                    attackers[kind] = frozenset(int(i) for i in chosen)
+                    if kind == "boost" and len(args) > 1:
+                        boost = float(args[1])
+                elif kind == "malicious_aggregator":
+                    aggregator = True
+                elif kind == "lazy_validator":
+                    lazy = int(args[0]) if args else 1
+                else:
+                    raise ValueError(f"unknown attack {kind!r}")
+            except (ValueError, IndexError) as e:
+                kinds = ", ".join((*MEMBER_ATTACKS, *ROLE_ATTACKS))
+                raise ConfigError(f"bad --attack item {item!r}: {e}; kinds: {kinds}") from None
+        return cls(attackers, boost, aggregator, lazy)
+
+    def members_doing(self, kind: str) -> frozenset[int]:
+        return self.attackers.get(kind, frozenset())
+
+    def poison_labels(self, y: torch.Tensor, offsets: np.ndarray, counts: np.ndarray, classes: int) -> None:
+        """Flip the training labels of label-flipping members in place."""
+        for i in self.members_doing("label_flip"):
+            rows = slice(int(offsets[i]), int(offsets[i] + counts[i]))
+            y[rows] = classes - 1 - y[rows]
+
+    def tamper_updates(
+        self, members: np.ndarray, deltas: torch.Tensor, first_seen: dict[int, torch.Tensor]
+    ) -> torch.Tensor:
+        """The updates the members actually send, given the ones they computed (rows follow `members`)."""
+        if not self.attackers:
+            return deltas
+        out = deltas.clone()
+        for row, i in enumerate(int(m) for m in members):
+            first_seen.setdefault(i, deltas[row].clone())
+            if i in self.members_doing("sign_flip"):
+                out[row] = -deltas[row]
+            elif i in self.members_doing("boost"):
+                out[row] = self.boost_factor * deltas[row]
+            elif i in self.members_doing("free_ride"):
+                out[row] = 0.0
+            elif i in self.members_doing("stale"):
+                out[row] = first_seen[i]
+        return out
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "members": {k: sorted(v) for k, v in self.attackers.items()},
+            "boost_factor": self.boost_factor if "boost" in self.attackers else None,
+            "malicious_aggregator": self.malicious_aggregator,
+            "lazy_validators": self.lazy_validators,
+        }
