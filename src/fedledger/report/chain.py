@@ -151,10 +151,14 @@ def _collect(ledger: Ledger, task_id: int) -> ChainView:
         aggregator[r] = label(ev.args["aggregator"])
     finalized = {int(ev.args["round_id"]): ev.args for ev in ledger.events("RoundFinalized", task_id=task_id)}  # type: ignore[call-overload]
 
+    votes_of: dict[int, list[Any]] = defaultdict(list)  # one query, not one per round
+    for ev in ledger.events("Voted", task_id=task_id):
+        votes_of[int(ev.args["round_id"])].append(ev.args)  # type: ignore[call-overload]
+
     rounds = []
     for r in sorted(opened):
         rec = ledger.round(task_id, r)
-        votes = [ev for ev in ledger.events("Voted", task_id=task_id, round_id=r) if ev.args["attempt"] == rec.attempt]
+        votes = [v for v in votes_of[r] if v["attempt"] == rec.attempt]
         fin = finalized.get(r)
         _, pool, claimed = ledger.reward_pool(task_id, r)
         rounds.append(
@@ -167,8 +171,8 @@ def _collect(ledger: Ledger, task_id: int) -> ChainView:
                 accept_weight=_tokens(rec.accept_weight),
                 reject_weight=_tokens(rec.reject_weight),
                 committee_weight=_tokens(rec.committee_weight),
-                votes_accept=sum(1 for v in votes if v.args["accept"]),
-                votes_reject=sum(1 for v in votes if not v.args["accept"]),
+                votes_accept=sum(1 for v in votes if v["accept"]),
+                votes_reject=sum(1 for v in votes if not v["accept"]),
                 survivor_count=int(rec.survivor_count),
                 privacy_spent=from_fixed(rec.privacy_spent),
                 contributor_pool=_tokens(pool),
