@@ -24,12 +24,15 @@ from fedledger.zk.binding import (
     carry_vector,
     check_aggregate,
     derive_challenge,
+    field_mask,
     kappa,
     lift,
+    mask_blinding,
     masked_input_digest,
     posting_digest,
     project,
     sigma,
+    unmask_blinding,
     vector_digest,
 )
 from fedledger.zk.errors import LinearCheckFailed
@@ -47,23 +50,31 @@ DIM = 40
 class ToyRound:
     members: list[str]
     self_masks: dict[str, np.ndarray]
-    self_field: dict[str, int]
+    self_seeds: dict[str, bytes]
     pair_masks: dict[tuple[str, str], np.ndarray]  # key (i, j) with i < j
-    pair_field: dict[tuple[str, str], int]
+    pair_seeds: dict[tuple[str, str], bytes]
 
     @classmethod
     def create(cls, members: list[str], dim: int, rng: np.random.Generator) -> ToyRound:
+        pairs = list(itertools.combinations(sorted(members), 2))
         return cls(
             members,
             {m: rng.integers(0, MOD, dim, dtype=np.uint64) for m in members},
-            {m: random_field(rng) for m in members},
-            {p: rng.integers(0, MOD, dim, dtype=np.uint64) for p in itertools.combinations(sorted(members), 2)},
-            {p: random_field(rng) for p in itertools.combinations(sorted(members), 2)},
+            {m: rng.bytes(32) for m in members},
+            {p: rng.integers(0, MOD, dim, dtype=np.uint64) for p in pairs},
+            {p: rng.bytes(32) for p in pairs},
         )
+
+    @property
+    def self_field(self) -> dict[str, int]:
+        return {m: field_mask(seed) for m, seed in self.self_seeds.items()}
+
+    def pair_seeds_of(self, i: str) -> dict[str, bytes]:
+        return {j: self.pair_seeds[(min(i, j), max(i, j))] for j in self.members if j != i}
 
     def pair(self, i: str, j: str) -> tuple[np.ndarray, int]:
         key = (min(i, j), max(i, j))
-        return self.pair_masks[key], self.pair_field[key]
+        return self.pair_masks[key], field_mask(self.pair_seeds[key])
 
     def mask_parts(self, i: str) -> list[tuple[int, np.ndarray]]:
         parts = [(1, self.self_masks[i])]
@@ -74,22 +85,22 @@ class ToyRound:
         z = np.asarray(y, dtype=object) % MOD
         for sign, m in self.mask_parts(i):
             z = (z + sign * m.astype(object)) % MOD
-        u = (t + self.self_field[i] + sum(sigma(i, j) * self.pair(i, j)[1] for j in self.members if j != i)) % P
-        return z.astype(np.uint64), u
+        return z.astype(np.uint64), mask_blinding(i, t, self.self_seeds[i], self.pair_seeds_of(i))
 
     def unmask(self, survivors: list[str], z: dict[str, np.ndarray], u: dict[str, int]) -> tuple[np.ndarray, int]:
         """Aggregate of survivors: remove their self masks and the masks shared with dropped members."""
         dropped = [m for m in self.members if m not in survivors]
         agg = sum((z[i].astype(object) for i in survivors), np.zeros(len(z[survivors[0]]), dtype=object))
-        tsum = sum(u[i] for i in survivors)
         for i in survivors:
             agg = agg - self.self_masks[i].astype(object)
-            tsum -= self.self_field[i]
             for j in dropped:
-                m, mu = self.pair(i, j)
-                agg = agg - sigma(i, j) * m.astype(object)
-                tsum -= sigma(i, j) * mu
-        return lift((agg % MOD).astype(np.uint64), BITS), tsum % P
+                agg = agg - sigma(i, j) * self.pair(i, j)[0].astype(object)
+        tsum = unmask_blinding(
+            {i: u[i] for i in survivors},
+            {i: self.self_seeds[i] for i in survivors},
+            {(i, j): self.pair_seeds[(min(i, j), max(i, j))] for i in survivors for j in dropped},
+        )
+        return lift((agg % MOD).astype(np.uint64), BITS), tsum
 
 
 def run_round(small_prover, members, cheat=None, dropped=(), prove=False, seed=0):
@@ -269,3 +280,22 @@ def test_nonzero_difference_changes_the_projection(delta, r) -> None:
 def test_lift_inverts_wrap(v) -> None:
     a = np.array(v, dtype=np.int64)
     assert (lift((a % MOD).astype(np.uint64), BITS) == a).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 6),
+    drop=st.sets(st.integers(0, 5), max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_field_coordinate_unmasks_to_the_sum_of_blindings_over_survivors(n, drop, seed) -> None:
+    members = [f"m{i}" for i in range(n)]
+    survivors = [m for i, m in enumerate(members) if i not in drop] or members[:1]
+    rng = np.random.default_rng(seed)
+    toy = ToyRound.create(members, 1, rng)
+    ts = {m: random_field(rng) for m in members}
+    u = {m: toy.mask(m, np.zeros(1, dtype=np.int64), ts[m])[1] for m in members}
+    _, tsum = toy.unmask(survivors, {m: np.zeros(1, dtype=np.uint64) for m in members}, u)
+    assert tsum == sum(ts[m] for m in survivors) % P
+    if len(survivors) > 1:  # a single masked coordinate reveals nothing: it is uniform
+        assert u[survivors[0]] != ts[survivors[0]]

@@ -39,6 +39,43 @@ from fedledger.zk.field import P, hash_to_field, int_bytes
 from fedledger.zk.update import UpdateCommitment
 
 
+def field_mask(seed: bytes) -> int:
+    """The field-coordinate mask a SecAgg seed expands to (beta_i for a self seed, mu_ij for a pair).
+
+    Domain-separated from the vector mask stream of the same seed; uniform in F_p up to 2^-250.
+    """
+    if len(seed) != 32:
+        raise DataError(f"mask seeds are 32 bytes, got {len(seed)}")
+    return hash_to_field("secagg/field-mask", seed)
+
+
+def mask_blinding(me: str, t: int, self_seed: bytes, pair_seeds: Mapping[str, bytes]) -> int:
+    """u_i = t_i + beta_i + sum_j sigma_ij mu_ij mod p: the extra coordinate member `me` sends."""
+    u = t + field_mask(self_seed)
+    for peer, seed in pair_seeds.items():
+        u += sigma(me, peer) * field_mask(seed)
+    return u % P
+
+
+def unmask_blinding(
+    masked: Mapping[str, int],
+    self_seeds: Mapping[str, bytes],
+    dropped_pair_seeds: Mapping[tuple[str, str], bytes],
+) -> int:
+    """T = sum of t_i over the survivors `masked`, given their self seeds and the reconstructed
+    seeds of their pairs with dropped members (key (survivor, dropped))."""
+    total = sum(masked.values())
+    for i, seed in self_seeds.items():
+        if i not in masked:
+            raise DataError(f"self seed given for {i}, which is not a survivor")
+        total -= field_mask(seed)
+    for (i, j), seed in dropped_pair_seeds.items():
+        if i not in masked or j in masked:
+            raise DataError(f"pair ({i}, {j}) is not (survivor, dropped)")
+        total -= sigma(i, j) * field_mask(seed)
+    return total % P
+
+
 def derive_challenge(round_seed: bytes, postings: Sequence[bytes]) -> int:
     """The challenge r: a non-zero field element from the round's chain seed and every posting."""
     counter = 0
