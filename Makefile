@@ -13,7 +13,8 @@ JOBS ?= 2
 demo: setup
 	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
 	$(BIN)/fedledger audit runs/demo
-	@echo "results: runs/demo/results.json, plot: runs/demo/accuracy.png"
+	$(BIN)/fedledger report runs/demo
+	@echo "results: runs/demo/results.json   report: runs/demo/report.html"
 
 test: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile

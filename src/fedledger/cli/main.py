@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
-from fedledger.cli import audit_cmd, chain_cmd, zk_cmd
+from fedledger.cli import audit_cmd, chain_cmd, report_cmd, zk_cmd
 from fedledger.core.config import FederationConfig, load_config
 from fedledger.core.errors import FedLedgerError
 
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     chain_cmd.register(sub)
     zk_cmd.register(sub)
     audit_cmd.register(sub)
+    report_cmd.register(sub)
     return parser
 
 
