@@ -29,6 +29,7 @@ class Usage(StrEnum):
     SECAGG_GRAPH = "secagg-graph"
     DP_ROTATION = "dp-rotation"
     DP_NOISE = "dp-noise"
+    DATASET = "dataset"
 
 
 _PREFIX = b"fedledger/v1/"
