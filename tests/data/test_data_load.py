@@ -344,6 +344,23 @@ def test_bad_arguments(kwargs: dict, fragment: str, data_cache: Path) -> None:
     assert fragment in one_line(exc)
 
 
+def test_split_digest_binds_examples_and_shapes(data_cache: Path) -> None:
+    fd = load_federated("breast_cancer", "iid", 3, seed=0, cache_dir=data_cache)
+    a = fd.members[0].train
+    again = load_federated("breast_cancer", "iid", 3, seed=0, cache_dir=data_cache).members[0].train
+    assert len(a.digest()) == 32 and a.digest() == again.digest()
+    assert a.digest() != fd.members[1].train.digest()
+    flipped = a.y.copy()
+    flipped[0] = 1 - flipped[0]
+    assert Split(a.X, flipped).digest() != a.digest()
+    nudged = a.X.copy()
+    nudged[0, 0] = np.nextafter(nudged[0, 0], np.float32(np.inf))
+    assert Split(nudged, a.y).digest() != a.digest()
+    assert Split(a.X, a.y).digest() == a.digest()  # the index is provenance, not content
+    reshaped = Split(np.ascontiguousarray(a.X).reshape(len(a), 5, 6), a.y)
+    assert reshaped.digest() != a.digest()
+
+
 def test_split_validates_its_arrays() -> None:
     with pytest.raises(DataError):
         Split(np.zeros((3, 2), dtype=np.float32), np.zeros(4, dtype=np.int64))

@@ -11,11 +11,13 @@ from, so a partition can be audited (disjoint, covering) and later committed to.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedledger.core.errors import DataError
+from fedledger.core.hashing import Usage, domain_hash
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +40,22 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    def digest(self) -> bytes:
+        """A 32-byte commitment to the examples (features, labels, shapes; not `index`).
+
+        Domain-separated (`Usage.DATASET`); the shape and dtype header makes a reshaped or
+        retyped array hash differently. A member can publish it to bind itself to its data.
+        """
+        header = json.dumps(
+            {"X": [str(self.X.dtype), list(self.X.shape)], "y": [str(self.y.dtype), list(self.y.shape)]}
+        )
+        return domain_hash(
+            Usage.DATASET,
+            header.encode(),
+            np.ascontiguousarray(self.X).astype("<f4", copy=False).tobytes(),
+            np.ascontiguousarray(self.y).astype("<i8", copy=False).tobytes(),
+        )
 
     @staticmethod
     def concat(splits: list[Split] | tuple[Split, ...]) -> Split:
