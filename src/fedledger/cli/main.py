@@ -69,6 +69,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="record, validate and settle every round on a ledger: auto = managed anvil, "
                         "memory = in-process py-evm, or a JSON-RPC URL")
     p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (with --chain)")
+    p.add_argument("--proofs", choices=["none", "update"],
+                   help="update: every survivor proves its secure-aggregation input well formed (Groth16)")
     p.add_argument("--attack", help="inject attacks: label_flip:F, sign_flip:F, boost:F[:S], free_ride:F, stale:F, "
                                     "malicious_aggregator, lazy_validator[:K] (comma-separated)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
@@ -78,9 +80,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 _RUN_FIELDS = [
     "dataset", "partition", "clients", "fraction", "rounds", "model", "strategy", "optimizer", "local_epochs",
     "local_steps", "batch_size", "lr", "momentum", "proximal_mu", "server_lr", "heterogeneity", "dropout",
-    "max_samples", "seed", "out", "baseline", "batched", "attack", "privacy.dp", "privacy.epsilon", "privacy.delta",
-    "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile", "privacy.secagg", "privacy.bits",
-    "privacy.secret_sampling", "ledger.chain", "ledger.committee",
+    "max_samples", "seed", "out", "baseline", "batched", "attack", "proofs", "privacy.dp", "privacy.epsilon",
+    "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile", "privacy.secagg",
+    "privacy.bits", "privacy.secret_sampling", "ledger.chain", "ledger.committee",
 ]
 
 

@@ -76,6 +76,7 @@ class FederationConfig(_Frozen):
     out: str = "runs/latest"
     baseline: bool = False
     batched: bool = True
+    proofs: Literal["none", "update"] = Field("none", description="zero-knowledge update proofs every round")
     attack: str = Field("", description="attacks to inject, e.g. 'label_flip:0.3,malicious_aggregator'")
     privacy: PrivacyConfig = PrivacyConfig()
     ledger: ChainConfig = ChainConfig()

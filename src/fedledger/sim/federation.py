@@ -50,6 +50,7 @@ from fedledger.privacy import (
 from fedledger.protocol.evidence import Evidence
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
+from fedledger.sim.proofs import RoundProofs
 
 CHECKPOINT = "checkpoint.pt"
 BYTES_PER_FLOAT = 4
@@ -73,6 +74,7 @@ class RoundRecord:
     chain_txs: int | None = None  # transactions this round took on the ledger (None: no ledger)
     finalized: bool | None = None  # the committee accepted the round on chain
     attempts: int | None = None  # times the round was opened before a result was accepted
+    proofs: dict[str, Any] | None = None  # {made, verified, rejected, prove_seconds} with --proofs update
 
 
 @dataclass
@@ -86,6 +88,7 @@ class RunResult:
     privacy: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] | None = None
     attack: dict[str, Any] | None = None
+    zk: dict[str, Any] | None = None
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -106,6 +109,8 @@ class RunResult:
             out["ledger"] = self.ledger
         if self.attack is not None:
             out["attack"] = self.attack
+        if self.zk is not None:
+            out["zk"] = self.zk
         if self.centralized_accuracy is not None:
             out["centralized_accuracy"] = self.centralized_accuracy
             out["accuracy_ratio"] = self.accuracy_ratio
@@ -124,6 +129,7 @@ class _RoundStep:
     contributors: np.ndarray | None = None  # members whose update is in the aggregate (None: not visible)
     deltas: torch.Tensor | None = None  # the visible updates, where the new model is linear in them
     weights: np.ndarray | None = None  # new = old + weights @ deltas
+    proofs: dict[str, Any] | None = None
 
 
 def model_hash(flat: torch.Tensor) -> str:
@@ -211,6 +217,8 @@ class Simulation:
         self.noise_multipliers: dict[tuple[float, int], float] = {}
         self.epsilon_member_level: float | None = None
         self.ddp = self._distributed_dp()
+        self.proofs = self._round_proofs()
+        self.round_seed: bytes | None = None  # the chain's seed for the round being run, if on a ledger
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -229,7 +237,15 @@ class Simulation:
         return DistributedDP.from_config(
             p, d=self.dim, n=cohort, rounds=self.cfg.rounds, min_survivors=min_survivors(cohort, self.cfg.dropout),
             public_seed=derive_seed(self.cfg.seed, "public").to_bytes(8, "big"), secagg_dropout=self.cfg.dropout,
+            keep_encoding=self.cfg.proofs != "none",
         )
+
+    def _round_proofs(self) -> RoundProofs | None:
+        if self.cfg.proofs == "none":
+            return None
+        if self.ddp is None:
+            raise ConfigError("--proofs update proves the integer secure-aggregation inputs: use it with --dp member")
+        return RoundProofs.for_plan(self.ddp.plan, task=f"simulation/{self.cfg.seed}", seed=self.cfg.seed)
 
     # -- one round ---------------------------------------------------------------------------------
     @property
@@ -274,6 +290,7 @@ class Simulation:
             survivors=step.participants if step.aggregated else 0,
             epsilon=self._epsilon(),
             aggregated=step.aggregated,
+            proofs=step.proofs,
         )
 
     # -- local training ----------------------------------------------------------------------------
@@ -363,8 +380,14 @@ class Simulation:
         )
         self.epsilon_member_level = agg.epsilon_so_far
         survivors = int(agg.survivors.sum())
+        proofs = None
+        if self.proofs is not None and agg.encoding is not None:
+            seed = self.round_seed or derive_seed(self.cfg.seed, "round-seed", rnd).to_bytes(8, "big")
+            names = [self.data.members[int(i)].name for i in selected]
+            proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names).to_json()
         return _RoundStep(
             participants=survivors,
+            proofs=proofs,
             train_loss=float(local.losses.mean()),
             bytes_up=round(agg.bytes_up_per_member * survivors),
             extra_bytes_down=round(agg.bytes_down_per_member * survivors),
@@ -421,10 +444,14 @@ class Simulation:
         finally:
             if chain is not None:
                 chain.close()
+            if self.proofs is not None:
+                self.proofs.close()
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
         result.attack = self.attacks.summary() if self.attacks.active else None
+        if self.proofs is not None:
+            result.zk = {"update_spec": asdict(self.proofs.spec), "keys": self.proofs.keys_record}
         if self.cfg.baseline:
             result.centralized_accuracy = self.centralized_accuracy()
         return result
@@ -447,6 +474,7 @@ class Simulation:
         txs = chain.tx_count()
         previous = self.global_flat
         info = chain.open(rnd, self._privacy_bound())
+        self.round_seed = info.seed
         record = self.run_round(rnd, chain.cohort(info, self.cohort_size))
         step = self.last_step
         evidence = Evidence(
