@@ -8,6 +8,7 @@ fedledger.secagg.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -17,18 +18,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from zk_support import SMALL
 
+from fedledger.core.errors import ConfigError
 from fedledger.zk.binding import (
     MemberEvidence,
     adjudicate,
     blame,
+    carry_spec,
     carry_vector,
     check_aggregate,
+    commit_carries,
     derive_challenge,
     field_mask,
     kappa,
     lift,
     mask_blinding,
     masked_input_digest,
+    open_carries,
     posting_digest,
     project,
     sigma,
@@ -37,7 +42,7 @@ from fedledger.zk.binding import (
 )
 from fedledger.zk.errors import LinearCheckFailed
 from fedledger.zk.field import P, random_field
-from fedledger.zk.update import ProofContext, chunk_witnesses, commit_update, verify_update
+from fedledger.zk.update import ProofContext, UpdateProver, chunk_witnesses, commit_update, verify_update
 
 pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
 
@@ -299,3 +304,36 @@ def test_field_coordinate_unmasks_to_the_sum_of_blindings_over_survivors(n, drop
     assert tsum == sum(ts[m] for m in survivors) % P
     if len(survivors) > 1:  # a single masked coordinate reveals nothing: it is uniform
         assert u[survivors[0]] != ts[survivors[0]]
+
+
+@pytest.mark.slow
+def test_blame_with_carries_opened_in_zero_knowledge(small_prover) -> None:
+    """Blame without revealing carry vectors: each member proves <r, w_i> for its committed carries."""
+    delta = np.zeros(DIM, dtype=np.int64)
+    delta[11] = 3
+    toy, r, s, _agg, _tsum, z, u, w, _ = run_round(small_prover, MEMBERS, cheat=("dave", delta))
+    ev, reports, graph = evidence_and_reports(toy, r, s, z, u, w, MEMBERS)
+    contexts = {m: ProofContext("task", 1, m) for m in MEMBERS}
+    rng = np.random.default_rng(77)
+    with pytest.raises(ConfigError):
+        open_carries(small_prover, *commit_carries(SMALL, contexts["alice"], w["alice"], rng), r)
+    carry_prover = UpdateProver(carry_spec(SMALL), small_prover.backend)
+    zk_ev = {}
+    for m in MEMBERS:
+        secret, posted = commit_carries(SMALL, contexts[m], w[m], rng)
+        opening = open_carries(carry_prover, secret, posted, r)
+        zk_ev[m] = dataclasses.replace(ev[m], carries=None, carry_digest=posted.digest(), carry_opening=opening)
+    kw = {"carry_keys": small_prover.keys, "spec": SMALL, "contexts": contexts}
+    assert blame(r, BITS, zk_ev, reports, graph, **kw).culprits == ("dave",)
+    # without the keys the openings cannot be checked: everyone is a culprit, nobody is cleared
+    assert blame(r, BITS, zk_ev, reports, graph).culprits == tuple(MEMBERS)
+    # an opening whose first state hides t != 0 (salt0 does not open it to t = 0) is rejected
+    bad = zk_ev["alice"].carry_opening
+    zk_ev["alice"] = dataclasses.replace(zk_ev["alice"], carry_opening=dataclasses.replace(bad, salt0=bad.salt0 + 1))
+    assert blame(r, BITS, zk_ev, reports, graph, **kw).culprits == ("alice", "dave")
+    # an opening made under another member's context is rejected
+    secret, posted = commit_carries(SMALL, contexts["bob"], w["carol"], rng)
+    zk_ev["carol"] = dataclasses.replace(
+        zk_ev["carol"], carry_digest=posted.digest(), carry_opening=open_carries(carry_prover, secret, posted, r)
+    )
+    assert "carol" in blame(r, BITS, zk_ev, reports, graph, **kw).culprits

@@ -27,16 +27,28 @@ Protocol, in order:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fedledger.core.errors import DataError
+from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
-from fedledger.zk.errors import LinearCheckFailed
+from fedledger.zk.backend import KeySet
+from fedledger.zk.errors import InvalidProof, LinearCheckFailed
 from fedledger.zk.field import P, hash_to_field, int_bytes
-from fedledger.zk.update import UpdateCommitment
+from fedledger.zk.update import (
+    ProofContext,
+    UpdateCommitment,
+    UpdateProof,
+    UpdateProver,
+    UpdateSecret,
+    UpdateSpec,
+    commit_update,
+    running_state,
+    verify_update,
+)
 
 
 def field_mask(seed: bytes) -> int:
@@ -157,8 +169,76 @@ class MemberEvidence:
     masked: np.ndarray  # z_i, residues mod 2^bits
     masked_blinding: int  # u_i, the field coordinate
     self_projection: int  # <r, b_i> + beta_i, from the revealed self-mask seed
-    carries: np.ndarray | None  # w_i as revealed (None: refused to reveal)
+    carries: np.ndarray | None  # w_i as revealed (None: refused, or opened in zero knowledge below)
     carry_digest: bytes  # as posted before the challenge
+    carry_opening: CarryOpening | None = None  # <r, w_i> with a proof, instead of w_i itself
+
+
+@dataclass(frozen=True)
+class CarryOpening:
+    """<r, w_i> proved against the carry commitment posted before the challenge (w_i stays hidden).
+
+    The carries are committed as an update commitment with the member's carry context, a zero
+    noise share (bound2e = 0) and t = 0; `salt0` opens the first running state to t = 0, so the
+    proof's linear-check value is exactly <r, w_i>.
+    """
+
+    commitment: UpdateCommitment
+    proof: UpdateProof
+    salt0: int
+
+
+def carry_context(ctx: ProofContext) -> ProofContext:
+    """The proof context of a member's carry commitment (distinct from its update's)."""
+    return ProofContext(ctx.task_id, ctx.round_id, ctx.member_id + "#carries")
+
+
+def carry_spec(spec: UpdateSpec) -> UpdateSpec:
+    """The update spec reused for carries: same circuit and keys, no noise share, loose norm."""
+    return dataclasses.replace(spec, bound2x=(1 << spec.norm_bits) - 1, bound2e=0)
+
+
+def commit_carries(
+    spec: UpdateSpec, ctx: ProofContext, carries: np.ndarray, rng: np.random.Generator
+) -> tuple[UpdateSecret, UpdateCommitment]:
+    """Commit to a carry vector before the challenge; post `commitment.digest()` as the carry digest."""
+    w = np.asarray(carries, dtype=np.int64)
+    return commit_update(carry_spec(spec), carry_context(ctx), w, np.zeros_like(w), rng, t=0)
+
+
+def open_carries(prover: UpdateProver, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> CarryOpening:
+    """In blame: prove <r, w_i> for the committed carries (`prover` built with `carry_spec(spec)`)."""
+    if prover.spec.bound2e != 0 or prover.spec.bound2x != (1 << prover.spec.norm_bits) - 1:
+        raise ConfigError("open_carries needs a prover built with carry_spec(task spec)")
+    return CarryOpening(posted, prover.prove_update(secret, posted, r), secret.salts[0])
+
+
+def _carry_projection(
+    r: int,
+    member: str,
+    ev: MemberEvidence,
+    carry_keys: KeySet | None,
+    spec: UpdateSpec | None,
+    contexts: Mapping[str, ProofContext] | None,
+) -> int | None:
+    """<r, w_i> from revealed carries or a verified opening; None if neither checks out."""
+    if ev.carries is not None:
+        if vector_digest(ev.carries) != ev.carry_digest or ev.carries.shape != ev.masked.shape:
+            return None
+        return project(r, ev.carries)
+    op = ev.carry_opening
+    if op is None or carry_keys is None or spec is None or contexts is None or member not in contexts:
+        return None
+    c = op.commitment
+    if c.digest() != ev.carry_digest or c.dim != len(ev.masked):
+        return None
+    if c.ctx != carry_context(contexts[member]).element or c.state0 != running_state(c.ctx, 0, 0, 0, 0, 0, op.salt0):
+        return None
+    try:
+        verify_update(carry_keys, carry_spec(spec), c, op.proof, r)
+    except InvalidProof:
+        return None
+    return op.proof.s
 
 
 @dataclass(frozen=True)
@@ -179,6 +259,10 @@ def blame(
     evidence: Mapping[str, MemberEvidence],
     reports: Mapping[tuple[str, str], int],
     graph: Mapping[str, Sequence[str]],
+    *,
+    carry_keys: KeySet | None = None,
+    spec: UpdateSpec | None = None,
+    contexts: Mapping[str, ProofContext] | None = None,
 ) -> BlameReport:
     """Name the members whose masked input is not their proven vector.
 
@@ -187,16 +271,16 @@ def blame(
     both keys. `graph[i]` lists i's neighbours (survivors and dropped) in the masking graph.
     Each member's equation uses only its own reports, so an honest member is never a culprit; a
     member that lies about a kappa to fix its equation lands in `disputed` with the honest end,
-    and revealing that one pairwise seed settles who lied (`adjudicate`).
+    and revealing that one pairwise seed settles who lied (`adjudicate`). A member either
+    reveals its carries or opens their projection in zero knowledge (`carry_opening`; then
+    `carry_keys`, the task's update `spec` and the members' `contexts` are needed).
     """
     culprits: list[str] = []
     disputed: set[tuple[str, str]] = set()
     scale = pow(2, bits, P)
     for i, ev in sorted(evidence.items()):
-        if ev.carries is None or vector_digest(ev.carries) != ev.carry_digest:
-            culprits.append(i)
-            continue
-        if ev.carries.shape != ev.masked.shape or np.abs(ev.carries).max(initial=0) > len(graph[i]) + 1:
+        carry_proj = _carry_projection(r, i, ev, carry_keys, spec, contexts)
+        if carry_proj is None:
             culprits.append(i)
             continue
         pair_sum = 0
@@ -214,7 +298,7 @@ def blame(
             culprits.append(i)
             continue
         lhs = (ev.s + ev.self_projection + pair_sum) % P
-        rhs = (project(r, ev.masked) + ev.masked_blinding + scale * project(r, ev.carries)) % P
+        rhs = (project(r, ev.masked) + ev.masked_blinding + scale * carry_proj) % P
         if lhs != rhs:
             culprits.append(i)
     return BlameReport(tuple(culprits), tuple(sorted(disputed)))
