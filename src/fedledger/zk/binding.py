@@ -16,9 +16,10 @@ Protocol, in order:
 4. Validators check `check_aggregate`: sum_i s_i == sum_j r^j A_j + T over the survivors, with
    A the aggregate lifted to signed integers. A member that masked y'_i != y_i passes with
    probability at most (d + 1) / p (Schwartz-Zippel, degree-d polynomial in r).
-5. If the check fails: `blame`. Each survivor reveals its carry vector w_i (committed in
-   step 1) and both ends of each pair report kappa_ij = <r, m_ij> + mu_ij; self-mask seeds are
-   revealed as in SecAgg+ unmasking. Member i's equation
+5. If the check fails: `blame`. Each survivor reveals its carry vector w_i, or proves its
+   projection <r, w_i> against the carry commitment of step 1 (`commit_carries`,
+   `open_carries`), and both ends of each pair report kappa_ij = <r, m_ij> + mu_ij; self-mask
+   seeds are revealed as in SecAgg+ unmasking. Member i's equation
        s_i + <r, b_i> + beta_i + sum_j sigma_ij kappa_ij == <r, z_i> + u_i + 2^b <r, w_i>
    then holds for every honest member and fails (except with probability (d+1)/p) for one that
    masked a vector other than the one it proved, unless it lies about some kappa_ij, which
