@@ -71,3 +71,17 @@ def test_robust_strategies_cannot_see_private_updates() -> None:
 def test_no_privacy_block_says_so() -> None:
     res = _run(privacy={"dp": "none"}, rounds=1)
     assert res.privacy["unit"] == "none" and res.rounds[0].epsilon is None
+
+
+@pytest.mark.slow
+def test_update_proofs_are_made_and_verified_for_every_survivor() -> None:
+    res = _run(rounds=1, clients=6, dropout=0.2, proofs="update")
+    r = res.rounds[0]
+    assert r.proofs is not None
+    assert r.proofs["made"] == r.proofs["verified"] == r.survivors and r.proofs["rejected"] == 0
+    assert res.zk is not None and res.zk["keys"]["development_only"] is True
+
+
+def test_proofs_need_member_level_dp() -> None:
+    with pytest.raises(ConfigError, match="--dp member"):
+        _run(privacy={"dp": "none"}, proofs="update")
