@@ -84,7 +84,7 @@ def simulation_overhead(quick: bool) -> dict[str, Any]:
     clients = 200 if quick else 1000
     cfg = build_config({"dataset": "digits", "partition": "iid", "clients": clients, "model": "logreg",
                         "rounds": 1, "local_epochs": 1, "batch_size": 32, "lr": 0.1,
-                        "holdout_fraction": 0.05, "test_fraction": 0.1})
+                        "holdout_fraction": 0.0, "test_fraction": 0.1})
     sim = Simulation(cfg)
     sim.run_round(1)  # warm-up: vmap tracing, allocator
     fed = _best_of(3, lambda: sim.run_round(2))

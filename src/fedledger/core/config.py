@@ -69,7 +69,7 @@ class FederationConfig(_Frozen):
     dropout: float = Field(0.0, ge=0, lt=1, description="chance a sampled member drops out of a round")
     trim_fraction: float = Field(0.1, ge=0, lt=0.5)
     krum_byzantine: int = Field(1, ge=0)
-    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    holdout_fraction: float = Field(0.2, ge=0, lt=1, description="each member's held-out share (0: none)")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     max_samples: int | None = Field(None, ge=1, description="cap on training samples (quick runs)")
     seed: int = 0

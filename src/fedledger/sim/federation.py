@@ -141,7 +141,8 @@ def _validator_holdouts(data: FederatedData, validators: int) -> list[tuple[torc
     """Each validator's own held-out data: the members' held-out splits dealt out round robin."""
     parts = []
     for v in range(validators):
-        split = Split.concat([m.holdout for m in data.members[v::validators]] or [data.test])
+        held = [m.holdout for m in data.members[v::validators] if len(m.holdout)]
+        split = Split.concat(held or [data.test])  # members without held-out data: the test set stands in
         parts.append((torch.from_numpy(split.X), torch.from_numpy(split.y)))
     return parts
 
