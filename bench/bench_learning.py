@@ -52,8 +52,9 @@ def fashion_cnn(quick: bool) -> dict[str, Any]:
 
 
 def randhie_by_site(quick: bool) -> dict[str, Any]:
-    cfg = build_config({"dataset": "randhie", "partition": "natural", "clients": 6, "model": "logreg",
-                        "rounds": 3 if quick else 20, "local_epochs": 1, "lr": 0.05, "baseline": True})
+    cfg = build_config({"dataset": "randhie", "partition": "natural", "clients": 6, "model": "tabular",
+                        "rounds": 3 if quick else 20, "local_epochs": 1, "lr": 0.05, "momentum": 0.9,
+                        "baseline": True})
     sim = Simulation(cfg)
     res = sim.run()
     fed_auc = _auc(sim, sim.global_flat)
