@@ -12,7 +12,7 @@ from zk_support import SMALL
 
 from fedledger.zk.backend import Groth16Backend
 from fedledger.zk.onchain import DISPUTE_CONTRACT, evidence_tree, sign_submission, submission_digest
-from fedledger.zk.update import ProofContext, chunk_public_inputs, commit_update
+from fedledger.zk.update import ProofContext, UpdateProver, chunk_public_inputs, commit_update
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning"),
@@ -27,20 +27,23 @@ R = 55555
 def _chunk_submissions(prover, key: bytes, member: str, *, corrupt: bool):
     rng = np.random.default_rng(len(member))
     x, e = rng.integers(-100, 100, 16), rng.integers(-10, 10, 16)
-    secret, posted = commit_update(SMALL, ProofContext("task", ROUND, member), x, e, rng)
+    secret, posted = commit_update(prover.spec, ProofContext("task", ROUND, member), x, e, rng, check=False)
     proof = prover.prove_update(secret, posted, R)
-    public = chunk_public_inputs(SMALL, posted, 0, posted.state0, proof.chunks[0].state_out, R, proof.s)
+    public = chunk_public_inputs(prover.spec, posted, 0, posted.state0, proof.chunks[0].state_out, R, proof.s)
     if corrupt:  # the trainer claims another linear-check value than the one it proved
         public[9] = (public[9] + 1) % 2**64
     return sign_submission(key, ROUND, proof.chunks[0].proof, public)
 
 
 def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
-    keys = [bytes([i + 1]) * 32 for i in range(3)]
+    keys = [bytes([i + 1]) * 32 for i in range(4)]
+    # dave proves a valid statement, but under a looser norm bound than the task's
+    loose = UpdateProver(dataclasses.replace(SMALL, bound2x=SMALL.bound2x * 100), small_prover.backend)
     subs = [
         _chunk_submissions(small_prover, keys[0], "alice", corrupt=False),
         _chunk_submissions(small_prover, keys[1], "bob", corrupt=True),
         _chunk_submissions(small_prover, keys[2], "carol", corrupt=False),
+        _chunk_submissions(loose, keys[3], "dave", corrupt=False),
     ]
     # an aggregator that lists bob's bad proof under alice's name, to get alice slashed
     subs.append(dataclasses.replace(subs[1], trainer=subs[0].trainer))
@@ -48,7 +51,17 @@ def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
     with anvil_node() as w3:
         verifier = deploy(w3, Groth16Backend.export_vyper(small_prover.keys))
         zero = "0x" + "00" * 20
-        dispute = deploy(w3, DISPUTE_CONTRACT.read_text(), verifier.address, zero, w3.eth.accounts[0])
+        dispute = deploy(
+            w3,
+            DISPUTE_CONTRACT.read_text(),
+            verifier.address,
+            zero,
+            w3.eth.accounts[0],
+            SMALL.chunk_size,
+            1,
+            SMALL.bound2x,
+            SMALL.bound2e,
+        )
         a, b, c = subs[0].args()[2:5]
         assert dispute.functions.submission_digest(ROUND, a, b, c, list(subs[0].public)).call() == (
             submission_digest(ROUND, subs[0].proof, subs[0].public)
@@ -56,8 +69,8 @@ def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
         with pytest.raises(ContractLogicError, match="dispute: no evidence for round"):
             dispute.functions.dispute(*subs[1].args(), paths[1]).call()
         with pytest.raises(ContractLogicError, match="dispute: not the poster"):
-            dispute.functions.post_evidence_root(ROUND, root).call({"from": w3.eth.accounts[1]})
-        w3.eth.wait_for_transaction_receipt(dispute.functions.post_evidence_root(ROUND, root).transact())
+            dispute.functions.post_evidence_root(ROUND, root, R).call({"from": w3.eth.accounts[1]})
+        w3.eth.wait_for_transaction_receipt(dispute.functions.post_evidence_root(ROUND, root, R).transact())
 
         # honest entries cannot be disputed
         for i in (0, 2):
@@ -71,7 +84,9 @@ def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
         with pytest.raises(ContractLogicError, match="dispute: not in the evidence"):
             dispute.functions.dispute(*framed, paths[1]).call()
         with pytest.raises(ContractLogicError, match="dispute: not signed by the offender"):
-            dispute.functions.dispute(*subs[3].args(), paths[3]).call()
+            dispute.functions.dispute(*subs[4].args(), paths[4]).call()
+        # a proof that verifies, but of another statement than the round's, is an offence too
+        assert dispute.functions.dispute(*subs[3].args(), paths[3]).call() == subs[3].leaf()
 
         # the bad one is recorded, once
         tx = dispute.functions.dispute(*subs[1].args(), paths[1]).transact({"from": w3.eth.accounts[2]})
@@ -83,3 +98,38 @@ def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
         with pytest.raises(ContractLogicError, match="dispute: already disputed"):
             dispute.functions.dispute(*subs[1].args(), paths[1]).call()
         assert 200_000 < receipt["gasUsed"] < 700_000
+
+
+def test_dispute_recomputes_the_challenge_power_of_later_chunks(small_prover) -> None:
+    rng = np.random.default_rng(5)
+    x, e = rng.integers(-100, 100, 40), rng.integers(-10, 10, 40)
+    secret, posted = commit_update(SMALL, ProofContext("task", ROUND, "erin"), x, e, rng)
+    proof = small_prover.prove_update(secret, posted, R)
+    key = b"\x09" * 32
+    subs, state_in = [], posted.state0
+    for k, ch in enumerate(proof.chunks):
+        public = chunk_public_inputs(SMALL, posted, k, state_in, ch.state_out, R, proof.s)
+        subs.append(sign_submission(key, ROUND, ch.proof, public))
+        state_in = ch.state_out
+    wrong = list(subs[1].public)
+    wrong[8] = R  # r^1 instead of r^16 for chunk 1 (the circuit would accept a proof made so)
+    subs.append(sign_submission(key, ROUND, subs[1].proof, wrong))
+    root, paths = evidence_tree([s.leaf() for s in subs])
+    with anvil_node() as w3:
+        verifier = deploy(w3, Groth16Backend.export_vyper(small_prover.keys))
+        dispute = deploy(
+            w3,
+            DISPUTE_CONTRACT.read_text(),
+            verifier.address,
+            "0x" + "00" * 20,
+            w3.eth.accounts[0],
+            SMALL.chunk_size,
+            3,
+            SMALL.bound2x,
+            SMALL.bound2e,
+        )
+        w3.eth.wait_for_transaction_receipt(dispute.functions.post_evidence_root(ROUND, root, R).transact())
+        for k in range(3):
+            with pytest.raises(ContractLogicError, match="dispute: proof verifies"):
+                dispute.functions.dispute(*subs[k].args(), paths[k]).call()
+        assert dispute.functions.dispute(*subs[3].args(), paths[3]).call() == subs[3].leaf()
