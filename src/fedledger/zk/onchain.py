@@ -2,7 +2,8 @@
 
 The Vyper dispute contract (`contracts/update_dispute.vy`) checks an evidence entry against the
 round's evidence root (keccak, sorted pairs, as cheap on chain), the trainer's EIP-191 signature
-over its submission, and the proof with the task's verifier (`Groth16Backend.export_vyper`).
+over its submission, the statement (challenge, its power, flags, bounds) and the proof with the
+task's verifier (`Groth16Backend.export_vyper`).
 These helpers build the same leaves and paths off chain.
 """
 
