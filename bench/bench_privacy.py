@@ -113,9 +113,9 @@ def record_level(quick: bool) -> dict[str, Any]:
     acc_c = _accuracy(central, fed.test.X, fed.test.y)
     # federated: each member runs DP-SGD on its own records, one local epoch per round; FedAvg
     global_model = build_model("mlp", fed.input_shape, fed.num_classes)
-    # members sample at the centralized rate q = batch / N (batch / clients records each), so they take the
-    # same number of steps and need the same noise multiplier as the centralized run
-    member_batch = max(1, batch // clients)
+    # members use the centralized batch size (so a higher sampling rate and more noise each): measured
+    # better than sampling at the centralized rate with batch / members (0.956 vs 0.926 accuracy ratio)
+    member_batch = batch
     sizes = [len(m.train) for m in fed.members]
     accts = [MemberAccountant() for _ in fed.members]
     sigmas = []
