@@ -68,3 +68,18 @@ def test_memory_chain_runs_and_refuses_to_resume_without_state(tmp_path) -> None
 def test_a_ledger_run_needs_an_output_directory() -> None:
     with pytest.raises(ConfigError, match="--out"):
         _sim().run(None)
+
+
+@pytest.mark.slow
+@needs_anvil
+def test_member_level_dp_on_chain_uses_the_registered_keys_and_records_privacy(tmp_path) -> None:
+    cfg = {**CFG, "rounds": 2, "clients": 6,
+           "privacy": {"dp": "member", "secagg": True, "epsilon": 8.0, "bits": 20}}
+    sim = Simulation(build_config(cfg))
+    res = sim.run(tmp_path)
+    assert all(r.finalized for r in res.rounds)
+    assert res.ledger is not None and res.ledger["privacy_spent"] == pytest.approx(res.rounds[-1].epsilon, rel=1e-6)
+    assert sim.ddp is not None and sim.ddp.pki is not None  # secure aggregation keyed from the chain registry
+    from fedledger.protocol.audit import audit_run
+
+    assert audit_run(tmp_path).rounds == [1, 2]

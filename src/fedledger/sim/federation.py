@@ -48,6 +48,7 @@ from fedledger.privacy import (
     train_member_dpsgd,
 )
 from fedledger.protocol.evidence import Evidence
+from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
 from fedledger.sim.proofs import RoundProofs
@@ -388,6 +389,7 @@ class Simulation:
             proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names).to_json()
         return _RoundStep(
             participants=survivors,
+            contributors=selected[agg.survivors],
             proofs=proofs,
             train_loss=float(local.losses.mean()),
             bytes_up=round(agg.bytes_up_per_member * survivors),
@@ -463,12 +465,19 @@ class Simulation:
             raise ConfigError("a run on a ledger needs an output directory (--out) for its chain state and blobs")
         committee = self.cfg.ledger.committee
         validators = _validator_holdouts(self.data, committee)
-        return ChainRounds.connect(
+        key_seed = derive_seed(self.cfg.seed, "member-identity")
+        identities = {i: Identity.from_seed(key_seed, i) for i in range(len(self.data.members))}
+        chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
             spec=self.cfg.model_dump(exclude={"out", "baseline"}),
+            trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluate=lambda v, flat: evaluate(self.model, flat, *validators[v % len(validators)])[0],
         )
+        if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
+            self.ddp.identities = identities
+            self.ddp.pki = pki_from_registered(chain.fed.registered_keys())
+        return chain
 
     def _run_chain_round(self, chain: ChainRounds, rnd: int) -> RoundRecord:
         start = time.perf_counter()

@@ -17,7 +17,7 @@ task are set up once and written to `DIR/chain/federation.json`, so a restarted 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,8 @@ class Federation:
     """The federation's accounts and task on a ledger; created once per output directory."""
 
     def __init__(self, ledger: Ledger, out: Path, members: int, committee: int, *, rounds: int,
-                 privacy_budget: float | None, spec: dict[str, object], blobs: BlobStore) -> None:
+                 privacy_budget: float | None, spec: dict[str, object], blobs: BlobStore,
+                 trainer_keys: Sequence[bytes]) -> None:
         self.ledger = ledger
         self.path = out / "chain" / FEDERATION_FILE
         if self.path.exists():
@@ -64,7 +65,7 @@ class Federation:
                 )
         else:
             spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # auditors fetch the spec by its hash
-            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash)
+            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash, trainer_keys)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"task_id": self.task_id, "members": members}))
         self.owner = ledger.dev(OWNER_ACCOUNT)
@@ -77,7 +78,8 @@ class Federation:
     def at(self, address: str) -> Ledger:
         return self._accounts[address]
 
-    def _setup(self, members: int, committee: int, rounds: int, budget: float | None, spec_hash: bytes) -> int:
+    def _setup(self, members: int, committee: int, rounds: int, budget: float | None, spec_hash: bytes,
+               trainer_keys: Sequence[bytes]) -> int:
         def join(account: int, role: Role, key: bytes) -> None:
             m = self.ledger.dev(account)
             stake = STAKES.get(role, 0)
@@ -92,7 +94,7 @@ class Federation:
         for i in range(max(committee, 3)):
             join(VALIDATOR_BASE + i, Role.VALIDATOR, domain_hash(Usage.SEED, b"validator", bytes([i])))
         for i in range(members):
-            join(TRAINER_BASE + i, Role.TRAINER, domain_hash(Usage.SEED, b"trainer", i.to_bytes(4, "big")))
+            join(TRAINER_BASE + i, Role.TRAINER, trainer_keys[i])
         join(OWNER_ACCOUNT, Role.TASK_OWNER, domain_hash(Usage.SEED, b"owner"))
         task = TaskSpec(
             spec_hash=spec_hash,
@@ -102,6 +104,16 @@ class Federation:
             committee_size=committee,
         )
         return int(self.ledger.dev(OWNER_ACCOUNT).create_task(task))
+
+    def registered_keys(self) -> dict[int, bytes]:
+        """Each trainer's public key as registered on chain: the PKI of secure aggregation."""
+        keys = {}
+        for i, trainer in enumerate(self.trainers):
+            member = self.ledger.member(trainer.address)
+            if member is None:
+                raise IntegrityError(f"trainer {i} ({trainer.address}) is not registered on chain")
+            keys[i] = member.pubkey
+        return keys
 
     def cohort(self, info: RoundInfo, size: int) -> np.ndarray:
         """Member numbers of the round's trainer cohort, drawn off chain from the round seed."""
@@ -123,13 +135,13 @@ class ChainRounds:
 
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
-                privacy_budget: float | None, spec: dict[str, object],
+                privacy_budget: float | None, spec: dict[str, object], trainer_keys: Sequence[bytes],
                 evaluate: Callable[[int, torch.Tensor], float]) -> ChainRounds:
         blobs = BlobStore(out / "blobs")
         ledger = Ledger.connect(chain, out)
         try:
             fed = Federation(ledger, out, members, committee, rounds=rounds, privacy_budget=privacy_budget, spec=spec,
-                             blobs=blobs)
+                             blobs=blobs, trainer_keys=trainer_keys)
         except BaseException:
             ledger.close()
             raise
@@ -196,7 +208,10 @@ class ChainRounds:
         manifest = RoundManifest(self.store(model), self.blobs.put(evidence.to_bytes()))
         survivors = [] if contributors is None else [self.fed.trainers[int(i)].address for i in contributors]
         pool = REWARD_PER_ROUND - REWARD_PER_ROUND * VALIDATOR_SHARE_BPS // 10_000
-        rewards = reward_tree(self.fed.task_id, info.round_id, dict.fromkeys(survivors, pool // max(1, len(survivors))))
+        reward_root = ZERO32
+        if survivors:
+            shares = dict.fromkeys(survivors, pool // len(survivors))
+            reward_root = reward_tree(self.fed.task_id, info.round_id, shares).root
         self.fed.at(info.aggregator).submit_result(
             self.fed.task_id,
             info.round_id,
@@ -206,7 +221,7 @@ class ChainRounds:
                 survivor_root=MerkleTree([a.encode() for a in survivors] or [b""]).root,
                 survivor_count=len(survivors),
                 privacy_spent=to_fixed(privacy_spent) if privacy_spent is not None else 0,
-                reward_root=rewards.root if survivors else ZERO32,
+                reward_root=reward_root,
             ),
         )
 
