@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ANVIL := node_modules/.bin/anvil
+ZKNODE := .cache/zk-node
+SNARKJS := $(ZKNODE)/node_modules/.bin/snarkjs
+PTAU := .cache/zk-ceremony/pot12.ptau
 JOBS ?= 2
 
-.PHONY: demo test test-fast bench setup data node lint clean
+.PHONY: demo test test-fast bench setup data node zk-tools lint clean
 
 demo: setup
 	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
@@ -16,7 +19,7 @@ demo: setup
 	$(BIN)/fedledger report runs/demo
 	@echo "results: runs/demo/results.json   report: runs/demo/report.html"
 
-test: setup
+test: setup zk-tools
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile
 
 test-fast: setup
@@ -53,6 +56,21 @@ node: $(ANVIL)
 $(ANVIL): package.json
 	@if command -v npm >/dev/null; then npm install --no-package-lock --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "note: npm not found; the chain falls back to --chain memory (py-evm)"; fi
+
+# snarkjs and circom2 (npm) cross-check our Groth16 proofs and run the ceremony path in the tests; a small
+# development Powers of Tau (2^12) is made once per checkout, never per run.
+zk-tools: $(PTAU)
+$(SNARKJS):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p $(ZKNODE) && printf '{"private": true}\n' > $(ZKNODE)/package.json && \
+	  npm install --prefix $(ZKNODE) --no-package-lock --no-audit --no-fund --loglevel=error snarkjs@0.7.6 circom2@0.2.23; \
+	else echo "note: npm not found; the snarkjs cross-check and ceremony tests are skipped"; fi
+$(PTAU): $(SNARKJS)
+	@if [ -x $(SNARKJS) ]; then \
+	  mkdir -p $(dir $(PTAU)) && S=$(abspath $(SNARKJS)) && cd $(dir $(PTAU)) && \
+	  $$S powersoftau new bn128 12 p0.ptau >/dev/null && \
+	  $$S powersoftau contribute p0.ptau p1.ptau --name=dev -e=fedledger-development >/dev/null && \
+	  $$S powersoftau prepare phase2 p1.ptau pot12.ptau >/dev/null && rm -f p0.ptau p1.ptau; fi
 
 lint: setup
 	$(BIN)/ruff check src tests bench
