@@ -8,6 +8,7 @@ survivor list (consistency check). `run_round` drives a whole round in process.
 
 from fedledger.secagg.driver import RoundOutcome, run_round, simulated_identities
 from fedledger.secagg.errors import DecodeError, ProtocolViolation, SecAggAbort
+from fedledger.secagg.field import MaskingRecord, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, MemberId, PublicIdentity, pki_from_registered
 from fedledger.secagg.messages import Kind, decode
@@ -17,6 +18,7 @@ __all__ = [
     "Graph",
     "Identity",
     "Kind",
+    "MaskingRecord",
     "MemberId",
     "ProtocolViolation",
     "PublicIdentity",
@@ -24,6 +26,7 @@ __all__ = [
     "SecAggAbort",
     "SecAggParams",
     "decode",
+    "field_mask",
     "pki_from_registered",
     "run_round",
     "simulated_identities",

@@ -28,6 +28,7 @@ from fedledger.secagg import shamir
 from fedledger.secagg.channel import channel_key, open_sealed, pairwise_seed, seal, seed_commitment
 from fedledger.secagg.entropy import CryptoRng, random_bytes
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
+from fedledger.secagg.field import MaskingRecord, P, encode_element, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import (
@@ -85,14 +86,22 @@ class ClientState:
     held: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)  # owner -> (b share, s share)
     survivors: tuple[int, ...] = ()
     channel: Mapping[int, bytes] = field(default_factory=dict)  # neighbour -> long-term X25519 secret
+    blinding: int | None = None  # optional field coordinate t_i (secagg.field); None: vector only
+    record: MaskingRecord | None = None  # kept for blame when a field coordinate is sent
 
 
 def _sign(cfg: ClientConfig, msg: Message) -> Message:
     return replace(msg, signature=cfg.identity.sign(msg.digest()))  # type: ignore[call-arg]
 
 
-def client_start(cfg: ClientConfig, vector: np.ndarray, rand: Rand = random_bytes) -> tuple[ClientState, list[Message]]:
-    """Begin a round with an encoded input (uint32 values < 2**bits, length params.length)."""
+def client_start(cfg: ClientConfig, vector: np.ndarray, rand: Rand = random_bytes,
+                 blinding: int | None = None) -> tuple[ClientState, list[Message]]:
+    """Begin a round with an encoded input (uint32 values < 2**bits, length params.length).
+
+    `blinding`: an optional field element t_i in [0, p) sent masked beside the vector (secagg.field).
+    """
+    if blinding is not None and not 0 <= int(blinding) < P:
+        raise ValueError("the field coordinate must be in [0, p)")
     v = np.ascontiguousarray(vector, dtype=np.uint32)
     if v.shape != (cfg.params.length,):
         raise ValueError(f"input must have shape ({cfg.params.length},), got {v.shape}")
@@ -103,7 +112,8 @@ def client_start(cfg: ClientConfig, vector: np.ndarray, rand: Rand = random_byte
     secret = X25519PrivateKey.from_private_bytes(rand(32))
     secret_raw = secret.private_bytes_raw()
     msg = _sign(cfg, AdvertiseKeys(cfg.header(), mask_public=secret.public_key().public_bytes_raw()))
-    return ClientState(cfg=cfg, stage=ClientStage.AWAIT_KEY_ROSTER, vector=v, mask_secret=secret_raw), [msg]
+    return ClientState(cfg=cfg, stage=ClientStage.AWAIT_KEY_ROSTER, vector=v, mask_secret=secret_raw,
+                       blinding=None if blinding is None else int(blinding)), [msg]
 
 
 def _check(state: ClientState, msg: Message, expected: type[Message]) -> None:
@@ -195,21 +205,38 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
         raise SecAggAbort(f"member {cfg.member}: only {len(held)} neighbours shared keys, threshold is "
                           f"{cfg.params.threshold}")
     p = cfg.params
-    y = state.vector + expand_mask(state.self_seed, p.length, p.bits, b"self")
+    with_field = state.blinding is not None
+    self_mask = expand_mask(state.self_seed, p.length, p.bits, b"self")
+    y = state.vector + self_mask
+    exact = state.vector.astype(np.int64) + self_mask if with_field else None  # for the carries
+    u = (state.blinding + field_mask(state.self_seed)) if with_field else 0
+    pair_seeds: dict[int, bytes] = {}
     for m in held:
         if m == cfg.member:
             continue
         seed = pairwise_seed(state.mask_secret, state.roster[m], cfg.task_id, cfg.round_index, cfg.member, m)
         mask = expand_mask(seed, p.length, p.bits, b"pair")
-        if cfg.member < m:
+        sign = 1 if cfg.member < m else -1
+        if sign > 0:
             y += mask
         else:
             y -= mask
+        if with_field:
+            pair_seeds[m] = seed
+            exact = exact + sign * mask.astype(np.int64)
+            u += sign * field_mask(seed)
     if p.bits < 32:
         y &= np.uint32((1 << p.bits) - 1)
-    out = _sign(cfg, MaskedInput(cfg.header(), payload=pack(y, p.bits)))
+    record = None
+    blinding = b""
+    if with_field:
+        assert exact is not None
+        carries = (exact - y.astype(np.int64)) >> p.bits  # exact: the difference is a multiple of 2**bits
+        record = MaskingRecord(self_seed=state.self_seed, pair_seeds=pair_seeds, carries=carries)
+        blinding = encode_element(u % P)
+    out = _sign(cfg, MaskedInput(cfg.header(), payload=pack(y, p.bits), blinding=blinding))
     return replace(state, stage=ClientStage.AWAIT_SURVIVOR_LIST, held=held, vector=np.zeros(0, np.uint32),
-                   channel={}), [out]
+                   channel={}, record=record, blinding=None), [out]
 
 
 def _on_survivor_list(state: ClientState, msg: SurvivorList) -> tuple[ClientState, list[Message]]:

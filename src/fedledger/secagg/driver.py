@@ -9,18 +9,27 @@ of their messages (a member that drops before `Kind.MASKED_INPUT` is left out of
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedledger.secagg.client import ClientConfig, ClientState, Rand, client_handle, client_start
 from fedledger.secagg.entropy import random_bytes
 from fedledger.secagg.errors import SecAggAbort
+from fedledger.secagg.field import MaskingRecord
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import SERVER, Kind, Message, decode
-from fedledger.secagg.server import ServerConfig, server_advance, server_handle, server_start
+from fedledger.secagg.packing import unpack
+from fedledger.secagg.server import (
+    ServerConfig,
+    ServerStage,
+    server_advance,
+    server_exclude,
+    server_handle,
+    server_start,
+)
 
 CLIENT_SENDS = (Kind.ADVERTISE_KEYS, Kind.SHARE_KEYS, Kind.MASKED_INPUT, Kind.SURVIVOR_SIGNATURE,
                 Kind.UNMASK_SHARES)
@@ -38,6 +47,16 @@ class RoundOutcome:
     client_seconds: Mapping[int, float]
     server_seconds: float
     aborted: Mapping[int, str]  # members that stopped on their own (e.g. too few live neighbours)
+    # with field coordinates (`blindings`): T = sum of the survivors' t_i mod p, what the server saw
+    # of each member's coordinate, each member's local masking record (for blame), and who `screen`
+    # set aside
+    blinding_sum: int | None = None
+    masked_blindings: Mapping[int, int] = field(default_factory=dict)
+    records: Mapping[int, MaskingRecord] = field(default_factory=dict)
+    excluded: tuple[int, ...] = ()
+
+
+Screen = Callable[[Mapping[int, np.ndarray], Mapping[int, int], Mapping[int, MaskingRecord]], Collection[int]]
 
 
 def run_round(
@@ -50,9 +69,19 @@ def run_round(
     round_index: int,
     drop_before: Mapping[int, Kind] | None = None,
     rand: Rand = random_bytes,
+    blindings: Mapping[int, int] | None = None,
+    screen: Screen | None = None,
 ) -> RoundOutcome:
-    """Aggregate `inputs[i]` (uint32 [n, length], values < 2**bits) of `members[i]`."""
+    """Aggregate `inputs[i]` (uint32 [n, length], values < 2**bits) of `members[i]`.
+
+    `blindings[m]`: optional field coordinate t_m in [0, p) per member (all members or none); the
+    outcome's `blinding_sum` is then the sum over the survivors mod p. `screen(masked vectors,
+    masked field coordinates, masking records)` is called once every masked input is in and
+    before the survivor list is fixed; the members it returns are excluded (treated as dropouts).
+    """
     drop_before = dict(drop_before or {})
+    if blindings is not None and set(int(m) for m in blindings) != set(int(m) for m in members):
+        raise ValueError("blindings must give one field coordinate per member")
     x = np.asarray(inputs, dtype=np.uint32)
     if x.shape != (len(members), params.length):
         raise ValueError(f"inputs must have shape ({len(members)}, {params.length}), got {x.shape}")
@@ -81,12 +110,19 @@ def run_round(
         m = int(m)
         cfg = ClientConfig(task_id, round_index, m, identities[m], pki, params, graph)
         t0 = time.perf_counter()
-        st, msgs = client_start(cfg, x[i], rand)
+        st, msgs = client_start(cfg, x[i], rand, None if blindings is None else int(blindings[m]))
         ctime[m] += time.perf_counter() - t0
         states[m] = st
         deliver_up(m, msgs)
 
+    records: dict[int, MaskingRecord] = {}
+    screened = screen is None
     while True:
+        if not screened and server.stage == ServerStage.MASKED and len(server.masked) > 0:
+            screened = True
+            vectors = {m: unpack(v, params.length, params.bits) for m, v in server.masked.items()}
+            out = screen(vectors, dict(server.masked_blinding), {m: records[m] for m in vectors if m in records})
+            server = server_exclude(server, out)
         t0 = time.perf_counter()
         server, outbound = server_advance(server)
         stime += time.perf_counter() - t0
@@ -108,6 +144,8 @@ def run_round(
             finally:
                 ctime[to] += time.perf_counter() - t0
             states[to] = st
+            if st.record is not None and to not in records:
+                records[to] = st.record
             deliver_up(to, replies)
     return RoundOutcome(
         total=server.result,
@@ -118,6 +156,10 @@ def run_round(
         client_seconds=ctime,
         server_seconds=stime,
         aborted=aborted,
+        blinding_sum=server.blinding_result,
+        masked_blindings=dict(server.masked_blinding),
+        records=records,
+        excluded=server.excluded,
     )
 
 

@@ -24,6 +24,7 @@ from fedledger.secagg.errors import DecodeError
 VERSION = 1
 SERVER = 0xFFFFFFFF
 SIG_BYTES = 64
+BLINDING_BYTES = 32  # the optional field coordinate of a masked input
 
 
 class Kind(IntEnum):
@@ -250,13 +251,22 @@ class MaskedInput(Message):
     SIGNED: ClassVar[bool] = True
     payload: bytes
     signature: bytes = b""
+    blinding: bytes = b""  # optional: the field coordinate, 32 bytes big-endian (secagg.field)
 
     def _body(self, w: _W) -> None:
         w.var(self.payload)
+        if self.blinding:  # absent: the encoding is exactly the vector-only one
+            w.fixed(self.blinding, BLINDING_BYTES)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
-        return {"payload": r.var()}
+        out: dict[str, object] = {"payload": r.var()}
+        rest = len(r.d) - r.i - SIG_BYTES
+        if rest == BLINDING_BYTES:
+            out["blinding"] = r.take(BLINDING_BYTES)
+        elif rest != 0:
+            raise DecodeError(f"masked input: {rest} unexpected bytes before the signature")
+        return out
 
 
 def _members(w: _W, ms: tuple[int, ...]) -> None:

@@ -12,7 +12,7 @@ commitments, reconstructed masking keys against their signed public keys).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -21,6 +21,7 @@ import numpy as np
 from fedledger.secagg import shamir
 from fedledger.secagg.channel import pairwise_seed, public_of, seed_commitment
 from fedledger.secagg.errors import DecodeError, ProtocolViolation, SecAggAbort
+from fedledger.secagg.field import P, decode_element, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import PublicIdentity
 from fedledger.secagg.messages import (
@@ -81,6 +82,9 @@ class ServerState:
     list_signatures: Mapping[int, bytes] = field(default_factory=dict)
     unmask: Mapping[int, UnmaskShares] = field(default_factory=dict)
     result: np.ndarray | None = None
+    masked_blinding: Mapping[int, int] = field(default_factory=dict)  # optional field coordinates u_i
+    excluded: tuple[int, ...] = ()  # sent a masked input but were set aside (e.g. no valid proof)
+    blinding_result: int | None = None  # T = sum of the survivors' t_i mod p, if they sent one
 
 
 def server_start(cfg: ServerConfig) -> ServerState:
@@ -123,7 +127,13 @@ def server_handle(state: ServerState, msg: Message) -> tuple[ServerState, list[M
         if sender not in state.shared:
             raise ProtocolViolation(f"server: MaskedInput from {sender}, who shared no keys")
         unpack(msg.payload, cfg.params.length, cfg.params.bits)  # size and padding check
-        return replace(state, masked={**state.masked, sender: msg.payload}), []
+        blinding = dict(state.masked_blinding)
+        if msg.blinding:
+            try:
+                blinding[sender] = decode_element(msg.blinding)
+            except ValueError as e:
+                raise ProtocolViolation(f"server: MaskedInput from {sender}: {e}") from None
+        return replace(state, masked={**state.masked, sender: msg.payload}, masked_blinding=blinding), []
     if isinstance(msg, SurvivorSignature):
         if sender in state.list_signatures:
             raise ProtocolViolation(f"server: second SurvivorSignature from {sender} (replay?)")
@@ -149,6 +159,23 @@ def server_handle(state: ServerState, msg: Message) -> tuple[ServerState, list[M
             raise ProtocolViolation(f"server: {sender} sent the wrong kind of share for {owner}")
         shamir.share_from_bytes(share)
     return replace(state, unmask={**state.unmask, sender: msg}), []
+
+
+def server_exclude(state: ServerState, members: Collection[int]) -> ServerState:
+    """Set aside masked inputs before the survivor list is fixed: those members count as dropouts
+    (their self-mask seeds are never revealed; their pairwise masks are reconstructed and removed)."""
+    if state.stage != ServerStage.MASKED:
+        raise ProtocolViolation("server: members can only be excluded while masked inputs are collected")
+    out = set(members)
+    unknown = out - set(state.masked)
+    if unknown:
+        raise ProtocolViolation(f"server: cannot exclude {sorted(unknown)[:5]}: no masked input from them")
+    return replace(
+        state,
+        masked={m: v for m, v in state.masked.items() if m not in out},
+        masked_blinding={m: v for m, v in state.masked_blinding.items() if m not in out},
+        excluded=tuple(sorted(set(state.excluded) | out)),
+    )
 
 
 def server_advance(state: ServerState) -> tuple[ServerState, list[Message]]:
@@ -177,6 +204,8 @@ def server_advance(state: ServerState) -> tuple[ServerState, list[Message]]:
     if state.stage == ServerStage.MASKED:
         _need(len(state.masked), cfg, "sent masked inputs")
         sv = tuple(sorted(state.masked))
+        if state.masked_blinding and set(state.masked_blinding) != set(sv):
+            raise SecAggAbort("secure aggregation aborted: some masked inputs lack the field coordinate")
         out = [SurvivorList(_header(cfg, m), survivors=sv) for m in sv]
         return replace(state, stage=ServerStage.CONSISTENCY, survivors=sv), out
     if state.stage == ServerStage.CONSISTENCY:
@@ -188,7 +217,8 @@ def server_advance(state: ServerState) -> tuple[ServerState, list[Message]]:
                for m in sorted(state.list_signatures)]
         return replace(state, stage=ServerStage.UNMASK), out
     if state.stage == ServerStage.UNMASK:
-        return replace(state, stage=ServerStage.DONE, result=_unmask(state)), []
+        result, blinding = _unmask(state)
+        return replace(state, stage=ServerStage.DONE, result=result, blinding_result=blinding), []
     raise ProtocolViolation("server: round already finished")
 
 
@@ -227,7 +257,7 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> dict
     return {m: secrets[i].tobytes() for i, m in enumerate(owners)}
 
 
-def _unmask(state: ServerState) -> np.ndarray:
+def _unmask(state: ServerState) -> tuple[np.ndarray, int | None]:
     cfg = state.cfg
     p = cfg.params
     sv = state.survivors
@@ -241,10 +271,14 @@ def _unmask(state: ServerState) -> np.ndarray:
     for j, key in keys.items():
         if public_of(key) != state.advertised[j].mask_public:
             raise SecAggAbort(f"secure aggregation aborted: shares of member {j}'s masking key are inconsistent")
+    with_field = bool(state.masked_blinding)
     acc = np.zeros(p.length, dtype=np.uint32)
+    total = sum(state.masked_blinding.values()) if with_field else 0
     for m in sv:
         acc += unpack(state.masked[m], p.length, p.bits)
         acc -= expand_mask(seeds[m], p.length, p.bits, b"self")
+        if with_field:
+            total -= field_mask(seeds[m])
     for j in affected:
         for k in cfg.graph.neighbours(j):
             if k not in state.masked or k == j:
@@ -256,6 +290,8 @@ def _unmask(state: ServerState) -> np.ndarray:
                 acc -= mask
             else:
                 acc += mask
+            if with_field:
+                total -= field_mask(seed) if k < j else -field_mask(seed)
     if p.bits < 32:
         acc &= np.uint32((1 << p.bits) - 1)
-    return acc
+    return acc, (total % P if with_field else None)
