@@ -25,9 +25,9 @@ bit is part of the same noised vector, so its privacy cost is inside the joint s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -328,6 +328,25 @@ class AggregateResult:
     unclipped_fraction: float | None
     masked_inputs: Mapping[int, bytes] = field(default_factory=dict)
     encoding: MemberEncoding | None = None
+    # with an `InputBinding`: the sum modulo 2**bits as SecAgg+ returned it, T (the survivors'
+    # field coordinates summed mod p) and the members the binding set aside before unmasking
+    total: np.ndarray | None = None
+    blinding_sum: int | None = None
+    excluded: tuple[int, ...] = ()
+
+
+class InputBinding(Protocol):
+    """Hooks that bind each member's proof to its secure-aggregation input (see fedledger.sim.proofs).
+
+    `blindings` runs after encoding and before masking: it commits to each survivor's input and
+    returns the field coordinate t_i per member id (all ids). `screen` runs once every masked input is
+    in, before the survivor list is fixed: it returns the member ids to treat as dropouts.
+    """
+
+    def blindings(self, encoding: MemberEncoding, survivors: np.ndarray, ids: list[int]) -> Mapping[int, int]: ...
+
+    def screen(self, masked: Mapping[int, np.ndarray], masked_blindings: Mapping[int, int],
+               records: Mapping[int, Any]) -> Collection[int]: ...
 
 
 class DistributedDP:
@@ -400,9 +419,14 @@ class DistributedDP:
         survivors: np.ndarray | None = None,
         seed: int | None = None,
         member_ids: list[int] | None = None,
+        binding: InputBinding | None = None,
     ) -> AggregateResult:
         """Privatise and sum one round. `survivors[i]` False: member i drops before sending its
-        masked input. `seed` makes noise and keys reproducible (simulation); None uses the OS CSPRNG."""
+        masked input. `seed` makes noise and keys reproducible (simulation); None uses the OS CSPRNG.
+        `binding` (needs SecAgg+): each member also sends a field coordinate, and members the binding
+        screens out after masking are treated as dropouts (`excluded`)."""
+        if binding is not None and not self.secagg:
+            raise ConfigError("binding proofs to masked inputs needs secure aggregation")
         plan = self.plan
         n = deltas.shape[0]
         if n != plan.n:
@@ -420,6 +444,9 @@ class DistributedDP:
         enc = encode_members(plan, deltas, clip, rot, rng)
         ids = list(range(n)) if member_ids is None else [int(m) for m in member_ids]
         masked: Mapping[int, bytes] = {}
+        bound_total: np.ndarray | None = None
+        blinding_sum: int | None = None
+        excluded: tuple[int, ...] = ()
         if self.secagg:
             identities: Mapping[int, Identity]
             pki: Mapping[int, PublicIdentity]
@@ -430,10 +457,17 @@ class DistributedDP:
             rand = CryptoRng.from_os().bytes if seed is None else CryptoRng.from_seed(seed, "secagg", round_index).bytes
             drops = {ids[i]: Kind.MASKED_INPUT for i in range(n) if not sv[i]}
             assert self.secagg_params is not None
+            blindings = None if binding is None else binding.blindings(enc, sv.copy(), list(ids))
             out = run_round(enc.wrapped, ids, identities, pki, self.secagg_params, self.task_id, round_index,
-                            drops, rand)
+                            drops, rand, blindings=blindings, screen=None if binding is None else binding.screen)
+            if out.excluded:
+                sv = sv & ~np.isin(np.asarray(ids), np.asarray(out.excluded))
             if set(out.survivors) != {ids[i] for i in range(n) if sv[i]}:
                 raise FedLedgerError("secure aggregation survivors differ from the expected survivors")
+            if int(sv.sum()) < plan.min_survivors:
+                raise InsufficientSurvivors(
+                    f"only {int(sv.sum())} members kept after screening; the noise is sized for {plan.min_survivors}")
+            bound_total, blinding_sum, excluded = out.total, out.blinding_sum, tuple(out.excluded)
             total = out.total
             up = float(np.mean([out.bytes_up[ids[i]] for i in range(n) if sv[i]]))
             down = float(np.mean([out.bytes_down[ids[i]] for i in range(n) if sv[i]]))
@@ -455,6 +489,7 @@ class DistributedDP:
             mean=dec.total / k, sum=dec.total, survivors=sv, bytes_up_per_member=up, bytes_down_per_member=down,
             epsilon_so_far=plan.epsilon_after(self.rounds_done), clip_norm_used=clip, clip_norm_next=nxt,
             unclipped_fraction=frac, masked_inputs=masked, encoding=enc if self.keep_encoding else None,
+            total=bound_total if binding is not None else None, blinding_sum=blinding_sum, excluded=excluded,
         )
 
     def state_dict(self) -> dict[str, Any]:

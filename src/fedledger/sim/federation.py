@@ -372,9 +372,12 @@ class Simulation:
         assert self.ddp is not None
         deltas = torch.zeros(len(selected), self.dim)
         deltas[torch.as_tensor(survives)] = local.deltas
+        seed = self.round_seed or derive_seed(self.cfg.seed, "round-seed", rnd).to_bytes(8, "big")
+        names = [self.data.members[int(i)].name for i in selected]
+        binding = self.proofs.binding(rnd, seed, names) if self.proofs is not None and self.ddp.secagg else None
         try:
             agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
-                                     member_ids=[int(m) for m in selected])
+                                     member_ids=[int(m) for m in selected], binding=binding)
         except InsufficientSurvivors:
             return _RoundStep(participants=int(survives.sum()), aggregated=False)
         self.global_flat = self.strategy.step(
@@ -384,9 +387,7 @@ class Simulation:
         survivors = int(agg.survivors.sum())
         proofs = None
         if self.proofs is not None and agg.encoding is not None:
-            seed = self.round_seed or derive_seed(self.cfg.seed, "round-seed", rnd).to_bytes(8, "big")
-            names = [self.data.members[int(i)].name for i in selected]
-            proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names).to_json()
+            proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
         return _RoundStep(
             participants=survivors,
             contributors=selected[agg.survivors],

@@ -1,32 +1,71 @@
-"""Update proofs in a member-level round: every survivor proves its secure-aggregation input well formed.
+"""Update proofs in a member-level round, bound to what each member fed into SecAgg+.
 
 After the privacy pipeline, member i's input is y_i = x_i + e_i (mod 2^b): x_i its clipped, rotated,
-conditionally rounded update (and clip bit), e_i its discrete Gaussian noise share. Each survivor commits
-to (x_i, e_i), the challenge r is derived from the round seed and every posted commitment (so it is fixed
-after them), and the survivor proves every entry in range, ||x_i||^2 within the plan's rounding bound and
-||e_i||^2 within a tail bound. Validators verify every proof; a member whose proof fails is named.
+conditionally rounded update (and clip bit), e_i its discrete Gaussian noise share. The proofs enforce
+every entry in range, ||x_i||^2 within the plan's rounding bound and ||e_i||^2 within a tail bound, with
+parameters from the `DdpPlan`, so the bound a proof enforces is exactly the sensitivity the privacy
+accounting assumed.
 
-The proof parameters come from the `DdpPlan`, so the bound a proof enforces is exactly the sensitivity
-the privacy accounting assumed. (The random linear check that ties each proof to the masked input needs
-SecAgg+ to carry one field coordinate per member; it is implemented and tested in `fedledger.zk.binding`
-but not yet wired into the simulated rounds.)
+With secure aggregation the proofs are bound to the masked inputs by the random linear check of
+`fedledger.zk.binding` (docs/zk.md, "Binding in the simulated round"). A round runs in this order:
+
+1. `RoundBinding.blindings` (before masking): each survivor commits to (x_i, e_i, t_i); t_i becomes
+   the field coordinate it sends beside its vector through SecAgg+.
+2. `RoundBinding.screen` (every masked input is in, before the survivor list is fixed): each member
+   posts `posting_digest(commitment, H(z_i, u_i), H(w_i))` with its masked input (z_i, u_i) and its
+   carry vector w_i; the challenge r is derived from the round seed and every posting; each member
+   proves s_i; validators verify every proof. Members without a valid proof are returned to SecAgg+,
+   which treats them as dropouts (their self seeds stay secret, their pair masks are removed).
+3. SecAgg+ unmasks the sum A (mod 2^b) and T = sum of the kept members' t_i (mod p).
+4. `RoundBinding.check`: validators check sum_i s_i == <r, lift(A)> + T (`check_aggregate`). If it fails,
+   `blame` names the members whose masked input is not their proven vector, and the round raises
+   `LinearCheckFailed`.
+
+Carries are revealed in blame (their digest is posted in step 2), the simplest option docs/zk.md
+allows; opening them in zero knowledge (`commit_carries`) would need a second commitment per member.
+Without secure aggregation (`--no-secagg`) there is no masked input to bind and `run` proves the
+bounds only (`linear_check` is then null).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedledger.core.errors import DataError
 from fedledger.core.rng import numpy_rng
 from fedledger.privacy import DdpPlan, MemberEncoding
-from fedledger.zk import InvalidProof, ProofStats
-from fedledger.zk.binding import derive_challenge
-from fedledger.zk.update import ProofContext, UpdateProver, UpdateSpec, commit_update, verify_update
+from fedledger.privacy.distributed import AggregateResult
+from fedledger.secagg.field import MaskingRecord, field_mask
+from fedledger.secagg.prg import expand_mask
+from fedledger.zk import InvalidProof, LinearCheckFailed, ProofStats
+from fedledger.zk.binding import (
+    BlameReport,
+    MemberEvidence,
+    blame,
+    check_aggregate,
+    derive_challenge,
+    kappa,
+    lift,
+    masked_input_digest,
+    posting_digest,
+    project,
+    vector_digest,
+)
+from fedledger.zk.field import P
+from fedledger.zk.update import (
+    ProofContext,
+    UpdateCommitment,
+    UpdateProver,
+    UpdateSecret,
+    UpdateSpec,
+    commit_update,
+    verify_update,
+)
 
 SMALL_CHUNK = 1024  # one circuit (and key pair) for models up to a few thousand coordinates
 TAIL_SIGMAS = 8  # a noise entry beyond 8 standard deviations has probability below 1e-15
@@ -46,6 +85,159 @@ def spec_for(plan: DdpPlan) -> UpdateSpec:
 
 
 @dataclass
+class RoundProofStats(ProofStats):
+    """`ProofStats` plus the linear check: {made, verified, rejected, prove_seconds, verify_seconds,
+    linear_check, excluded, culprits}. `linear_check` is null when there was no masked input to bind."""
+
+    verify_seconds: float = 0.0
+    linear_check: bool | None = None
+    excluded: list[str] = field(default_factory=list)
+    culprits: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            **super().to_json(),
+            "verify_seconds": round(self.verify_seconds, 3),
+            "linear_check": self.linear_check,
+            "excluded": list(self.excluded),
+            "culprits": list(self.culprits),
+        }
+
+
+def _key(member_id: int) -> str:
+    """Blame's member key: zero-padded so string order is SecAgg+'s integer order (the mask signs)."""
+    return f"{int(member_id):012d}"
+
+
+@dataclass
+class RoundBinding:
+    """One round of `InputBinding` hooks (see `fedledger.privacy.distributed.InputBinding`)."""
+
+    spec: UpdateSpec
+    prover: UpdateProver
+    task: str
+    seed: int
+    bits: int
+    round_id: int
+    round_seed: bytes
+    names: Sequence[str]  # by row of the cohort
+    stats: RoundProofStats = field(default_factory=RoundProofStats)
+    ids: list[int] = field(default_factory=list)
+    proved: dict[int, np.ndarray] = field(default_factory=dict)  # id -> y_i = x_i + e_i (signed)
+    committed: dict[int, tuple[UpdateSecret, UpdateCommitment]] = field(default_factory=dict)
+    r: int | None = None
+    s: dict[int, int] = field(default_factory=dict)  # id -> verified linear-check value
+    masked: dict[int, np.ndarray] = field(default_factory=dict)
+    masked_blindings: dict[int, int] = field(default_factory=dict)
+    records: dict[int, MaskingRecord] = field(default_factory=dict)
+    carries: dict[int, np.ndarray] = field(default_factory=dict)
+    excluded: set[int] = field(default_factory=set)
+    last_blame: BlameReport | None = None
+
+    def name(self, member_id: int) -> str:
+        return self.names[self.ids.index(member_id)]
+
+    # step 1: before masking ------------------------------------------------------------------------
+    def blindings(self, encoding: MemberEncoding, survivors: np.ndarray, ids: list[int]) -> Mapping[int, int]:
+        self.ids = [int(m) for m in ids]
+        rng = numpy_rng(self.seed, "proofs", self.round_id)
+        out: dict[int, int] = {}
+        for row, m in enumerate(self.ids):
+            out[m] = 0
+            if not survivors[row]:
+                continue
+            ctx = ProofContext(self.task, self.round_id, self.names[row])
+            try:
+                secret, posted = commit_update(self.spec, ctx, encoding.values[row], encoding.noise[row], rng)
+            except DataError:
+                self.stats.record_verdict(self.names[row], InvalidProof(f"{self.names[row]}: input out of bounds"))
+                continue
+            self.committed[m] = (secret, posted)
+            self.proved[m] = encoding.values[row] + encoding.noise[row]
+            out[m] = int(secret.t)
+        return out
+
+    # step 2: masked inputs in, survivor list not yet fixed ----------------------------------------
+    def screen(self, masked: Mapping[int, np.ndarray], masked_blindings: Mapping[int, int],
+               records: Mapping[int, MaskingRecord]) -> Collection[int]:
+        postings: list[bytes] = []
+        posted_by: list[int] = []
+        for m in sorted(masked, key=self.ids.index):
+            if m not in self.committed or m not in records or m not in masked_blindings:
+                self.excluded.add(m)
+                continue
+            y = self.proved[m]
+            # carries of the signed y: y_w = y + 2^b [y < 0], so y + masks = z + 2^b (w_w - [y < 0])
+            w = records[m].carries - (y < 0).astype(np.int64)
+            self.masked[m] = np.asarray(masked[m])
+            self.masked_blindings[m] = int(masked_blindings[m])
+            self.records[m] = records[m]
+            self.carries[m] = w
+            digest = masked_input_digest(self.masked[m], self.masked_blindings[m])
+            postings.append(posting_digest(self.committed[m][1], digest, vector_digest(w)))
+            posted_by.append(m)
+        self.r = derive_challenge(self.round_seed, postings)
+        for m in posted_by:
+            secret, posted = self.committed[m]
+            start = time.perf_counter()
+            proof = self.prover.prove_update(secret, posted, self.r)
+            self.stats.record_made(time.perf_counter() - start)
+            start = time.perf_counter()
+            try:
+                verify_update(self.prover.keys, self.spec, posted, proof, self.r)
+            except InvalidProof as err:
+                self.stats.record_verdict(self.name(m), err)
+                self.excluded.add(m)
+            else:
+                self.stats.record_verdict(self.name(m), None)
+                self.s[m] = proof.s
+            self.stats.verify_seconds += time.perf_counter() - start
+        self.stats.excluded = [self.name(m) for m in sorted(self.excluded, key=self.ids.index)]
+        return set(self.excluded)
+
+    # step 4: after unmasking -----------------------------------------------------------------------
+    def check(self, aggregate: np.ndarray, blinding_sum: int, survivors: Collection[int]) -> None:
+        """Validators' linear check over the kept survivors; on failure, blame and raise."""
+        if self.r is None:
+            raise LinearCheckFailed("no challenge was derived: the binding hooks did not run")
+        kept = sorted(int(m) for m in survivors)
+        if set(kept) - set(self.s):
+            raise LinearCheckFailed(f"survivors without a verified proof: {sorted(set(kept) - set(self.s))[:5]}")
+        try:
+            check_aggregate(self.r, {_key(m): self.s[m] for m in kept}, lift(aggregate, self.bits), blinding_sum)
+        except LinearCheckFailed as err:
+            self.stats.linear_check = False
+            report = self.blame(kept)
+            self.stats.culprits = [self.name(int(k)) for k in report.culprits]
+            disputed = f", disputed pairs {list(report.disputed)}" if report.disputed else ""
+            raise LinearCheckFailed(f"{err}; blame names {self.stats.culprits or 'nobody'}{disputed}") from None
+        self.stats.linear_check = True
+
+    def blame(self, survivors: Collection[int]) -> BlameReport:
+        """Each survivor reveals its carries and its self seed and reports kappa for each of its pairs."""
+        if self.r is None:
+            raise LinearCheckFailed("no challenge was derived: the binding hooks did not run")
+        r = self.r
+        evidence: dict[str, MemberEvidence] = {}
+        reports: dict[tuple[str, str], int] = {}
+        graph: dict[str, list[str]] = {}
+        for m in sorted(int(k) for k in survivors):
+            rec = self.records[m]
+            z = self.masked[m]
+            self_mask = expand_mask(rec.self_seed, len(z), self.bits, b"self")
+            evidence[_key(m)] = MemberEvidence(
+                s=self.s[m], masked=z, masked_blinding=self.masked_blindings[m],
+                self_projection=(project(r, self_mask) + field_mask(rec.self_seed)) % P,
+                carries=self.carries[m], carry_digest=vector_digest(self.carries[m]),
+            )
+            graph[_key(m)] = [_key(j) for j in rec.pair_seeds]
+            for j, seed in rec.pair_seeds.items():
+                reports[(_key(m), _key(j))] = kappa(r, expand_mask(seed, len(z), self.bits, b"pair"), field_mask(seed))
+        self.last_blame = blame(r, self.bits, evidence, reports, graph)
+        return self.last_blame
+
+
+@dataclass
 class RoundProofs:
     """Proves and verifies the survivors' update proofs of each round."""
 
@@ -53,22 +245,38 @@ class RoundProofs:
     task: str
     seed: int
     prover: UpdateProver | None = None
+    bits: int = 32  # the SecAgg+ modulus 2^bits (the plan's)
 
     @classmethod
     def for_plan(cls, plan: DdpPlan, task: str, seed: int) -> RoundProofs:
         spec = spec_for(plan)
-        return cls(spec, task, seed, UpdateProver(spec))
+        return cls(spec, task, seed, UpdateProver(spec), bits=plan.bits)
 
     @property
     def keys_record(self) -> dict[str, object]:
         assert self.prover is not None
         return self.prover.keys.record.to_json()
 
-    def run(self, round_id: int, round_seed: bytes, encoding: MemberEncoding, survivors: np.ndarray,
-            names: Sequence[str]) -> ProofStats:
-        """Commit, derive the challenge, prove (trainers) and verify (validators) every survivor's input."""
+    def binding(self, round_id: int, round_seed: bytes, names: Sequence[str]) -> RoundBinding:
+        """The hooks to pass to `DistributedDP.aggregate(binding=...)` for one round."""
         assert self.prover is not None
-        stats = ProofStats()
+        return RoundBinding(self.spec, self.prover, self.task, self.seed, self.bits, round_id, round_seed,
+                            list(names))
+
+    def run(self, round_id: int, round_seed: bytes, encoding: MemberEncoding, survivors: np.ndarray,
+            names: Sequence[str], binding: RoundBinding | None = None,
+            aggregate: AggregateResult | None = None) -> RoundProofStats:
+        """With `binding` (it ran inside `aggregate`): the validators' linear check (raises
+        `LinearCheckFailed`). Without: commit, derive the challenge, prove and verify every survivor's
+        input after the fact (bounds only, nothing binds the proofs to the masked inputs)."""
+        assert self.prover is not None
+        if binding is not None:
+            if aggregate is None or aggregate.total is None or aggregate.blinding_sum is None:
+                raise LinearCheckFailed("the aggregate has no field coordinate to check the proofs against")
+            kept = [binding.ids[row] for row in np.flatnonzero(aggregate.survivors)]
+            binding.check(aggregate.total, aggregate.blinding_sum, kept)
+            return binding.stats
+        stats = RoundProofStats()
         rows = np.flatnonzero(survivors)
         rng = numpy_rng(self.seed, "proofs", round_id)
         committed = {}
@@ -83,12 +291,14 @@ class RoundProofs:
             start = time.perf_counter()
             proof = self.prover.prove_update(secret, posted, r)
             stats.record_made(time.perf_counter() - start)
+            start = time.perf_counter()
             try:
                 verify_update(self.prover.keys, self.spec, posted, proof, r)
             except InvalidProof as err:
                 stats.record_verdict(names[row], err)
             else:
                 stats.record_verdict(names[row], None)
+            stats.verify_seconds += time.perf_counter() - start
         return stats
 
     def close(self) -> None:
