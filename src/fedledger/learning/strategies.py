@@ -211,9 +211,13 @@ def build_strategy(
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
     cls = STRATEGIES[name]
-    lr = {} if server_lr is None else {"server_lr": server_lr}
+    strategy: Strategy
     if cls is TrimmedMean:
-        return TrimmedMean(trim=trim, **lr)
-    if cls is MultiKrum:
-        return MultiKrum(byzantine=byzantine, **lr)
-    return cls(**lr)
+        strategy = TrimmedMean(trim=trim)
+    elif cls is MultiKrum:
+        strategy = MultiKrum(byzantine=byzantine)
+    else:
+        strategy = cls()
+    if server_lr is not None:
+        strategy.server_lr = server_lr
+    return strategy

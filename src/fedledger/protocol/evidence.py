@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class Evidence:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        arrays = {"version": np.array([EVIDENCE_VERSION]),
+        arrays: dict[str, Any] = {"version": np.array([EVIDENCE_VERSION]),
                   "previous_model": np.frombuffer(self.previous_model, dtype=np.uint8)}
         if self.deltas is not None and self.weights is not None:
             arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}

@@ -410,7 +410,7 @@ class Simulation:
             return privacy_block(p, epsilon_spent=self._epsilon(), rounds_done=self.ddp.rounds_done,
                                  plan=self.ddp.plan,
                                  secagg={"protocol": "SecAgg+", **asdict(self.ddp.secagg_params)}
-                                 if p.secagg else False)
+                                 if p.secagg and self.ddp.secagg_params is not None else None)
         if p.dp == "record":
             sigmas = sorted(self.noise_multipliers.values())
             sample = dpsgd_schedule(int(self.pool.counts.min()), self.cfg.batch_size, self.cfg.local_epochs)

@@ -146,11 +146,12 @@ class RoundBinding:
             out[m] = 0
             if not survivors[row]:
                 continue
-            ctx = ProofContext(self.task, self.round_id, self.names[row])
+            ctx = ProofContext(self.task, self.round_id, self.names[int(row)])
             try:
                 secret, posted = commit_update(self.spec, ctx, encoding.values[row], encoding.noise[row], rng)
             except DataError:
-                self.stats.record_verdict(self.names[row], InvalidProof(f"{self.names[row]}: input out of bounds"))
+                name = self.names[int(row)]
+                self.stats.record_verdict(name, InvalidProof(f"{name}: input out of bounds"))
                 continue
             self.committed[m] = (secret, posted)
             self.proved[m] = encoding.values[row] + encoding.noise[row]
@@ -281,11 +282,12 @@ class RoundProofs:
         rng = numpy_rng(self.seed, "proofs", round_id)
         committed = {}
         for row in rows:
-            ctx = ProofContext(self.task, round_id, names[row])
+            ctx = ProofContext(self.task, round_id, names[int(row)])
             try:
                 committed[row] = commit_update(self.spec, ctx, encoding.values[row], encoding.noise[row], rng)
             except DataError:
-                stats.record_verdict(names[row], InvalidProof(f"{names[row]}: input out of the proven bounds"))
+                name = names[int(row)]
+                stats.record_verdict(name, InvalidProof(f"{name}: input out of the proven bounds"))
         r = derive_challenge(round_seed, [posted.digest() for _, posted in committed.values()])
         for row, (secret, posted) in committed.items():
             start = time.perf_counter()
@@ -295,9 +297,9 @@ class RoundProofs:
             try:
                 verify_update(self.prover.keys, self.spec, posted, proof, r)
             except InvalidProof as err:
-                stats.record_verdict(names[row], err)
+                stats.record_verdict(names[int(row)], err)
             else:
-                stats.record_verdict(names[row], None)
+                stats.record_verdict(names[int(row)], None)
             stats.verify_seconds += time.perf_counter() - start
         return stats
 
