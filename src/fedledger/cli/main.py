@@ -69,7 +69,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="record, validate and settle every round on a ledger: auto = managed anvil, "
                         "memory = in-process py-evm, or a JSON-RPC URL")
     p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (with --chain)")
-    p.add_argument("--proofs", choices=["none", "update"],
+    p.add_argument("--proofs", choices=["none", "update", "training"],
                    help="update: every survivor proves its secure-aggregation input well formed (Groth16)")
     p.add_argument("--attack", help="inject attacks: label_flip:F, sign_flip:F, boost:F[:S], free_ride:F, stale:F, "
                                     "malicious_aggregator, lazy_validator[:K] (comma-separated)")

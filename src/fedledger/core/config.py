@@ -76,7 +76,9 @@ class FederationConfig(_Frozen):
     out: str = "runs/latest"
     baseline: bool = False
     batched: bool = True
-    proofs: Literal["none", "update"] = Field("none", description="zero-knowledge update proofs every round")
+    proofs: Literal["none", "update", "training"] = Field(
+        "none", description="zero-knowledge proofs every round: update (well-formed, bound to SecAgg+) or training"
+    )
     attack: str = Field("", description="attacks to inject, e.g. 'label_flip:0.3,malicious_aggregator'")
     privacy: PrivacyConfig = PrivacyConfig()
     ledger: ChainConfig = ChainConfig()

@@ -76,6 +76,8 @@ class RoundRecord:
     finalized: bool | None = None  # the committee accepted the round on chain
     attempts: int | None = None  # times the round was opened before a result was accepted
     proofs: dict[str, Any] | None = None  # {made, verified, rejected, prove_seconds} with --proofs update
+    # wall seconds per stage: training, privacy, proofs, secagg, chain, validation (stages not run are absent)
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -243,7 +245,7 @@ class Simulation:
         )
 
     def _round_proofs(self) -> RoundProofs | None:
-        if self.cfg.proofs == "none":
+        if self.cfg.proofs != "update":
             return None
         if self.ddp is None:
             raise ConfigError("--proofs update proves the integer secure-aggregation inputs: use it with --dp member")
