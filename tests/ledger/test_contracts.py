@@ -41,7 +41,7 @@ def test_only_the_task_manager_mints_reward_tokens(fed: Fed) -> None:
 
 def test_only_the_task_manager_slashes(fed: Fed) -> None:
     victim = fed.validators[0].address
-    slash = fed.ledger.contracts["staking"].functions.slash(victim, 10 * E, 1, h("evidence"))
+    slash = fed.ledger.contracts["staking"].functions.slash(victim, 10 * E, 1, h("evidence"), fed.task_id, 1, 0)
     for who in (fed.ledger, fed.owner, fed.aggregators[0]):
         with pytest.raises(NotAuthorized, match="only the task manager slashes"):
             who._tx("slash", slash)

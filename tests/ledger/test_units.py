@@ -21,6 +21,7 @@ from fedledger.ledger.compiler import CONTRACTS, CONTRACTS_DIR, MAX_CODE_SIZE, c
 from fedledger.ledger.errors import BudgetExceeded, ChainUnavailable, KeyLoadError, LedgerRevert, revert_class
 from fedledger.ledger.keys import ENV_KEY, ENV_KEYSTORE, ENV_PASSWORD, load_signer
 from fedledger.ledger.selection import draw, select_aggregator, select_cohort, select_committee
+from fedledger.zk.onchain import DISPUTE_CONTRACT
 
 
 def test_contracts_compile_and_fit_the_size_limit() -> None:
@@ -45,7 +46,7 @@ def test_compile_cache_is_keyed_by_source(tmp_path, monkeypatch) -> None:
 
 def test_every_revert_reason_maps_to_a_specific_error() -> None:
     reasons = set()
-    for path in CONTRACTS_DIR.glob("*.vy"):
+    for path in [*CONTRACTS_DIR.glob("*.vy"), DISPUTE_CONTRACT]:
         reasons |= set(re.findall(r'"([a-z_0-9]+: [^"]+)"', path.read_text()))
     assert len(reasons) > 80
     generic = sorted(r for r in reasons if revert_class(r) is LedgerRevert)

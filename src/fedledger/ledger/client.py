@@ -20,13 +20,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from fedledger.core.errors import IntegrityError
 from fedledger.ledger.backends import AnvilBackend, Backend, open_backend
+from fedledger.ledger.compiler import compile_source
 from fedledger.ledger.deploy import DEPLOYMENT_FILE, Deployment, DeployParams, check_deployment, contracts_for, deploy
 from fedledger.ledger.errors import DeploymentError, InvalidArgument, LedgerError
 from fedledger.ledger.index import EventIndex
@@ -44,12 +45,18 @@ from fedledger.ledger.types import (
     RoundRecord,
     RoundResult,
     RoundStatus,
+    Slash,
+    SlashReason,
     TaskId,
     TaskInfo,
     TaskSpec,
 )
 
+if TYPE_CHECKING:
+    from fedledger.zk.onchain import Submission
+
 INDEX_FILE = "index.sqlite"
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 def _b32(value: bytes | str, what: str) -> bytes:
@@ -386,7 +393,10 @@ class Ledger:
         return self._round_info(self._tx("open_round", self._fn("task_manager").open_round(task_id, privacy_bound)))
 
     def submit_result(self, task_id: int, round_id: int, result: RoundResult) -> None:
-        """The round's aggregator: post the result in one transaction."""
+        """The round's aggregator: post the result in one transaction. `result.faulty` names the
+        trainers to slash (FAULTY_UPDATE) if the committee finalizes it (at most 32, trainers only)."""
+        if len(result.faulty) > 32:
+            raise InvalidArgument(f"at most 32 faulty trainers per result, got {len(result.faulty)}", "submit_result")
         self._tx(
             "submit_result",
             self._fn("task_manager").submit_result(
@@ -399,6 +409,7 @@ class Ledger:
                 result.privacy_spent,
                 _b32(result.reputation_root, "reputation_root"),
                 _b32(result.reward_root, "reward_root"),
+                [to_checksum_address(a) for a in result.faulty],
             ),
         )
 
@@ -407,7 +418,10 @@ class Ledger:
         self._tx("vote", self._fn("task_manager").vote(task_id, round_id, accept))
 
     def finalize(self, task_id: int, round_id: int) -> RoundStatus:
-        """Anyone: finalize at quorum (or record a rejection). A finalized round is made durable."""
+        """Anyone: finalize at quorum (slashing the trainers the result names as faulty), or record a
+        rejection: by a quorum (slashing the aggregator, REJECTED_RESULT) or, once every member has
+        voted, a split. Raises `QuorumNotReached` otherwise (wait, or `reopen` after the vote
+        deadline). A finalized round is made durable."""
         receipt = self._tx("finalize", self._fn("task_manager").finalize(task_id, round_id))
         status = RoundStatus.FINALIZED if self._events(receipt, "RoundFinalized") else RoundStatus.REJECTED
         if status is RoundStatus.FINALIZED:
@@ -416,7 +430,10 @@ class Ledger:
         return status
 
     def reopen(self, task_id: int, round_id: int) -> RoundInfo:
-        """Anyone: restart a round after a missed deadline (slashing the aggregator) or a rejection."""
+        """Anyone: restart a round with a new seed after a missed submission deadline (slashing the
+        aggregator, MISSED_DEADLINE), after the vote deadline without a quorum either way (slashing
+        each committee member that did not vote, MISSED_VOTE; not the aggregator) or after a
+        rejection. The slashes are in `slashes(task_id)`."""
         return self._round_info(self._tx("reopen", self._fn("task_manager").reopen(task_id, round_id)))
 
     def round(self, task_id: int, round_id: int) -> RoundRecord:
@@ -444,6 +461,7 @@ class Ledger:
             accept_weight=int(r[16]),
             reject_weight=int(r[17]),
             committee=tuple(str(a) for a in tm.committee(task_id, round_id).call()),
+            faulty=tuple(str(a) for a in tm.faulty(task_id, round_id).call()),
         )
 
     def is_committee_member(self, task_id: int, round_id: int, address: str | None = None) -> bool:
@@ -471,8 +489,8 @@ class Ledger:
             for e in self.events("RoundReopened", task_id=task_id, round_id=round_id)
             if int(e.args["attempt"]) == int(ev.args["attempt"])  # type: ignore[call-overload]
         ]
-        if reopened and int(reopened[-1].args["reason"]) == 1:  # type: ignore[call-overload]
-            excluded = str(reopened[-1].args["slashed"])
+        if reopened and int(str(reopened[-1].args["excluded"]), 16) != 0:
+            excluded = str(reopened[-1].args["excluded"])
         size = self._committee_size_at(task_id, at)
         aggregator = select_aggregator(seed, self.pool(Role.AGGREGATOR, before=at), excluded)
         committee = select_committee(seed, self.pool(Role.VALIDATOR, before=at), size)
@@ -497,6 +515,91 @@ class Ledger:
         ev = self._opened_event(task_id, round_id, None)
         trainers = [a for a, w in self.pool(Role.TRAINER, before=(ev.block_number, ev.log_index)) if w > 0]
         return select_cohort(_hexb(ev.args["seed"]), trainers, size)
+
+    # ------------------------------------------------------------------ slashing
+    def slashes(self, task_id: int | None = None) -> list[Slash]:
+        """Every slash (of one task, or all), in chain order, from the event index."""
+        where: dict[str, Any] = {} if task_id is None else {"task_id": int(task_id)}
+        return [_slash(e) for e in self._s.index.events("Slashed", contract="staking", **where)]
+
+    def is_punished(self, task_id: int, round_id: int, trainer: str) -> bool:
+        """Whether `trainer` was slashed for its update in this round (FAULTY_UPDATE or BAD_PROOF)."""
+        return bool(
+            self._fn("task_manager").is_punished(task_id, round_id, to_checksum_address(trainer)).call()
+        )
+
+    def task_dispute(self, task_id: int) -> str | None:
+        """The dispute contract governance registered for a task (None: proofs cannot be disputed)."""
+        a = str(self._fn("task_manager").task_dispute(task_id).call())
+        return None if int(a, 16) == 0 else to_checksum_address(a)
+
+    def deploy_verifier(self, source: str) -> str:
+        """Deploy a Groth16 verifier from its Vyper source (`Groth16Backend.export_vyper(keys)`)."""
+        art = compile_source(source, "verifier")
+        factory = self._s.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        return str(self._tx("deploy:verifier", factory.constructor())["contractAddress"])
+
+    def deploy_dispute(
+        self,
+        verifier: str,
+        *,
+        chunk_size: int,
+        chunks: int,
+        bound2x: int,
+        bound2e: int,
+        poster: str | None = None,
+    ) -> str:
+        """Deploy a task's `UpdateDispute` contract (`fedledger.zk`) with this deployment's task
+        manager as its slasher. `poster` (default: the signer, normally the task owner) posts each
+        round's proof root and challenge. It slashes nothing until governance registers it for the
+        task (`propose_task_dispute`)."""
+        from fedledger.zk.onchain import DISPUTE_CONTRACT
+
+        art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
+        factory = self._s.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        receipt = self._tx(
+            "deploy:update_dispute",
+            factory.constructor(
+                to_checksum_address(verifier),
+                self._s.c["task_manager"].address,
+                to_checksum_address(poster or self.address),
+                chunk_size,
+                chunks,
+                bound2x,
+                bound2e,
+            ),
+        )
+        return str(receipt["contractAddress"])
+
+    def dispute_contract(self, address: str) -> Any:
+        """A web3 handle on a deployed `UpdateDispute` contract."""
+        from fedledger.zk.onchain import DISPUTE_CONTRACT
+
+        art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
+        return self._s.w3.eth.contract(address=to_checksum_address(address), abi=art.abi)  # type: ignore[arg-type]
+
+    def propose_task_dispute(self, task_id: int, dispute: str | None) -> int:
+        """Governance proposal registering `dispute` as the task's dispute contract (None removes it);
+        vote, `queue` and `execute` it as any proposal."""
+        return self.propose(GovAction.TASK_DISPUTE, key=task_id, account=dispute or ZERO_ADDRESS)
+
+    def post_dispute_evidence(self, dispute: str, round_id: int, root: bytes, challenge: int) -> None:
+        """The dispute contract's poster: record a round's proof-evidence root and challenge (once)."""
+        self._tx(
+            "post_dispute_evidence",
+            self.dispute_contract(dispute).functions.post_evidence_root(round_id, _b32(root, "root"), challenge),
+        )
+
+    def dispute_proof(self, dispute: str, submission: Submission, path: Sequence[bytes]) -> Slash:
+        """Anyone: show that a trainer's signed proof in the round's evidence is an offence; the
+        task manager slashes the trainer (BAD_PROOF). Raises `NotAnOffence` for a proof that
+        verifies, `AlreadySlashed` for an offence already slashed, `NotAuthorized` if the
+        contract is not the task's registered dispute contract."""
+        receipt = self._tx(
+            "dispute_proof",
+            self.dispute_contract(dispute).functions.dispute(*submission.args(), [_b32(p, "path") for p in path]),
+        )
+        return _slash(self._events(receipt, "Slashed")[0])
 
     # ------------------------------------------------------------------ rewards
     def reward_pool(self, task_id: int, round_id: int) -> tuple[bytes, int, int]:
@@ -583,6 +686,21 @@ class Ledger:
         for role in (Role.TRAINER, Role.AGGREGATOR, Role.VALIDATOR, Role.TASK_OWNER):
             out[f"min_stake_{role.name.lower()}"] = int(st.min_stake(int(role)).call())
         return out
+
+
+def _slash(e: Event) -> Slash:
+    a = e.args
+    return Slash(
+        member=to_checksum_address(str(a["member"])),
+        amount=int(a["amount"]),  # type: ignore[call-overload]
+        reason=SlashReason(int(a["reason"])),  # type: ignore[call-overload]
+        evidence=_hexb(a["evidence"]),
+        task_id=int(a["task_id"]),  # type: ignore[call-overload]
+        round_id=int(a["round_id"]),  # type: ignore[call-overload]
+        attempt=int(a["attempt"]),  # type: ignore[call-overload]
+        block_number=e.block_number,
+        tx_hash=e.tx_hash,
+    )
 
 
 @contextlib.contextmanager

@@ -114,3 +114,34 @@ def compile_all() -> dict[str, Artifact]:
         )
         for name, entry in raw.items()
     }
+
+
+def compile_source(source: str, name: str = "contract") -> Artifact:
+    """A Vyper contract outside the deployment (a task's dispute contract, a Groth16 verifier),
+    compiled like the others and cached by the SHA-256 of its source, compiler and EVM version."""
+    import vyper
+
+    digest = hashlib.sha256(f"vyper={vyper.__version__};evm={EVM_VERSION}\0".encode() + source.encode()).hexdigest()
+    path = cache_dir() / f"extra-{digest}.json"
+    try:
+        raw = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        from vyper.compiler.settings import OptimizationLevel, Settings
+
+        settings = Settings(evm_version=EVM_VERSION, optimize=OptimizationLevel.GAS)
+        try:
+            out = vyper.compile_code(source, output_formats=["abi", "bytecode", "bytecode_runtime"], settings=settings)
+        except Exception as e:  # the compiler's own errors are many and unrelated types
+            raise DeploymentError(f"cannot compile {name}: {e}") from e
+        raw = {"abi": out["abi"], "bytecode": out["bytecode"], "runtime": out["bytecode_runtime"]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(raw, f)
+        os.replace(tmp, path)
+    return Artifact(
+        name=name,
+        abi=raw["abi"],
+        bytecode=bytes.fromhex(raw["bytecode"].removeprefix("0x")),
+        runtime=bytes.fromhex(raw["runtime"].removeprefix("0x")),
+    )

@@ -81,6 +81,14 @@ class WrongState(LedgerRevert):
     """The round, task, proposal or wiring is not in a state that allows the operation."""
 
 
+class AlreadySlashed(WrongState):
+    """The offence was already disputed or slashed (a trainer's update is slashed once per round)."""
+
+
+class NotAnOffence(LedgerRevert):
+    """A dispute of an update proof that verifies for the round's statement, or that its trainer did not sign."""
+
+
 class InvalidArgument(LedgerRevert):
     """An argument out of range, empty or unknown."""
 
@@ -94,6 +102,15 @@ class BudgetExceeded(LedgerRevert, PrivacyBudgetExceeded):
 # Ordered: the first fragment found in the reason picks the class.
 _RULES: tuple[tuple[str, type[LedgerRevert]], ...] = (
     ("not a committee member", NotCommitteeMember),
+    ("already slashed", AlreadySlashed),
+    ("already disputed", AlreadySlashed),
+    ("proof verifies", NotAnOffence),
+    ("not signed by the offender", NotAnOffence),
+    ("not in the evidence", InvalidProof),
+    ("not the poster", NotAuthorized),
+    ("no evidence for round", WrongState),
+    ("bad challenge", InvalidArgument),
+    ("not a trainer", InvalidArgument),
     ("already voted", AlreadyVoted),
     ("quorum not reached", QuorumNotReached),
     ("invalid merkle proof", InvalidProof),

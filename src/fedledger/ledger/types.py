@@ -53,7 +53,13 @@ class ReopenReason(IntEnum):
 
 
 class SlashReason(IntEnum):
-    MISSED_DEADLINE = 1
+    """`Staking.Slashed.reason`: why stake was taken (the first three line up with `ReopenReason`)."""
+
+    MISSED_DEADLINE = 1  # the aggregator did not submit before the deadline (at reopen)
+    MISSED_VOTE = 2  # a committee member did not vote before the deadline, no quorum (at reopen)
+    REJECTED_RESULT = 3  # the committee's quorum rejected the aggregator's result (at finalize)
+    FAULTY_UPDATE = 4  # a trainer the finalized result named as faulty (at finalize)
+    BAD_PROOF = 5  # a trainer's signed update proof disputed on chain (the task's dispute contract)
 
 
 class GovAction(IntEnum):
@@ -67,6 +73,7 @@ class GovAction(IntEnum):
     TASK_COMMITTEE_SIZE = 6
     TASK_PRIVACY_BUDGET = 7
     TREASURY_GRANT = 8
+    TASK_DISPUTE = 9  # key: task id, account: the task's dispute contract (zero address removes it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,9 @@ class RoundResult:
     privacy_spent: int
     reputation_root: bytes = ZERO32
     reward_root: bytes = ZERO32
+    #: trainers named as faulty (secure-aggregation blame, a failed update proof in the evidence):
+    #: checked by the committee with the rest of the result, each slashed once if it is finalized
+    faulty: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,22 @@ class RoundRecord:
     accept_weight: int
     reject_weight: int
     committee: tuple[str, ...] = field(default=())
+    faulty: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Slash:
+    """One slash, from `Staking.Slashed` in the event index."""
+
+    member: str
+    amount: int
+    reason: SlashReason
+    evidence: bytes
+    task_id: int
+    round_id: int
+    attempt: int
+    block_number: int
+    tx_hash: str
 
 
 @dataclass(frozen=True, slots=True)

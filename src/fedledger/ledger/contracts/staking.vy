@@ -5,8 +5,10 @@
         registry) and the role has a minimum stake. Unstaking is two steps: `unbond` moves stake
         out of the active balance at once (it no longer counts for selection or voting) and
         `withdraw` pays it out after `unbonding_delay` seconds; stake that is unbonding can still be
-        slashed. Only the task manager slashes, always with a reason code and an evidence hash,
-        and slashed tokens go to the treasury, an address only governance can change.
+        slashed. Only the task manager slashes, always with a reason code, an evidence hash and
+        the task, round and attempt it concerns, and slashed tokens go to the treasury, an
+        address only governance can change. Proof disputes reach this contract through the
+        task manager too (`TaskManager.slash_for_proof`), so this contract trusts one slasher.
         Every change of a member's active stake is checkpointed by block number so governance can
         read voting power at a snapshot block.
 @custom:security `unbonding_delay` must exceed a round's submit + vote windows, so a member
@@ -66,6 +68,9 @@ event Slashed:
     reason: indexed(uint256)
     evidence: bytes32
     treasury: address
+    task_id: indexed(uint256)
+    round_id: uint256
+    attempt: uint256
 
 event MinStakeSet:
     role: indexed(uint256)
@@ -147,10 +152,13 @@ def withdraw():
 
 
 @external
-def slash(member: address, amount: uint256, reason: uint256, evidence: bytes32) -> uint256:
+def slash(
+    member: address, amount: uint256, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256
+) -> uint256:
     """
     @notice Take up to `amount` from `member` (active stake first, then unbonding) and send it to
             the treasury. Only the task manager can slash; it refreshes the member's weight itself.
+            `task_id`, `round_id` and `attempt` locate the offence; they are logged, not checked.
     @return The amount actually taken.
     """
     assert msg.sender == self.task_manager, "staking: only the task manager slashes"
@@ -165,7 +173,16 @@ def slash(member: address, amount: uint256, reason: uint256, evidence: bytes32) 
     taken: uint256 = from_active + from_unbonding
     if taken > 0:
         assert extcall token.transfer(self.treasury, taken, default_return_value=True), "staking: transfer failed"
-    log Slashed(member=member, amount=taken, reason=reason, evidence=evidence, treasury=self.treasury)
+    log Slashed(
+        member=member,
+        amount=taken,
+        reason=reason,
+        evidence=evidence,
+        treasury=self.treasury,
+        task_id=task_id,
+        round_id=round_id,
+        attempt=attempt,
+    )
     return taken
 
 

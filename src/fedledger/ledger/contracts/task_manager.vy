@@ -15,9 +15,17 @@
         a claimed membership is one storage read and everyone can recompute the draw off chain
         from the pool weights in the event log. Votes come from committee members only, once
         each; finalization needs at least 2/3 of the committee's weight (and the task's quorum).
-        A missed submission deadline lets anyone reopen the round with a new seed and a new
-        aggregator, slashing the one who missed it. A round whose declared privacy bound would
-        pass the task's budget cannot open.
+        A round whose declared privacy bound would pass the task's budget cannot open.
+
+        Slashing takes slash_bps of the bonded stake, only for faults the chain can see or that
+        a quorum of the committee attested: a missed submission deadline (the aggregator,
+        MISSED_DEADLINE, at reopen), a missing vote when the vote deadline passed without a
+        quorum (each silent committee member, MISSED_VOTE, at reopen), a result the committee's
+        quorum rejected (the aggregator, REJECTED_RESULT, at finalize), trainers an accepted
+        result names as faulty (FAULTY_UPDATE, at finalize), and a trainer's signed update
+        proof shown bad by the dispute contract governance registered for the task (BAD_PROOF,
+        through slash_for_proof). A reopened round gets a new seed and committee; an aggregator
+        that missed its deadline or whose result was rejected is not drawn first.
 
         Per round the chain sees open + submit + one vote per committee member + finalize,
         whatever the number of trainers: the cohort is computed off chain from the seed, and
@@ -31,7 +39,9 @@ interface IStaking:
     def stake_of(member: address) -> uint256: view
     def bonded_of(member: address) -> uint256: view
     def min_stake(role: uint256) -> uint256: view
-    def slash(member: address, amount: uint256, reason: uint256, evidence: bytes32) -> uint256: nonpayable
+    def slash(
+        member: address, amount: uint256, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256
+    ) -> uint256: nonpayable
 
 
 interface IReputation:
@@ -60,10 +70,17 @@ SUBMITTED: constant(uint256) = 2
 FINALIZED: constant(uint256) = 3
 REJECTED: constant(uint256) = 4
 
-# reopen reasons (the first is also the slash reason code)
+# reopen reasons
 MISSED_DEADLINE: constant(uint256) = 1
 VOTE_TIMEOUT: constant(uint256) = 2
 REJECTED_RESULT: constant(uint256) = 3
+
+# slash reasons (Staking.Slashed.reason); the first three line up with the reopen reasons
+SLASH_MISSED_DEADLINE: constant(uint256) = 1  # the aggregator did not submit in time
+SLASH_MISSED_VOTE: constant(uint256) = 2  # a committee member did not vote in time (no quorum)
+SLASH_REJECTED_RESULT: constant(uint256) = 3  # the committee's quorum rejected the aggregator's result
+SLASH_FAULTY_UPDATE: constant(uint256) = 4  # a trainer the finalized result names as faulty
+SLASH_BAD_PROOF: constant(uint256) = 5  # a trainer's signed update proof disputed on chain
 
 # governance parameter codes (ParameterSet.param)
 P_MAX_REWARD: constant(uint256) = 1
@@ -72,8 +89,10 @@ P_SLASH_BPS: constant(uint256) = 4
 P_TASK_QUORUM: constant(uint256) = 5
 P_TASK_COMMITTEE: constant(uint256) = 6
 P_TASK_PRIVACY_BUDGET: constant(uint256) = 7
+P_TASK_DISPUTE: constant(uint256) = 9
 
 MAX_COMMITTEE: constant(uint256) = 32
+MAX_FAULTY: constant(uint256) = 32
 MAX_DRAWS: constant(uint256) = 128
 AGGREGATOR_TRIES: constant(uint256) = 8
 POOL_LOG: constant(uint256) = 16
@@ -153,6 +172,13 @@ _committee: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_COMMITTEE]]]
 # keyed by keccak256(task_id, round_id, attempt, member)
 _member_weight: HashMap[bytes32, uint256]
 _vote: HashMap[bytes32, uint256]  # 0 none, 1 accept, 2 reject
+# the trainers the current attempt's result names as faulty (slashed if it is finalized)
+_faulty: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_FAULTY]]]
+# keccak256(task_id, round_id, trainer): slashed for its update in that round (once, whatever the path)
+_punished: HashMap[bytes32, bool]
+# the dispute contract governance registered for a task, and back
+task_dispute: public(HashMap[uint256, address])
+dispute_task: public(HashMap[address, uint256])
 
 
 event MemberRegistered:
@@ -210,6 +236,7 @@ event ResultSubmitted:
     reputation_root: bytes32
     reward_root: bytes32
     vote_deadline: uint256
+    faulty: DynArray[address, MAX_FAULTY]
 
 event Voted:
     task_id: indexed(uint256)
@@ -236,6 +263,8 @@ event RoundRejected:
     attempt: uint256
     reject_weight: uint256
     committee_weight: uint256
+    slashed: address
+    slashed_amount: uint256
 
 event RoundReopened:
     task_id: indexed(uint256)
@@ -244,6 +273,11 @@ event RoundReopened:
     reason: uint256
     slashed: address
     slashed_amount: uint256
+    excluded: address
+
+event DisputeContractSet:
+    task_id: indexed(uint256)
+    dispute: indexed(address)
 
 event ParameterSet:
     param: indexed(uint256)
@@ -570,10 +604,15 @@ def submit_result(
     privacy_spent: uint256,
     reputation_root: bytes32,
     reward_root: bytes32,
+    faulty: DynArray[address, MAX_FAULTY],
 ):
     """
     @notice The round's aggregator posts the result: one transaction, whatever the cohort size.
     @param privacy_spent The task's cumulative privacy spent with this round (18 decimals).
+    @param faulty Trainers the aggregator names as faulty (blamed by secure aggregation, or with
+           a failed update proof in the evidence). The committee checks the list with the rest
+           of the result; if the round is finalized, each is slashed once (FAULTY_UPDATE).
+           Only registered trainers can be named; cohort membership is checked off chain.
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == OPEN, "tasks: round is not open"
@@ -582,6 +621,9 @@ def submit_result(
     assert model_hash != empty(bytes32), "tasks: empty model hash"
     assert privacy_spent <= r.privacy_bound, "tasks: privacy spent above the round's bound"
     assert privacy_spent >= self.tasks[task_id].privacy_spent, "tasks: privacy spent below the task's"
+    for t: address in faulty:
+        assert self.members[t].role == TRAINER, "tasks: faulty member is not a trainer"
+    self._faulty[task_id][round_id] = faulty
     vote_deadline: uint256 = block.timestamp + self.tasks[task_id].vote_window
     r.status = SUBMITTED
     r.vote_deadline = vote_deadline
@@ -606,6 +648,7 @@ def submit_result(
         reputation_root=reputation_root,
         reward_root=reward_root,
         vote_deadline=vote_deadline,
+        faulty=faulty,
     )
 
 
@@ -637,9 +680,13 @@ def _quorum(weight: uint256, total: uint256, quorum_bps: uint256) -> bool:
 @external
 def finalize(task_id: uint256, round_id: uint256) -> uint256:
     """
-    @notice Anyone: settle a submitted round. Finalizes at quorum (mints the round's reward,
-            posts the reward and reputation roots, records the privacy spent), rejects once
-            quorum has become impossible, and reverts otherwise.
+    @notice Anyone: settle a submitted round. Finalizes once accepting weight reaches quorum
+            (mints the round's reward, posts the reward and reputation roots, records the
+            privacy spent, slashes the trainers the result names as faulty). Rejects once
+            rejecting weight reaches the same quorum, and slashes the aggregator
+            (REJECTED_RESULT); rejects without a slash when every member has voted and neither
+            side reached quorum. Reverts otherwise: wait for votes, or `reopen` after the vote
+            deadline (which slashes the members that did not vote).
     @return The new status (3 finalized, 4 rejected).
     """
     r: Round = self.rounds[task_id][round_id]
@@ -648,10 +695,35 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
     if self._quorum(r.accept_weight, r.committee_weight, quorum_bps):
         self._settle(task_id, round_id, r)
         return FINALIZED
-    assert not self._quorum(r.committee_weight - r.reject_weight, r.committee_weight, quorum_bps), "tasks: quorum not reached"
+    slashed: address = empty(address)
+    amount: uint256 = 0
     self.rounds[task_id][round_id].status = REJECTED
-    log RoundRejected(task_id=task_id, round_id=round_id, attempt=r.attempt, reject_weight=r.reject_weight, committee_weight=r.committee_weight)
+    if self._quorum(r.reject_weight, r.committee_weight, quorum_bps):
+        # the committee's quorum attests a fault in the result: the aggregator pays for it
+        slashed = r.aggregator
+        evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, r.model_hash, r.evidence_root))
+        amount = self._slash(slashed, SLASH_REJECTED_RESULT, evidence, task_id, round_id, r.attempt)
+    else:
+        assert r.accept_weight + r.reject_weight == r.committee_weight, "tasks: quorum not reached"
+    log RoundRejected(
+        task_id=task_id,
+        round_id=round_id,
+        attempt=r.attempt,
+        reject_weight=r.reject_weight,
+        committee_weight=r.committee_weight,
+        slashed=slashed,
+        slashed_amount=amount,
+    )
     return REJECTED
+
+
+@internal
+def _slash(member: address, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256) -> uint256:
+    """Take slash_bps of `member`'s bonded stake (active and unbonding) and refresh its weight."""
+    amount: uint256 = (staticcall staking.bonded_of(member)) * self.slash_bps // BPS
+    taken: uint256 = extcall staking.slash(member, amount, reason, evidence, task_id, round_id, attempt)
+    self._refresh(member)
+    return taken
 
 
 @internal
@@ -679,6 +751,13 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
         pool = 0
     if r.reputation_root != empty(bytes32):
         extcall reputation.post_root(task_id, round_id, r.reputation_root)
+    # the accepted result named these trainers as faulty: each is slashed once per round
+    for t: address in self._faulty[task_id][round_id]:
+        key: bytes32 = keccak256(abi_encode(task_id, round_id, t))
+        if self._punished[key]:
+            continue
+        self._punished[key] = True
+        self._slash(t, SLASH_FAULTY_UPDATE, r.evidence_root, task_id, round_id, r.attempt)
     log RoundFinalized(
         task_id=task_id,
         round_id=round_id,
@@ -696,31 +775,71 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
 def reopen(task_id: uint256, round_id: uint256):
     """
     @notice Anyone: restart a stalled or rejected round with a new seed, aggregator and
-            committee. After a missed submission deadline the aggregator is slashed by
-            slash_bps of its bonded stake and cannot be drawn again first.
+            committee.
+            - After a missed submission deadline the aggregator is slashed (MISSED_DEADLINE)
+              and is not drawn first.
+            - After the vote deadline without a quorum either way, every committee member
+              that did not vote is slashed (MISSED_VOTE); the aggregator is not.
+            - After a rejection the aggregator (slashed by `finalize` if the quorum rejected
+              it) is not drawn first.
     """
     r: Round = self.rounds[task_id][round_id]
     reason: uint256 = 0
-    slashed: uint256 = 0
+    slashed: address = empty(address)
+    amount: uint256 = 0
     excluded: address = empty(address)
     if r.status == OPEN:
         assert block.timestamp > r.submit_deadline, "tasks: submission deadline not passed"
         reason = MISSED_DEADLINE
         excluded = r.aggregator
-        amount: uint256 = (staticcall staking.bonded_of(r.aggregator)) * self.slash_bps // BPS
+        slashed = r.aggregator
         evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, r.aggregator, r.submit_deadline))
-        slashed = extcall staking.slash(r.aggregator, amount, MISSED_DEADLINE, evidence)
-        self._refresh(r.aggregator)
+        amount = self._slash(r.aggregator, SLASH_MISSED_DEADLINE, evidence, task_id, round_id, r.attempt)
     elif r.status == SUBMITTED:
         assert block.timestamp > r.vote_deadline, "tasks: voting deadline not passed"
-        assert not self._quorum(r.accept_weight, r.committee_weight, self.tasks[task_id].quorum_bps), "tasks: round can be finalized"
+        quorum_bps: uint256 = self.tasks[task_id].quorum_bps
+        assert not self._quorum(r.accept_weight, r.committee_weight, quorum_bps), "tasks: round can be finalized"
+        assert not self._quorum(r.reject_weight, r.committee_weight, quorum_bps), "tasks: round can be finalized"
         reason = VOTE_TIMEOUT
+        # a missing vote is on chain: the member's vote slot of this attempt is still empty
+        for v: address in self._committee[task_id][round_id]:
+            if self._vote[self._key(task_id, round_id, r.attempt, v)] == 0:
+                evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, v, r.vote_deadline))
+                amount += self._slash(v, SLASH_MISSED_VOTE, evidence, task_id, round_id, r.attempt)
     else:
         assert r.status == REJECTED, "tasks: round cannot be reopened"
         reason = REJECTED_RESULT
+        excluded = r.aggregator
     attempt: uint256 = r.attempt + 1
-    log RoundReopened(task_id=task_id, round_id=round_id, attempt=attempt, reason=reason, slashed=excluded, slashed_amount=slashed)
+    log RoundReopened(
+        task_id=task_id,
+        round_id=round_id,
+        attempt=attempt,
+        reason=reason,
+        slashed=slashed,
+        slashed_amount=amount,
+        excluded=excluded,
+    )
     self._start(task_id, round_id, attempt, r.seed, excluded)
+
+
+@external
+def slash_for_proof(offender: address, round_id: uint256, evidence: bytes32) -> uint256:
+    """
+    @notice The dispute contract governance registered for a task: slash a trainer whose signed
+            update proof in `round_id`'s evidence it found to be an offence (BAD_PROOF). The
+            amount is slash_bps of the trainer's bonded stake, as for every slash, and a
+            trainer is slashed at most once per round for its update (here or as FAULTY_UPDATE).
+    @return The amount taken.
+    """
+    task_id: uint256 = self.dispute_task[msg.sender]
+    assert task_id != 0 and self.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
+    assert round_id >= 1 and round_id <= self.tasks[task_id].current_round, "tasks: unknown round"
+    assert self.members[offender].role == TRAINER, "tasks: offender is not a trainer"
+    key: bytes32 = keccak256(abi_encode(task_id, round_id, offender))
+    assert not self._punished[key], "tasks: update already slashed this round"
+    self._punished[key] = True
+    return self._slash(offender, SLASH_BAD_PROOF, evidence, task_id, round_id, self.rounds[task_id][round_id].attempt)
 
 
 @internal
@@ -741,6 +860,20 @@ def committee(task_id: uint256, round_id: uint256) -> DynArray[address, MAX_COMM
 def committee_weight_of(task_id: uint256, round_id: uint256, member: address) -> uint256:
     """@notice `member`'s voting weight in the current attempt (zero: not a committee member)."""
     return self._member_weight[self._key(task_id, round_id, self.rounds[task_id][round_id].attempt, member)]
+
+
+@external
+@view
+def faulty(task_id: uint256, round_id: uint256) -> DynArray[address, MAX_FAULTY]:
+    """@notice The trainers the current attempt's result names as faulty."""
+    return self._faulty[task_id][round_id]
+
+
+@external
+@view
+def is_punished(task_id: uint256, round_id: uint256, trainer: address) -> bool:
+    """@notice Whether `trainer` was slashed for its update in this round (FAULTY_UPDATE or BAD_PROOF)."""
+    return self._punished[keccak256(abi_encode(task_id, round_id, trainer))]
 
 
 @external
@@ -813,3 +946,21 @@ def set_task_privacy_budget(task_id: uint256, new_value: uint256):
     assert new_value >= self.tasks[task_id].privacy_spent, "tasks: budget below what is already spent"
     self.tasks[task_id].privacy_budget = new_value
     log ParameterSet(param=P_TASK_PRIVACY_BUDGET, task_id=task_id, value=new_value)
+
+
+@external
+def set_task_dispute(task_id: uint256, dispute: address):
+    """
+    @notice Governance: the contract allowed to call `slash_for_proof` for a task (the zero
+            address removes it). One contract serves one task.
+    """
+    self._only_governance()
+    self._task_exists(task_id)
+    old: address = self.task_dispute[task_id]
+    if old != empty(address):
+        self.dispute_task[old] = 0
+    if dispute != empty(address):
+        assert self.dispute_task[dispute] == 0, "tasks: dispute contract already serves a task"
+        self.dispute_task[dispute] = task_id
+    self.task_dispute[task_id] = dispute
+    log DisputeContractSet(task_id=task_id, dispute=dispute)

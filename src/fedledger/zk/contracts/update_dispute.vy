@@ -8,7 +8,12 @@
         public inputs claim another challenge, norm bounds, first-chunk flag or challenge
         power than the round's, or the proof does not verify. The contract checks inclusion,
         the trainer's signature, the statement and the proof, records the offence once, and
-        asks the slasher (the Staking contract, if set) to slash the trainer.
+        asks the slasher to slash the trainer in the same transaction. The slasher is the
+        ledger's TaskManager (`slash_for_proof`): it takes the stake (reason BAD_PROOF) only
+        if governance registered this contract for the task, only from a registered trainer,
+        for a round the task has opened, at most once per trainer and round, and always the
+        governed slash fraction; if it refuses, the whole dispute reverts. With no slasher the
+        contract only records offences.
 @dev Evidence leaf: keccak256(abi_encode(round_id, offender, a, b, c, input, v, r, s)); inner
      nodes hash the sorted pair. The trainer signs (EIP-191) keccak256(abi_encode(DOMAIN,
      round_id, a, b, c, input)), so an aggregator cannot frame it with a proof it never sent.
@@ -17,7 +22,7 @@
 """
 
 interface ISlasher:
-    def slash_for_proof(offender: address, round_id: uint256, evidence: bytes32): nonpayable
+    def slash_for_proof(offender: address, round_id: uint256, evidence: bytes32) -> uint256: nonpayable
 
 N_PUBLIC: constant(uint256) = 12
 FIELD: constant(uint256) = 21888242871839275222246405745257275088548364400416034343698204186575808495617
@@ -57,8 +62,9 @@ def __init__(
 ):
     """
     @param verifier_ The Groth16 verifier of the task's update circuit.
-    @param slasher_ Contract asked to slash an offender; empty to only record offences.
-    @param poster_ The account (TaskManager) allowed to post evidence roots.
+    @param slasher_ The TaskManager, asked to slash an offender; empty to only record offences.
+    @param poster_ The account allowed to post each round's evidence root and challenge
+           (normally the task owner; the committee checks what it posts against the round).
     @param chunk_size_ Entries per chunk of the task's update circuit.
     @param chunks_ Chunks per update (the model dimension divided by chunk_size_, rounded up).
     @param bound2x_ The task's squared L2 bound of updates (integer units).
@@ -179,6 +185,6 @@ def dispute(
     assert not (self._statement_ok(round_id, input) and self._verifies(a, b, c, input)), "dispute: proof verifies"
     self.offence[leaf] = offender
     if slasher != empty(address):
-        extcall ISlasher(slasher).slash_for_proof(offender, round_id, leaf)
+        extcall ISlasher(slasher).slash_for_proof(offender, round_id, leaf)  # reverts all if refused
     log ProofDisputed(offender=offender, round_id=round_id, leaf=leaf, disputer=msg.sender)
     return leaf
