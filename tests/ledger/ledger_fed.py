@@ -130,3 +130,14 @@ def build_fed(ledger: Ledger, *, validator_stakes: tuple[int, ...] = (100, 150, 
     trainers = [member(40 + i, Role.TRAINER, 10) for i in range(4)]
     task_id = owner.create_task(TASK)
     return Fed(ledger, owner, aggregators, validators, trainers, task_id)
+
+
+def pass_proposal(fed: Fed, pid: int) -> None:
+    """Every validator votes for proposal `pid`; wait out the voting period and timelock; execute."""
+    fed.ledger.advance_time(1)
+    for v in fed.validators:
+        v.vote_proposal(pid, True)
+    fed.ledger.advance_time(TEST_PARAMS.voting_period + 1)
+    fed.owner.queue(pid)
+    fed.ledger.advance_time(TEST_PARAMS.timelock)
+    fed.trainers[0].execute(pid)
