@@ -1,4 +1,5 @@
-"""Dispute path on anvil: a signed proof in the evidence that does not verify is recorded once."""
+"""Dispute path on anvil: a signed proof in the evidence that does not verify is recorded once, and,
+through the ledger, slashes its trainer's stake."""
 
 from __future__ import annotations
 
@@ -24,15 +25,15 @@ ROUND = 3
 R = 55555
 
 
-def _chunk_submissions(prover, key: bytes, member: str, *, corrupt: bool):
+def _chunk_submissions(prover, key: bytes, member: str, *, corrupt: bool, round_id: int = ROUND):
     rng = np.random.default_rng(len(member))
     x, e = rng.integers(-100, 100, 16), rng.integers(-10, 10, 16)
-    secret, posted = commit_update(prover.spec, ProofContext("task", ROUND, member), x, e, rng, check=False)
+    secret, posted = commit_update(prover.spec, ProofContext("task", round_id, member), x, e, rng, check=False)
     proof = prover.prove_update(secret, posted, R)
     public = chunk_public_inputs(prover.spec, posted, 0, posted.state0, proof.chunks[0].state_out, R, proof.s)
     if corrupt:  # the trainer claims another linear-check value than the one it proved
         public[9] = (public[9] + 1) % 2**64
-    return sign_submission(key, ROUND, proof.chunks[0].proof, public)
+    return sign_submission(key, round_id, proof.chunks[0].proof, public)
 
 
 def test_dispute_records_a_bad_proof_and_rejects_the_rest(small_prover) -> None:
@@ -133,3 +134,73 @@ def test_dispute_recomputes_the_challenge_power_of_later_chunks(small_prover) ->
             with pytest.raises(ContractLogicError, match="dispute: proof verifies"):
                 dispute.functions.dispute(*subs[k].args(), paths[k]).call()
         assert dispute.functions.dispute(*subs[3].args(), paths[3]).call() == subs[3].leaf()
+
+
+def test_a_disputed_bad_proof_slashes_the_trainer_through_the_ledger(small_prover, tmp_path) -> None:
+    """End to end with the ledger: deploy the task's verifier and dispute contract, register it by
+    governance, post the round's proof root; a signed bad proof costs its trainer slash_bps of its
+    stake, once; a valid proof cannot be disputed."""
+    from fedledger.ledger import DeployParams, Ledger, Role, SlashReason, TaskSpec, to_fixed
+    from fedledger.ledger.backends import AnvilBackend
+    from fedledger.ledger.errors import AlreadySlashed, NotAnOffence, NotAuthorized
+
+    e18 = 10**18
+    params = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300)
+    backend = AnvilBackend(tmp_path)
+    try:
+        ledger = Ledger.attach(backend, params=params)
+        try:
+            members = {}
+            for i, (role, stake) in enumerate(
+                [(Role.TASK_OWNER, 0), (Role.AGGREGATOR, 200), (Role.VALIDATOR, 300), (Role.TRAINER, 10), (Role.TRAINER, 10)]
+            ):
+                m = ledger.dev(i + 1)
+                ledger.transfer_utility(m.address, 1_000 * e18)
+                m.register(role, bytes([i + 1]) * 32)
+                if stake:
+                    m.stake(stake * e18)
+                members[i] = m
+            owner, validator, honest, cheat = members[0], members[2], members[3], members[4]
+            task = owner.create_task(TaskSpec(b"\x01" * 32, 10 * e18, 3, to_fixed(10), committee_size=1))
+            info = owner.open_round(task, to_fixed(1))
+
+            subs = [
+                _chunk_submissions(small_prover, bytes(honest.account.key), "honest", corrupt=False, round_id=info.round_id),
+                _chunk_submissions(small_prover, bytes(cheat.account.key), "cheat", corrupt=True, round_id=info.round_id),
+            ]
+            root, paths = evidence_tree([s.leaf() for s in subs])
+            verifier = owner.deploy_verifier(Groth16Backend.export_vyper(small_prover.keys))
+            dispute = owner.deploy_dispute(
+                verifier, chunk_size=SMALL.chunk_size, chunks=1, bound2x=SMALL.bound2x, bound2e=SMALL.bound2e
+            )
+            owner.post_dispute_evidence(dispute, info.round_id, root, R)
+            with pytest.raises(NotAuthorized, match="only a registered dispute contract"):
+                honest.dispute_proof(dispute, subs[1], paths[1])  # not registered for the task yet
+
+            pid = validator.propose_task_dispute(task, dispute)
+            ledger.advance_time(1)
+            validator.vote_proposal(pid, True)
+            ledger.advance_time(params.voting_period + 1)
+            owner.queue(pid)
+            ledger.advance_time(params.timelock)
+            owner.execute(pid)
+            assert ledger.task_dispute(task) == dispute
+
+            with pytest.raises(NotAnOffence, match="proof verifies"):
+                cheat.dispute_proof(dispute, subs[0], paths[0])
+            before = ledger.stake_of(cheat.address)
+            slash = honest.dispute_proof(dispute, subs[1], paths[1])
+            cut = before * params.slash_bps // 10_000
+            assert ledger.stake_of(cheat.address) == before - cut
+            assert (slash.member, slash.amount, slash.reason) == (cheat.address, cut, SlashReason.BAD_PROOF)
+            assert (slash.task_id, slash.round_id, slash.evidence) == (task, info.round_id, subs[1].leaf())
+            with pytest.raises(AlreadySlashed):
+                honest.dispute_proof(dispute, subs[1], paths[1])
+            assert ledger.stake_of(cheat.address) == before - cut
+            assert ledger.stake_of(honest.address) == 10 * e18
+            assert ledger.slashes(task) == [slash]
+            assert ledger.gas_log["dispute_proof"][0] < 800_000
+        finally:
+            ledger.close()
+    finally:
+        backend.close()
