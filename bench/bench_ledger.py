@@ -9,7 +9,11 @@
   the same number whatever the trainer count (claims are pulled by members later, off the round);
 - seconds of chain work per round (open to finalize, committee of 5, no learning) on anvil and on
   the in-process py-evm chain (`memory`);
-- the contracts' runtime sizes against the 24,576-byte limit.
+- the contracts' runtime sizes against the 24,576-byte limit;
+- the gas of the slashing paths: `submit_result` and `finalize` with 0, 1, 8 and 32 trainers named
+  as faulty (each slashed on finalization), a rejection by quorum (the aggregator slashed), reopen
+  after a missed deadline, after a rejection and after a vote timeout with 3, 4 and 5 silent
+  committee members (each slashed), and a bad proof disputed through the task's dispute contract.
 """
 
 from __future__ import annotations
@@ -56,6 +60,14 @@ class Federation:
         if stake:
             m.stake(stake * E)
         return m
+
+    def submit(self, info: Any, faulty: tuple[str, ...] = ()) -> None:
+        spent = self.ledger.task(self.task).privacy_spent
+        self.by[info.aggregator].submit_result(
+            self.task,
+            info.round_id,
+            RoundResult(h(f"model {info.round_id}"), h("evidence"), h("survivors"), 10, spent, faulty=faulty),
+        )
 
     def round(self, *, reputation: bool = False) -> tuple[Any, Any, float]:
         """One round; returns (RoundInfo, reward tree, seconds of chain work)."""
@@ -173,6 +185,97 @@ def seconds_per_round(backend: Backend, rounds: int) -> dict[str, Any]:
         }
 
 
+ACCEPT_ALL_VERIFIER = """# pragma version ~=0.4.3
+@external
+@view
+def verifyProof(a: uint256[2], b: uint256[2][2], c: uint256[2], input: uint256[12]) -> bool:
+    return True
+"""
+
+
+def slashing_gas() -> dict[str, Any]:
+    """Gas of each slashing path, every scenario from the same chain state (snapshot and revert)."""
+    from fedledger.zk.onchain import evidence_tree, sign_submission
+
+    with Ledger.attach(AnvilBackend(), params=PARAMS, owns_backend=True) as ledger:
+        fed = Federation(ledger, trainers=32)
+        base = ledger.snapshot()
+        tm = ledger.contracts["task_manager"].functions
+        out: dict[str, Any] = {"committee": COMMITTEE}
+
+        def last(op: str) -> int:
+            return int(ledger.gas_log[op][-1])
+
+        def fresh() -> None:
+            nonlocal base
+            ledger.revert(base)
+            base = ledger.snapshot()
+
+        accepted = {}
+        for k in (0, 1, 8, 32):
+            info = fed.owner.open_round(fed.task, 0)
+            fed.submit(info, tuple(t.address for t in fed.trainers[:k]))
+            for v in info.committee:
+                fed.by[v].vote(fed.task, info.round_id, True)
+            fed.owner.finalize(fed.task, info.round_id)
+            assert len(ledger.slashes(fed.task)) == k
+            accepted[k] = {"submit_result": last("submit_result"), "finalize": last("finalize")}
+            fresh()
+        out["accepted_with_faulty_trainers"] = accepted
+
+        info = fed.owner.open_round(fed.task, 0)
+        fed.submit(info)
+        for v in info.committee:
+            fed.by[v].vote(fed.task, info.round_id, False)
+        fed.owner.finalize(fed.task, info.round_id)
+        out["finalize_rejected_by_quorum"] = last("finalize")  # one slash: the aggregator
+        fed.owner.reopen(fed.task, info.round_id)
+        out["reopen_after_rejection"] = last("reopen")  # no slash, a new draw without the aggregator
+        fresh()
+
+        info = fed.owner.open_round(fed.task, 0)
+        ledger.advance_time(3_601)
+        fed.owner.reopen(fed.task, info.round_id)
+        out["reopen_missed_deadline"] = last("reopen")  # one slash: the aggregator
+        fresh()
+
+        timeout = {}
+        for voters in (0, 1, 2):
+            info = fed.owner.open_round(fed.task, 0)
+            fed.submit(info)
+            weight = {v: int(tm.committee_weight_of(fed.task, info.round_id, v).call()) for v in info.committee}
+            for v in sorted(info.committee, key=weight.__getitem__)[:voters]:
+                fed.by[v].vote(fed.task, info.round_id, True)
+            ledger.advance_time(3_601)
+            fed.owner.reopen(fed.task, info.round_id)
+            timeout[len(info.committee) - voters] = last("reopen")
+            fresh()
+        out["reopen_vote_timeout_by_silent_members"] = timeout
+
+        # a bad proof disputed through the task's registered dispute contract (a verifier that
+        # accepts everything stands in: the offence is a wrong challenge, found before any pairing)
+        verifier = fed.owner.deploy_verifier(ACCEPT_ALL_VERIFIER)
+        dispute = fed.owner.deploy_dispute(verifier, chunk_size=16, chunks=1, bound2x=1, bound2e=1)
+        pid = fed.validators[-1].propose_task_dispute(fed.task, dispute)
+        ledger.advance_time(1)
+        for v in fed.validators:
+            v.vote_proposal(pid, True)
+        ledger.advance_time(PARAMS.voting_period + 1)
+        fed.owner.queue(pid)
+        ledger.advance_time(PARAMS.timelock)
+        fed.owner.execute(pid)
+        info = fed.owner.open_round(fed.task, 0)
+        public = [0, 0, 1, 1, 0, 0, 0, 12345 + 1, 1, 0, 1, 1]
+        subs = [sign_submission(bytes(t.account.key), info.round_id, bytes(256), public) for t in fed.trainers[:8]]
+        root, paths = evidence_tree([x.leaf() for x in subs])
+        fed.owner.post_dispute_evidence(dispute, info.round_id, root, 12345)
+        fed.trainers[-1].dispute_proof(dispute, subs[0], paths[0])
+        out["post_dispute_evidence"] = last("post_dispute_evidence")
+        out["dispute_proof_8_leaves"] = last("dispute_proof")
+        out["deploy_update_dispute"] = last("deploy:update_dispute")
+        return out
+
+
 def contract_sizes() -> dict[str, Any]:
     return {
         name: {"bytes": a.code_size, "limit": MAX_CODE_SIZE, "share": round(a.code_size / MAX_CODE_SIZE, 3)}
@@ -186,6 +289,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {
         "contract_sizes": contract_sizes(),
         "gas_per_operation": gas_per_operation(),
+        "slashing_gas": slashing_gas(),
         "transactions_per_round": transactions_per_round(sizes, rounds),
         "chain_seconds_per_round": [
             seconds_per_round(AnvilBackend(), rounds),
