@@ -151,9 +151,8 @@ def test_a_disputed_bad_proof_slashes_the_trainer_through_the_ledger(small_prove
         ledger = Ledger.attach(backend, params=params)
         try:
             members = {}
-            for i, (role, stake) in enumerate(
-                [(Role.TASK_OWNER, 0), (Role.AGGREGATOR, 200), (Role.VALIDATOR, 300), (Role.TRAINER, 10), (Role.TRAINER, 10)]
-            ):
+            roles = [(Role.TASK_OWNER, 0), (Role.AGGREGATOR, 200), (Role.VALIDATOR, 300), (Role.TRAINER, 10)]
+            for i, (role, stake) in enumerate([*roles, (Role.TRAINER, 10)]):
                 m = ledger.dev(i + 1)
                 ledger.transfer_utility(m.address, 1_000 * e18)
                 m.register(role, bytes([i + 1]) * 32)
@@ -165,8 +164,8 @@ def test_a_disputed_bad_proof_slashes_the_trainer_through_the_ledger(small_prove
             info = owner.open_round(task, to_fixed(1))
 
             subs = [
-                _chunk_submissions(small_prover, bytes(honest.account.key), "honest", corrupt=False, round_id=info.round_id),
-                _chunk_submissions(small_prover, bytes(cheat.account.key), "cheat", corrupt=True, round_id=info.round_id),
+                _chunk_submissions(small_prover, bytes(m.account.key), name, corrupt=bad, round_id=info.round_id)
+                for m, name, bad in ((honest, "honest", False), (cheat, "cheat", True))
             ]
             root, paths = evidence_tree([s.leaf() for s in subs])
             verifier = owner.deploy_verifier(Groth16Backend.export_vyper(small_prover.keys))
