@@ -1,0 +1,312 @@
+"""Protocol benchmarks (issue 7): accuracy under attack, protocol overhead, accuracy vs centralized, stages.
+
+Every run is an in-process `Simulation` on digits with a fresh temporary output directory (a chain run
+starts its own managed anvil there). Ratios compare two measurements taken in the same run of this
+module, on a shared 2-core machine, so read seconds as pessimistic and ratios as the figure.
+
+1. `attacks`: each member attack (label_flip, sign_flip, boost, free_ride, stale) with 10% and 30% of
+   the members attacking, under fedavg, median, trimmed_mean and member-level DP through SecAgg+ (where
+   clipping is the bound), as accuracy and accuracy / the same defence's no-attack accuracy (median over
+   seeds); plus the role attacks on a chain run (malicious aggregator, lazy validators, committee of 3).
+2. `overhead`: wall seconds per round of the same federation run plain, on a chain, on a chain with
+   member-level DP and SecAgg+, and (small model, few rounds) with update proofs too; ratios to plain.
+3. `vs_centralized`: accuracy / centralized accuracy (same model, same examples processed) for the full
+   protocol configurations.
+4. `stages`: median seconds per stage of a round (`RoundRecord.stages`) for 10 and 100 trainers.
+
+`python -m bench.bench_protocol [--quick] [--only PART ...]` prints the JSON; `bench/run.py --only protocol`
+writes bench/results/protocol.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fedledger.core.config import build_config
+from fedledger.core.errors import FedLedgerError
+from fedledger.sim import Simulation
+from fedledger.sim.federation import RunResult
+
+STAGES = ("training", "privacy", "proofs", "secagg", "chain", "validation")
+MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale")
+FRACTIONS = (0.1, 0.3)
+CHAIN = {"enabled": True, "chain": "auto", "committee": 3}
+# Member-level DP as in docs/privacy.md: 20-bit SecAgg+, a clip norm that keeps the update's direction on
+# digits. With 10-20 members the noise share is large, so epsilon is 16 (8 loses about a quarter of the
+# accuracy at 20 members; member-level DP is meant for hundreds of members).
+DP = {"dp": "member", "secagg": True, "epsilon": 16.0, "bits": 20, "clip_norm": 0.3}
+
+# The federation every accuracy figure uses: digits, 20 members, Dirichlet(0.5), MLP (9,610 parameters).
+DIGITS = {"dataset": "digits", "partition": "dirichlet:0.5", "clients": 20, "model": "mlp", "local_epochs": 2,
+          "lr": 0.1, "batch_size": 16}
+# Small enough for Groth16 update proofs every round: logistic regression (650 parameters, one 1,024-entry chunk).
+DIGITS_LOGREG = {**DIGITS, "clients": 10, "model": "logreg"}
+DEFENCES: dict[str, dict[str, Any]] = {
+    "fedavg": {},
+    "median": {"strategy": "median"},
+    # trims 30% from each end per coordinate: covers up to 30% attackers (Yin et al., ICML 2018, needs beta >= F)
+    "trimmed_mean": {"strategy": "trimmed_mean", "trim_fraction": 0.3},
+    "dp_member_secagg": {"privacy": DP},
+}
+
+
+def _run(cfg: dict[str, Any], *, keep: bool = False) -> tuple[RunResult, float, Path | None]:
+    """One run in a fresh output directory: (result, wall seconds including set-up, the directory if kept)."""
+    start = time.perf_counter()
+    directory = Path(tempfile.mkdtemp(prefix="bench-protocol-"))
+    try:
+        result = Simulation(build_config(cfg)).run(directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    wall = time.perf_counter() - start
+    if keep:
+        return result, wall, directory
+    shutil.rmtree(directory, ignore_errors=True)
+    return result, wall, None
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _r(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 4)
+
+
+# -- 1. attacks ----------------------------------------------------------------------------------------
+def member_attacks(quick: bool) -> dict[str, Any]:
+    seeds = [0] if quick else [0, 1, 2]
+    rounds = 10 if quick else 20
+    defences = {k: DEFENCES[k] for k in (("fedavg", "median") if quick else DEFENCES)}
+    attacks = ("label_flip", "sign_flip") if quick else MEMBER_ATTACKS
+    table: dict[str, Any] = {}
+    for name, defence in defences.items():
+        cells: dict[str, Any] = {}
+        for attack in ("none", *(f"{a}:{f}" for a in attacks for f in FRACTIONS)):
+            accs = []
+            for seed in seeds:
+                spec = "" if attack == "none" else attack
+                cfg = {**DIGITS, **defence, "rounds": rounds, "seed": seed, "attack": spec}
+                try:
+                    accs.append(_run(cfg)[0].final_accuracy)
+                except FedLedgerError as e:  # e.g. a non-finite loss: report it, do not hide the other cells
+                    cells[attack] = {"error": str(e)}
+                    break
+            else:
+                cells[attack] = {"accuracy": _r(_median(accs)), "per_seed": [_r(a) for a in accs]}
+        clean = cells["none"].get("accuracy")
+        for cell in cells.values():
+            if "accuracy" in cell:
+                cell["ratio_to_no_attack"] = _ratio(cell["accuracy"], clean)
+        table[name] = cells
+    return {
+        "federation": {**DIGITS, "rounds": rounds, "seeds": seeds, "boost_factor": 10.0},
+        "defences": defences,
+        "accuracy": table,
+    }
+
+
+def role_attacks(quick: bool) -> dict[str, Any]:
+    from fedledger.protocol.audit import audit_run
+
+    rounds = 3 if quick else 20
+    specs = ["none", "malicious_aggregator,lazy_validator:1"]
+    if not quick:
+        specs[1:1] = ["malicious_aggregator", "lazy_validator:1"]
+        specs.append("malicious_aggregator,lazy_validator:3")  # the whole committee lazy: tampering gets through
+    cells: dict[str, Any] = {}
+    for spec in specs:
+        cfg = {**DIGITS, "rounds": rounds, "ledger": CHAIN, "attack": "" if spec == "none" else spec}
+        res, wall, out = _run(cfg, keep=True)
+        assert out is not None
+        try:
+            audit_run(out)
+            audit = "passes"
+        except FedLedgerError as e:
+            audit = f"fails: {e}"
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        attempts = [r.attempts or 1 for r in res.rounds]
+        cells[spec] = {
+            "accuracy": _r(res.final_accuracy),
+            "rounds_finalized": (res.ledger or {}).get("finalized_rounds"),
+            "rounds": len(res.rounds),
+            "attempts_total": sum(attempts),
+            "rounds_redone": sum(a > 1 for a in attempts),
+            "audit": audit,
+            "wall_seconds": round(wall, 2),
+        }
+    clean = cells["none"]["accuracy"]
+    for cell in cells.values():
+        cell["ratio_to_no_attack"] = _ratio(cell["accuracy"], clean)
+    return {"federation": {**DIGITS, "rounds": rounds, "ledger": CHAIN, "strategy": "fedavg"}, "runs": cells}
+
+
+# -- 2 and 3. overhead and accuracy vs centralized -----------------------------------------------------
+def _summary(runs: list[tuple[RunResult, float]]) -> dict[str, Any]:
+    """Seconds per round over every round of every repetition; accuracy figures from the first repetition."""
+    res = runs[0][0]
+    per_round = [r.seconds for result, _ in runs for r in result.rounds]
+    proofs = [r.proofs for result, _ in runs for r in result.rounds if r.proofs]
+    out = {
+        "repetitions": len(runs),
+        "rounds": len(res.rounds),
+        "seconds_per_round_median": round(statistics.median(per_round), 4),
+        "seconds_per_round_min": round(min(per_round), 4),
+        "seconds_per_round_max": round(max(per_round), 4),
+        # wall less the rounds: data, model, proving keys, chain deployment and registration, checkpoints, and
+        # the centralized baseline
+        "outside_rounds_seconds_median": round(statistics.median(w - sum(r.seconds for r in x.rounds)
+                                                                 for x, w in runs), 2),
+        "wall_seconds_median": round(statistics.median(w for _, w in runs), 2),
+        "final_accuracy": _r(res.final_accuracy),
+        "centralized_accuracy": _r(res.centralized_accuracy),
+        "accuracy_ratio_vs_centralized": _r(res.accuracy_ratio),
+        "rounds_finalized": (res.ledger or {}).get("finalized_rounds"),
+        "epsilon": _r(res.rounds[-1].epsilon),
+    }
+    if proofs:
+        out["proofs_per_round"] = proofs[-1]["made"]
+        out["prove_seconds_per_round_median"] = round(statistics.median(p["prove_seconds"] for p in proofs), 3)
+    return out
+
+
+def _overhead(base: dict[str, Any], variants: dict[str, dict[str, Any]], repetitions: int) -> dict[str, Any]:
+    """Each variant `repetitions` times, interleaved (a b c a b c) so load spikes on the shared machine spread
+    over all of them."""
+    runs: dict[str, list[tuple[RunResult, float]]] = {name: [] for name in variants}
+    for _ in range(repetitions):
+        for name, changes in variants.items():
+            res, wall, _ = _run({**base, **changes, "baseline": not runs[name]})
+            runs[name].append((res, wall))
+    table = {name: _summary(r) for name, r in runs.items()}
+    plain = table["a_plain"]["seconds_per_round_median"]
+    for row in table.values():
+        row["ratio_to_plain"] = _ratio(row["seconds_per_round_median"], plain)
+    return {"federation": base, "runs": table}
+
+
+def overhead(quick: bool) -> dict[str, Any]:
+    full = {"ledger": CHAIN, "privacy": DP}
+    variants = {"a_plain": {}, "b_chain": {"ledger": CHAIN}, "c_chain_dp_secagg": full}
+    mlp = _overhead({**DIGITS, "rounds": 3 if quick else 20}, variants, 1 if quick else 2)
+    small = _overhead({**DIGITS_LOGREG, "clients": 3 if quick else 10, "rounds": 1 if quick else 4},
+                      {**variants, "d_chain_dp_secagg_proofs": {**full, "proofs": "update"}}, 1)
+    return {"mlp_20_members": mlp, "logreg_with_proofs": small}
+
+
+def vs_centralized(over: dict[str, Any]) -> dict[str, Any]:
+    """The full-protocol runs of `overhead` were run with baseline=True: their accuracy ratios."""
+    pick = {
+        "mlp_20_members_c_chain_dp_secagg": over["mlp_20_members"]["runs"]["c_chain_dp_secagg"],
+        "mlp_20_members_a_plain": over["mlp_20_members"]["runs"]["a_plain"],
+        "logreg_d_chain_dp_secagg_proofs": over["logreg_with_proofs"]["runs"]["d_chain_dp_secagg_proofs"],
+        "logreg_a_plain": over["logreg_with_proofs"]["runs"]["a_plain"],
+    }
+    keys = ("final_accuracy", "centralized_accuracy", "accuracy_ratio_vs_centralized", "epsilon")
+    return {name: {k: run[k] for k in keys} for name, run in pick.items()}
+
+
+def epsilon_sweep(quick: bool) -> dict[str, Any]:
+    """Member-level DP through SecAgg+ (no chain) at several budgets, with the centralized baseline."""
+    out = {}
+    for eps in ((16.0,) if quick else (4.0, 8.0, 16.0, 50.0)):
+        res, _, _ = _run({**DIGITS, "rounds": 5 if quick else 20, "baseline": True,
+                             "privacy": {**DP, "epsilon": eps}})
+        out[f"epsilon_{eps:g}"] = {"final_accuracy": _r(res.final_accuracy),
+                                   "accuracy_ratio_vs_centralized": _r(res.accuracy_ratio)}
+    return out
+
+
+# -- 4. stages -----------------------------------------------------------------------------------------
+def stage_split(records: list[Any]) -> dict[str, Any]:
+    """Median seconds per stage over rounds (null for a stage no round reported) and the unattributed rest."""
+    stages = {}
+    for key in STAGES:
+        stages[key] = _r(_median([r.stages[key] for r in records if r.stages and key in r.stages]), 4)
+    unknown = sorted(set().union(*(r.stages or {} for r in records)) - set(STAGES))
+    rest = _median([r.seconds - sum((r.stages or {}).values()) for r in records])
+    return {
+        "stages_median_seconds": stages,
+        "other_stage_keys": unknown,
+        "round_seconds_median": _r(_median([r.seconds for r in records])),
+        "unattributed_seconds_median": _r(rest),
+        "stages_reported": any(r.stages for r in records),
+    }
+
+
+def stages(quick: bool) -> dict[str, Any]:
+    """Time per round by stage for 10 and 100 trainers: the full protocol with update proofs (few rounds, they
+    take about 2 s per member per round), and the same without proofs over more rounds."""
+    out: dict[str, Any] = {}
+    base = {**DIGITS_LOGREG, "partition": "iid", "ledger": CHAIN, "privacy": DP}
+    # (trainers, label, changes, rounds); 100 members prove for about 200 s a round on 2 cores: one round
+    plan = [(10, "full_with_proofs", {"proofs": "update"}, 2), (100, "full_with_proofs", {"proofs": "update"}, 1),
+            (10, "chain_dp_secagg", {}, 5), (100, "chain_dp_secagg", {}, 5)]
+    if quick:
+        plan = [(3, "full_with_proofs", {"proofs": "update"}, 1), (10, "chain_dp_secagg", {}, 2)]
+    for trainers, label, changes, rounds in plan:
+        res, wall, _ = _run({**base, **changes, "clients": trainers, "rounds": rounds})
+        out[f"{trainers}_trainers_{label}"] = {
+            "trainers": trainers, "rounds": rounds, **stage_split(res.rounds), "wall_seconds": round(wall, 2),
+            "final_accuracy": _r(res.final_accuracy),
+        }
+    return {"federation": {**base, "proofs": "update or none, see keys"}, "runs": out}
+
+
+# -- all -----------------------------------------------------------------------------------------------
+def _stamp() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):  # a `git archive` snapshot of a commit: it says which
+        marker = Path(__file__).parent.parent / ".commit"
+        commit = marker.read_text().strip() if marker.exists() else None
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": commit}
+
+
+PARTS = ("attacks", "overhead", "stages")
+
+
+def run(quick: bool = False, only: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    if "attacks" in only:
+        start = time.perf_counter()
+        out["attacks"] = {"member": member_attacks(quick), "role": role_attacks(quick), **_stamp()}
+        timings["attacks"] = round(time.perf_counter() - start, 1)
+    if "overhead" in only:
+        start = time.perf_counter()
+        over = overhead(quick)
+        out["overhead"] = {**over, **_stamp()}
+        out["vs_centralized"] = {**vs_centralized(over), "dp_member_secagg_epsilon_sweep": epsilon_sweep(quick)}
+        timings["overhead"] = round(time.perf_counter() - start, 1)
+    if "stages" in only:
+        start = time.perf_counter()
+        out["stages"] = {**stages(quick), **_stamp()}
+        timings["stages"] = round(time.perf_counter() - start, 1)
+    out["part_seconds"] = timings
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", action="append", choices=PARTS)
+    args = parser.parse_args()
+    print(json.dumps(run(quick=args.quick, only=tuple(args.only or PARTS)), indent=2))
