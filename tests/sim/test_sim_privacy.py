@@ -18,7 +18,7 @@ def _run(out=None, **changes):
 
 def test_member_level_spends_at_most_the_budget_and_reports_it() -> None:
     res = _run(dropout=0.2)
-    eps = [r.epsilon for r in res.rounds]
+    eps = [r.epsilon_spent for r in res.rounds]
     assert eps == sorted(eps) and eps[-1] <= 8.0 * (1 + 1e-6)
     assert all(r.survivors == r.participants and r.participants + r.dropped == 12 for r in res.rounds)
     block = res.privacy
@@ -39,14 +39,14 @@ def test_member_level_run_resumes_to_the_same_model(tmp_path) -> None:
     resumed = _run(tmp_path, rounds=3)
     assert resumed.resumed_from == 1
     assert resumed.final_model_hash == whole.final_model_hash
-    assert resumed.rounds[-1].epsilon == pytest.approx(whole.rounds[-1].epsilon)
+    assert resumed.rounds[-1].epsilon_spent == pytest.approx(whole.rounds[-1].epsilon_spent)
 
 
 @pytest.mark.slow
 def test_record_level_reports_the_largest_member_epsilon() -> None:
     res = Simulation(build_config({"dataset": "breast_cancer", "partition": "iid", "clients": 3, "rounds": 2,
                                    "model": "logreg", "lr": 0.1, "privacy": {"dp": "record", "epsilon": 2.0}})).run()
-    eps = [r.epsilon for r in res.rounds]
+    eps = [r.epsilon_spent for r in res.rounds]
     assert 0 < eps[0] < eps[1] <= 2.0 * (1 + 1e-3)
     assert res.privacy["unit"] == "record" and res.privacy["parameters"]["noise_multiplier"] > 0
     assert res.final_accuracy > 0.6
@@ -70,7 +70,7 @@ def test_robust_strategies_cannot_see_private_updates() -> None:
 
 def test_no_privacy_block_says_so() -> None:
     res = _run(privacy={"dp": "none"}, rounds=1)
-    assert res.privacy["unit"] == "none" and res.rounds[0].epsilon is None
+    assert res.privacy["unit"] == "none" and res.rounds[0].epsilon_spent is None
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ class _progress:
 def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
     rounds = payload["rounds"]
     shown = rounds if len(rounds) <= max_rows else [*rounds[: max_rows // 2], None, *rounds[-max_rows // 2 :]]
-    private = any(r.get("epsilon") is not None for r in rounds)
+    private = any(r.get("epsilon_spent") is not None for r in rounds)
     chain = any(r.get("chain_txs") is not None for r in rounds)
     lines = [f"{'round':>5} {'accuracy':>9} {'loss':>8} {'members':>8} {'dropped':>8} {'MB up':>8} {'seconds':>8}"
              + (f" {'epsilon':>8}" if private else "") + (f" {'txs':>4} {'final':>5}" if chain else "")]
@@ -159,7 +159,7 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
         lines.append(
             f"{r['round']:>5} {r['accuracy']:>9.4f} {r['loss']:>8.4f} {r['participants']:>8} {r['dropped']:>8}"
             f" {r['bytes_up'] / 1e6:>8.2f} {r['seconds']:>8.2f}"
-            + (f" {r['epsilon']:>8.3f}" if private else "")
+            + (f" {r['epsilon_spent']:>8.3f}" if private else "")
             + (f" {r['chain_txs']:>4} {'yes' if r['finalized'] else 'no':>5}" if chain else "")
         )
     total = sum(r["seconds"] for r in rounds)

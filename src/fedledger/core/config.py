@@ -39,6 +39,7 @@ class ChainConfig(_Frozen):
     chain: str = "auto"
     enabled: bool = False
     committee: int = Field(3, ge=1, le=32, description="validators who check and vote on each round")
+    claim_rewards: bool = Field(False, description="after the rounds, every trainer claims its rewards on chain")
 
     @field_validator("chain")
     @classmethod

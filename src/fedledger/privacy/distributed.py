@@ -25,6 +25,7 @@ bit is part of the same noised vector, so its privacy cost is inside the joint s
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -333,6 +334,7 @@ class AggregateResult:
     total: np.ndarray | None = None
     blinding_sum: int | None = None
     excluded: tuple[int, ...] = ()
+    secagg_seconds: float = 0.0  # wall time of the SecAgg+ exchange (all parties, in process)
 
 
 class InputBinding(Protocol):
@@ -447,6 +449,7 @@ class DistributedDP:
         bound_total: np.ndarray | None = None
         blinding_sum: int | None = None
         excluded: tuple[int, ...] = ()
+        secagg_seconds = 0.0
         if self.secagg:
             identities: Mapping[int, Identity]
             pki: Mapping[int, PublicIdentity]
@@ -458,8 +461,10 @@ class DistributedDP:
             drops = {ids[i]: Kind.MASKED_INPUT for i in range(n) if not sv[i]}
             assert self.secagg_params is not None
             blindings = None if binding is None else binding.blindings(enc, sv.copy(), list(ids))
+            started = time.perf_counter()
             out = run_round(enc.wrapped, ids, identities, pki, self.secagg_params, self.task_id, round_index,
                             drops, rand, blindings=blindings, screen=None if binding is None else binding.screen)
+            secagg_seconds = time.perf_counter() - started
             if out.excluded:
                 sv = sv & ~np.isin(np.asarray(ids), np.asarray(out.excluded))
             if set(out.survivors) != {ids[i] for i in range(n) if sv[i]}:
@@ -490,6 +495,7 @@ class DistributedDP:
             epsilon_so_far=plan.epsilon_after(self.rounds_done), clip_norm_used=clip, clip_norm_next=nxt,
             unclipped_fraction=frac, masked_inputs=masked, encoding=enc if self.keep_encoding else None,
             total=bound_total if binding is not None else None, blinding_sum=blinding_sum, excluded=excluded,
+            secagg_seconds=secagg_seconds,
         )
 
     def state_dict(self) -> dict[str, Any]:

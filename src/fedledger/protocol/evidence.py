@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,21 +22,44 @@ from fedledger.core.errors import IntegrityError
 from fedledger.core.merkle import MerkleTree
 from fedledger.core.vectors import from_bytes
 
-EVIDENCE_VERSION = 1
+EVIDENCE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Who the round pays and scores: the values behind the posted reward and reputation roots."""
+
+    contributors: tuple[str, ...] = ()  # addresses whose update is in the aggregate
+    faulty: tuple[str, ...] = ()  # addresses named as faulty (slashed when the round finalizes)
+    rewards: dict[str, int] = field(default_factory=dict)
+    reputation: dict[str, int] = field(default_factory=dict)  # every member ever scored, after this round
+
+    def to_json(self) -> dict[str, Any]:
+        return {"contributors": list(self.contributors), "faulty": list(self.faulty),
+                "rewards": {a: str(v) for a, v in self.rewards.items()}, "reputation": self.reputation}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settlement:
+        return cls(tuple(data["contributors"]), tuple(data["faulty"]),
+                   {a: int(v) for a, v in data["rewards"].items()}, {a: int(v) for a, v in data["reputation"].items()})
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """The previous model, and the visible updates with their weights where the model is linear in them."""
+    """The previous model, the visible updates with their weights where the model is linear in them, and
+    the round's settlement."""
 
     previous_model: bytes  # blob address
     deltas: np.ndarray | None  # float32 [survivors, d], or None when updates are hidden (secure aggregation)
     weights: np.ndarray | None  # float64 [survivors]: new model = previous + weights @ deltas
+    settlement: Settlement = field(default_factory=Settlement)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
+        settlement = json.dumps(self.settlement.to_json(), sort_keys=True).encode()
         arrays: dict[str, Any] = {"version": np.array([EVIDENCE_VERSION]),
-                  "previous_model": np.frombuffer(self.previous_model, dtype=np.uint8)}
+                  "previous_model": np.frombuffer(self.previous_model, dtype=np.uint8),
+                  "settlement": np.frombuffer(settlement, dtype=np.uint8)}
         if self.deltas is not None and self.weights is not None:
             arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}
         np.savez(buf, **arrays)
@@ -48,8 +71,9 @@ class Evidence:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 if int(z["version"][0]) != EVIDENCE_VERSION:
                     raise IntegrityError(f"evidence version {int(z['version'][0])} is not {EVIDENCE_VERSION}")
-                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"))
-        except (ValueError, KeyError, OSError) as e:
+                settlement = Settlement.from_json(json.loads(bytes(z["settlement"])))
+                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"), settlement)
+        except (ValueError, KeyError, TypeError, OSError) as e:
             raise IntegrityError(f"evidence blob is malformed: {e}") from None
 
     def recompute(self, previous: torch.Tensor) -> torch.Tensor | None:
@@ -105,6 +129,7 @@ class CheckedRound:
     model: torch.Tensor
     previous_model: bytes
     recomputed: bool  # the model was recomputed from visible updates (else only hashes were checked)
+    settlement: Settlement = field(default_factory=Settlement)
 
 
 def check_round(blobs: BlobStore, model_hash: bytes, evidence_root: bytes) -> CheckedRound:
@@ -119,4 +144,4 @@ def check_round(blobs: BlobStore, model_hash: bytes, evidence_root: bytes) -> Ch
     if recomputed is not None and not torch.allclose(recomputed, model, atol=1e-5, rtol=1e-4):
         gap = float((recomputed - model).abs().max())
         raise IntegrityError(f"the model is not the aggregate of the round's updates (max difference {gap:.3g})")
-    return CheckedRound(model, evidence.previous_model, recomputed is not None)
+    return CheckedRound(model, evidence.previous_model, recomputed is not None, evidence.settlement)

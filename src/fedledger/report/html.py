@@ -273,13 +273,13 @@ def _privacy(res: Mapping[str, Any]) -> str:
     block = res.get("privacy") or {}
     rounds = res["rounds"]
     parts: list[str] = []
-    eps = [r.get("epsilon") for r in rounds]
+    eps = [r.get("epsilon_spent") for r in rounds]
     if block.get("unit") in (None, "none"):
         parts.append(_p("This run used no differential privacy: updates are protected by nothing beyond the protocol."))
     elif any(e is not None for e in eps):
         parts.append(_img(charts.epsilon([r["round"] for r in rounds], eps, budget=block.get("epsilon_budget")),
                           "epsilon spent per round"))
-        parts.append(_table(["round", "epsilon spent so far"], [(r["round"], r.get("epsilon")) for r in rounds]))
+        parts.append(_table(["round", "epsilon spent so far"], [(r["round"], r.get("epsilon_spent")) for r in rounds]))
     amp = block.get("amplification_by_subsampling")
     overview: dict[str, Any] = {
         "privacy unit": block.get("unit"),

@@ -14,6 +14,12 @@
 - `lazy_validator[:K]`: K validators accept without checking. Honest stake over 1/3 of the committee still
   rejects a bad round; if it does not, `fedledger audit` names the round.
 
+Faults (not attacks, but injected the same way):
+- `late_aggregator`: the aggregator drawn for round 1 crashes before submitting. The submission deadline
+  passes, the round is reopened with another aggregator and the contract slashes the late one.
+- `silent_validator[:K]`: K validators never vote. The round finalizes if the others reach 2/3 of the
+  committee's stake; otherwise it is reopened with a new committee after the vote deadline.
+
 Sybil identities without stake cannot be drawn at all: the cohort is drawn from staked trainers only.
 Attacking members are a seeded choice of `ceil(F * members)` members, different per kind.
 """
@@ -30,7 +36,7 @@ from fedledger.core.errors import ConfigError
 from fedledger.core.rng import numpy_rng
 
 MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale")
-ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator")
+ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator", "late_aggregator", "silent_validator")
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,18 @@ class AttackPlan:
     boost_factor: float = 10.0
     malicious_aggregator: bool = False
     lazy_validators: int = 0
+    late_aggregator: bool = False
+    silent_validators: int = 0
 
     @property
     def active(self) -> bool:
-        return bool(self.attackers) or self.malicious_aggregator or self.lazy_validators > 0
+        return (bool(self.attackers) or self.malicious_aggregator or self.lazy_validators > 0 or self.late_aggregator
+                or self.silent_validators > 0)
 
     @classmethod
     def parse(cls, spec: str, members: int, seed: int) -> AttackPlan:
         attackers: dict[str, frozenset[int]] = {}
-        boost, aggregator, lazy = 10.0, False, 0
+        boost, aggregator, lazy, late, silent = 10.0, False, 0, False, 0
         for item in filter(None, (part.strip() for part in spec.split(","))):
             kind, *args = item.split(":")
             try:
@@ -64,12 +73,16 @@ class AttackPlan:
                     aggregator = True
                 elif kind == "lazy_validator":
                     lazy = int(args[0]) if args else 1
+                elif kind == "late_aggregator":
+                    late = True
+                elif kind == "silent_validator":
+                    silent = int(args[0]) if args else 1
                 else:
                     raise ValueError(f"unknown attack {kind!r}")
             except (ValueError, IndexError) as e:
                 kinds = ", ".join((*MEMBER_ATTACKS, *ROLE_ATTACKS))
                 raise ConfigError(f"bad --attack item {item!r}: {e}; kinds: {kinds}") from None
-        return cls(attackers, boost, aggregator, lazy)
+        return cls(attackers, boost, aggregator, lazy, late, silent)
 
     def members_doing(self, kind: str) -> frozenset[int]:
         return self.attackers.get(kind, frozenset())
@@ -105,4 +118,6 @@ class AttackPlan:
             "boost_factor": self.boost_factor if "boost" in self.attackers else None,
             "malicious_aggregator": self.malicious_aggregator,
             "lazy_validators": self.lazy_validators,
+            "late_aggregator": self.late_aggregator,
+            "silent_validators": self.silent_validators,
         }

@@ -8,10 +8,12 @@ where the last run stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from fedledger.core.config import FederationConfig
 from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded, TrainingError
 from fedledger.core.hashing import hex32
 from fedledger.core.rng import derive_seed, numpy_rng, torch_generator
-from fedledger.core.vectors import to_bytes
+from fedledger.core.vectors import from_bytes, to_bytes
 from fedledger.data import FederatedData, Split, load_federated
 from fedledger.learning import (
     Cohort,
@@ -37,6 +39,7 @@ from fedledger.learning import (
     evaluate,
     make_trainer,
 )
+from fedledger.ledger import RoundStatus, to_fixed
 from fedledger.models import build_model, get_flat, set_flat
 from fedledger.privacy import (
     DistributedDP,
@@ -47,13 +50,15 @@ from fedledger.privacy import (
     privacy_block,
     train_member_dpsgd,
 )
-from fedledger.protocol.evidence import Evidence
+from fedledger.protocol.messages import UpdateMessage
+from fedledger.protocol.roles import RoundOutput, RoundView, StageClock
 from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
 from fedledger.sim.proofs import RoundProofs
 
 CHECKPOINT = "checkpoint.pt"
+KILL_ENV = "FEDLEDGER_KILL_AT"
 BYTES_PER_FLOAT = 4
 
 
@@ -70,7 +75,7 @@ class RoundRecord:
     train_loss: float
     model_hash: str
     survivors: int = 0
-    epsilon: float | None = None  # largest member epsilon so far, at the task's delta
+    epsilon_spent: float | None = None  # largest member epsilon so far, at the task's delta
     aggregated: bool = True  # False when too few members survived for the round to be released
     chain_txs: int | None = None  # transactions this round took on the ledger (None: no ledger)
     finalized: bool | None = None  # the committee accepted the round on chain
@@ -88,6 +93,7 @@ class RunResult:
     final_model_hash: str = ""
     centralized_accuracy: float | None = None
     resumed_from: int = 0
+    recovery: dict[str, Any] | None = None  # how a run that found a round in progress on chain picked it up
     privacy: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] | None = None
     attack: dict[str, Any] | None = None
@@ -106,6 +112,7 @@ class RunResult:
             "final_accuracy": self.final_accuracy,
             "final_model_hash": self.final_model_hash,
             "resumed_from_round": self.resumed_from,
+            "recovery": self.recovery,
             "privacy": self.privacy,
         }
         if self.ledger is not None:
@@ -133,6 +140,7 @@ class _RoundStep:
     deltas: torch.Tensor | None = None  # the visible updates, where the new model is linear in them
     weights: np.ndarray | None = None  # new = old + weights @ deltas
     proofs: dict[str, Any] | None = None
+    faulty: tuple[int, ...] = ()  # members whose proof failed (set aside before the sum)
 
 
 def model_hash(flat: torch.Tensor) -> str:
@@ -223,6 +231,11 @@ class Simulation:
         self.ddp = self._distributed_dp()
         self.proofs = self._round_proofs()
         self.round_seed: bytes | None = None  # the chain's seed for the round being run, if on a ledger
+        self.initial_flat = self.global_flat.clone()
+        self.clock = StageClock()
+        self._work: _BatchedWork | None = None
+        self._round_start: tuple[Any, ...] = ()
+        self._computed: tuple[int, int] | None = None
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -267,17 +280,25 @@ class Simulation:
     def run_round(self, rnd: int, cohort: np.ndarray | None = None) -> RoundRecord:
         start = time.perf_counter()
         selected, survives = self.sample(rnd, cohort)
+        step = self._compute(rnd, selected, survives)
+        return self._record(rnd, step, len(selected), int(survives.sum()), time.perf_counter() - start)
+
+    def _compute(self, rnd: int, selected: np.ndarray, survives: np.ndarray) -> _RoundStep:
+        """Train the surviving members and aggregate; the whole cohort's work in one batch."""
         members = selected[survives]
         step = _RoundStep(participants=len(members))
-        self.last_step = step
         if len(members):
-            contributors, local = self._train(rnd, members)
+            with self.clock.stage("training"):
+                contributors, local = self._train(rnd, members, self.global_flat)
             local = replace(local, deltas=self.attacks.tamper_updates(contributors, local.deltas, self._first_updates))
             if self.ddp is not None:
                 step = self._aggregate_distributed(rnd, selected, survives, local)
             else:
                 step = self._aggregate_visible(contributors, local)
         self.last_step = step
+        return step
+
+    def _record(self, rnd: int, step: _RoundStep, cohort: int, survived: int, seconds: float) -> RoundRecord:
         accuracy, loss = evaluate(self.model, self.global_flat, self.test_X, self.test_y)
         model_bytes = self.dim * BYTES_PER_FLOAT
         return RoundRecord(
@@ -285,37 +306,37 @@ class Simulation:
             accuracy=accuracy,
             loss=loss,
             participants=step.participants,
-            dropped=int(len(selected) - len(members)),
+            dropped=int(cohort - survived),
             bytes_up=step.bytes_up if step.bytes_up is not None else step.participants * model_bytes,
-            bytes_down=int(len(selected) * model_bytes + step.extra_bytes_down),
-            seconds=time.perf_counter() - start,
+            bytes_down=int(cohort * model_bytes + step.extra_bytes_down),
+            seconds=seconds,
             train_loss=step.train_loss,
             model_hash=model_hash(self.global_flat),
             survivors=step.participants if step.aggregated else 0,
-            epsilon=self._epsilon(),
+            epsilon_spent=self._epsilon(),
             aggregated=step.aggregated,
             proofs=step.proofs,
+            stages=self.clock.take(),
         )
 
     # -- local training ----------------------------------------------------------------------------
-    def _train(self, rnd: int, members: np.ndarray) -> tuple[np.ndarray, LocalResult]:
-        """(members whose update is in the result, their local results)."""
+    def _train(self, rnd: int, members: np.ndarray, start: torch.Tensor) -> tuple[np.ndarray, LocalResult]:
+        """(members whose update is in the result, their local results), all starting from `start`."""
         if self.cfg.privacy.dp == "record":
-            return self._train_dpsgd(rnd, members)
+            return self._train_dpsgd(rnd, members, start)
         steps = budget_steps(self.full_steps[members], self.budgets[members])
         cohort = Cohort(self.pool.offsets[members], self.pool.counts[members], steps)
-        result = self.trainer.train(
-            self.global_flat, self.pool.X, self.pool.y, cohort, torch_generator(self.cfg.seed, "round", rnd)
-        )
+        result = self.trainer.train(start, self.pool.X, self.pool.y, cohort,
+                                    torch_generator(self.cfg.seed, "round", rnd))
         self._check_finite(rnd, members, result.losses, result.deltas)
         self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
         return members, result
 
-    def _train_dpsgd(self, rnd: int, members: np.ndarray) -> tuple[np.ndarray, LocalResult]:
+    def _train_dpsgd(self, rnd: int, members: np.ndarray, start: torch.Tensor) -> tuple[np.ndarray, LocalResult]:
         """Record-level DP: each member runs DP-SGD with its own accountant until its budget is spent."""
         p = self.cfg.privacy
         deltas, losses, steps, contributors = [], [], [], []
-        set_flat(self.model, self.global_flat)
+        set_flat(self.model, start)
         for i in members:
             X, y = self._member_rows(int(i))
             accountant = self.accountants.setdefault(int(i), MemberAccountant())
@@ -328,7 +349,7 @@ class Simulation:
                 )
             except PrivacyBudgetExceeded:
                 continue  # this member's own budget is spent: it stops contributing
-            deltas.append(get_flat(trained) - self.global_flat)
+            deltas.append(get_flat(trained) - start)
             contributors.append(int(i))
             losses.append(0.0)
             steps.append(dpsgd_schedule(len(y), self.cfg.batch_size, self.cfg.local_epochs)[1])
@@ -357,10 +378,12 @@ class Simulation:
         return self.noise_multipliers[key]
 
     # -- aggregation -------------------------------------------------------------------------------
-    def _aggregate_visible(self, members: np.ndarray, local: LocalResult) -> _RoundStep:
+    def _aggregate_visible(self, members: np.ndarray, local: LocalResult,
+                           counts: np.ndarray | None = None) -> _RoundStep:
         if len(local.deltas) == 0:
             return _RoundStep(participants=0)
-        updates = RoundUpdates(local.deltas, self.pool.counts[members], local.normalizers)
+        counts = self.pool.counts[members] if counts is None else counts
+        updates = RoundUpdates(local.deltas, counts, local.normalizers)
         self.global_flat = self.strategy.step(self.global_flat, updates)
         weights = self.strategy.linear_weights(updates)
         return _RoundStep(participants=len(local.deltas), train_loss=float(local.losses.mean()),
@@ -377,11 +400,16 @@ class Simulation:
         seed = self.round_seed or derive_seed(self.cfg.seed, "round-seed", rnd).to_bytes(8, "big")
         names = [self.data.members[int(i)].name for i in selected]
         binding = self.proofs.binding(rnd, seed, names) if self.proofs is not None and self.ddp.secagg else None
+        started = time.perf_counter()
         try:
             agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
                                      member_ids=[int(m) for m in selected], binding=binding)
         except InsufficientSurvivors:
             return _RoundStep(participants=int(survives.sum()), aggregated=False)
+        finally:
+            elapsed = time.perf_counter() - started
+        self.clock.seconds["secagg"] += agg.secagg_seconds
+        self.clock.seconds["privacy"] += elapsed - agg.secagg_seconds
         self.global_flat = self.strategy.step(
             self.global_flat, RoundUpdates(agg.mean[None, :], np.ones(1), np.ones(1))
         )
@@ -389,11 +417,13 @@ class Simulation:
         survivors = int(agg.survivors.sum())
         proofs = None
         if self.proofs is not None and agg.encoding is not None:
-            proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
+            with self.clock.stage("proofs"):
+                proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
         return _RoundStep(
             participants=survivors,
             contributors=selected[agg.survivors],
             proofs=proofs,
+            faulty=tuple(int(m) for m in agg.excluded),
             train_loss=float(local.losses.mean()),
             bytes_up=round(agg.bytes_up_per_member * survivors),
             extra_bytes_down=round(agg.bytes_down_per_member * survivors),
@@ -432,20 +462,27 @@ class Simulation:
     def run(
         self, out: Path | None = None, on_round: Callable[[RoundRecord], None] | None = None
     ) -> RunResult:
+        started = time.perf_counter()
         result = RunResult(config=self.cfg.model_dump())
         first = 1
         if out is not None:
             first = self._resume(out, result)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
         try:
+            found = chain.ledger.round(chain.fed.task_id, first).status if chain is not None else None
             for rnd in range(first, self.cfg.rounds + 1):
                 record = self.run_round(rnd) if chain is None else self._run_chain_round(chain, rnd)
                 result.rounds.append(record)
                 if out is not None:
                     self._checkpoint(out, result)
+                if rnd == first and (result.resumed_from or found not in (None, RoundStatus.NONE)):
+                    result.recovery = {"round": rnd, "found_on_chain": found.name.lower() if found else None,
+                                       "seconds_to_finalize": time.perf_counter() - started}
                 if on_round:
                     on_round(record)
             if chain is not None:
+                if self.cfg.ledger.claim_rewards:
+                    chain.claim_rewards(self.cfg.rounds)
                 result.ledger = chain.summary()
         finally:
             if chain is not None:
@@ -475,34 +512,70 @@ class Simulation:
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
             spec=self.cfg.model_dump(exclude={"out", "baseline"}),
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
-            evaluate=lambda v, flat: evaluate(self.model, flat, *validators[v % len(validators)])[0],
+            evaluators=[lambda flat, v=v: evaluate(self.model, flat, *v)[0] for v in validators],
         )
+        chain.clock = self.clock
+        chain.owner.clock = self.clock
+        chain.initial_model = chain.store(self.initial_flat)
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
             self.ddp.identities = identities
             self.ddp.pki = pki_from_registered(chain.fed.registered_keys())
+        work = None if self.ddp is not None else _BatchedWork(self, chain)
+        chain.build_roles(aggregation=_SimAggregation(self, chain), work=work, attacks=self.attacks,
+                          drops=lambda member, key: self._drops(chain, member, key))
+        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage)
+        self._work = work
         return chain
+
+    def _drops(self, chain: ChainRounds, member: int, key: tuple[int, int]) -> bool:
+        """Dropout injection: whether `member` goes silent in that attempt of the round."""
+        selected, survives = self.sample(key[0], chain.cohort_members_at(key))
+        return not bool(survives[np.searchsorted(selected, member)])
 
     def _run_chain_round(self, chain: ChainRounds, rnd: int) -> RoundRecord:
         start = time.perf_counter()
         txs = chain.tx_count()
-        previous = self.global_flat
-        info = chain.open(rnd, self._privacy_bound())
-        self.round_seed = info.seed
-        record = self.run_round(rnd, chain.cohort(info, self.cohort_size))
-        step = self.last_step
-        evidence = Evidence(
-            previous_model=chain.store(previous),
-            deltas=step.deltas.numpy() if step.deltas is not None else None,
-            weights=step.weights,
-        )
-        finalized, attempts = chain.settle(info, self.global_flat, evidence, step.contributors, self._epsilon(),
-                                           self.attacks)
+        self._round_start = self._snapshot()
+        self._computed: tuple[int, int] | None = None
+        bound = self._privacy_bound()
+        view = chain.run(rnd, self.cohort_size, to_fixed(bound) if bound is not None else None,
+                         flush=self._work.flush if self._work is not None else lambda: False)
+        if self._computed != view.key:  # a previous process posted this round: recompute our state from it
+            self._replay(chain, view)
+        finalized = from_bytes(chain.blobs.get(view.record.model_hash))
         if not torch.equal(finalized, self.global_flat):  # a tampered model got through: the chain is the truth
             self.global_flat = finalized
-            accuracy, loss = evaluate(self.model, finalized, self.test_X, self.test_y)
-            record = replace(record, accuracy=accuracy, loss=loss, model_hash=model_hash(finalized))
-        return replace(record, chain_txs=chain.tx_count() - txs, finalized=True, attempts=attempts,
-                       seconds=time.perf_counter() - start)
+        _kill_if_asked(rnd, "finalized")
+        record = self._record(rnd, self.last_step, len(view.cohort), len(view.cohort) - self._dropped(chain, view),
+                              time.perf_counter() - start)
+        return replace(record, chain_txs=chain.tx_count() - txs, finalized=True, attempts=view.record.attempt + 1)
+
+    def _dropped(self, chain: ChainRounds, view: RoundView) -> int:
+        return sum(self._drops(chain, int(m), view.key) for m in chain.cohort_members(view))
+
+    def _replay(self, chain: ChainRounds, view: RoundView) -> None:
+        """Recompute the finalized attempt (deterministic under the seed) to bring this process's state
+        (strategy, privacy accounting) to where the process that posted it left it."""
+        updates: list[UpdateMessage] = []
+        if self._work is not None:
+            members = [int(m) for m in chain.cohort_members(view) if not self._drops(chain, int(m), view.key)]
+            for m in members:
+                self._work.request(m, view)
+            self._work.flush()
+            updates = [u for m in members if (u := self._work.result(m, view.key)) is not None]
+        _SimAggregation(self, chain).aggregate(view, updates)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        return (self.global_flat.clone(), copy.deepcopy(self.strategy.state_dict()),
+                self.ddp.state_dict() if self.ddp is not None else None, self.epsilon_member_level)
+
+    def _restore(self, snapshot: tuple[Any, ...]) -> None:
+        flat, strategy, ddp, eps = snapshot
+        self.global_flat = flat.clone()
+        self.strategy.load_state_dict(copy.deepcopy(strategy))
+        if self.ddp is not None:
+            self.ddp.load_state_dict(ddp)
+        self.epsilon_member_level = eps
 
     def _privacy_bound(self) -> float | None:
         """The privacy spent once the next round is finalized, as the contract checks it against the budget."""
@@ -561,6 +634,89 @@ class Simulation:
         result.rounds = [RoundRecord(**r) for r in state["rounds"]]
         result.resumed_from = len(result.rounds)
         return len(result.rounds) + 1
+
+
+class _BatchedWork:
+    """The trainers' local work in a simulation: every request of a pass trained in one batch."""
+
+    def __init__(self, sim: Simulation, chain: ChainRounds) -> None:
+        self.sim = sim
+        self.task_id = chain.fed.task_id
+        self.blobs = chain.blobs
+        self.pending: dict[tuple[int, int], tuple[bytes, list[int]]] = {}
+        self.done: dict[tuple[int, tuple[int, int]], UpdateMessage] = {}
+
+    def request(self, member: int, view: RoundView) -> None:
+        self.pending.setdefault(view.key, (view.global_model, []))[1].append(member)
+
+    def result(self, member: int, key: tuple[int, int]) -> UpdateMessage | None:
+        return self.done.get((member, key))
+
+    def flush(self) -> bool:
+        if not self.pending:
+            return False
+        sim = self.sim
+        for key, (model, members) in sorted(self.pending.items()):
+            start = from_bytes(self.blobs.get(model))  # each trainer fetches the global model by its hash
+            with sim.clock.stage("training"):
+                used, local = sim._train(key[0], np.sort(np.array(members, dtype=np.int64)), start)
+            deltas = sim.attacks.tamper_updates(used, local.deltas, sim._first_updates)
+            for row, m in enumerate(int(x) for x in used):
+                self.done[(m, key)] = UpdateMessage(
+                    self.task_id, key[0], key[1], m, int(sim.pool.counts[m]), float(local.normalizers[row]),
+                    float(local.losses[row]), deltas[row].numpy())
+        self.pending.clear()
+        return True
+
+
+class _SimAggregation:
+    """The aggregator's computation in a simulation: the strategy over the visible updates, or the whole
+    member-level pipeline (privacy, SecAgg+, proofs) for the cohort when updates are hidden."""
+
+    def __init__(self, sim: Simulation, chain: ChainRounds) -> None:
+        self.sim = sim
+        self.chain = chain
+
+    def aggregate(self, view: RoundView, updates: Sequence[UpdateMessage]) -> RoundOutput:
+        sim, chain = self.sim, self.chain
+        sim._restore(sim._round_start)  # every attempt starts from the round's state
+        rnd = view.record.round_id
+        sim.round_seed = view.record.seed
+        if sim.ddp is not None:
+            selected = chain.cohort_members(view)
+            survives = np.array([not sim._drops(chain, int(m), view.key) for m in selected], dtype=bool)
+            step = sim._compute(rnd, selected, survives)
+        elif updates:
+            members = np.array([u.member for u in updates], dtype=np.int64)
+            local = LocalResult(torch.from_numpy(np.stack([u.update for u in updates])),
+                                torch.tensor([u.train_loss for u in updates]),
+                                np.array([round(u.normalizer) for u in updates], dtype=np.int64),
+                                np.array([u.normalizer for u in updates], dtype=np.float64))
+            step = sim._aggregate_visible(members, local, np.array([u.num_examples for u in updates]))
+        else:
+            step = _RoundStep(participants=0)
+        sim.last_step = step
+        sim._computed = view.key
+        address = chain.fed.trainers
+        spent = sim._epsilon()
+        return RoundOutput(
+            model=sim.global_flat.clone(),
+            contributors=tuple(address[int(i)].address for i in (step.contributors if step.contributors is not None
+                                                                 else [])),
+            deltas=step.deltas.numpy() if step.deltas is not None else None,
+            weights=step.weights,
+            privacy_spent=to_fixed(spent) if spent is not None and sim.cfg.privacy.dp != "none" else 0,
+            faulty=tuple(address[int(i)].address for i in step.faulty),
+        )
+
+
+def _kill_if_asked(round_id: int, stage: str) -> None:
+    """Fault injection for crash tests: FEDLEDGER_KILL_AT=ROUND:STAGE (open, submitted, rejected, finalized)
+    kills this process with SIGKILL the first time the round reaches that stage."""
+    target = os.environ.get(KILL_ENV, "")
+    if target == f"{round_id}:{stage}":
+        os.environ.pop(KILL_ENV)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.Tensor] | None = None) -> float:

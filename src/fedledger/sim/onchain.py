@@ -1,17 +1,23 @@
-"""The chain side of a simulated federation: who is who, and one settled round per training round.
+"""The chain side of a simulated federation: who is who, and the roles that run each round.
 
-With `--chain auto|memory|URL` the simulation runs every round through the `TaskManager` contract:
+With `--chain auto|memory|URL` every training round is run by the roles of `fedledger.protocol.roles`
+(task owner, trainers, aggregators, validators), each with its own account, exchanging messages over an
+in-process transport and driven by the `TaskManager` contract's state:
 
 1. the task owner opens the round; the seed from chain randomness draws the aggregator, the validator
    committee and (off chain, by everyone) the trainer cohort;
-2. the aggregator stores the new model and the round's evidence in the content-addressed blob store and
-   posts one transaction (model hash, evidence Merkle root, survivor root, privacy spent, reward root);
-3. each committee member fetches the blobs by hash, checks them against the chain, recomputes the update
-   where updates are visible, evaluates the model on its own held-out data and votes;
-4. anyone finalizes at quorum: rewards are minted behind the posted Merkle root, privacy spent is recorded.
+2. trainers fetch the global model by hash and send their updates to the aggregator (with member-level DP,
+   the cohort's updates reach it only as the SecAgg+ sum);
+3. the aggregator stores the new model and the round's evidence in the content-addressed blob store and
+   posts one transaction (model hash, evidence Merkle root, survivor root, privacy spent, reward and
+   reputation roots);
+4. each committee member re-checks from the chain and the blobs and votes; the owner finalizes at quorum
+   or reopens a rejected or stalled round.
 
-Per round the chain sees 3 + committee-size transactions whatever the number of trainers. Members and the
-task are set up once and written to `DIR/chain/federation.json`, so a restarted run finds them.
+`RoundDriver` runs the roles to quiescence, then moves the chain clock past the next deadline. Per round
+the chain sees 3 + committee-size transactions whatever the number of trainers. Members and the task are
+set up once and written to `DIR/chain/federation.json`, so a restarted run finds them, and a run killed
+inside a round resumes that round from the chain and the blob store.
 """
 
 from __future__ import annotations
@@ -26,12 +32,23 @@ import torch
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
-from fedledger.core.merkle import MerkleTree
 from fedledger.core.vectors import to_bytes
-from fedledger.ledger import Ledger, Role, RoundInfo, RoundResult, RoundStatus, TaskSpec, to_fixed
-from fedledger.ledger.claims import reward_tree
-from fedledger.ledger.types import ZERO32
-from fedledger.protocol.evidence import Evidence, RoundManifest, check_round
+from fedledger.ledger import Ledger, Role, RoundInfo, RoundStatus, TaskSpec, to_fixed
+from fedledger.ledger.claims import reputation_tree, reward_tree
+from fedledger.protocol import roles
+from fedledger.protocol.evidence import Evidence, RoundManifest
+from fedledger.protocol.roles import (
+    Aggregation,
+    Aggregator,
+    Key,
+    LocalWork,
+    RoundView,
+    StageClock,
+    TaskOwner,
+    Trainer,
+    Validator,
+)
+from fedledger.protocol.transport import InProcessTransport
 from fedledger.sim.attacks import AttackPlan
 
 TOKEN = 10**18
@@ -40,6 +57,8 @@ MAX_ATTEMPTS = 5  # a round rejected this many times in a row stops the run
 FEDERATION_FILE = "federation.json"
 REWARD_PER_ROUND = 100 * TOKEN
 VALIDATOR_SHARE_BPS = 1_000  # DeployParams.validator_share_bps: the validators' cut of each round's reward
+CONTRIBUTOR_POOL = REWARD_PER_ROUND - REWARD_PER_ROUND * VALIDATOR_SHARE_BPS // 10_000
+DEADLINE_STEP = 3_601  # seconds the chain clock moves when every role waits: past TaskSpec's windows
 STAKES = {Role.TRAINER: 10 * TOKEN, Role.AGGREGATOR: 200 * TOKEN, Role.VALIDATOR: 300 * TOKEN}
 #: dev-account index ranges for each role (trainer i is account TRAINER_BASE + i)
 OWNER_ACCOUNT, AGGREGATOR_BASE, VALIDATOR_BASE, TRAINER_BASE = 1, 10, 40, 100
@@ -122,21 +141,29 @@ class Federation:
 
 
 class ChainRounds:
-    """Opens, submits, validates and finalizes each round of a simulation on the ledger."""
+    """The federation's roles on a ledger, and the driver that runs each round to finalization."""
 
-    def __init__(self, federation: Federation, blobs: BlobStore, evaluate: Callable[[int, torch.Tensor], float],
-                 *, accuracy_tolerance: float = 0.05) -> None:
+    def __init__(self, federation: Federation, blobs: BlobStore,
+                 evaluators: Sequence[Callable[[torch.Tensor], float]]) -> None:
         self.fed = federation
         self.blobs = blobs
-        self.evaluate = evaluate  # (validator number, model) -> accuracy on that validator's own held-out data
-        self.tolerance = accuracy_tolerance
-        self.accepted_accuracy: float | None = None
-        self.malicious: str | None = None  # address of the aggregator that tampers, under that attack
+        self.evaluators = evaluators  # validator v's accuracy on its own held-out data
+        self.transport = InProcessTransport()
+        self.clock = StageClock()
+        self.initial_model: bytes | None = None
+        self.owner = TaskOwner(federation.owner, federation.task_id, self.transport, blobs, self.clock)
+        self._cohorts: dict[Key, tuple[str, ...]] = {}
+        self.aggregators: list[Aggregator] = []
+        self.validators: list[Validator] = []
+        self.trainers: list[Trainer] = []
+        self.on_progress: Callable[[str, RoundView], None] = lambda stage, view: None
+        self._attacks = AttackPlan()
+        self._armed = False
 
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
                 privacy_budget: float | None, spec: dict[str, object], trainer_keys: Sequence[bytes],
-                evaluate: Callable[[int, torch.Tensor], float]) -> ChainRounds:
+                evaluators: Sequence[Callable[[torch.Tensor], float]]) -> ChainRounds:
         blobs = BlobStore(out / "blobs")
         ledger = Ledger.connect(chain, out)
         try:
@@ -145,7 +172,7 @@ class ChainRounds:
         except BaseException:
             ledger.close()
             raise
-        return cls(fed, blobs, evaluate)
+        return cls(fed, blobs, evaluators)
 
     @property
     def ledger(self) -> Ledger:
@@ -160,81 +187,150 @@ class ChainRounds:
     def store(self, model: torch.Tensor) -> bytes:
         return self.blobs.put(to_bytes(model))
 
-    def open(self, round_id: int, privacy_bound: float | None) -> RoundInfo:
+    # -- roles -------------------------------------------------------------------------------------
+    def build_roles(self, *, aggregation: Aggregation, work: LocalWork | None, attacks: AttackPlan,
+                    drops: Callable[[int, Key], bool]) -> None:
+        """One role per account. `work` None: trainers send no visible updates (secure aggregation)."""
+        fed, t = self.fed, self.transport
+        self._attacks = attacks
+        self.aggregators = [
+            Aggregator(a, fed.task_id, t, self.blobs, aggregation=aggregation, reward_pool=CONTRIBUTOR_POOL,
+                       index_of=fed.index_of, clock=self.clock)
+            for a in fed.aggregators
+        ]
+        behaviour = ["lazy"] * attacks.lazy_validators + ["silent"] * attacks.silent_validators
+        self.validators = [
+            Validator(v, fed.task_id, t, self.blobs, evaluate=self.evaluators[i % len(self.evaluators)],
+                      reward_pool=CONTRIBUTOR_POOL, behaviour=behaviour[i] if i < len(behaviour) else "honest",
+                      clock=self.clock)
+            for i, v in enumerate(fed.validators)
+        ]
+        self.trainers = [] if work is None else [
+            Trainer(m, fed.task_id, t, self.blobs, member=i, work=work,
+                    drops=lambda key, i=i: drops(i, key), clock=self.clock)
+            for i, m in enumerate(fed.trainers)
+        ]
+
+    def _arm_aggregator_attacks(self) -> None:
+        """The aggregator drawn for round 1's first attempt is the one that misbehaves, for the whole run."""
+        attacks = self._attacks
+        if not (attacks.malicious_aggregator or attacks.late_aggregator):
+            return
+        self.ledger.index.sync()
+        first = self.ledger.expected_selection(self.fed.task_id, 1, attempt=0)[0]
+        for agg in self.aggregators:
+            if agg.address == first:
+                agg.faults.tampers = attacks.malicious_aggregator
+                if attacks.late_aggregator:
+                    agg.faults.misses_deadline.add((1, 0))  # attempts count from 0
+
+    # -- observing the chain -----------------------------------------------------------------------
+    def observe(self, round_id: int, cohort_size: int) -> RoundView:
+        record = self.ledger.round(self.fed.task_id, round_id)
+        key = (round_id, record.attempt)
+        if record.status is not RoundStatus.NONE and key not in self._cohorts:
+            self._cohorts[key] = tuple(self.ledger.cohort(self.fed.task_id, round_id, cohort_size))
+        previous = self.ledger.round(self.fed.task_id, round_id - 1) if round_id > 1 else None
+        assert self.initial_model is not None
+        return RoundView(
+            record=record,
+            cohort=self._cohorts.get(key, ()),
+            global_model=previous.model_hash if previous is not None else self.initial_model,
+            previous_evidence=previous.evidence_root if previous is not None else None,
+            now=self.ledger.timestamp,
+        )
+
+    def cohort_members(self, view: RoundView) -> np.ndarray:
+        return self.cohort_members_at(view.key)
+
+    def cohort_members_at(self, key: Key) -> np.ndarray:
+        """Member numbers of the cohort drawn for (round, attempt), sorted."""
+        return np.sort(np.array([self.fed.index_of[a] for a in self._cohorts[key]], dtype=np.int64))
+
+    # -- after the rounds --------------------------------------------------------------------------
+    def claim_rewards(self, rounds: int) -> None:
+        """Each trainer claims its reward for every finalized round and applies its latest reputation score,
+        with Merkle proofs built from the rounds' evidence (one transaction each, off the rounds' path)."""
+        task = self.fed.task_id
+        latest: tuple[int, dict[str, int]] | None = None
+        for round_id in range(1, rounds + 1):
+            record = self.ledger.round(task, round_id)
+            if record.status is not RoundStatus.FINALIZED:
+                continue
+            settlement = Evidence.from_bytes(self.blobs.get(RoundManifest.find(self.blobs, record.evidence_root)
+                                                            .evidence)).settlement
+            if settlement.rewards:
+                tree = reward_tree(task, round_id, settlement.rewards)
+                for address, amount in settlement.rewards.items():
+                    member = self.fed.at(address)
+                    if not member.is_claimed(task, round_id):
+                        member.claim_reward(task, round_id, amount, tree.proof(address))
+            if settlement.reputation:
+                latest = (round_id, settlement.reputation)
+        if latest is not None:
+            round_id, scores = latest
+            epoch = self.ledger.reputation_epoch(task, round_id)
+            tree = reputation_tree(task, round_id, scores)
+            for address, score in scores.items():
+                if self.ledger.reputation_of(address) != score:
+                    self.fed.at(address).apply_reputation(epoch, address, score, tree.proof(address))
+
+    def balances(self) -> dict[str, dict[str, float]]:
+        """Reward tokens, stake and reputation of every account, in whole tokens."""
+        out = {}
+        for label, accounts in (("trainer", self.fed.trainers), ("aggregator", self.fed.aggregators),
+                                ("validator", self.fed.validators)):
+            for i, a in enumerate(accounts):
+                out[f"{label} {i}"] = {"address": a.address, "reward": self.ledger.reward_balance(a.address) / TOKEN,
+                                       "stake": self.ledger.stake_of(a.address) / TOKEN,
+                                       "reputation": self.ledger.reputation_of(a.address)}
+        return out
+
+    # -- one round ---------------------------------------------------------------------------------
+    def run(self, round_id: int, cohort_size: int, privacy_bound: int | None,
+            flush: Callable[[], bool] = lambda: False) -> RoundView:
+        """Drive the roles until round `round_id` is finalized; returns the finalized view.
+
+        Resumes a round a previous process left open, submitted or rejected. `flush` runs the trainers'
+        pending local work (batched in a simulation) and says whether there was any.
+        """
         task = self.ledger.task(self.fed.task_id)
-        if task.current_round != round_id - 1:
+        if task.current_round < round_id - 1:
             raise IntegrityError(
                 f"the chain's task {self.fed.task_id} is at round {task.current_round}, this run at round "
                 f"{round_id - 1}; the output directory's checkpoint and chain state disagree"
             )
-        bound = to_fixed(privacy_bound) if privacy_bound is not None else None
-        info = self.fed.owner.open_round(self.fed.task_id, bound)
-        self.ledger.verify_selection(self.fed.task_id, info.round_id)
-        return info
-
-    def cohort(self, info: RoundInfo, size: int) -> np.ndarray:
-        return self.fed.cohort(info, size)
-
-    def settle(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
-               privacy_spent: float | None, attacks: AttackPlan | None = None) -> tuple[torch.Tensor, int]:
-        """Submit, let the committee validate and vote, finalize; reopen a rejected round with a new
-        aggregator and committee. Returns (the model the chain finalized, attempts it took)."""
-        attacks = attacks or AttackPlan()
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            posted = model
-            if attacks.malicious_aggregator and self.malicious is None:
-                self.malicious = info.aggregator  # the first aggregator drawn turns malicious for the whole run
-            if info.aggregator == self.malicious:
-                posted = model + 0.05 * torch.randn(model.shape, generator=torch.Generator().manual_seed(attempt))
-            self._submit(info, posted, evidence, contributors, privacy_spent)
-            accuracies = []
-            lazy = {v.address for v in self.fed.validators[: attacks.lazy_validators]}
-            for v, member in enumerate(info.committee):
-                ok, accuracy = (True, float("nan")) if member in lazy else self._validate(v, info)
-                self.fed.at(member).vote(self.fed.task_id, info.round_id, ok)
-                accuracies.append(accuracy)
-            if self.fed.owner.finalize(self.fed.task_id, info.round_id) is RoundStatus.FINALIZED:
-                self.accepted_accuracy = float(np.nanmedian(accuracies)) if not np.isnan(accuracies).all() else None
-                return posted, attempt
-            info = self.fed.owner.reopen(self.fed.task_id, info.round_id)
-        raise IntegrityError(
-            f"round {info.round_id} was rejected by the committee {MAX_ATTEMPTS} times in a row (a tampered result, "
-            "or an honest aggregate that lowers the validators' accuracy, e.g. under poisoning: try a robust strategy)"
-        )
-
-    def _submit(self, info: RoundInfo, model: torch.Tensor, evidence: Evidence, contributors: np.ndarray | None,
-                privacy_spent: float | None) -> None:
-        """The aggregator's one transaction: model hash, evidence root, survivors, privacy, rewards."""
-        manifest = RoundManifest(self.store(model), self.blobs.put(evidence.to_bytes()))
-        survivors = [] if contributors is None else [self.fed.trainers[int(i)].address for i in contributors]
-        pool = REWARD_PER_ROUND - REWARD_PER_ROUND * VALIDATOR_SHARE_BPS // 10_000
-        reward_root = ZERO32
-        if survivors:
-            shares = dict.fromkeys(survivors, pool // len(survivors))
-            reward_root = reward_tree(self.fed.task_id, info.round_id, shares).root
-        self.fed.at(info.aggregator).submit_result(
-            self.fed.task_id,
-            info.round_id,
-            RoundResult(
-                model_hash=manifest.model,
-                evidence_root=manifest.store(self.blobs),
-                survivor_root=MerkleTree([a.encode() for a in survivors] or [b""]).root,
-                survivor_count=len(survivors),
-                privacy_spent=to_fixed(privacy_spent) if privacy_spent is not None else 0,
-                reward_root=reward_root,
-            ),
-        )
-
-    def _validate(self, validator: int, info: RoundInfo) -> tuple[bool, float]:
-        """One committee member's check, from the chain record and the blobs alone."""
-        record = self.ledger.round(self.fed.task_id, info.round_id)
-        try:
-            checked = check_round(self.blobs, record.model_hash, record.evidence_root)
-        except IntegrityError:
-            return False, float("nan")
-        accuracy = self.evaluate(validator, checked.model)
-        baseline = self.accepted_accuracy
-        return baseline is None or accuracy >= baseline - self.tolerance, accuracy
+        if task.current_round == round_id - 1:
+            self.owner.open(round_id, privacy_bound)
+        if not self._armed:
+            self._arm_aggregator_attacks()
+            self._armed = True
+        active: list[roles.Role] = [self.owner, *self.trainers, *self.aggregators, *self.validators]
+        idle, stalls, last = False, 0, None
+        while True:
+            view = self.observe(round_id, cohort_size)
+            if view.record.status is RoundStatus.FINALIZED:
+                return view
+            if view.record.attempt >= MAX_ATTEMPTS:
+                raise IntegrityError(
+                    f"round {round_id} was redone {MAX_ATTEMPTS} times without a result the committee accepts "
+                    "(a tampered result, or an honest aggregate that lowers the validators' accuracy, e.g. under "
+                    "poisoning: try a robust strategy)"
+                )
+            if (view.record.status, view.key) != last:
+                last = (view.record.status, view.key)
+                self.on_progress(view.record.status.name.lower(), view)
+            progressed = any([role.step(view, idle) for role in active]) | flush()
+            if progressed:
+                idle, stalls = False, 0
+            elif not idle:
+                idle = True  # one more pass with the collection and vote deadlines reached
+            else:
+                stalls += 1
+                if stalls > 2:
+                    raise IntegrityError(f"round {round_id} is stuck in status {view.record.status.name}")
+                self.ledger.advance_time(DEADLINE_STEP)  # let the chain's deadline pass
+                idle = False
 
     def summary(self) -> dict[str, object]:
         task = self.ledger.task(self.fed.task_id)
@@ -245,4 +341,15 @@ class ChainRounds:
             "privacy_spent": task.privacy_spent / TOKEN,
             "gas": self.ledger.gas_report(),
             "contracts": dict(self.ledger.deployment.addresses),
+            "slashed": self._slashes(),
         }
+
+    def _slashes(self) -> list[dict[str, object]]:
+        """Every slash of this task's members, from the event index (reopen after a missed deadline, and
+        whatever the contracts record as Slashed)."""
+        out: list[dict[str, object]] = []
+        for ev in self.ledger.events("RoundReopened", task_id=self.fed.task_id):
+            if int(ev.args["slashed_amount"]) > 0:  # type: ignore[call-overload]
+                out.append({"round": int(ev.args["round_id"]), "member": str(ev.args["slashed"]),  # type: ignore[call-overload]
+                            "amount": int(ev.args["slashed_amount"]) / TOKEN, "reason": "missed_deadline"})  # type: ignore[call-overload]
+        return out
