@@ -373,3 +373,84 @@ def proof_words(proof: bytes) -> tuple[list[int], list[list[int]], list[int]]:
         raise InvalidProof(f"a Groth16 proof is 256 bytes, got {len(proof)}")
     w = [int.from_bytes(proof[i : i + 32], "big") for i in range(0, 256, 32)]
     return [w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]]
+
+
+# -- long-lived provers ---------------------------------------------------------------------------
+
+_POOL_KEYS: dict[str, tuple[Any, Any]] = {}
+
+
+def _pool_init(key_dir: str, threads: int) -> None:
+    """Worker initializer: load the keys of one circuit once, before any proof.
+
+    groth16py's prover runs on one thread (its wall time equals its CPU time here), so a
+    worker per core is how a machine's cores are used; RAYON_NUM_THREADS keeps any parallel
+    part from oversubscribing them.
+    """
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    pk = groth16py.ProvingKey.load(os.path.join(key_dir, "pk.bin"))
+    vk = groth16py.VerifyingKey.load(os.path.join(key_dir, "vk.bin"))
+    _POOL_KEYS[key_dir] = (pk, groth16py.Verifier(vk))
+
+
+def _pool_prove(key_dir: str, circuit: Circuit, inputs: dict[str, object]) -> tuple[bytes, float]:
+    pk, verifier = _POOL_KEYS[key_dir]
+    t0 = time.perf_counter()
+    proof = prove_checked(pk, verifier, circuit, inputs)
+    return proof, time.perf_counter() - t0
+
+
+def _pool_pid(_: int = 0) -> int:
+    return os.getpid()
+
+
+class ProverPool:
+    """Provers for one circuit that load the proving key once and prove many witnesses.
+
+    `workers = 1` proves in the calling process; `workers > 1` starts that many worker processes
+    (spawned, each loading the key once) and proves witnesses in parallel. `prove_many` returns
+    the proofs in input order with each proof's own seconds, and raises ProvingError for a
+    witness that does not satisfy the circuit.
+    """
+
+    def __init__(self, keys: KeySet, workers: int = 1) -> None:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        self.keys = keys
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+        if self.workers == 1:
+            _ = keys.pk  # load now, once
+            return
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self._pool = cf.ProcessPoolExecutor(
+            self.workers,
+            mp_context=mp.get_context("spawn"),  # never fork a process that may hold prover threads
+            initializer=_pool_init,
+            initargs=(str(keys.directory), threads),
+        )
+        list(self._pool.map(_pool_pid, range(self.workers)))  # key loading is not billed to a proof
+
+    def prove_many(self, inputs: Sequence[Mapping[str, object]]) -> list[tuple[bytes, float]]:
+        if self._pool is None:
+            out = []
+            for inp in inputs:
+                t0 = time.perf_counter()
+                out.append((prove_checked(self.keys.pk, self.keys.verifier, self.keys.circuit, inp),
+                            time.perf_counter() - t0))
+            return out
+        key_dir = str(self.keys.directory)
+        futures = [self._pool.submit(_pool_prove, key_dir, self.keys.circuit, dict(inp)) for inp in inputs]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> ProverPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -93,7 +93,9 @@ class TrainSpec:
         )
 
 
-def train_fixed_point(spec: TrainSpec, w0: Sequence[int], feats: np.ndarray, labels: np.ndarray, lr: int) -> np.ndarray:
+def train_fixed_point(
+    spec: TrainSpec, w0: Sequence[int] | np.ndarray, feats: np.ndarray, labels: np.ndarray, lr: int
+) -> np.ndarray:
     """The exact integer computation the circuit checks; returns w_E (weights, bias last)."""
     f = spec.frac_bits
     x = np.asarray(feats, dtype=np.int64)
@@ -115,7 +117,7 @@ def train_fixed_point(spec: TrainSpec, w0: Sequence[int], feats: np.ndarray, lab
 
 
 def train_fixed_point_softmax(
-    spec: TrainSpec, w0: Sequence[int], feats: np.ndarray, labels: np.ndarray, lr: int
+    spec: TrainSpec, w0: Sequence[int] | np.ndarray, feats: np.ndarray, labels: np.ndarray, lr: int
 ) -> np.ndarray:
     """The exact integer softmax-regression computation the circuit checks; W_E flattened row by row.
 
@@ -146,7 +148,9 @@ def train_fixed_point_softmax(
     return w.reshape(-1)
 
 
-def train(spec: TrainSpec, w0: Sequence[int], feats: np.ndarray, labels: np.ndarray, lr: int) -> np.ndarray:
+def train(
+    spec: TrainSpec, w0: Sequence[int] | np.ndarray, feats: np.ndarray, labels: np.ndarray, lr: int
+) -> np.ndarray:
     """`train_fixed_point` or `train_fixed_point_softmax`, by the spec's model."""
     fn = train_fixed_point if spec.model == "logistic" else train_fixed_point_softmax
     return fn(spec, w0, feats, labels, lr)
@@ -186,30 +190,33 @@ class TrainingProof:
 
 
 def _public(
-    spec: TrainSpec, root: int, lo: Sequence[int], n: int, lr: int, w0: Sequence[int], posted: UpdateCommitment
+    spec: TrainSpec,
+    root: int,
+    lo: Sequence[int],
+    n: int,
+    lr: int,
+    w0: Sequence[int] | np.ndarray,
+    posted: UpdateCommitment,
 ) -> list[int]:
     return [int(v) % P for v in (root, *lo, n, lr, *w0, posted.ctx, posted.chunk_commits[0])]
 
 
-def prove_training(
-    backend: Groth16Backend,
-    keys: KeySet,
+def training_inputs(
     spec: TrainSpec,
     policy: DataPolicy,
-    w0: Sequence[int],
+    w0: Sequence[int] | np.ndarray,
     feats: np.ndarray,
     labels: np.ndarray,
     lr: int,
     secret: UpdateSecret,
     posted: UpdateCommitment,
-) -> TrainingProof:
-    """Prove that `secret.x` is the trained update and `posted` commits to it (ProvingError if not)."""
+) -> dict[str, object]:
+    """The full circuit input assignment (public and private) of a training proof."""
     feats = np.asarray(feats, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     if feats.shape != (n, spec.features) or n > spec.capacity or n == 0:
         raise DataError(f"expected 1..{spec.capacity} rows of {spec.features} features")
-    t0 = time.perf_counter()
     root = dataset_root(spec.data, policy, feats, labels)
     u = spec.update
     e_pad = np.zeros(u.chunk_size, dtype=np.int64)
@@ -237,6 +244,24 @@ def prove_training(
         rho=secret.rhos[0],
         ePack=_shifted_pack(e_pad, u.noise_bits),
     )
+    return inputs
+
+
+def prove_training(
+    backend: Groth16Backend,
+    keys: KeySet,
+    spec: TrainSpec,
+    policy: DataPolicy,
+    w0: Sequence[int] | np.ndarray,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    lr: int,
+    secret: UpdateSecret,
+    posted: UpdateCommitment,
+) -> TrainingProof:
+    """Prove that `secret.x` is the trained update and `posted` commits to it (ProvingError if not)."""
+    t0 = time.perf_counter()
+    inputs = training_inputs(spec, policy, w0, feats, labels, lr, secret, posted)
     proof = backend.prove(keys, inputs)
     return TrainingProof(proof, time.perf_counter() - t0)
 
@@ -248,7 +273,7 @@ def verify_training(
     lo: Sequence[int],
     n_rows: int,
     lr: int,
-    w0: Sequence[int],
+    w0: Sequence[int] | np.ndarray,
     posted: UpdateCommitment,
     proof: TrainingProof,
 ) -> None:
