@@ -7,6 +7,7 @@ from fedledger.ledger.client import Ledger, open_ledger
 from fedledger.ledger.deploy import Deployment, DeployParams
 from fedledger.ledger.types import (
     GovAction,
+    ReopenReason,
     Role,
     RoundInfo,
     RoundRecord,
@@ -25,6 +26,7 @@ __all__ = [
     "Deployment",
     "GovAction",
     "Ledger",
+    "ReopenReason",
     "Role",
     "RoundInfo",
     "RoundRecord",
