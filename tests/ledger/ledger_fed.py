@@ -86,7 +86,15 @@ class Fed:
     def rewards(self, info: RoundInfo, amount: int = 20 * E) -> ClaimTree:
         return reward_tree(self.task_id, info.round_id, {t.address: amount for t in self.trainers})
 
-    def submit(self, info: RoundInfo, *, tree: ClaimTree | None = None, spent: float = 1.0, rep: bytes = b"") -> None:
+    def submit(
+        self,
+        info: RoundInfo,
+        *,
+        tree: ClaimTree | None = None,
+        spent: float = 1.0,
+        rep: bytes = b"",
+        faulty: tuple[str, ...] = (),
+    ) -> None:
         tree = tree or self.rewards(info)
         self.at(info.aggregator).submit_result(
             self.task_id,
@@ -99,6 +107,7 @@ class Fed:
                 privacy_spent=to_fixed(spent),
                 reputation_root=rep or b"\x00" * 32,
                 reward_root=tree.root,
+                faulty=faulty,
             ),
         )
 

@@ -1,12 +1,15 @@
 """Token conservation over random operation sequences (hypothesis, on anvil with snapshots).
 
 Each example runs a random sequence of transfers, stakes, unbonds, withdrawals, clock moves,
-rounds (finalized with reward claims, rejected, or missed and reopened with a slash) on the
-module's federation, checks the invariants, and reverts the chain to where it started.
+rounds (finalized with reward claims, finalized naming faulty trainers, rejected by the
+committee, missed and reopened, or timed out with silent committee members: the last four
+slash) on the module's federation, checks the invariants, and reverts the chain to where it
+started.
 
 Invariants:
 - utility tokens: the supply never changes and is exactly held by the known accounts, the
   staking contract and the treasury; staking holds exactly the active plus unbonding stake;
+  the treasury holds exactly the sum of the slashes the index lists;
 - reward tokens: the supply is the reward of the finalized rounds; the rewards contract holds
   exactly what its pools have not paid out.
 """
@@ -19,11 +22,12 @@ from hypothesis import strategies as st
 from ledger_fed import TASK, TEST_PARAMS, E, Fed
 
 from fedledger.ledger import RoundStatus
-from fedledger.ledger.errors import LedgerRevert
+from fedledger.ledger.errors import LedgerRevert, WrongState
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 member = st.integers(min_value=0, max_value=10)  # index into fed's members (trainers, validators, aggregators)
+ROUND_KINDS = ["finalize", "faulty", "reject", "miss", "timeout"]
 amount = st.integers(min_value=1, max_value=400).map(lambda x: x * E)
 ops = st.one_of(
     st.tuples(st.just("transfer"), member, member, amount),
@@ -31,7 +35,7 @@ ops = st.one_of(
     st.tuples(st.just("unbond"), member, amount),
     st.tuples(st.just("withdraw"), member),
     st.tuples(st.just("time"), st.integers(min_value=1, max_value=2 * TEST_PARAMS.unbonding_delay)),
-    st.tuples(st.just("round"), st.sampled_from(["finalize", "reject", "miss"]), st.integers(0, 3)),
+    st.tuples(st.just("round"), st.sampled_from(ROUND_KINDS), st.integers(0, 3)),
 )
 
 
@@ -51,6 +55,7 @@ def _check_invariants(fed: Fed, finalized: int) -> None:
     bonded = sum(L.stake_of(m.address) + L.unbonding_of(m.address)[0] for m in _members(fed))
     assert L.utility_balance(staking) == bonded
     assert c["staking"].functions.total_staked().call() == sum(L.stake_of(m.address) for m in _members(fed))
+    assert L.utility_balance(treasury) == sum(s.amount for s in L.slashes())
 
     reward = c["reward_token"].functions
     assert reward.totalSupply().call() == finalized * TASK.reward_per_round
@@ -76,8 +81,18 @@ def _round(fed: Fed, kind: str, claims: int) -> int:
     if kind == "miss":
         fed.ledger.advance_time(TASK.submit_window + 1)
         info = fed.trainers[0].reopen(fed.task_id, info.round_id)
+    if kind == "timeout":  # one member votes, the others stay silent past the deadline
+        fed.submit(info, spent=task.privacy_spent / E)
+        fed.at(info.committee[0]).vote(fed.task_id, info.round_id, True)
+        fed.ledger.advance_time(TASK.vote_window + 1)
+        try:
+            info = fed.trainers[0].reopen(fed.task_id, info.round_id)
+        except WrongState:  # a committee shrunk by unbonding: that one vote is the quorum
+            fed.owner.finalize(fed.task_id, info.round_id)
+            return 1
     tree = fed.rewards(info, amount=10 * E)
-    fed.submit(info, tree=tree, spent=task.privacy_spent / E)
+    faulty = tuple(t.address for t in fed.trainers[:claims]) if kind == "faulty" else ()
+    fed.submit(info, tree=tree, spent=task.privacy_spent / E, faulty=faulty)
     fed.vote_all(info, accept=kind != "reject")
     status = fed.owner.finalize(fed.task_id, info.round_id)
     if status is not RoundStatus.FINALIZED:
