@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fedledger.zk.backend import DevelopmentSetupWarning, Groth16Backend, proof_words
 from fedledger.zk.binding import check_aggregate, project
@@ -31,6 +32,10 @@ from fedledger.zk.update import (
     UpdateSpec,
     chunk_public_inputs,
     commit_update,
+    constraint_breakdown,
+    domain_size,
+    modeled_chunk_seconds,
+    plan_chunk,
     verify_update,
 )
 
@@ -150,115 +155,100 @@ def _gas(keys: Any, spec: UpdateSpec, posted: Any, proof: Any) -> dict[str, Any]
         proc.wait(timeout=10)
 
 
-def _breast_cancer(backend: Groth16Backend, members: int, prove_members: int) -> dict[str, Any]:
-    """Proof of training and data quality on breast_cancer split over `members` members.
+def _sim_training(backend: Groth16Backend, rounds: int, prove_rounds: int, data_quality: bool) -> dict[str, Any]:
+    """Proof of training as `fedledger run --proofs training` runs it: breast_cancer, 10 members.
 
-    Logistic regression, full-batch GD, 5 local epochs, lr 0.5, 10 FedAvg rounds; fixed point
-    (8 fractional bits, hard sigmoid) against float GD with the exact sigmoid, same schedule.
-    Proofs are made for round 1 of `prove_members` members (the circuit cost is the same every
-    round); data-quality proofs for the same members.
+    The simulation's data (iid split, 20 % test, 20 % held out per member, z-scored) and its
+    `logreg` model (two logits); full-batch GD, 5 local epochs, lr 0.5, FedAvg weighted by rows,
+    `rounds` rounds. Fixed point (8 fractional bits, hard sigmoid: what the circuit proves,
+    `TrainingProofs`) against float GD of the same model with the exact softmax and the same
+    schedule. Every member proves and every proof is verified in the first `prove_rounds` rounds;
+    later rounds use the same fixed-point reference without proofs.
     """
-    from sklearn.datasets import load_breast_cancer
+    from fedledger.data.federate import load_federated
+    from fedledger.learning.local import evaluate
+    from fedledger.models import build_model, get_flat
+    from fedledger.sim.training_proofs import TrainingProofs
 
-    from fedledger.zk.data_quality import (
-        DataPolicy,
-        DataSpec,
-        dataset_root,
-        fixed_point,
-        prove_data_quality,
-        verify_data_quality,
-    )
-    from fedledger.zk.training import TrainSpec, prove_training, train_fixed_point, train_float, verify_training
-
-    ds = load_breast_cancer()
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(ds.target))
-    x, y = ds.data[order], ds.target[order].astype(np.int64)
-    n_test = len(y) // 5
-    mu, sd = x[n_test:].mean(0), x[n_test:].std(0)
-    xs = np.clip((x - mu) / sd, -8, 8)
-    xt, yt, xtr, ytr = xs[:n_test], y[:n_test], xs[n_test:], y[n_test:]
-    parts = np.array_split(np.arange(len(ytr)), members)
-    frac, epochs, lr, rounds = 8, 5, 0.5, 10
-    lr_fp = int(lr * (1 << frac))
-    cap = 1 << int(np.ceil(np.log2(max(len(p) for p in parts))))
-    feats = 30
-    uspec = UpdateSpec(chunk_size=32, entry_bits=16, noise_bits=12)
-    tspec = TrainSpec(capacity=cap, features=feats, epochs=epochs, update=uspec, feature_bits=16, frac_bits=frac)
-    lo = -(8 << frac)
-    policy = DataPolicy(
-        lo=(lo,) * feats,
-        hi=(lo + 2**16 - 1,) * feats,
-        allowed=(1, 1),
-        min_rows=20,
-        min_count=(1, 1),
-        max_count=(cap, cap),
-    )
-
-    def accuracy(w: np.ndarray) -> float:
-        return float((((xt @ w[:-1] + w[-1]) > 0).astype(np.int64) == yt).mean())
-
-    w_fp = np.zeros(feats + 1, dtype=np.int64)
-    w_fl = np.zeros(feats + 1)
-    for _ in range(rounds):
-        ups_fp, ups_fl, sizes = [], [], []
-        for p in parts:
-            xf = fixed_point(xtr[p], frac)
-            ups_fp.append(train_fixed_point(tspec, w_fp, xf, ytr[p], lr_fp) - w_fp)
-            ups_fl.append(train_float(w_fl, xtr[p], ytr[p], lr, epochs) - w_fl)
-            sizes.append(len(p))
-        wts = np.array(sizes) / sum(sizes)
-        w_fp = w_fp + np.rint(np.tensordot(wts, np.array(ups_fp), 1)).astype(np.int64)
-        w_fl = w_fl + np.tensordot(wts, np.array(ups_fl), 1)
+    members, epochs, lr, cap = 10, 5, 0.5, 64
+    data = load_federated("breast_cancer", "iid", members, seed=0)
+    model = build_model("logreg", data.input_shape, data.num_classes, seed=0)
+    test_X, test_y = torch.from_numpy(data.test.X), torch.from_numpy(data.test.y)
+    rows = [(torch.from_numpy(m.train.X), torch.from_numpy(m.train.y)) for m in data.members]
+    names = [m.name for m in data.members]
+    ids = list(range(members))
+    tp = TrainingProofs(features=30, classes=2, lr=lr, epochs=epochs, capacity=cap, task="bench/breast_cancer",
+                        workers=2, backend=backend, data_quality="prove" if data_quality else "check")
+    g_fp = g_fl = get_flat(model)
+    prove_s, verify_s, made, verified, dq_s, dq_rows = [], [], 0, 0, 0.0, 0
+    t0 = time.perf_counter()
+    _ = tp.keys.pk
+    key_s = time.perf_counter() - t0
+    for rnd in range(1, rounds + 1):
+        if rnd <= prove_rounds:
+            t1 = time.perf_counter()
+            if rnd == 1 and data_quality:
+                for i in ids:
+                    tp.commit_data(names[i], *rows[i])
+                dq_s = time.perf_counter() - t1
+                dq_rows = sum(len(c.roots) * cap for c in tp.commitments.values())
+            res = tp.round(rnd, g_fp, ids, rows, names)
+            st = res.stats
+            made, verified = made + st.made, verified + st.verified
+            prove_s.append(st.prove_seconds)
+            verify_s.append(st.verify_seconds / max(1, st.verified))
+            deltas, used = res.deltas, res.rows
+        else:
+            w0 = tp.start_model(g_fp)
+            ds, used_l = [], []
+            for i in ids:
+                X, y = rows[i]
+                sh = tp.shards(len(y))
+                idx = sh[tp.shard_index(rnd, names[i], len(sh))]
+                ds.append(tp.to_sim_delta(tp.reference_update(w0, X[idx], y[idx])))
+                used_l.append(len(idx))
+            deltas, used = torch.tensor(np.array(ds), dtype=torch.float32), np.array(used_l)
+        g_fp = g_fp + torch.tensor(used / used.sum(), dtype=torch.float32) @ deltas
+        # float: the same model, full-batch GD with the exact softmax, same schedule
+        fl = []
+        for i in ids:
+            X, y = rows[i]
+            w = g_fl.clone().requires_grad_(True)
+            for _ in range(epochs):
+                logits = X @ w[:60].reshape(2, 30).T + w[60:]
+                (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), w)
+                w = (w - lr * grad).detach().requires_grad_(True)
+            fl.append(w.detach() - g_fl)
+        sizes = np.array([len(r[1]) for r in rows], dtype=np.float64)
+        g_fl = g_fl + torch.tensor(sizes / sizes.sum(), dtype=torch.float32) @ torch.stack(fl)
+    tp.close()
+    acc_fp, _ = evaluate(model, g_fp, test_X, test_y)
+    acc_fl, _ = evaluate(model, g_fl, test_X, test_y)
     out: dict[str, Any] = {
-        "members": members,
-        "rows_per_member": [len(p) for p in parts],
+        "dataset": "breast_cancer (simulation split: iid, 10 members)",
+        "rows_per_member": [len(r[1]) for r in rows],
+        "circuit_rows": cap,
         "epochs": epochs,
         "lr": lr,
         "rounds": rounds,
-        "frac_bits": frac,
-        "accuracy_fixed_point_hard_sigmoid": round(accuracy(w_fp / (1 << frac)), 4),
-        "accuracy_float_exact_sigmoid": round(accuracy(w_fl), 4),
+        "frac_bits": tp.frac,
+        "accuracy_fixed_point_hard_sigmoid": round(acc_fp, 4),
+        "accuracy_float_exact_softmax": round(acc_fl, 4),
+        "accuracy_cost_points": round(100 * (acc_fl - acc_fp), 2),
+        "test_rows": len(test_y),
+        "proved_rounds": prove_rounds,
+        "proofs_made": made,
+        "proofs_verified": verified,
+        "round_prove_wall_s": [round(v, 2) for v in prove_s],
+        "prove_s_per_member_per_round": round(float(np.mean(prove_s)) / members, 2),
+        "prover_workers": 2,
+        "verify_ms_per_proof": round(1000 * float(np.mean(verify_s)), 2),
+        "key_load_s": round(key_s, 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
     }
-    out["accuracy_cost"] = round(out["accuracy_float_exact_sigmoid"] - out["accuracy_fixed_point_hard_sigmoid"], 4)
-
-    t0 = time.perf_counter()
-    tkeys = backend.keys(tspec.circuit)
-    dspec = DataSpec(cap, feats, 2, 16)
-    dkeys = backend.keys(dspec.circuit)
-    _ = tkeys.pk, dkeys.pk
-    out["setup_or_key_load_s"] = round(time.perf_counter() - t0, 1)
-    w0 = np.zeros(feats + 1, dtype=np.int64)
-    prove_s, verify_s, dq_s, dq_rows = [], [], [], 0
-    for m in range(prove_members):
-        p = parts[m]
-        xf = fixed_point(xtr[p], frac)
-        upd = train_fixed_point(tspec, w0, xf, ytr[p], lr_fp) - w0
-        secret, posted = commit_update(
-            uspec, ProofContext("breast_cancer", 1, f"m{m}"), upd, np.zeros(feats + 1, dtype=np.int64), rng
-        )
-        proof = prove_training(backend, tkeys, tspec, policy, w0, xf, ytr[p], lr_fp, secret, posted)
-        root = dataset_root(dspec, policy, xf, ytr[p])  # the validator knows it from the join
-        t1 = time.perf_counter()
-        verify_training(tkeys, tspec, root, policy.lo, len(p), lr_fp, w0, posted, proof)
-        verify_s.append(time.perf_counter() - t1)
-        prove_s.append(proof.prove_seconds)
-        dq = prove_data_quality(backend, dkeys, dspec, policy, xf, ytr[p])
-        verify_data_quality(dkeys, dspec, policy, dq)
-        dq_s.append(dq.prove_seconds)
-        dq_rows += cap
-    out.update(
-        {
-            "training_proofs_made": prove_members,
-            "training_prove_s_mean": round(float(np.mean(prove_s)), 2),
-            "training_verify_ms_mean": round(1000 * float(np.mean(verify_s)), 2),
-            "training_prove_s_all_members_sequential_estimate": round(float(np.mean(prove_s)) * members, 1),
-            "data_quality_prove_s_mean": round(float(np.mean(dq_s)), 2),
-            "data_quality_circuit_rows": cap,
-            "data_quality_prove_s_per_1000_rows": round(sum(dq_s) / dq_rows * 1000, 2),
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-        }
-    )
+    if data_quality:
+        out["data_quality_prove_and_verify_s"] = round(dq_s, 1)
+        out["data_quality_s_per_1000_rows"] = round(dq_s / max(1, dq_rows) * 1000, 1)
     return out
 
 
@@ -341,6 +331,37 @@ def _wine_softmax(backend: Groth16Backend, members: int, prove_members: int) -> 
     return out
 
 
+def _median(v: list[float]) -> float:
+    return float(np.median(np.array(v)))
+
+
+def _compare(dim: int, reps: int, before: tuple[UpdateSpec, UpdateProver], after: tuple[UpdateSpec, UpdateProver],
+             rng: np.random.Generator) -> dict[str, Any]:
+    """Prove the same kind of update with both provers, interleaved so load drifts hit both alike."""
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for _ in range(reps):
+        for label, (spec, prover) in (("before", before), ("after", after)):
+            runs[label].append(_prove_case(spec, dim, prover, rng))
+    out: dict[str, Any] = {"dim": dim, "repetitions": reps}
+    for label, (spec, prover) in (("before", before), ("after", after)):
+        cases = runs[label]
+        out[label] = {
+            "chunk_size": spec.chunk_size,
+            "chunks": cases[0]["chunks"],
+            "workers": prover.workers,
+            "constraints_per_chunk": constraint_breakdown(spec)["total"],
+            "fft_domain": domain_size(spec),
+            "modeled_single_core_s": round(spec.n_chunks(dim) * modeled_chunk_seconds(spec) / prover.workers, 2),
+            "prove_s": [c["prove_s"] for c in cases],
+            "prove_s_median": round(_median([c["prove_s"] for c in cases]), 3),
+            "verify_ms_per_proof_median": round(_median([c["verify_ms_per_proof"] for c in cases]), 3),
+            "proof_bytes": cases[0]["proof_bytes"],
+        }
+    out["speedup_median"] = round(out["before"]["prove_s_median"] / out["after"]["prove_s_median"], 2)
+    out["_last_after"] = runs["after"][-1]
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     warnings.simplefilter("ignore", DevelopmentSetupWarning)
     backend = Groth16Backend()
@@ -358,47 +379,57 @@ def run(quick: bool = False) -> dict[str, Any]:
         t0 = time.perf_counter()
         fresh = not (backend.key_dir(spec.circuit) / "setup.json").exists()
         p = UpdateProver(spec, backend, workers=workers)
-        setups[spec.circuit.name] = round(time.perf_counter() - t0, 1)
-        setups[spec.circuit.name + "_was_fresh_setup"] = fresh
+        setups[f"{spec.circuit.name}_w{workers}"] = round(time.perf_counter() - t0, 1)
+        setups[f"{spec.circuit.name}_was_fresh_setup"] = fresh
         return p
 
-    spec1k = UpdateSpec(chunk_size=1024)
-    with prover_for(spec1k, 1) as p:
-        rec = p.keys.record
-        out["keys"] = {"kind": rec.kind, "development_only": rec.development_only}
-        if rec.development_only:
-            out["keys"]["warning"] = "DEVELOPMENT-ONLY: single-party setup; whoever ran it can forge proofs"
-        case = _prove_case(spec1k, 1024, p, rng)
-        out["update_1024"] = {k: v for k, v in case.items() if not k.startswith("_")}
-        out["round_check_100_trainers_d1024"] = _round_check(spec1k, p.keys, case["_posted"], case["_proof"], 1024, 100)
-        if not quick:
-            out["round_check_1000_trainers_d1024"] = _round_check(
-                spec1k, p.keys, case["_posted"], case["_proof"], 1024, 1000
-            )
-        out["gas"] = _gas(p.keys, spec1k, case["_posted"], case["_proof"])
+    # Where the constraints go, per component (exact counts of update_chunk.circom).
+    out["constraints"] = {n: constraint_breakdown(UpdateSpec(chunk_size=n)) for n in (512, 1024, 1639, 3572, 4096)}
+
+    # Before: the chunk sizes and prover of the previous release (1,024 / 4,096 entries per chunk, one
+    # in-process prover). After: chunk sizes from `plan_chunk` (fill the FFT domain, a multiple of the
+    # workers) and one single-threaded prover process per core. Same run, interleaved, median of `reps`.
+    cases = [(1024, 3)] if quick else [(1024, 3), (16_384, 3), (100_000, 1)]
+    comparisons: dict[str, Any] = {}
+    for dim, reps in cases:
+        old = UpdateSpec(chunk_size=1024 if dim <= 1024 else 4096)
+        new = UpdateSpec(chunk_size=plan_chunk(dim, 2))
+        with prover_for(old, 1) as pb, prover_for(new, 2) as pa:
+            cmp_ = _compare(dim, reps, (old, pb), (new, pa), rng)
+            last = cmp_.pop("_last_after")
+            comparisons[f"update_{dim}"] = cmp_
+            if dim == 1024:
+                rec = pa.keys.record
+                out["keys"] = {"kind": rec.kind, "development_only": rec.development_only}
+                if rec.development_only:
+                    out["keys"]["warning"] = "DEVELOPMENT-ONLY: single-party setup; whoever ran it can forge proofs"
+                out["round_check_100_trainers_d1024"] = _round_check(new, pa.keys, last["_posted"], last["_proof"],
+                                                                     1024, 100)
+                if not quick:
+                    out["round_check_1000_trainers_d1024"] = _round_check(
+                        new, pa.keys, last["_posted"], last["_proof"], 1024, 1000
+                    )
+                out["gas"] = _gas(pa.keys, new, last["_posted"], last["_proof"])
+            if dim == 16_384:
+                for trainers in (100, 1000):
+                    out[f"round_check_{trainers}_trainers_d16384"] = _round_check(
+                        new, pa.keys, last["_posted"], last["_proof"], dim, trainers
+                    )
+    out["update_proofs"] = comparisons
+    out["proof_of_training"] = _sim_training(backend, rounds=10, prove_rounds=1 if quick else 2,
+                                             data_quality=not quick)
     if not quick:
-        spec4k = UpdateSpec(chunk_size=4096)
-        with prover_for(spec4k, 2) as p:
-            for dim in (16_384, 100_000):
-                case = _prove_case(spec4k, dim, p, rng)
-                out[f"update_{dim}"] = {k: v for k, v in case.items() if not k.startswith("_")}
-                if dim == 16_384:
-                    for trainers in (100, 1000):
-                        out[f"round_check_{trainers}_trainers_d16384"] = _round_check(
-                            spec4k, p.keys, case["_posted"], case["_proof"], dim, trainers
-                        )
-    out["breast_cancer"] = _breast_cancer(backend, members=10, prove_members=2 if quick else 10)
-    out["wine_softmax"] = _wine_softmax(backend, members=10, prove_members=1 if quick else 3)
+        out["wine_softmax"] = _wine_softmax(backend, members=10, prove_members=1)
     out["setup_or_key_load_s"] = setups
-    u1 = out["update_1024"]
-    out["ratios"] = {
-        "prove_1024_vs_rofl": round(u1["prove_s"] / ANCHORS["rofl_prove_1024_s"], 2),
-        "verify_1024_vs_rofl": round(u1["verify_s"] / ANCHORS["rofl_verify_1024_s"], 4),
-    }
-    if "update_16384" in out:
-        u = out["update_16384"]
-        out["ratios"]["prove_16384_vs_rofl"] = round(u["prove_s"] / ANCHORS["rofl_prove_16384_s"], 2)
-        out["ratios"]["verify_16384_vs_rofl"] = round(u["verify_s"] / ANCHORS["rofl_verify_16384_s"], 4)
+    ratios: dict[str, Any] = {}
+    for dim, key in ((1024, "1024"), (16_384, "16384")):
+        c = comparisons.get(f"update_{dim}")
+        if c is not None:
+            for label in ("before", "after"):
+                ratios[f"prove_{key}_{label}_vs_rofl"] = round(
+                    c[label]["prove_s_median"] / ANCHORS[f"rofl_prove_{key}_s"], 2
+                )
+    out["ratios"] = ratios
     out["field_bits"] = P.bit_length()
     out["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return out

@@ -148,7 +148,7 @@ def test_breast_cancer_ten_members_two_rounds(backend, data) -> None:
         assert np.array_equal(honest.update, tp.reference_update(w0, X1[s1], y1[s1]))
         with pytest.raises(InvalidProof):  # a proof replayed in another round does not verify
             tp.verify(rnd + 1, w0, honest)
-        res = tp.round(rnd, g, [0, 1, 2, 3], rows[:4], names[:4], claims={1: lr_cheat, 2: data_cheat})
-        assert res.stats.verified == 2 and res.stats.rejected == 2
+        res = tp.round(rnd, g, [0, 1, 2], rows[:3], names[:3], claims={1: lr_cheat, 2: data_cheat})
+        assert res.stats.verified == 1 and res.stats.rejected == 2
         assert sorted(res.stats.rejected_members) == sorted([names[1], names[2]])
-        assert list(res.members) == [0, 3] and res.deltas.shape == (2, 62)
+        assert list(res.members) == [0] and res.deltas.shape == (1, 62)

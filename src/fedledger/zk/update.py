@@ -22,8 +22,6 @@ or mixed between members or rounds. Flow:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +31,7 @@ import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
-from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, prove_checked
+from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, ProverPool
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
 from fedledger.zk.poseidon import poseidon, sponge
@@ -95,6 +93,84 @@ class UpdateSpec:
 
     def n_chunks(self, dim: int) -> int:
         return max(1, -(-dim // self.chunk_size))
+
+
+def _poseidon_constraints(n_inputs: int, constant_inputs: int = 0) -> int:
+    """R1CS constraints of circomlib's Poseidon(n): x^5 S-boxes (3 constraints each) in 8 full rounds
+    of width t = n + 1 and in the partial rounds; S-boxes of the first round whose input is a
+    compile-time constant (the capacity element, constant tags, zero padding) cost nothing."""
+    t = n_inputs + 1
+    n_partial = (56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68)[t - 2]
+    return 3 * (8 * t + n_partial) - 3 * (1 + constant_inputs)
+
+
+def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
+    """Where the update circuit's constraints go, per component (exact for `update_chunk.circom`:
+    it reproduces the compiler's counts, e.g. 37,969 for 1,024 entries and 31,951 for 850)."""
+    n, bx, be, bs = spec.chunk_size, spec.entry_bits, spec.noise_bits, spec.norm_bits
+    npx, npe = -(-n // (253 // bx)), -(-n // (253 // be))
+    blocks = -(-(npx + npe) // 15)
+    padding = blocks * 15 - (npx + npe)
+    sponge = blocks * _poseidon_constraints(16) - 3 * padding
+    out = {
+        "range_x": n * bx,
+        "range_e": n * be,
+        "squares": 2 * n,
+        "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
+        "commitment": sponge + _poseidon_constraints(4, 1),
+        "running_states": 2 * _poseidon_constraints(8, 1),
+        "sums_and_bounds": 2 * bs + 2 * (bs + 1) + 8,
+    }
+    out["total"] = sum(out.values())
+    out["per_entry_x1000"] = round(1000 * out["total"] / n)
+    return out
+
+
+# Prover cost model, measured on this machine with groth16py 0.2.0 (single-threaded prover, CPU
+# seconds): about 28 us per wire (witness generation and the MSMs; this circuit has as many wires
+# as constraints) and 11 us per point of the FFT domain (the next power of two at or above
+# constraints + public inputs + 1). Fitted on 850- and 1,024-entry chunks (31,951 and 37,969
+# constraints: 1.27 s and 1.81 s). The domain term is why a chunk just under a power of two
+# costs less per entry than one just over it.
+_SECONDS_PER_WIRE = 2.8e-5
+_SECONDS_PER_DOMAIN_POINT = 1.13e-5
+
+
+def domain_size(spec: UpdateSpec) -> int:
+    """The FFT domain of the Groth16 prover: constraints + public inputs + 1, rounded up to 2^k."""
+    need = constraint_breakdown(spec)["total"] + len(PUBLIC_INPUTS) + 1
+    return 1 << (need - 1).bit_length()
+
+
+def modeled_chunk_seconds(spec: UpdateSpec) -> float:
+    """Modeled single-core seconds to prove one chunk (see the cost model above)."""
+    return _SECONDS_PER_WIRE * constraint_breakdown(spec)["total"] + _SECONDS_PER_DOMAIN_POINT * domain_size(spec)
+
+
+def plan_chunk(dim: int, workers: int = 2, *, entry_bits: int = 16, noise_bits: int = 12, norm_bits: int = 64) -> int:
+    """The chunk size that proves a `dim`-entry update fastest on `workers` single-threaded provers.
+
+    Candidates split the update into a multiple of `workers` chunks (so no prover idles in the
+    last wave); each is scored by waves x modeled seconds per chunk, which favours chunks that
+    fill their power-of-two FFT domain.
+    """
+    if dim < 1 or workers < 1:
+        raise ConfigError("dimension and workers must be positive")
+    best: tuple[float, int] | None = None
+    m = 1
+    while True:
+        n = -(-dim // (workers * m))
+        if n <= MAX_CHUNK:
+            spec = UpdateSpec(chunk_size=max(n, 1), entry_bits=entry_bits, noise_bits=noise_bits, norm_bits=norm_bits)
+            waves = -(-spec.n_chunks(dim) // workers)
+            t = waves * modeled_chunk_seconds(spec)
+            if best is None or t < best[0] - 1e-9:
+                best = (t, spec.chunk_size)
+        if n <= 16:
+            break
+        m += 1
+    assert best is not None
+    return best[1]
 
 
 @dataclass(frozen=True)
@@ -301,64 +377,25 @@ def chunk_witnesses(
     return s, inputs, states
 
 
-_WORKER: tuple[object, object] | None = None
-
-
-def _init_worker(key_dir: str, threads: int) -> None:
-    """Process-pool initializer: each worker loads the keys once and keeps them.
-
-    The worker's share of the cores is set before groth16py starts its (rayon) thread pool, so
-    `workers` processes do not oversubscribe the machine.
-    """
-    os.environ["RAYON_NUM_THREADS"] = str(threads)
-    import groth16py
-
-    global _WORKER
-    pk = groth16py.ProvingKey.load(os.path.join(key_dir, "pk.bin"))
-    vk = groth16py.VerifyingKey.load(os.path.join(key_dir, "vk.bin"))
-    _WORKER = (pk, groth16py.Verifier(vk))
-
-
-def _prove_in_worker(circuit: Circuit, inputs: dict[str, object]) -> bytes:
-    assert _WORKER is not None
-    pk, verifier = _WORKER
-    return prove_checked(pk, verifier, circuit, inputs)  # type: ignore[arg-type]
-
-
-def _noop(_: int = 0) -> int:
-    return os.getpid()
-
-
 class UpdateProver:
     """A long-lived prover: keys loaded once, chunks proved in parallel.
 
-    groth16py holds the GIL while it computes the witness and proves, so parallelism comes from
-    processes: with `workers > 1` each worker process loads the proving key once at start and
-    proves whole chunks. `workers = 1` proves in the calling thread (no pool; used by tests).
+    groth16py's prover runs on one thread (measured here: its wall time equals its CPU time,
+    with RAYON_NUM_THREADS 1 or 2), so parallelism comes from processes: with `workers > 1`
+    each worker process loads the proving key once at start and proves whole chunks, one per
+    core. `workers = None` takes one per core; `workers = 1` proves in the calling process.
     """
 
-    def __init__(self, spec: UpdateSpec, backend: Groth16Backend | None = None, *, workers: int = 1):
+    def __init__(self, spec: UpdateSpec, backend: Groth16Backend | None = None, *, workers: int | None = 1):
         self.spec = spec
         self.backend = backend or Groth16Backend()
         self.keys: KeySet = self.backend.keys(spec.circuit)
-        self.workers = max(1, workers)
-        self._pool: cf.ProcessPoolExecutor | None = None
-        if self.workers == 1:
-            _ = self.keys.pk  # load once, now
-        else:
-            ctx = mp.get_context("spawn")  # no fork of a process that may hold prover threads
-            self._pool = cf.ProcessPoolExecutor(
-                self.workers,
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(str(self.keys.directory), max(1, (os.cpu_count() or 1) // self.workers)),
-            )
-            # Start every worker now so key loading is not billed to the first round.
-            list(self._pool.map(_noop, range(self.workers)))
+        self.workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
+        self._pool: ProverPool | None = ProverPool(self.keys, self.workers)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> UpdateProver:
@@ -369,9 +406,8 @@ class UpdateProver:
 
     def prove_chunks(self, inputs: Sequence[Mapping[str, object]]) -> list[bytes]:
         if self._pool is None:
-            return [self.backend.prove(self.keys, inp) for inp in inputs]
-        futures = [self._pool.submit(_prove_in_worker, self.keys.circuit, dict(inp)) for inp in inputs]
-        return [f.result() for f in futures]
+            raise ConfigError("this prover is closed")
+        return [proof for proof, _ in self._pool.prove_many(inputs)]
 
     def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
         if not 0 < r < P:

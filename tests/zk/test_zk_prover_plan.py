@@ -1,0 +1,109 @@
+"""Where the update circuit's constraints go, and the chunk plan that fills the prover's FFT domain."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from zk_support import SMALL
+
+from fedledger.zk.backend import CIRCUIT_DIR
+from fedledger.zk.poseidon import circomlib_dir
+from fedledger.zk.update import (
+    MAX_CHUNK,
+    ProofContext,
+    UpdateProver,
+    UpdateSpec,
+    commit_update,
+    constraint_breakdown,
+    domain_size,
+    modeled_chunk_seconds,
+    plan_chunk,
+    verify_update,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::fedledger.zk.backend.DevelopmentSetupWarning")
+
+ROOT = Path(__file__).resolve().parents[2]
+CIRCOM = ROOT / ".cache" / "zk-node" / "node_modules" / ".bin" / "circom2"
+
+
+def _r1cs_constraints(path: Path) -> int:
+    """nConstraints from the header section of a circom .r1cs file (iden3 binary format)."""
+    data = path.read_bytes()
+    assert data[:4] == b"r1cs"
+    pos, n_sections = 12, int.from_bytes(data[8:12], "little")
+    for _ in range(n_sections):
+        kind = int.from_bytes(data[pos : pos + 4], "little")
+        size = int.from_bytes(data[pos + 4 : pos + 12], "little")
+        body = data[pos + 12 : pos + 12 + size]
+        if kind == 1:  # header: field size, prime, nWires, nPubOut, nPubIn, nPrvIn, nLabels, nConstraints
+            fs = int.from_bytes(body[:4], "little")
+            return int.from_bytes(body[4 + fs + 24 : 4 + fs + 28], "little")
+        pos += 12 + size
+    raise AssertionError("no header section")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIRCOM.exists(), reason="needs circom2 in .cache/zk-node (see docs/zk.md)")
+@pytest.mark.parametrize("spec", [SMALL, UpdateSpec(chunk_size=100, entry_bits=11, noise_bits=7)])
+def test_breakdown_is_the_compilers_count(spec, tmp_path) -> None:
+    work = tmp_path / "build"
+    (work / "lib").mkdir(parents=True)
+    for f in CIRCUIT_DIR.glob("*.circom"):
+        shutil.copy(f, work)
+    for f in Path(circomlib_dir()).glob("*.circom"):
+        shutil.copy(f, work / "lib")
+    (work / "main.circom").write_text(spec.circuit.main)
+    subprocess.run([str(CIRCOM), "main.circom", "--r1cs", "--O2", "-l", "lib", "-l", ".", "-o", "."],
+                   cwd=work, check=True, capture_output=True, timeout=600)
+    assert _r1cs_constraints(work / "main.r1cs") == constraint_breakdown(spec)["total"]
+
+
+def test_range_checks_dominate_and_the_commitment_is_packed() -> None:
+    b = constraint_breakdown(UpdateSpec(chunk_size=4096))
+    per_entry = {k: b[k] / 4096 for k in ("range_x", "range_e", "squares", "linear_form", "commitment")}
+    assert per_entry["range_x"] == 16 and per_entry["range_e"] == 12 and per_entry["squares"] == 2
+    assert per_entry["linear_form"] < 1.01  # one Horner step per entry, no powers of r recomputed
+    assert per_entry["commitment"] < 5  # ~15 entries per hashed field element, not one
+    assert b["total"] == sum(v for k, v in b.items() if k not in ("total", "per_entry_x1000"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(dim=st.integers(1, 200_000), workers=st.integers(1, 4))
+def test_plan_is_never_worse_than_the_fixed_chunk_sizes(dim, workers) -> None:
+    n = plan_chunk(dim, workers)
+    assert 1 <= n <= MAX_CHUNK
+    spec = UpdateSpec(chunk_size=n)
+    assert domain_size(spec) >= constraint_breakdown(spec)["total"] + 13
+    assert domain_size(spec) & (domain_size(spec) - 1) == 0
+
+    def waves(s: UpdateSpec) -> float:
+        return -(-s.n_chunks(dim) // workers) * modeled_chunk_seconds(s)
+
+    for fixed in (1024, 4096):
+        assert waves(spec) <= waves(UpdateSpec(chunk_size=fixed)) + 1e-9
+
+
+def test_plan_fills_the_domain_for_large_updates() -> None:
+    n = plan_chunk(100_000, 2)
+    spec = UpdateSpec(chunk_size=n)
+    assert spec.n_chunks(100_000) % 2 == 0  # both provers busy to the end
+    assert constraint_breakdown(spec)["total"] > 0.95 * domain_size(spec)
+
+
+def test_parallel_prover_proofs_verify_and_match_the_statement(small_prover, rng) -> None:
+    x, e = rng.integers(-300, 300, 5 * SMALL.chunk_size - 3), rng.integers(-50, 50, 5 * SMALL.chunk_size - 3)
+    secret, posted = commit_update(SMALL, ProofContext("t", 2, "m"), x, e, rng)
+    with UpdateProver(SMALL, small_prover.backend, workers=2) as pool:
+        proof = pool.prove_update(secret, posted, 777)
+    verify_update(small_prover.keys, SMALL, posted, proof, 777)
+    assert [c.index for c in proof.chunks] == list(range(5))
+    one = small_prover.prove_update(secret, posted, 777)
+    assert one.s == proof.s and [c.state_out for c in one.chunks] == [c.state_out for c in proof.chunks]
+    assert np.all([len(c.proof) == 256 for c in proof.chunks])
