@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
-from ledger_fed import TASK, TEST_PARAMS, Fed, h, pass_proposal
+from ledger_fed import TASK, TEST_PARAMS, E, Fed, h, pass_proposal
 
 from fedledger.ledger import RoundResult, RoundStatus, SlashReason, to_fixed
 from fedledger.ledger.errors import (
@@ -319,3 +319,35 @@ def test_only_the_registered_dispute_contract_slashes(fed: Fed) -> None:
     with pytest.raises(NotAuthorized, match="only a registered dispute contract"):
         fed.trainers[3].dispute_proof(dispute, sub, paths[0])
     assert fed.trainers[1].stake_of() == bonded and fed.ledger.slashes() == []
+
+
+def test_stake_checkpoints_follow_slashes_for_governance_snapshots(fed: Fed) -> None:
+    """Governance reads voting power at past blocks from packed stake checkpoints; a slash is one."""
+    st = fed.ledger.contracts["staking"].functions
+    agg = fed.aggregators[0]
+    history: list[tuple[int, int, int]] = []  # (block, agg's stake, total) at the end of the block
+
+    def mark() -> None:
+        history.append((fed.ledger.block_number, agg.stake_of(), int(st.total_staked().call())))
+
+    mark()
+    agg.stake(50 * E)
+    mark()
+    fed.ledger.advance_time(1)  # a few blocks without a change in between
+    fed.ledger.advance_time(1)
+    info = fed.open()
+    while info.aggregator != agg.address:  # the other aggregator misses deadlines until agg is drawn
+        fed.ledger.advance_time(TASK.submit_window + 1)
+        info = fed.owner.reopen(fed.task_id, info.round_id)
+        mark()
+    fed.ledger.advance_time(TASK.submit_window + 1)
+    fed.owner.reopen(fed.task_id, info.round_id)  # slashes agg
+    mark()
+    agg.unbond(agg.stake_of() - 100 * E)
+    mark()
+    fed.ledger.advance_time(1)
+    assert len({s for _, s, _ in history}) == 4
+    for (block, stake, total), nxt in zip(history, [*history[1:], (fed.ledger.block_number, 0, 0)]):
+        for b in range(block, nxt[0]):  # every block until the next change reads this value
+            assert int(st.stake_at(agg.address, b).call()) == stake
+            assert int(st.total_stake_at(b).call()) == total

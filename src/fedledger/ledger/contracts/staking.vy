@@ -23,12 +23,9 @@ interface ITaskManager:
     def on_stake_change(member: address): nonpayable
 
 
-struct Checkpoint:
-    block_number: uint256
-    amount: uint256
-
-
 MAX_ROLE: constant(uint256) = 4
+AMOUNT_BITS: constant(uint256) = 160
+AMOUNT_MASK: constant(uint256) = (1 << AMOUNT_BITS) - 1
 # checkpoints of the total live under this key
 _TOTAL: constant(address) = empty(address)
 
@@ -44,7 +41,8 @@ stake_of: public(HashMap[address, uint256])
 unbonding_of: public(HashMap[address, uint256])
 release_time: public(HashMap[address, uint256])
 total_staked: public(uint256)
-_checkpoints: HashMap[address, HashMap[uint256, Checkpoint]]
+# one slot per checkpoint: block number << AMOUNT_BITS | amount (a slash or stake writes one new slot, not two)
+_checkpoints: HashMap[address, HashMap[uint256, uint256]]
 _checkpoint_count: HashMap[address, uint256]
 
 event Staked:
@@ -238,11 +236,13 @@ def _set_stake(member: address, amount: uint256):
 
 @internal
 def _checkpoint(key: address, amount: uint256):
+    assert amount <= AMOUNT_MASK, "staking: amount out of range"
+    packed: uint256 = (block.number << AMOUNT_BITS) | amount
     n: uint256 = self._checkpoint_count[key]
-    if n > 0 and self._checkpoints[key][n - 1].block_number == block.number:
-        self._checkpoints[key][n - 1].amount = amount
+    if n > 0 and self._checkpoints[key][n - 1] >> AMOUNT_BITS == block.number:
+        self._checkpoints[key][n - 1] = packed
         return
-    self._checkpoints[key][n] = Checkpoint(block_number=block.number, amount=amount)
+    self._checkpoints[key][n] = packed
     self._checkpoint_count[key] = n + 1
 
 
@@ -256,10 +256,10 @@ def _lookup(key: address, block_number: uint256) -> uint256:
         if lo >= hi:
             break
         mid: uint256 = (lo + hi) // 2
-        if self._checkpoints[key][mid].block_number > block_number:
+        if self._checkpoints[key][mid] >> AMOUNT_BITS > block_number:
             hi = mid
         else:
             lo = mid + 1
     if lo == 0:
         return 0
-    return self._checkpoints[key][lo - 1].amount
+    return self._checkpoints[key][lo - 1] & AMOUNT_MASK

@@ -373,28 +373,29 @@ def refresh_weight(member: address):
 
 @internal
 def _refresh(member: address):
-    m: Member = self.members[member]
-    if m.pool_index == 0:
+    pool_index: uint256 = self.members[member].pool_index  # two slots of four: this runs on every slash
+    if pool_index == 0:
         return
+    role: uint256 = self.members[member].role
     weight: uint256 = 0
     stake: uint256 = staticcall staking.stake_of(member)
-    if stake > 0 and stake >= staticcall staking.min_stake(m.role):
+    if stake > 0 and stake >= staticcall staking.min_stake(role):
         weight = stake * (5000 + staticcall reputation.score_of(member)) // BPS
     old: uint256 = self.weight_of[member]
     if weight == old:
         return
     self.weight_of[member] = weight
     if weight > old:
-        self._tree_add(m.role, m.pool_index, weight - old, True)
-        self.pool_total[m.role] += weight - old
+        self._tree_add(role, pool_index, weight - old, True)
+        self.pool_total[role] += weight - old
     else:
-        self._tree_add(m.role, m.pool_index, old - weight, False)
-        self.pool_total[m.role] -= old - weight
+        self._tree_add(role, pool_index, old - weight, False)
+        self.pool_total[role] -= old - weight
     if old == 0:
-        self.pool_eligible[m.role] += 1
+        self.pool_eligible[role] += 1
     elif weight == 0:
-        self.pool_eligible[m.role] -= 1
-    log PoolWeightChanged(role=m.role, member=member, pool_index=m.pool_index, weight=weight, pool_total=self.pool_total[m.role])
+        self.pool_eligible[role] -= 1
+    log PoolWeightChanged(role=role, member=member, pool_index=pool_index, weight=weight, pool_total=self.pool_total[role])
 
 
 @internal
