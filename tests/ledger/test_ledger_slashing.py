@@ -347,7 +347,7 @@ def test_stake_checkpoints_follow_slashes_for_governance_snapshots(fed: Fed) -> 
     mark()
     fed.ledger.advance_time(1)
     assert len({s for _, s, _ in history}) == 4
-    for (block, stake, total), nxt in zip(history, [*history[1:], (fed.ledger.block_number, 0, 0)]):
+    for (block, stake, total), nxt in zip(history, [*history[1:], (fed.ledger.block_number, 0, 0)], strict=True):
         for b in range(block, nxt[0]):  # every block until the next change reads this value
             assert int(st.stake_at(agg.address, b).call()) == stake
             assert int(st.total_stake_at(b).call()) == total
