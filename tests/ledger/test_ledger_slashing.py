@@ -351,3 +351,22 @@ def test_stake_checkpoints_follow_slashes_for_governance_snapshots(fed: Fed) -> 
         for b in range(block, nxt[0]):  # every block until the next change reads this value
             assert int(st.stake_at(agg.address, b).call()) == stake
             assert int(st.total_stake_at(b).call()) == total
+
+
+def test_a_dispute_contract_of_another_slasher_is_refused_before_sending(fed: Fed) -> None:
+    """A dispute contract without the task manager as its slasher would record an offence and
+    slash nothing: the client refuses it before sending anything."""
+    from fedledger.ledger.compiler import compile_source
+    from fedledger.zk.onchain import DISPUTE_CONTRACT
+
+    verifier = fed.owner.deploy_verifier(ACCEPT_ALL)
+    art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
+    factory = fed.ledger.backend.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+    receipt = fed.owner._tx(
+        "deploy:update_dispute", factory.constructor(verifier, ZERO, fed.owner.address, CHUNK, 1, BOUND2X, BOUND2E)
+    )
+    sub = _sign(fed.trainers[1], 1, _public(challenge=R + 1))
+    sent = len(fed.ledger.gas_log.get("dispute_proof", []))
+    with pytest.raises(InvalidArgument, match="does not slash through this deployment"):
+        fed.trainers[3].dispute_proof(receipt["contractAddress"], sub, [])
+    assert len(fed.ledger.gas_log.get("dispute_proof", [])) == sent

@@ -595,9 +595,11 @@ class Ledger:
         task manager slashes the trainer (BAD_PROOF). Raises `NotAnOffence` for a proof that
         verifies, `AlreadySlashed` for an offence already slashed, `NotAuthorized` if the
         contract is not the task's registered dispute contract."""
+        contract = self.dispute_contract(dispute)
+        if to_checksum_address(contract.functions.slasher().call()) != self._s.c["task_manager"].address:
+            raise InvalidArgument(f"dispute contract {dispute} does not slash through this deployment", "dispute_proof")
         receipt = self._tx(
-            "dispute_proof",
-            self.dispute_contract(dispute).functions.dispute(*submission.args(), [_b32(p, "path") for p in path]),
+            "dispute_proof", contract.functions.dispute(*submission.args(), [_b32(p, "path") for p in path])
         )
         return _slash(self._events(receipt, "Slashed")[0])
 
