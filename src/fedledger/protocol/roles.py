@@ -124,6 +124,11 @@ class Role:
 class TaskOwner(Role):
     """Finalizes a round at quorum; reopens one that was rejected or whose deadline passed."""
 
+    def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore,
+                 clock: StageClock | None = None) -> None:
+        super().__init__(ledger, task_id, transport, blobs, clock)
+        self.quorum_bps = ledger.task(task_id).quorum_bps
+
     def open(self, round_id: int, privacy_bound: int | None) -> None:
         with self.clock.stage("chain"):
             self.ledger.open_round(self.task_id, privacy_bound)
@@ -133,7 +138,7 @@ class TaskOwner(Role):
         r = view.record
         with self.clock.stage("chain"):
             if r.status is RoundStatus.SUBMITTED:
-                if _decided(r):
+                if _decided(r, self.quorum_bps):
                     self.ledger.finalize(self.task_id, r.round_id)
                     return True
                 if idle and view.now > r.vote_deadline:
@@ -148,11 +153,13 @@ class TaskOwner(Role):
         return False
 
 
-def _decided(r: RoundRecord) -> bool:
-    """Acceptance reached 2/3 of committee stake, or rejection made it impossible, or everyone voted."""
-    accepted = 3 * r.accept_weight >= 2 * r.committee_weight
-    impossible = 3 * (r.committee_weight - r.reject_weight) < 2 * r.committee_weight
-    return accepted or impossible or r.accept_weight + r.reject_weight >= r.committee_weight
+def _decided(r: RoundRecord, quorum_bps: int) -> bool:
+    """As the contract decides: acceptance reached 2/3 of committee stake and the task's quorum, or
+    rejection made that impossible."""
+    def quorum(weight: int) -> bool:
+        return 3 * weight >= 2 * r.committee_weight and weight * 10_000 >= r.committee_weight * quorum_bps
+
+    return quorum(r.accept_weight) or not quorum(r.committee_weight - r.reject_weight)
 
 
 class Trainer(Role):
@@ -258,6 +265,7 @@ class Aggregator(Role):
             if settlement.reputation else ZERO32,
             reward_root=reward_tree(self.task_id, r.round_id, settlement.rewards).root
             if settlement.rewards else ZERO32,
+            faulty=settlement.faulty,  # slashed by the contract if the committee accepts the round
         )
         with self.clock.stage("chain"):
             self.ledger.submit_result(self.task_id, r.round_id, result)
@@ -346,6 +354,8 @@ class Validator(Role):
         s = checked.settlement
         if not set(s.contributors) <= set(view.cohort):
             raise IntegrityError("the survivor list names members outside the cohort")
+        if tuple(s.faulty) != tuple(r.faulty) or not set(s.faulty) <= set(view.cohort) - set(s.contributors):
+            raise IntegrityError("the members named as faulty are not the evidence's, or were counted as contributors")
         if survivor_root(s.contributors) != r.survivor_root or len(s.contributors) != r.survivor_count:
             raise IntegrityError("the survivor root does not match the evidence")
         expected = settle(view, s.contributors, s.faulty, self.reward_pool, self.blobs)

@@ -58,6 +58,7 @@ FEDERATION_FILE = "federation.json"
 REWARD_PER_ROUND = 100 * TOKEN
 VALIDATOR_SHARE_BPS = 1_000  # DeployParams.validator_share_bps: the validators' cut of each round's reward
 CONTRIBUTOR_POOL = REWARD_PER_ROUND - REWARD_PER_ROUND * VALIDATOR_SHARE_BPS // 10_000
+QUORUM_BPS = 6_666  # under the 2/3 stake rule, so that 2 of 3 equal validators finalize
 DEADLINE_STEP = 3_601  # seconds the chain clock moves when every role waits: past TaskSpec's windows
 STAKES = {Role.TRAINER: 10 * TOKEN, Role.AGGREGATOR: 200 * TOKEN, Role.VALIDATOR: 300 * TOKEN}
 #: dev-account index ranges for each role (trainer i is account TRAINER_BASE + i)
@@ -121,6 +122,7 @@ class Federation:
             rounds=rounds,
             privacy_budget=to_fixed(budget) if budget is not None else 1,
             committee_size=committee,
+            quorum_bps=QUORUM_BPS,
         )
         return int(self.ledger.dev(OWNER_ACCOUNT).create_task(task))
 
@@ -345,11 +347,6 @@ class ChainRounds:
         }
 
     def _slashes(self) -> list[dict[str, object]]:
-        """Every slash of this task's members, from the event index (reopen after a missed deadline, and
-        whatever the contracts record as Slashed)."""
-        out: list[dict[str, object]] = []
-        for ev in self.ledger.events("RoundReopened", task_id=self.fed.task_id):
-            if int(ev.args["slashed_amount"]) > 0:  # type: ignore[call-overload]
-                out.append({"round": int(ev.args["round_id"]), "member": str(ev.args["slashed"]),  # type: ignore[call-overload]
-                            "amount": int(ev.args["slashed_amount"]) / TOKEN, "reason": "missed_deadline"})  # type: ignore[call-overload]
-        return out
+        """Every slash of this task's members, from the event index."""
+        return [{"round": x.round_id, "attempt": x.attempt, "member": x.member, "amount": x.amount / TOKEN,
+                 "reason": x.reason.name.lower()} for x in self.ledger.slashes(self.fed.task_id)]
