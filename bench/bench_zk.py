@@ -180,9 +180,9 @@ def _sim_training(backend: Groth16Backend, rounds: int, prove_rounds: int, data_
     tp = TrainingProofs(features=30, classes=2, lr=lr, epochs=epochs, capacity=cap, task="bench/breast_cancer",
                         workers=2, backend=backend, data_quality="prove" if data_quality else "check")
     g_fp = g_fl = get_flat(model)
-    prove_s, verify_s, made, verified, dq_s, dq_rows = [], [], 0, 0, 0.0, 0
+    prove_s, verify_s, cpu_s, made, verified, dq_s, dq_rows = [], [], [], 0, 0, 0.0, 0
     t0 = time.perf_counter()
-    _ = tp.keys.pk
+    tp.start()  # two prover processes, each loads the proving key once
     key_s = time.perf_counter() - t0
     for rnd in range(1, rounds + 1):
         if rnd <= prove_rounds:
@@ -192,7 +192,9 @@ def _sim_training(backend: Groth16Backend, rounds: int, prove_rounds: int, data_
                     tp.commit_data(names[i], *rows[i])
                 dq_s = time.perf_counter() - t1
                 dq_rows = sum(len(c.roots) * cap for c in tp.commitments.values())
+            c0 = tp.cpu_seconds
             res = tp.round(rnd, g_fp, ids, rows, names)
+            cpu_s.append(tp.cpu_seconds - c0)
             st = res.stats
             made, verified = made + st.made, verified + st.verified
             prove_s.append(st.prove_seconds)
@@ -242,6 +244,7 @@ def _sim_training(backend: Groth16Backend, rounds: int, prove_rounds: int, data_
         "round_prove_wall_s": [round(v, 2) for v in prove_s],
         "prove_s_per_member_per_round": round(float(np.mean(prove_s)) / members, 2),
         "prover_workers": 2,
+        "prover_cpu_s_per_member_per_round": round(float(np.sum(cpu_s)) / max(1, made), 2),
         "verify_ms_per_proof": round(1000 * float(np.mean(verify_s)), 2),
         "key_load_s": round(key_s, 1),
         "load_average": [round(v, 2) for v in os.getloadavg()],
@@ -341,7 +344,10 @@ def _compare(dim: int, reps: int, before: tuple[UpdateSpec, UpdateProver], after
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for _ in range(reps):
         for label, (spec, prover) in (("before", before), ("after", after)):
-            runs[label].append(_prove_case(spec, dim, prover, rng))
+            c0 = prover.cpu_seconds
+            case = _prove_case(spec, dim, prover, rng)
+            case["cpu_s"] = round(prover.cpu_seconds - c0, 3)
+            runs[label].append(case)
     out: dict[str, Any] = {"dim": dim, "repetitions": reps}
     for label, (spec, prover) in (("before", before), ("after", after)):
         cases = runs[label]
@@ -354,10 +360,19 @@ def _compare(dim: int, reps: int, before: tuple[UpdateSpec, UpdateProver], after
             "modeled_single_core_s": round(spec.n_chunks(dim) * modeled_chunk_seconds(spec) / prover.workers, 2),
             "prove_s": [c["prove_s"] for c in cases],
             "prove_s_median": round(_median([c["prove_s"] for c in cases]), 3),
+            "prover_cpu_s": [c["cpu_s"] for c in cases],
+            "prover_cpu_s_median": round(_median([c["cpu_s"] for c in cases]), 3),
             "verify_ms_per_proof_median": round(_median([c["verify_ms_per_proof"] for c in cases]), 3),
             "proof_bytes": cases[0]["proof_bytes"],
         }
     out["speedup_median"] = round(out["before"]["prove_s_median"] / out["after"]["prove_s_median"], 2)
+    # CPU time does not depend on the machine's other load; on idle cores the after-prover's wall
+    # time would be about its CPU time divided by its workers.
+    out["cpu_ratio_median"] = round(out["before"]["prover_cpu_s_median"] / out["after"]["prover_cpu_s_median"], 2)
+    out["idle_cores_estimate_s"] = {
+        "before": round(out["before"]["prover_cpu_s_median"] / before[1].workers, 2),
+        "after": round(out["after"]["prover_cpu_s_median"] / after[1].workers, 2),
+    }
     out["_last_after"] = runs["after"][-1]
     return out
 

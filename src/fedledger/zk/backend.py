@@ -393,11 +393,11 @@ def _pool_init(key_dir: str, threads: int) -> None:
     _POOL_KEYS[key_dir] = (pk, groth16py.Verifier(vk))
 
 
-def _pool_prove(key_dir: str, circuit: Circuit, inputs: dict[str, object]) -> tuple[bytes, float]:
+def _pool_prove(key_dir: str, circuit: Circuit, inputs: dict[str, object]) -> tuple[bytes, float, float]:
     pk, verifier = _POOL_KEYS[key_dir]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     proof = prove_checked(pk, verifier, circuit, inputs)
-    return proof, time.perf_counter() - t0
+    return proof, time.perf_counter() - t0, time.process_time() - c0
 
 
 def _pool_pid(_: int = 0) -> int:
@@ -410,7 +410,8 @@ class ProverPool:
     `workers = 1` proves in the calling process; `workers > 1` starts that many worker processes
     (spawned, each loading the key once) and proves witnesses in parallel. `prove_many` returns
     the proofs in input order with each proof's own seconds, and raises ProvingError for a
-    witness that does not satisfy the circuit.
+    witness that does not satisfy the circuit. `cpu_seconds` adds up the provers' CPU time (a
+    figure that, unlike wall time, does not depend on what else the machine runs).
     """
 
     def __init__(self, keys: KeySet, workers: int = 1) -> None:
@@ -420,6 +421,7 @@ class ProverPool:
         self.keys = keys
         self.workers = max(1, int(workers))
         self._pool: Any = None
+        self.cpu_seconds = 0.0
         if self.workers == 1:
             _ = keys.pk  # load now, once
             return
@@ -436,13 +438,16 @@ class ProverPool:
         if self._pool is None:
             out = []
             for inp in inputs:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out.append((prove_checked(self.keys.pk, self.keys.verifier, self.keys.circuit, inp),
                             time.perf_counter() - t0))
+                self.cpu_seconds += time.process_time() - c0
             return out
         key_dir = str(self.keys.directory)
         futures = [self._pool.submit(_pool_prove, key_dir, self.keys.circuit, dict(inp)) for inp in inputs]
-        return [f.result() for f in futures]
+        results = [f.result() for f in futures]
+        self.cpu_seconds += sum(cpu for _, _, cpu in results)
+        return [(proof, wall) for proof, wall, _ in results]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -393,6 +393,11 @@ class UpdateProver:
         self.workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
         self._pool: ProverPool | None = ProverPool(self.keys, self.workers)
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds the provers spent on proofs so far."""
+        return self._pool.cpu_seconds if self._pool is not None else 0.0
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
