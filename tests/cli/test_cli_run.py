@@ -8,7 +8,7 @@ import pytest
 
 from fedledger.cli.main import main
 
-ARGS = ["run", "--dataset", "digits", "--clients", "5", "--rounds", "2", "--model", "logreg", "--quiet"]
+ARGS = ["run", "--plain", "--dataset", "digits", "--clients", "5", "--rounds", "2", "--model", "logreg", "--quiet"]
 
 
 def test_run_writes_results_and_plot(tmp_path) -> None:
@@ -26,7 +26,7 @@ def test_config_file_then_flags(tmp_path) -> None:
     cfg = tmp_path / "fed.toml"
     cfg.write_text('dataset = "breast_cancer"\nclients = 4\nrounds = 9\nmodel = "logreg"\n')
     out = tmp_path / "run"
-    assert main(["run", "--config", str(cfg), "--rounds", "1", "--quiet", "--out", str(out)]) == 0
+    assert main(["run", "--plain", "--config", str(cfg), "--rounds", "1", "--quiet", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert (res["config"]["dataset"], res["config"]["rounds"]) == ("breast_cancer", 1)
 
@@ -63,3 +63,22 @@ def test_nan_loss_is_one_clear_line(tmp_path, capsys) -> None:
 def test_bad_value_in_range_is_exit_2(tmp_path, capsys) -> None:
     assert main([*ARGS, "--dropout", "1.5", "--out", str(tmp_path)]) == 2
     assert "dropout" in capsys.readouterr().err
+
+
+def _config(*flags: str):
+    from fedledger.cli.main import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["run", *flags]))
+
+
+def test_run_defaults_to_the_whole_system_and_plain_turns_it_off() -> None:
+    cfg = _config()
+    assert cfg.ledger.enabled and cfg.ledger.chain == "auto" and cfg.ledger.claim_rewards
+    assert (cfg.privacy.dp, cfg.privacy.secagg, cfg.proofs) == ("member", True, "update")
+    plain = _config("--plain")
+    assert not plain.ledger.enabled
+    assert (plain.privacy.dp, plain.privacy.secagg, plain.proofs) == ("none", False, "none")
+    no_dp = _config("--dp", "none")  # leaving member-level DP leaves what only it has
+    assert no_dp.ledger.enabled and (no_dp.privacy.secagg, no_dp.proofs) == (False, "none")
+    assert not _config("--chain", "off").ledger.enabled
+    assert _config("--plain", "--chain", "memory").ledger.enabled

@@ -20,9 +20,9 @@ from fedledger.ledger.anvil import find_anvil
 from fedledger.report.html import write_report
 
 SECTIONS = ("summary", "accuracy", "privacy", "participation", "ledger", "config")
-DP_RUN = ["run", "--dataset", "digits", "--clients", "8", "--rounds", "2", "--model", "logreg", "--dp", "member",
-          "--secagg", "--bits", "20", "--epsilon", "8", "--dropout", "0.25", "--max-samples", "600", "--baseline",
-          "--quiet"]
+DP_RUN = ["run", "--plain", "--dataset", "digits", "--clients", "8", "--rounds", "2", "--model", "logreg",
+          "--dp", "member", "--secagg", "--bits", "20", "--epsilon", "8", "--dropout", "0.25", "--max-samples", "600",
+          "--baseline", "--quiet"]
 needs_anvil = pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed (make node)")
 
 
@@ -223,7 +223,7 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if find_anvil() is None:
         pytest.skip("anvil is not installed (make node)")
     out = tmp_path_factory.mktemp("chain_run")
-    args = ["run", "--dataset", "digits", "--clients", "4", "--rounds", "2", "--model", "logreg",
+    args = ["run", "--plain", "--dataset", "digits", "--clients", "4", "--rounds", "2", "--model", "logreg",
             "--max-samples", "600", "--chain", "auto", "--quiet", "--out", str(out)]
     assert fedledger_main(args) == 0
     return out

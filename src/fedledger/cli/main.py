@@ -16,7 +16,7 @@ from typing import Any
 
 from fedledger import __version__
 from fedledger.cli import audit_cmd, chain_cmd, report_cmd, zk_cmd
-from fedledger.core.config import FederationConfig, load_config
+from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
 from fedledger.core.errors import FedLedgerError
 
 
@@ -25,8 +25,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     from fedledger.learning import STRATEGIES
     from fedledger.models import MODELS
 
-    p = sub.add_parser("run", help="run a federation and write DIR/results.json and DIR/accuracy.png")
+    p = sub.add_parser("run", help="run a federation and write DIR/results.json and DIR/accuracy.png",
+                       description="Runs the whole system by default: every round on a managed chain with a "
+                                   "validator committee, member-level DP through SecAgg+ and a zero-knowledge proof "
+                                   "per update. --plain runs plain federated learning instead.")
     p.add_argument("--config", type=Path, help="TOML file with FederationConfig fields; flags override it")
+    p.add_argument("--plain", action="store_true",
+                   help="start from plain federated learning (no chain, no DP, no proofs) instead of the whole "
+                        "system; the config file and flags add to it")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--partition", help="iid | dirichlet:ALPHA | shards:K | natural")
     p.add_argument("--clients", type=int, help="number of members")
@@ -65,14 +71,15 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--bits", type=int, dest="privacy.bits", help="bits per coordinate on the wire, 8..32")
     priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
                       help="claim amplification by subsampling (only if cohorts are not public)")
-    p.add_argument("--chain", dest="ledger.chain", metavar="auto|memory|URL",
-                   help="record, validate and settle every round on a ledger: auto = managed anvil, "
-                        "memory = in-process py-evm, or a JSON-RPC URL")
+    p.add_argument("--chain", dest="ledger.chain", metavar="auto|memory|URL|off",
+                   help="record, validate and settle every round on a ledger: auto = managed anvil (default), "
+                        "memory = in-process py-evm, a JSON-RPC URL, or off")
     p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (with --chain)")
     p.add_argument("--proofs", choices=["none", "update", "training"],
                    help="update: every survivor proves its secure-aggregation input well formed (Groth16)")
     p.add_argument("--attack", help="inject attacks: label_flip:F, sign_flip:F, boost:F[:S], free_ride:F, stale:F, "
-                                    "malicious_aggregator, lazy_validator[:K] (comma-separated)")
+                                    "malicious_aggregator, lazy_validator[:K]; faults: late_aggregator, "
+                                    "silent_validator[:K] (comma-separated)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_run)
 
@@ -88,9 +95,12 @@ _RUN_FIELDS = [
 
 def config_from_args(args: argparse.Namespace) -> FederationConfig:
     overrides: dict[str, Any] = {k: getattr(args, k) for k in _RUN_FIELDS}
-    if overrides["ledger.chain"] is not None:
+    if overrides["ledger.chain"] == "off":
+        overrides["ledger.chain"] = None
+        overrides["ledger.enabled"] = False
+    elif overrides["ledger.chain"] is not None:
         overrides["ledger.enabled"] = True
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, base=None if args.plain else WHOLE_SYSTEM)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

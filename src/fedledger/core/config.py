@@ -101,8 +101,31 @@ def build_config(values: dict[str, Any]) -> FederationConfig:
         raise ConfigError(_describe(e)) from None
 
 
-def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None) -> FederationConfig:
-    """Read a TOML file (if any), then apply non-None overrides (dotted keys reach sections)."""
+#: What `fedledger run` runs unless told `--plain`: the whole system. Every round on a managed chain with a
+#: validator committee, member-level distributed DP through SecAgg+, a zero-knowledge proof per update,
+#: and rewards claimed at the end. (The library's `FederationConfig()` defaults are plain federated
+#: learning, so code that builds a config states what it adds.)
+WHOLE_SYSTEM: dict[str, Any] = {
+    "proofs": "update",
+    "privacy": {"dp": "member", "secagg": True},
+    "ledger": {"enabled": True, "chain": "auto", "claim_rewards": True},
+}
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None,
+                base: dict[str, Any] | None = None) -> FederationConfig:
+    """`base` (if any), then a TOML file (if any), then non-None overrides (dotted keys reach sections).
+
+    A user who leaves member-level DP (`dp = "none"` or `"record"`) also leaves what only the member-level
+    pipeline has, unless asked for explicitly: secure aggregation and update proofs from `base`.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -117,4 +140,10 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
         section, _, leaf = key.rpartition(".")
         target = values.setdefault(section, {}) if section else values
         target[leaf] = value
+    if base:
+        base = _merge({}, base)
+        if values.get("privacy", {}).get("dp", base.get("privacy", {}).get("dp")) != "member":
+            base.get("privacy", {}).pop("secagg", None)
+            base.pop("proofs", None)
+        values = _merge(base, values)
     return build_config(values)
