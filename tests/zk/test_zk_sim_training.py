@@ -152,3 +152,14 @@ def test_breast_cancer_ten_members_two_rounds(backend, data) -> None:
         assert res.stats.verified == 1 and res.stats.rejected == 2
         assert sorted(res.stats.rejected_members) == sorted([names[1], names[2]])
         assert list(res.members) == [0] and res.deltas.shape == (1, 62)
+
+
+def test_data_quality_proofs_at_join_cover_every_shard(backend) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(0, 1, (12, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    tp = TrainingProofs(features=3, classes=2, lr=0.5, epochs=1, capacity=8, backend=backend, data_quality="prove")
+    c = tp.commit_data("m", X, y)
+    assert c is not None and len(c.roots) == 2 and len(c.quality_proofs) == 2
+    assert [p.root for p in c.quality_proofs] == list(c.roots)  # the roots training proofs open
+    assert tp.commit_data("m", X[:3], y[:3]) is c  # committed once: later rows do not replace it
