@@ -56,7 +56,10 @@ def test_a_result_the_quorum_rejects_slashes_its_aggregator(fed: Fed) -> None:
     bonded = agg.stake_of()
     result = _result(fed, info)
     agg.submit_result(fed.task_id, info.round_id, result)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is None
     fed.vote_all(info, accept=False)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is RoundStatus.REJECTED
+    assert agg.stake_of() == bonded  # asking costs nothing
     assert fed.owner.finalize(fed.task_id, info.round_id) is RoundStatus.REJECTED
     assert agg.stake_of() == bonded - _cut(bonded)
     [s] = fed.ledger.slashes(fed.task_id)
@@ -87,10 +90,12 @@ def test_a_minority_rejection_neither_slashes_nor_closes_the_vote_early(fed: Fed
     assert weights[heavy] * 3 > sum(weights.values())  # enough to block acceptance, not to reject
     fed.at(heavy).vote(fed.task_id, info.round_id, False)
     # acceptance is now impossible, but the aggregator cannot settle the round before the others vote
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is None
     with pytest.raises(QuorumNotReached):
         fed.at(info.aggregator).finalize(fed.task_id, info.round_id)
     for v in rest:
         fed.at(v).vote(fed.task_id, info.round_id, True)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is RoundStatus.REJECTED
     assert fed.owner.finalize(fed.task_id, info.round_id) is RoundStatus.REJECTED  # a split: everyone voted
     assert fed.ledger.slashes(fed.task_id) == []
     assert fed.ledger.events("RoundRejected", task_id=fed.task_id)[-1].args["slashed"] == ZERO
@@ -114,7 +119,9 @@ def test_trainers_an_accepted_result_names_are_slashed_once(fed: Fed) -> None:
     assert fed.ledger.events("ResultSubmitted", task_id=fed.task_id)[-1].args["faulty"] == list(result.faulty)
     assert t0.stake_of() == before[t0.address]  # nothing happens before finalization
     fed.vote_all(info)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is RoundStatus.FINALIZED
     assert fed.owner.finalize(fed.task_id, info.round_id) is RoundStatus.FINALIZED
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is None  # settled
     slashes = fed.ledger.slashes(fed.task_id)
     assert [(s.member, s.reason, s.evidence) for s in slashes] == [
         (t0.address, SlashReason.FAULTY_UPDATE, result.evidence_root),

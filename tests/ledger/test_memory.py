@@ -19,9 +19,11 @@ def test_memory_round_claim_and_reverts(memory_ledger: Ledger) -> None:
     fed.submit(info, tree=tree)
     with pytest.raises(QuorumNotReached):
         fed.owner.finalize(fed.task_id, info.round_id)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is None
     with pytest.raises(NotCommitteeMember):
         fed.trainers[0].vote(fed.task_id, info.round_id, True)
     fed.vote_all(info)
+    assert fed.ledger.finalize_outcome(fed.task_id, info.round_id) is RoundStatus.FINALIZED
     assert fed.owner.finalize(fed.task_id, info.round_id) is RoundStatus.FINALIZED
     t = fed.trainers[0]
     t.claim_reward(fed.task_id, info.round_id, 20 * E, tree.proof(t.address))

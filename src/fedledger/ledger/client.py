@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from web3.exceptions import ContractLogicError
 
 from fedledger.core.errors import IntegrityError
 from fedledger.ledger.backends import AnvilBackend, Backend, open_backend
@@ -428,6 +429,20 @@ class Ledger:
             self._s.index.sync()
             self._s.backend.persist()
         return status
+
+    def finalize_outcome(self, task_id: int, round_id: int) -> RoundStatus | None:
+        """What `finalize` would do now, asked of the contract itself (one `eth_call`, nothing sent):
+        FINALIZED, REJECTED, or None if it would revert (no quorum either way and votes still
+        missing, or the round is not awaiting votes). A round driver calls `finalize` when this is
+        not None, and `reopen` once the vote deadline has passed while it is None."""
+        call = self._fn("task_manager").finalize(task_id, round_id)
+        try:
+            status = int(call.call({"from": self.address}))
+        except Exception as e:  # ContractLogicError on RPC chains, eth-tester's own error on `memory`
+            if isinstance(e, ContractLogicError) or "revert" in str(e).lower():
+                return None
+            raise
+        return RoundStatus(status)
 
     def reopen(self, task_id: int, round_id: int) -> RoundInfo:
         """Anyone: restart a round with a new seed after a missed submission deadline (slashing the
