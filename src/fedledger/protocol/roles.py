@@ -124,11 +124,6 @@ class Role:
 class TaskOwner(Role):
     """Finalizes a round at quorum; reopens one that was rejected or whose deadline passed."""
 
-    def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore,
-                 clock: StageClock | None = None) -> None:
-        super().__init__(ledger, task_id, transport, blobs, clock)
-        self.quorum_bps = ledger.task(task_id).quorum_bps
-
     def open(self, round_id: int, privacy_bound: int | None) -> None:
         with self.clock.stage("chain"):
             self.ledger.open_round(self.task_id, privacy_bound)
@@ -138,7 +133,7 @@ class TaskOwner(Role):
         r = view.record
         with self.clock.stage("chain"):
             if r.status is RoundStatus.SUBMITTED:
-                if _decided(r, self.quorum_bps):
+                if self.ledger.finalize_outcome(self.task_id, r.round_id) is not None:  # the contract's own rule
                     self.ledger.finalize(self.task_id, r.round_id)
                     return True
                 if idle and view.now > r.vote_deadline:
@@ -151,15 +146,6 @@ class TaskOwner(Role):
                 self.ledger.reopen(self.task_id, r.round_id)  # the contract slashes the late aggregator
                 return True
         return False
-
-
-def _decided(r: RoundRecord, quorum_bps: int) -> bool:
-    """As the contract decides: acceptance reached 2/3 of committee stake and the task's quorum, or
-    rejection made that impossible."""
-    def quorum(weight: int) -> bool:
-        return 3 * weight >= 2 * r.committee_weight and weight * 10_000 >= r.committee_weight * quorum_bps
-
-    return quorum(r.accept_weight) or not quorum(r.committee_weight - r.reject_weight)
 
 
 class Trainer(Role):
