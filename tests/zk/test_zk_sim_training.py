@@ -163,3 +163,25 @@ def test_data_quality_proofs_at_join_cover_every_shard(backend) -> None:
     assert c is not None and len(c.roots) == 2 and len(c.quality_proofs) == 2
     assert [p.root for p in c.quality_proofs] == list(c.roots)  # the roots training proofs open
     assert tp.commit_data("m", X[:3], y[:3]) is c  # committed once: later rows do not replace it
+
+
+def test_softmax_layout_round_trips_and_matches_float_gd(backend) -> None:
+    """C > 2: the zk layout [W[c], b[c]] row by row maps to and from the simulation's W[C, F], b[C]."""
+    from fedledger.zk.training import train_float_softmax
+
+    tp = TrainingProofs(features=4, classes=3, lr=0.3, epochs=2, capacity=16, backend=backend)
+    model = build_model("logreg", (4,), 3, seed=2)
+    g = get_flat(model)
+    rng = np.random.default_rng(5)
+    X = torch.tensor(rng.normal(0, 1, (20, 4)), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 3, 20))
+    w, b = g[:12].reshape(3, 4).clone().requires_grad_(True), g[12:].clone().requires_grad_(True)
+    for _ in range(2):
+        gw, gb = torch.autograd.grad(torch.nn.functional.cross_entropy(X @ w.T + b, y), (w, b))
+        w, b = (w - 0.3 * gw).detach().requires_grad_(True), (b - 0.3 * gb).detach().requires_grad_(True)
+    sim_delta = torch.cat([w.detach().reshape(-1), b.detach()]) - g
+    z0 = np.concatenate([g[:12].reshape(3, 4).numpy(), g[12:].numpy()[:, None]], 1).reshape(-1).astype(np.float64)
+    z = train_float_softmax(z0, X.numpy(), y.numpy(), 0.3, 2, 3)
+    assert np.allclose(tp.to_sim_delta((z - z0) * (1 << tp.frac)), sim_delta.numpy(), atol=1e-5)
+    assert np.array_equal(tp.start_model(g), np.rint(z0 * 256).astype(np.int64))
+    assert tp.lr_fp == round(0.3 * 256) and tp.spec.model == "softmax"
