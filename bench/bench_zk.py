@@ -6,6 +6,12 @@ Figures are wall-clock seconds on this machine (2 cores, shared), with published
 them: RoFL (Lycklama et al., IEEE S&P 2023, Bulletproofs, L2 range proofs) proves a 1,024-entry
 update in 0.70 s and verifies in 0.24 s; 16,384 entries in 11.3 s / 4.1 s. Keys come from the
 cache (a first run performs the development setup and reports its time separately).
+
+Update proofs are measured twice in one run, interleaved, median of 3: with the previous
+release's settings (1,024/4,096-entry chunks, one in-process prover) and with `plan_chunk` chunk
+sizes on one single-threaded prover process per core; prover CPU seconds are reported beside
+wall time because the machine is shared. Proof of training runs through the simulation's
+`TrainingProofs` on breast_cancer (10 members, 10 rounds, fixed point against float).
 """
 
 from __future__ import annotations
