@@ -64,10 +64,11 @@ from fedledger.zk.update import (
     UpdateSecret,
     UpdateSpec,
     commit_update,
+    plan_chunk,
     verify_update,
 )
 
-SMALL_CHUNK = 1024  # one circuit (and key pair) for models up to a few thousand coordinates
+PROVER_CHUNKS_FOR = 2  # workers the chunk size is planned for
 TAIL_SIGMAS = 8  # a noise entry beyond 8 standard deviations has probability below 1e-15
 
 
@@ -79,7 +80,9 @@ def spec_for(plan: DdpPlan) -> UpdateSpec:
     noise_bits = math.ceil(math.log2(TAIL_SIGMAS * sigma + 1)) + 1
     noised = plan.padded + (1 if plan.adaptive else 0)
     bound2e = math.ceil(2 * plan.member_variance * noised + TAIL_SIGMAS**2 * plan.member_variance)
-    chunk = SMALL_CHUNK if plan.length <= 8 * SMALL_CHUNK else 4096
+    # chunks sized for two single-threaded provers (the 2-core target machine), filling their FFT domains; a
+    # fixed worker count keeps the circuit, and so the keys, the same on every machine
+    chunk = plan_chunk(plan.length, PROVER_CHUNKS_FOR, entry_bits=entry_bits, noise_bits=noise_bits)
     return UpdateSpec(chunk_size=chunk, entry_bits=entry_bits, noise_bits=noise_bits, bound2x=bound2x,
                       bound2e=bound2e)
 
@@ -251,7 +254,7 @@ class RoundProofs:
     @classmethod
     def for_plan(cls, plan: DdpPlan, task: str, seed: int) -> RoundProofs:
         spec = spec_for(plan)
-        return cls(spec, task, seed, UpdateProver(spec), bits=plan.bits)
+        return cls(spec, task, seed, UpdateProver(spec, workers=None), bits=plan.bits)  # one prover per core
 
     @property
     def keys_record(self) -> dict[str, object]:
