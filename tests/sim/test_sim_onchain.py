@@ -78,7 +78,8 @@ def test_member_level_dp_on_chain_uses_the_registered_keys_and_records_privacy(t
     sim = Simulation(build_config(cfg))
     res = sim.run(tmp_path)
     assert all(r.finalized for r in res.rounds)
-    assert res.ledger is not None and res.ledger["privacy_spent"] == pytest.approx(res.rounds[-1].epsilon_spent, rel=1e-6)
+    assert res.ledger is not None
+    assert res.ledger["privacy_spent"] == pytest.approx(res.rounds[-1].epsilon_spent, rel=1e-6)
     assert sim.ddp is not None and sim.ddp.pki is not None  # secure aggregation keyed from the chain registry
     from fedledger.protocol.audit import audit_run
 

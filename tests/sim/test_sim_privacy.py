@@ -85,3 +85,21 @@ def test_update_proofs_are_made_and_verified_for_every_survivor() -> None:
 def test_proofs_need_member_level_dp() -> None:
     with pytest.raises(ConfigError, match="--dp member"):
         _run(privacy={"dp": "none"}, proofs="update")
+
+
+@pytest.mark.slow
+def test_proof_of_training_proves_and_verifies_every_member_update(tmp_path) -> None:
+    cfg = build_config({"dataset": "breast_cancer", "partition": "iid", "clients": 4, "model": "logreg",
+                        "rounds": 1, "lr": 0.5, "local_epochs": 2, "proofs": "training"})
+    res = Simulation(cfg).run(tmp_path)
+    proofs = res.rounds[0].proofs
+    assert proofs is not None and proofs["made"] == proofs["verified"] == res.rounds[0].participants == 4
+    assert proofs["rejected"] == 0 and res.rounds[0].stages["proofs"] > 0
+    assert res.zk is not None and res.zk["keys"]["development_only"]
+    assert res.final_accuracy > 0.8
+
+
+def test_proof_of_training_refuses_models_it_cannot_prove() -> None:
+    cfg = build_config({"dataset": "breast_cancer", "clients": 4, "model": "mlp", "proofs": "training"})
+    with pytest.raises(ConfigError, match="logreg"):
+        Simulation(cfg)

@@ -56,6 +56,7 @@ from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
 from fedledger.sim.proofs import RoundProofs
+from fedledger.sim.training_proofs import TrainingProofs, TrainingRound
 
 CHECKPOINT = "checkpoint.pt"
 KILL_ENV = "FEDLEDGER_KILL_AT"
@@ -230,6 +231,12 @@ class Simulation:
         self.epsilon_member_level: float | None = None
         self.ddp = self._distributed_dp()
         self.proofs = self._round_proofs()
+        self.training_proofs = (
+            TrainingProofs.from_config(cfg, features=int(np.prod(self.data.input_shape)),
+                                       classes=self.data.num_classes, workers=os.cpu_count() or 1)
+            if cfg.proofs == "training" else None
+        )
+        self._proved: TrainingRound | None = None  # the last proof-of-training round
         self.round_seed: bytes | None = None  # the chain's seed for the round being run, if on a ledger
         self.initial_flat = self.global_flat.clone()
         self.clock = StageClock()
@@ -294,7 +301,8 @@ class Simulation:
             if self.ddp is not None:
                 step = self._aggregate_distributed(rnd, selected, survives, local)
             else:
-                step = self._aggregate_visible(contributors, local)
+                step = self._aggregate_visible(contributors, local, self._training_counts())
+                step = replace(step, proofs=self._training_proof_stats())
         self.last_step = step
         return step
 
@@ -324,6 +332,8 @@ class Simulation:
         """(members whose update is in the result, their local results), all starting from `start`."""
         if self.cfg.privacy.dp == "record":
             return self._train_dpsgd(rnd, members, start)
+        if self.training_proofs is not None:
+            return self._train_proved(rnd, members, start)
         steps = budget_steps(self.full_steps[members], self.budgets[members])
         cohort = Cohort(self.pool.offsets[members], self.pool.counts[members], steps)
         result = self.trainer.train(start, self.pool.X, self.pool.y, cohort,
@@ -360,6 +370,26 @@ class Simulation:
         result = LocalResult(torch.stack(deltas), torch.tensor(losses), np.array(steps), np.array(steps, float))
         self._check_finite(rnd, used, result.losses, result.deltas)
         return used, result
+
+    def _train_proved(self, rnd: int, members: np.ndarray, start: torch.Tensor) -> tuple[np.ndarray, LocalResult]:
+        """Proof of training: each member's update is fixed-point gradient descent it proves; validators
+        verify every proof and only the members whose proof verifies are kept."""
+        assert self.training_proofs is not None
+        started = time.perf_counter()
+        with self.clock.stage("proofs"):
+            self._proved = self.training_proofs.round(
+                rnd, start, [int(i) for i in members], [self._member_rows(int(i)) for i in members],
+                [self.data.members[int(i)].name for i in members])
+        self.clock.seconds["training"] -= time.perf_counter() - started  # proving is not counted twice
+        self.examples_processed += int(self._proved.rows.sum()) * self._proved.epochs
+        return self._proved.members, self._proved.local_result()
+
+    def _training_counts(self) -> np.ndarray | None:
+        """Rows each proved member actually trained on (its shard), the aggregation weights."""
+        return None if self._proved is None else np.asarray(self._proved.rows)
+
+    def _training_proof_stats(self) -> dict[str, Any] | None:
+        return None if self._proved is None else self._proved.stats.to_json()
 
     def _member_rows(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, n = int(self.pool.offsets[i]), int(self.pool.counts[i])
@@ -495,12 +525,16 @@ class Simulation:
                 chain.close()
             if self.proofs is not None:
                 self.proofs.close()
+            if self.training_proofs is not None:
+                self.training_proofs.close()
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
         result.attack = self.attacks.summary() if self.attacks.active else None
         if self.proofs is not None:
             result.zk = {"update_spec": asdict(self.proofs.spec), "keys": self.proofs.keys_record}
+        if self.training_proofs is not None:
+            result.zk = {"proof_of_training": True, "keys": self.training_proofs.keys_record}
         if self.cfg.baseline:
             result.centralized_accuracy = self.centralized_accuracy()
         return result
@@ -667,9 +701,11 @@ class _BatchedWork:
             with sim.clock.stage("training"):
                 used, local = sim._train(key[0], np.sort(np.array(members, dtype=np.int64)), start)
             deltas = sim.attacks.tamper_updates(used, local.deltas, sim._first_updates)
+            counts = sim._training_counts()
             for row, m in enumerate(int(x) for x in used):
+                examples = int(sim.pool.counts[m] if counts is None else counts[row])
                 self.done[(m, key)] = UpdateMessage(
-                    self.task_id, key[0], key[1], m, int(sim.pool.counts[m]), float(local.normalizers[row]),
+                    self.task_id, key[0], key[1], m, examples, float(local.normalizers[row]),
                     float(local.losses[row]), deltas[row].numpy())
         self.pending.clear()
         return True
@@ -699,6 +735,7 @@ class _SimAggregation:
                                 np.array([round(u.normalizer) for u in updates], dtype=np.int64),
                                 np.array([u.normalizer for u in updates], dtype=np.float64))
             step = sim._aggregate_visible(members, local, np.array([u.num_examples for u in updates]))
+            step = replace(step, proofs=sim._training_proof_stats())
         else:
             step = _RoundStep(participants=0)
         sim.last_step = step
