@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -451,7 +452,8 @@ class Simulation:
                 proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
             # members prove and the aggregator verifies between the masked inputs and the unmasking, that is
             # inside the SecAgg+ exchange's wall time: count that part as proofs
-            inside = min(secagg, float(proofs.get("prove_seconds", 0)) + float(proofs.get("verify_seconds", 0)))
+            proved = float(str(proofs.get("prove_seconds", 0))) + float(str(proofs.get("verify_seconds", 0)))
+            inside = min(secagg, proved)
             self.clock.seconds["proofs"] += inside
             secagg -= inside
         self.clock.seconds["secagg"] += secagg
@@ -552,7 +554,7 @@ class Simulation:
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
             spec=self.cfg.model_dump(exclude={"out", "baseline"}),
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
-            evaluators=[lambda flat, v=v: evaluate(self.model, flat, *v)[0] for v in validators],
+            evaluators=[partial(_accuracy, self.model, held) for held in validators],
         )
         chain.clock = self.clock
         chain.owner.clock = self.clock
@@ -576,7 +578,7 @@ class Simulation:
         start = time.perf_counter()
         txs = chain.tx_count()
         self._round_start = self._snapshot()
-        self._computed: tuple[int, int] | None = None
+        self._computed = None
         bound = self._privacy_bound()
         view = chain.run(rnd, self.cohort_size, to_fixed(bound) if bound is not None else None,
                          flush=self._work.flush if self._work is not None else lambda: False)
@@ -751,6 +753,10 @@ class _SimAggregation:
             privacy_spent=to_fixed(spent) if spent is not None and sim.cfg.privacy.dp != "none" else 0,
             faulty=tuple(address[int(i)].address for i in step.faulty),
         )
+
+
+def _accuracy(model: nn.Module, held: tuple[torch.Tensor, torch.Tensor], flat: torch.Tensor) -> float:
+    return evaluate(model, flat, *held)[0]
 
 
 def _kill_if_asked(round_id: int, stage: str) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -208,8 +209,7 @@ class ChainRounds:
             for i, v in enumerate(fed.validators)
         ]
         self.trainers = [] if work is None else [
-            Trainer(m, fed.task_id, t, self.blobs, member=i, work=work,
-                    drops=lambda key, i=i: drops(i, key), clock=self.clock)
+            Trainer(m, fed.task_id, t, self.blobs, member=i, work=work, drops=partial(drops, i), clock=self.clock)
             for i, m in enumerate(fed.trainers)
         ]
 
@@ -277,7 +277,7 @@ class ChainRounds:
                 if self.ledger.reputation_of(address) != score:
                     self.fed.at(address).apply_reputation(epoch, address, score, tree.proof(address))
 
-    def balances(self) -> dict[str, dict[str, float]]:
+    def balances(self) -> dict[str, dict[str, object]]:
         """Reward tokens, stake and reputation of every account, in whole tokens."""
         out = {}
         for label, accounts in (("trainer", self.fed.trainers), ("aggregator", self.fed.aggregators),
