@@ -117,3 +117,19 @@ def test_a_run_killed_inside_a_round_resumes_it_from_the_chain(tmp_path: Path, s
     assert resumed["recovery"]["seconds_to_finalize"] > 0
     assert [r["model_hash"] for r in resumed["rounds"]] == [r["model_hash"] for r in expected["rounds"]]
     audit_run(tmp_path / "killed")
+
+
+def test_a_member_that_masks_another_vector_is_named_left_out_and_slashed(tmp_path: Path) -> None:
+    # the noise is sized for a dropout margin (dropout 0.1), so the sum without the cheater is still released
+    res = _run(tmp_path, rounds=1, dropout=0.1, clients=6, proofs="update", attack="mask_swap:0.2",
+               privacy={"dp": "member", "secagg": True, "epsilon": 8.0, "bits": 20})
+    cheaters = set(res.attack["members"]["mask_swap"])  # two of six; a cheater that drops out cheats nobody
+    r = res.rounds[0]
+    named = {int(name.split("-")[1]) for name in r.proofs["culprits"]}
+    assert r.finalized and named and named <= cheaters
+    assert r.participants == 6 - r.dropped - len(named) and r.proofs["linear_check"] is True
+    slashes = res.ledger["slashed"]
+    assert {(s["round"], s["reason"]) for s in slashes} == {(1, "faulty_update")}
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        assert {s["member"] for s in slashes} == {ledger.dev(100 + i).address for i in named}  # trainer i: 100 + i
+    audit_run(tmp_path)

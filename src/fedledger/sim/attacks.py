@@ -9,6 +9,9 @@
   to one clip norm.
 - `free_ride:F`: sends a zero update and still claims its reward. A zero row in the evidence; it adds nothing.
 - `stale:F`: resends its first update every round. Robust aggregation; bounded.
+- `mask_swap:F` (with `--proofs update`): commits to and proves its honest input, then feeds SecAgg+ another
+  one. The validators' linear check fails, blame names it, the round is summed again without it and it is
+  named as faulty in the result, so the contract slashes it when the round finalizes.
 - `malicious_aggregator`: the first aggregator drawn posts a tampered model whenever it is drawn. Validators
   recompute the aggregate (or see the accuracy drop) and reject; the round is reopened with another aggregator.
 - `lazy_validator[:K]`: K validators accept without checking. Honest stake over 1/3 of the committee still
@@ -35,7 +38,7 @@ import torch
 from fedledger.core.errors import ConfigError
 from fedledger.core.rng import numpy_rng
 
-MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale")
+MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale", "mask_swap")
 ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator", "late_aggregator", "silent_validator")
 
 

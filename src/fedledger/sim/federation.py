@@ -51,13 +51,15 @@ from fedledger.privacy import (
     privacy_block,
     train_member_dpsgd,
 )
+from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock
 from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
-from fedledger.sim.proofs import RoundProofs
+from fedledger.sim.proofs import RoundBinding, RoundProofs
 from fedledger.sim.training_proofs import TrainingProofs, TrainingRound
+from fedledger.zk import LinearCheckFailed
 
 CHECKPOINT = "checkpoint.pt"
 KILL_ENV = "FEDLEDGER_KILL_AT"
@@ -266,6 +268,9 @@ class Simulation:
         )
 
     def _round_proofs(self) -> RoundProofs | None:
+        if self.attacks.members_doing("mask_swap") and (self.cfg.proofs != "update" or not self.cfg.privacy.secagg):
+            raise ConfigError("the mask_swap attack cheats the proofs' binding to SecAgg+: use it with --proofs update "
+                              "--dp member --secagg")
         if self.cfg.proofs != "update":
             return None
         if self.ddp is None:
@@ -424,48 +429,76 @@ class Simulation:
     def _aggregate_distributed(
         self, rnd: int, selected: np.ndarray, survives: np.ndarray, local: LocalResult
     ) -> _RoundStep:
-        """Member-level DP: clip, rotate, quantize, add noise shares and sum through SecAgg+."""
+        """Member-level DP: clip, rotate, quantize, add noise shares and sum through SecAgg+.
+
+        With update proofs, a failed linear check names its culprits by blame; the round is summed again
+        without them (named as faulty, so the contract slashes them when the round finalizes). The second
+        sum uses the same noisy integer inputs (same seed): against the first it only removes the culprits'
+        vectors, which are independent of the honest members' data, so the round is accounted once.
+        """
         assert self.ddp is not None
         deltas = torch.zeros(len(selected), self.dim)
         deltas[torch.as_tensor(survives)] = local.deltas
         seed = self.round_seed or derive_seed(self.cfg.seed, "round-seed", rnd).to_bytes(8, "big")
         names = [self.data.members[int(i)].name for i in selected]
-        binding = self.proofs.binding(rnd, seed, names) if self.proofs is not None and self.ddp.secagg else None
-        started = time.perf_counter()
-        try:
-            agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
-                                     member_ids=[int(m) for m in selected], binding=binding)
-        except InsufficientSurvivors:
-            return _RoundStep(participants=int(survives.sum()), aggregated=False)
-        finally:
-            elapsed = time.perf_counter() - started
-        self.clock.seconds["privacy"] += elapsed - agg.secagg_seconds
-        secagg = agg.secagg_seconds
+        cheaters = frozenset(row for row, m in enumerate(selected) if int(m) in self.attacks.members_doing("mask_swap"))
+        accounted = self.ddp.state_dict()
+        culprits: set[int] = set()
+        for attempt in (1, 2):
+            binding = (self.proofs.binding(rnd, seed, names, cheaters=cheaters)
+                       if self.proofs is not None and self.ddp.secagg else None)
+            started = time.perf_counter()
+            try:
+                agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
+                                         member_ids=[int(m) for m in selected], binding=binding)
+            except InsufficientSurvivors:
+                return _RoundStep(participants=int(survives.sum()), aggregated=False)
+            self.clock.seconds["privacy"] += time.perf_counter() - started - agg.secagg_seconds
+            try:
+                proofs = self._check_proofs(rnd, seed, names, binding, agg)
+                break
+            except LinearCheckFailed:
+                named = {int(k) for k in binding.last_blame.culprits} if binding and binding.last_blame else set()
+                if attempt == 2 or not named:
+                    raise
+                culprits |= named
+                survives = survives & ~np.isin(selected, sorted(named))
+                self.ddp.load_state_dict(accounted)  # the same noisy inputs are summed again, without them
         self.global_flat = self.strategy.step(
             self.global_flat, RoundUpdates(agg.mean[None, :], np.ones(1), np.ones(1))
         )
         self.epsilon_member_level = agg.epsilon_so_far
         survivors = int(agg.survivors.sum())
-        proofs = None
-        if self.proofs is not None and agg.encoding is not None:
-            with self.clock.stage("proofs"):
-                proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
-            # members prove and the aggregator verifies between the masked inputs and the unmasking, that is
-            # inside the SecAgg+ exchange's wall time: count that part as proofs
-            proved = float(str(proofs.get("prove_seconds", 0))) + float(str(proofs.get("verify_seconds", 0)))
-            inside = min(secagg, proved)
-            self.clock.seconds["proofs"] += inside
-            secagg -= inside
-        self.clock.seconds["secagg"] += secagg
+        if proofs is not None and culprits:
+            proofs["culprits"] = [self.data.members[m].name for m in sorted(culprits)]
+            proofs["linear_check"] = True  # on the sum without them
         return _RoundStep(
             participants=survivors,
             contributors=selected[agg.survivors],
             proofs=proofs,
-            faulty=tuple(int(m) for m in agg.excluded),
+            faulty=tuple(sorted({int(m) for m in agg.excluded} | culprits)),
             train_loss=float(local.losses.mean()),
             bytes_up=round(agg.bytes_up_per_member * survivors),
             extra_bytes_down=round(agg.bytes_down_per_member * survivors),
         )
+
+    def _check_proofs(self, rnd: int, seed: bytes, names: list[str], binding: RoundBinding | None,
+                      agg: AggregateResult) -> dict[str, Any] | None:
+        """The validators' proof checks (and the linear check); splits the seconds between stages."""
+        secagg = agg.secagg_seconds
+        proofs = None
+        try:
+            if self.proofs is not None and agg.encoding is not None:
+                with self.clock.stage("proofs"):
+                    proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
+        finally:
+            # members prove and the aggregator verifies between the masked inputs and the unmasking, that is
+            # inside the SecAgg+ exchange's wall time: count that part as proofs
+            stats = binding.stats if binding is not None else None
+            inside = min(secagg, stats.prove_seconds + stats.verify_seconds) if stats is not None else 0.0
+            self.clock.seconds["proofs"] += inside
+            self.clock.seconds["secagg"] += secagg - inside
+        return proofs
 
     def _epsilon(self) -> float | None:
         if self.cfg.privacy.dp == "member":

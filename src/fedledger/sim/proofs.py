@@ -136,6 +136,7 @@ class RoundBinding:
     carries: dict[int, np.ndarray] = field(default_factory=dict)
     excluded: set[int] = field(default_factory=set)
     last_blame: BlameReport | None = None
+    cheaters: frozenset[int] = frozenset()  # attack injection: rows that mask another vector after committing
 
     def name(self, member_id: int) -> str:
         return self.names[self.ids.index(member_id)]
@@ -159,6 +160,8 @@ class RoundBinding:
             self.committed[m] = (secret, posted)
             self.proved[m] = encoding.values[row] + encoding.noise[row]
             out[m] = int(secret.t)
+        for row in self.cheaters:  # commit to one vector, mask another: only the linear check can tell
+            encoding.wrapped[row, 0] = (int(encoding.wrapped[row, 0]) + 1) % (1 << self.bits)
         return out
 
     # step 2: masked inputs in, survivor list not yet fixed ----------------------------------------
@@ -261,11 +264,13 @@ class RoundProofs:
         assert self.prover is not None
         return self.prover.keys.record.to_json()
 
-    def binding(self, round_id: int, round_seed: bytes, names: Sequence[str]) -> RoundBinding:
-        """The hooks to pass to `DistributedDP.aggregate(binding=...)` for one round."""
+    def binding(self, round_id: int, round_seed: bytes, names: Sequence[str],
+                cheaters: Collection[int] = ()) -> RoundBinding:
+        """The hooks to pass to `DistributedDP.aggregate(binding=...)` for one round. `cheaters` (rows of the
+        cohort; the `mask_swap` attack) mask another vector than the one they committed to."""
         assert self.prover is not None
         return RoundBinding(self.spec, self.prover, self.task, self.seed, self.bits, round_id, round_seed,
-                            list(names))
+                            list(names), cheaters=frozenset(cheaters))
 
     def run(self, round_id: int, round_seed: bytes, encoding: MemberEncoding, survivors: np.ndarray,
             names: Sequence[str], binding: RoundBinding | None = None,
