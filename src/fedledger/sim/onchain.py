@@ -344,6 +344,7 @@ class ChainRounds:
             "gas": self.ledger.gas_report(),
             "contracts": dict(self.ledger.deployment.addresses),
             "slashed": self._slashes(),
+            "balances": self.balances(),
         }
 
     def _slashes(self) -> list[dict[str, object]]:
