@@ -89,6 +89,11 @@ def test_aggregator_redraw_avoids_the_excluded_member() -> None:
         assert select_aggregator(seed, pool, excluded=first) != first
     solo = pool[:1]
     assert select_aggregator(seeds[0], solo, excluded=solo[0][0]) == solo[0][0]
+    # an excluded member with almost all the weight: every redraw hits it, the next member with weight is taken
+    heavy = [(pool[0][0], 1), (pool[1][0], 10**9), (pool[2][0], 0), (Account.from_key(b"\x09" * 32).address, 1)]
+    for seed in seeds:
+        assert select_aggregator(seed, heavy, excluded=heavy[1][0]) == heavy[3][0]
+    assert select_aggregator(seeds[0], heavy[:2], excluded=heavy[1][0]) == heavy[0][0]  # wraps around
 
 
 def test_cohort_is_a_seeded_public_sample() -> None:

@@ -349,6 +349,7 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         bonded = ledger.stake_of(late)
         ledger.advance_time(ledger.task(tid).submit_window + 1)
         again = by_address[trainers[0]].reopen(tid, 1)
+        slashed = bonded - ledger.stake_of(late)  # (it may be drawn, rejected and slashed again later)
         scores1 = {trainers[0]: 9_000, trainers[1]: 2_000}
         hashes = [settle(again, scores1, accept=True)]
         scores2 = {trainers[0]: 9_500, trainers[2]: 4_000}
@@ -357,7 +358,7 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         hashes.append(settle(owner.reopen(tid, 2), scores2, accept=True))
         labels = {str(e.args["member"]): f"trainer #{e.args['pool_index']}"
                   for e in ledger.events("MemberRegistered", role=1)}
-        return {"late": late, "slashed": bonded - ledger.stake_of(late), "hashes": hashes,
+        return {"late": late, "slashed": slashed, "hashes": hashes,
                 "epochs": [{labels[a]: s for a, s in scores.items()} for scores in (scores1, scores2)]}
 
 

@@ -8,7 +8,8 @@ minimum stake. A draw `j` under a tag picks
 
 and the first member whose running sum of weights exceeds t (the contract finds it in a
 Fenwick tree; here a prefix sum and a bisection give the same member). The aggregator is the
-first draw (redrawn up to 8 times while it hits the member excluded after a missed deadline);
+first draw (redrawn up to 8 times while it hits the member excluded after a missed deadline or a
+rejection, then the next member with weight after it in pool order);
 the committee takes draws 0, 1, 2, ... skipping repeats until it has
 min(committee_size, eligible members) members or 128 draws are used.
 
@@ -53,6 +54,9 @@ def select_aggregator(seed: bytes, pool: Sequence[tuple[str, int]], excluded: st
         chosen = to_checksum_address(pool[draw(seed, AGGREGATOR_TAG, j, prefix)][0])
         if chosen != excluded_cs or eligible <= 1:
             break
+    if chosen == excluded_cs and eligible > 1:  # every try hit it: the next member with weight after it
+        position = next(i for i, (a, _) in enumerate(pool) if to_checksum_address(a) == excluded_cs)
+        chosen = to_checksum_address(pool[bisect_right(prefix, prefix[position] % prefix[-1])][0])
     return chosen
 
 

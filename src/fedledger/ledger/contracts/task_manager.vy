@@ -554,6 +554,11 @@ def _start(task_id: uint256, round_id: uint256, attempt: uint256, previous_seed:
         aggregator = self._draw(AGGREGATOR, seed, AGGREGATOR_TAG, j)
         if aggregator != excluded or self.pool_eligible[AGGREGATOR] <= 1:
             break
+    if aggregator == excluded and self.pool_eligible[AGGREGATOR] > 1:
+        # every try hit it: take the next member with weight after it in pool order (wrapping), so the
+        # excluded aggregator is never drawn first when anyone else can be
+        after: uint256 = self._prefix(AGGREGATOR, self.members[excluded].pool_index) % self.pool_total[AGGREGATOR]
+        aggregator = self.pool_member[AGGREGATOR][self._tree_find(AGGREGATOR, after)]
 
     target: uint256 = min(self.tasks[task_id].committee_size, self.pool_eligible[VALIDATOR])
     committee: DynArray[address, MAX_COMMITTEE] = []
