@@ -18,6 +18,7 @@ an aggregator that missed its deadline).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -289,11 +290,12 @@ class Validator(Role):
 
     def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore, *,
                  evaluate: Callable[[torch.Tensor], float], reward_pool: int, tolerance: float = 0.05,
-                 behaviour: str = "honest", clock: StageClock | None = None) -> None:
+                 held_out: int | None = None, behaviour: str = "honest", clock: StageClock | None = None) -> None:
         super().__init__(ledger, task_id, transport, blobs, clock)
         self.evaluate = evaluate  # accuracy on this validator's own held-out data
         self.reward_pool = reward_pool
         self.tolerance = tolerance
+        self.held_out = held_out  # examples behind `evaluate`: widens the tolerance by their sampling error
         self.behaviour = behaviour
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None
@@ -329,11 +331,19 @@ class Validator(Role):
             return False
         before = self.evaluate(from_bytes(self.blobs.get(view.global_model)))
         self.last_accuracy = self.evaluate(checked.model)
-        if self.last_accuracy < before - self.tolerance:
+        if self.last_accuracy < before - self.allowed_drop(before):
             self.last_reason = f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data"
             return False
         self.last_reason = ""
         return True
+
+    def allowed_drop(self, accuracy: float) -> float:
+        """The accuracy drop that still passes: `tolerance`, plus two standard errors of the difference of two
+        accuracies on `held_out` examples. A rejection slashes the aggregator, so sampling noise on a small
+        held-out set (and the noise of member-level DP) must not look like a fault."""
+        if not self.held_out:
+            return self.tolerance
+        return self.tolerance + 2 * math.sqrt(2 * accuracy * (1 - accuracy) / self.held_out)
 
     def _check_settlement(self, view: RoundView, checked: CheckedRound) -> None:
         r = view.record

@@ -590,6 +590,7 @@ class Simulation:
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
         )
         chain.clock = self.clock
+        chain.held_out = [len(y) for _, y in validators]
         chain.owner.clock = self.clock
         chain.initial_model = chain.store(self.initial_flat)
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there

@@ -151,6 +151,7 @@ class ChainRounds:
         self.fed = federation
         self.blobs = blobs
         self.evaluators = evaluators  # validator v's accuracy on its own held-out data
+        self.held_out: Sequence[int | None] = [None]  # examples behind each evaluator
         self.transport = InProcessTransport()
         self.clock = StageClock()
         self.initial_model: bytes | None = None
@@ -204,8 +205,8 @@ class ChainRounds:
         behaviour = ["lazy"] * attacks.lazy_validators + ["silent"] * attacks.silent_validators
         self.validators = [
             Validator(v, fed.task_id, t, self.blobs, evaluate=self.evaluators[i % len(self.evaluators)],
-                      reward_pool=CONTRIBUTOR_POOL, behaviour=behaviour[i] if i < len(behaviour) else "honest",
-                      clock=self.clock)
+                      reward_pool=CONTRIBUTOR_POOL, held_out=self.held_out[i % len(self.held_out)],
+                      behaviour=behaviour[i] if i < len(behaviour) else "honest", clock=self.clock)
             for i, v in enumerate(fed.validators)
         ]
         self.trainers = [] if work is None else [
