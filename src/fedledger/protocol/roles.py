@@ -125,7 +125,8 @@ class Role:
 class TaskOwner(Role):
     """Finalizes a round at quorum; reopens one that was rejected or whose deadline passed."""
 
-    def open(self, round_id: int, privacy_bound: int | None) -> None:
+    def open(self, privacy_bound: int | None) -> None:
+        """Open the task's next round."""
         with self.clock.stage("chain"):
             self.ledger.open_round(self.task_id, privacy_bound)
             self.ledger.persist()  # a durability point: a crash after this finds the round open
@@ -299,6 +300,7 @@ class Validator(Role):
         self.behaviour = behaviour
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None
+        self._accuracy_of: dict[bytes, float] = {}
         self.last_reason: str = ""
 
     def step(self, view: RoundView, idle: bool) -> bool:
@@ -329,7 +331,9 @@ class Validator(Role):
         if checked.previous_model != view.global_model:
             self.last_reason = "the round does not start from the last finalized model"
             return False
-        before = self.evaluate(from_bytes(self.blobs.get(view.global_model)))
+        if view.global_model not in self._accuracy_of:  # the previous model: evaluated once, not every attempt
+            self._accuracy_of = {view.global_model: self.evaluate(from_bytes(self.blobs.get(view.global_model)))}
+        before = self._accuracy_of[view.global_model]
         self.last_accuracy = self.evaluate(checked.model)
         if self.last_accuracy < before - self.allowed_drop(before):
             self.last_reason = f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data"

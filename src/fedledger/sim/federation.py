@@ -246,6 +246,7 @@ class Simulation:
         self._work: _BatchedWork | None = None
         self._round_start: tuple[Any, ...] = ()
         self._computed: tuple[int, int] | None = None
+        self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -588,10 +589,8 @@ class Simulation:
             spec=self.cfg.model_dump(exclude={"out", "baseline"}),
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
+            held_out=[len(y) for _, y in validators], clock=self.clock,
         )
-        chain.clock = self.clock
-        chain.held_out = [len(y) for _, y in validators]
-        chain.owner.clock = self.clock
         chain.initial_model = chain.store(self.initial_flat)
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
             self.ddp.identities = identities
@@ -605,7 +604,9 @@ class Simulation:
 
     def _drops(self, chain: ChainRounds, member: int, key: tuple[int, int]) -> bool:
         """Dropout injection: whether `member` goes silent in that attempt of the round."""
-        selected, survives = self.sample(key[0], chain.cohort_members_at(key))
+        if key not in self._survival:  # every trainer asks, every pass: draw once per attempt
+            self._survival[key] = self.sample(key[0], chain.cohort_members_at(key))
+        selected, survives = self._survival[key]
         return not bool(survives[np.searchsorted(selected, member)])
 
     def _run_chain_round(self, chain: ChainRounds, rnd: int) -> RoundRecord:

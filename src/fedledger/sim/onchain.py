@@ -14,7 +14,7 @@ in-process transport and driven by the `TaskManager` contract's state:
 4. each committee member re-checks from the chain and the blobs and votes; the owner finalizes at quorum
    or reopens a rejected or stalled round.
 
-`RoundDriver` runs the roles to quiescence, then moves the chain clock past the next deadline. Per round
+`ChainRounds.run` drives the roles to quiescence, then moves the chain clock past the next deadline. Per round
 the chain sees 3 + committee-size transactions whatever the number of trainers. Members and the task are
 set up once and written to `DIR/chain/federation.json`, so a restarted run finds them, and a run killed
 inside a round resumes that round from the chain and the blob store.
@@ -34,7 +34,7 @@ from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.vectors import to_bytes
-from fedledger.ledger import Ledger, Role, RoundInfo, RoundStatus, TaskSpec, to_fixed
+from fedledger.ledger import Ledger, Role, RoundStatus, TaskSpec, to_fixed
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.protocol import roles
 from fedledger.protocol.evidence import Evidence, RoundManifest
@@ -137,23 +137,20 @@ class Federation:
             keys[i] = member.pubkey
         return keys
 
-    def cohort(self, info: RoundInfo, size: int) -> np.ndarray:
-        """Member numbers of the round's trainer cohort, drawn off chain from the round seed."""
-        addresses = self.ledger.cohort(self.task_id, info.round_id, size)
-        return np.sort(np.array([self.index_of[a] for a in addresses], dtype=np.int64))
 
 
 class ChainRounds:
     """The federation's roles on a ledger, and the driver that runs each round to finalization."""
 
     def __init__(self, federation: Federation, blobs: BlobStore,
-                 evaluators: Sequence[Callable[[torch.Tensor], float]]) -> None:
+                 evaluators: Sequence[Callable[[torch.Tensor], float]], held_out: Sequence[int | None] = (None,),
+                 clock: StageClock | None = None) -> None:
         self.fed = federation
         self.blobs = blobs
         self.evaluators = evaluators  # validator v's accuracy on its own held-out data
-        self.held_out: Sequence[int | None] = [None]  # examples behind each evaluator
+        self.held_out = held_out  # examples behind each evaluator
         self.transport = InProcessTransport()
-        self.clock = StageClock()
+        self.clock = clock or StageClock()
         self.initial_model: bytes | None = None
         self.owner = TaskOwner(federation.owner, federation.task_id, self.transport, blobs, self.clock)
         self._cohorts: dict[Key, tuple[str, ...]] = {}
@@ -167,7 +164,8 @@ class ChainRounds:
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
                 privacy_budget: float | None, spec: dict[str, object], trainer_keys: Sequence[bytes],
-                evaluators: Sequence[Callable[[torch.Tensor], float]]) -> ChainRounds:
+                evaluators: Sequence[Callable[[torch.Tensor], float]], held_out: Sequence[int | None] = (None,),
+                clock: StageClock | None = None) -> ChainRounds:
         blobs = BlobStore(out / "blobs")
         ledger = Ledger.connect(chain, out)
         try:
@@ -176,7 +174,7 @@ class ChainRounds:
         except BaseException:
             ledger.close()
             raise
-        return cls(fed, blobs, evaluators)
+        return cls(fed, blobs, evaluators, held_out, clock)
 
     @property
     def ledger(self) -> Ledger:
@@ -304,7 +302,7 @@ class ChainRounds:
                 f"{round_id - 1}; the output directory's checkpoint and chain state disagree"
             )
         if task.current_round == round_id - 1:
-            self.owner.open(round_id, privacy_bound)
+            self.owner.open(privacy_bound)
         if not self._armed:
             self._arm_aggregator_attacks()
             self._armed = True
