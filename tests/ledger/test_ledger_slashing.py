@@ -27,7 +27,7 @@ from fedledger.ledger.errors import (
     WrongState,
 )
 from fedledger.zk.backend import proof_words
-from fedledger.zk.onchain import DisputeDomain, Submission, evidence_tree, sign_submission, submission_digest
+from fedledger.zk.onchain import HALF_N, DisputeDomain, Submission, evidence_tree, sign_submission, submission_digest
 
 pytestmark = [pytest.mark.anvil]
 BPS = 10_000
@@ -451,9 +451,13 @@ def test_a_proof_of_a_member_not_in_the_round_reverts(fed: Fed) -> None:
     sub = _sign(inside, domain, info, BAD)
     out = _sign(outside, domain, info, BAD)  # signed, but never in the round's root
     framed = dataclasses.replace(sub, trainer=outside.address)  # inside's signature under outside's name
-    _, paths = _post(fed, info, [sub, framed])
+    n = 2 * HALF_N + 1  # secp256k1 group order
+    malleated = dataclasses.replace(sub, v=55 - sub.v, s=n - sub.s)  # same signer, another leaf (EIP-2)
+    _, paths = _post(fed, info, [sub, framed, malleated])
     _finalize(fed, info)
     before = outside.stake_of()
+    with pytest.raises(NotAnOffence, match="malformed signature"):
+        fed.trainers[3].dispute_proof(malleated, paths[2])
     with pytest.raises(InvalidProof, match="not in the proofs root"):
         fed.trainers[3].dispute_proof(out, paths[0])
     with pytest.raises(NotAnOffence, match="not signed by the offender"):
