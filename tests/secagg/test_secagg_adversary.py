@@ -33,10 +33,10 @@ from fedledger.secagg import (
     check_x25519_key,
     decode,
     run_round,
+    shamir,
     simulated_identities,
 )
 from fedledger.secagg import keys as keymod
-from fedledger.secagg import shamir
 from fedledger.secagg.channel import (
     channel_key,
     commitment_statement,
@@ -231,7 +231,7 @@ def test_every_context_field_separates_sessions() -> None:
         graph = Graph.build([1, 2, 3], 3, ctx.task_id, 4)
         ids, pki = simulated_identities([1, 2, 3], 0)
         cfg = ClientConfig(ctx, 1, ids[1], pki, SecAggParams(n=3, length=2, bits=16), graph)
-        st_, (adv,) = client_start(cfg, np.zeros(2, np.uint32), CryptoRng(b"\x01" * 32).bytes)
+        _, (adv,) = client_start(cfg, np.zeros(2, np.uint32), CryptoRng(b"\x01" * 32).bytes)
         keys.add((adv.channel_public, adv.mask_public))
     assert len(keys) == 4
 
@@ -240,7 +240,7 @@ def test_resum_in_a_new_sub_session_refuses_the_first_sums_messages() -> None:
     first = Session(sub_session=0)
     first.run()
     resum = Session(sub_session=1)
-    for (m, kind), msg in first.sent.items():
+    for (_m, kind), msg in first.sent.items():
         if kind == Kind.ADVERTISE_KEYS:
             with pytest.raises(ProtocolViolation, match="another session"):
                 server_handle(resum.server, msg)
@@ -483,7 +483,7 @@ def test_registration_check_refuses_every_small_order_point_and_noncanonical_enc
 
 def _decompress_enc(enc: bytes):
     raw = int.from_bytes(enc, "little")
-    x, y, z, t = _decompress(raw & ((1 << 255) - 1))
+    x, y, z, _ = _decompress(raw & ((1 << 255) - 1))
     if x & 1 != raw >> 255:
         x = (P25519 - x) % P25519
     return (x, y, z, x * y % P25519)

@@ -9,8 +9,8 @@ vectorized Shamir sharing over GF(2**31 - 1); a k-regular Harary graph; a signed
 registration). `run_round` drives a whole round in process.
 """
 
-from fedledger.secagg.driver import RoundOutcome, run_round, simulated_identities
 from fedledger.secagg.context import SessionContext
+from fedledger.secagg.driver import RoundOutcome, run_round, simulated_identities
 from fedledger.secagg.errors import DecodeError, Fault, InvalidKey, ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import MaskingRecord, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams

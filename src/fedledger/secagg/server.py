@@ -203,7 +203,8 @@ def server_handle(state: ServerState, msg: Message) -> tuple[ServerState, list[M
     bad = set(state.bad_shares)
     for owner, kind, share, salt in msg.shares:
         pair = state.commitments[owner].get(sender)
-        ok = pair is not None and share_commitment(cfg.session, owner, sender, int(kind), share, salt) == pair[int(kind)]
+        ok = (pair is not None
+              and share_commitment(cfg.session, owner, sender, int(kind), share, salt) == pair[int(kind)])
         if ok:
             try:
                 shamir.share_from_bytes(share)
@@ -319,7 +320,7 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> tupl
         ys = np.stack([np.stack(vals[m]) for m in group])
         if count > t:
             ok = shamir.consistent_rows(xs, ys, t)
-            inconsistent |= {m for m, good in zip(group, ok) if not good}
+            inconsistent |= {m for m, good in zip(group, ok, strict=True) if not good}
         secrets, in_range = shamir.combine_rows(xs[:, :t], ys[:, :t])
         for i, m in enumerate(group):
             out[m] = secrets[i].tobytes() if in_range[i] else b""

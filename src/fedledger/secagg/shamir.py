@@ -140,7 +140,7 @@ def combine_rows(xs: np.ndarray, shares: np.ndarray) -> tuple[np.ndarray, np.nda
     acc = np.zeros((x.shape[0], CHUNKS), dtype=np.int64)
     for i in range(x.shape[1]):
         acc = (acc + _mulmod(y[:, i, :], w[:, i : i + 1])) % PRIME
-    ok = (acc <= 0xFFFF).all(axis=1)
+    ok: np.ndarray = np.asarray((acc <= 0xFFFF).all(axis=1), dtype=bool)
     return elements_to_secret(np.where(ok[:, None], acc, 0)), ok
 
 
