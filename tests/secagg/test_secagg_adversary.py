@@ -54,12 +54,20 @@ from fedledger.secagg.messages import (
     AdvertiseKeys,
     MaskedInput,
     ShareKeys,
+    ShareRoster,
     ShareType,
     UnmaskShares,
 )
 from fedledger.secagg.packing import unpack
 from fedledger.secagg.prg import expand_mask
-from fedledger.secagg.server import ServerConfig, ServerStage, server_advance, server_handle, server_start
+from fedledger.secagg.server import (
+    ServerConfig,
+    ServerStage,
+    check_revealed,
+    server_advance,
+    server_handle,
+    server_start,
+)
 
 TASK = b"A" * 32
 CHAIN, MANAGER = 31337, bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -107,11 +115,13 @@ class Session:
         self.server, out = server_advance(self.server)
         return out
 
-    def deliver(self, out: list, skip: frozenset[int] = frozenset()) -> None:
+    def deliver(self, out: list, skip: frozenset[int] = frozenset(), tamper_down=None) -> None:
         for msg in out:
             m = msg.header.recipient
             if m in skip or m not in self.clients:
                 continue
+            if tamper_down is not None:
+                msg = tamper_down(msg)
             self.clients[m], replies = client_handle(self.clients[m], decode(msg.to_bytes()), self.rand)
             self.up += replies
 
@@ -120,7 +130,7 @@ class Session:
         m = msg.header.sender
         return dataclasses.replace(msg, signature=self.ids[m].sign(dataclasses.replace(msg, signature=b"").digest()))
 
-    def run(self, silent_before: dict[int, Kind] | None = None, tamper=None) -> None:
+    def run(self, silent_before: dict[int, Kind] | None = None, tamper=None, tamper_down=None) -> None:
         """Drive the whole session; `silent_before[m] = kind`: m sends nothing from that stage on."""
         silent_before = silent_before or {}
         for kind in (Kind.ADVERTISE_KEYS, Kind.SHARE_KEYS, Kind.MASKED_INPUT, Kind.SURVIVOR_SIGNATURE,
@@ -128,7 +138,7 @@ class Session:
             self.flush(frozenset(m for m, k in silent_before.items() if k <= kind), tamper)
             out = self.advance()
             if kind != Kind.UNMASK_SHARES:
-                self.deliver(out, frozenset(m for m, k in silent_before.items() if k <= kind))
+                self.deliver(out, frozenset(m for m, k in silent_before.items() if k <= kind), tamper_down)
 
 
 def _revealed(server, owner: int, kind: ShareType) -> bytes:
@@ -136,10 +146,10 @@ def _revealed(server, owner: int, kind: ShareType) -> bytes:
     t = server.cfg.params.threshold
     xs, ys = [], []
     for holder in sorted(server.unmask):
-        for o, k, share, _salt in server.unmask[holder].shares:
-            if o == owner and k == kind and len(xs) < t:
+        for r in server.unmask[holder].shares:
+            if r.owner == owner and r.kind == kind and len(xs) < t:
                 xs.append(server.cfg.graph.point(holder))
-                ys.append(share)
+                ys.append(r.share)
     return shamir.combine(xs, ys)
 
 
@@ -255,25 +265,27 @@ def _lie_about_shares(session: Session, liars: frozenset[int]):
     def tamper(msg):
         if not isinstance(msg, UnmaskShares) or msg.header.sender not in liars:
             return msg
-        bad = tuple((o, k, s[:-1] + bytes([(s[-1] ^ 1)]), salt) for o, k, s, salt in msg.shares)
+        bad = tuple(r._replace(share=r.share[:-1] + bytes([r.share[-1] ^ 1])) for r in msg.shares)
         return session.resign(dataclasses.replace(msg, shares=bad))
 
     return tamper
 
 
 def _check_fault_evidence(session: Session, holder: int) -> None:
-    """The evidence is the holder's own signed UnmaskShares, and one of its shares fails the dealer's
-    signed commitment: anyone can re-check it with the PKI alone."""
+    """The evidence is the holder's own signed UnmaskShares alone: one of its shares fails to open the
+    dealer-signed commitment it echoes. Anyone can re-check it with the PKI."""
     fault = session.server.faulty[holder]
+    assert len(fault.evidence) == 1
     msg = decode(fault.evidence[0])
-    dealer_msg = decode(fault.evidence[1])
     assert isinstance(msg, UnmaskShares) and msg.header.sender == holder
     session.pki[holder].verify(msg.signature, msg.digest())
-    assert isinstance(dealer_msg, ShareKeys)
-    session.pki[dealer_msg.header.sender].verify(dealer_msg.signature, dealer_msg.digest())
-    committed = dealer_msg.commitments()[holder]
-    assert any(o == dealer_msg.header.sender and share_commitment(session.session, o, holder, int(k), s, salt)
-               != committed[int(k)] for o, k, s, salt in msg.shares)
+    failures = 0
+    for r in msg.shares:
+        try:
+            check_revealed(session.session, session.pki[r.owner], holder, r)
+        except ProtocolViolation:
+            failures += 1
+    assert failures
 
 
 def test_one_wrong_unmasking_share_is_named_excluded_and_the_sum_is_exact() -> None:
@@ -336,7 +348,6 @@ def _deal_inconsistently(s: Session, dealer: int, corrupt: frozenset[int], kind:
                 mine = held[dealer]
                 b, ss = (share, mine.key_share) if kind == ShareType.SELF_MASK else (mine.self_share, share)
                 sb, sk = mine.self_salt, mine.key_salt
-                held[dealer] = Held(b, ss, sb, sk)
             else:
                 key = channel_key(st_.channel_secret, st_.roster[holder][0], cfg.session, dealer, holder)
                 pt = open_sealed(key, ct, cfg.session, dealer, holder)
@@ -349,6 +360,8 @@ def _deal_inconsistently(s: Session, dealer: int, corrupt: frozenset[int], kind:
             cb = share_commitment(cfg.session, dealer, holder, int(ShareType.SELF_MASK), b, sb)
             cs = share_commitment(cfg.session, dealer, holder, int(ShareType.MASK_KEY), ss, sk)
             sig = cfg.identity.sign(commitment_statement(cfg.session, dealer, holder, cb, cs))
+            if holder == dealer:
+                held[dealer] = Held(b, ss, sb, sk, cb, cs, sig)
             ct = b"" if holder == dealer else seal(
                 channel_key(st_.channel_secret, st_.roster[holder][0], cfg.session, dealer, holder), os.urandom(12),
                 b + ss + sb + sk, cfg.session, dealer, holder)
@@ -412,6 +425,42 @@ def test_holder_refuses_shares_that_do_not_open_the_dealers_signed_commitment() 
     assert "commitments" in s.clients[victim].rejected[dealer]
     assert np.array_equal(s.server.result, plain_sum(s.x, list(range(len(s.members))), 16))
     assert victim not in s.server.faulty
+
+
+def test_dealer_and_server_colluding_cannot_frame_an_honest_holder() -> None:
+    # the dealer signs two sets of commitments for one holder: the true ones travel to the holder, fake
+    # ones go into the ShareKeys the server keeps as evidence. The holder echoes what it accepted, so
+    # its UnmaskShares is consistent; the dealer is the one named, on its own two signatures.
+    s = Session()
+    dealer = s.members[0]
+    victim = next(m for m in s.graph.neighbours(dealer) if m != dealer)
+    true_entry = {}
+
+    def tamper(msg):
+        if not isinstance(msg, ShareKeys) or msg.header.sender != dealer:
+            return msg
+        entries = []
+        for h, cb, cs, sig, ct in msg.entries:
+            if h == victim:
+                true_entry[h] = (dealer, cb, cs, sig, ct)
+                cb = os.urandom(32)
+                sig = s.ids[dealer].sign(commitment_statement(s.session, dealer, h, cb, cs))
+            entries.append((h, cb, cs, sig, ct))
+        return s.resign(dataclasses.replace(msg, entries=tuple(entries)))
+
+    def swap_back(msg):  # the colluding server hands the holder the true entry
+        if isinstance(msg, ShareRoster) and msg.header.recipient == victim:
+            return dataclasses.replace(msg, entries=tuple(true_entry[victim] if e[0] == dealer else e
+                                                          for e in msg.entries))
+        return msg
+
+    s.run(tamper=tamper, tamper_down=swap_back)
+    # the holder accepted the true, dealer-signed shares and revealed one: its own message checks out
+    revealed = next(r for r in s.server.unmask[victim].shares if r.owner == dealer)
+    check_revealed(s.session, s.pki[dealer], victim, revealed)
+    assert victim not in s.server.faulty
+    assert set(s.server.faulty) == {dealer} and "two different commitments" in s.server.faulty[dealer].reason
+    assert np.array_equal(s.server.result, plain_sum(s.x, list(range(len(s.members))), 16))
 
 
 # ---- 3. invalid and small-order keys -------------------------------------------------------------------

@@ -26,7 +26,8 @@ NONCE_BYTES = 12
 SALT_BYTES = 32
 
 
-def pairwise_seed(my_secret: bytes, peer_public: bytes, session: SessionContext, a: int, b: int) -> bytes:
+def pairwise_seed(my_secret: bytes | X25519PrivateKey, peer_public: bytes, session: SessionContext, a: int,
+                  b: int) -> bytes:
     """The 32-byte seed of the pairwise mask between members a and b (order-independent).
 
     Raises `InvalidKey` if the peer's key is of low order (checked before, and the all-zero secret
@@ -36,7 +37,8 @@ def pairwise_seed(my_secret: bytes, peer_public: bytes, session: SessionContext,
     return hkdf(raw, session, b"pairwise-mask" + struct.pack(">II", lo, hi))
 
 
-def channel_key(my_secret: bytes, peer_public: bytes, session: SessionContext, sender: int, recipient: int) -> bytes:
+def channel_key(my_secret: bytes | X25519PrivateKey, peer_public: bytes, session: SessionContext, sender: int,
+                recipient: int) -> bytes:
     """The AES-256-GCM key for shares from `sender` to `recipient` in this session."""
     raw = x25519_exchange(my_secret, peer_public)
     return hkdf(raw, session, b"share-channel" + struct.pack(">II", sender, recipient))

@@ -58,6 +58,7 @@ from fedledger.secagg.messages import (
     KeyRoster,
     MaskedInput,
     Message,
+    Revealed,
     ShareEntry,
     ShareKeys,
     ShareRoster,
@@ -105,12 +106,16 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class Held:
-    """The two shares a member holds of one dealer's secrets, with the salts opening their commitments."""
+    """The two shares a member holds of one dealer's secrets, the salts opening their commitments, and
+    the commitments with the dealer's signature on them (echoed when a share is revealed)."""
 
     self_share: bytes
     key_share: bytes
     self_salt: bytes
     key_salt: bytes
+    c_self: bytes = b""
+    c_key: bytes = b""
+    dealer_signature: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[Clie
     rejected = dict(state.rejected)
     channel: dict[int, bytes] = {}
     seen: set[int] = set()
+    chan = X25519PrivateKey.from_private_bytes(state.channel_secret)
     for m, ck, mk, sig in msg.entries:
         if m not in hood:
             raise ProtocolViolation(f"member {cfg.member}: roster lists non-neighbour {m}")
@@ -212,7 +218,7 @@ def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[Clie
             check_x25519_key(ck)
             check_x25519_key(mk)
             if m != cfg.member:
-                channel[m] = channel_key(state.channel_secret, ck, cfg.session, cfg.member, m)
+                channel[m] = channel_key(chan, ck, cfg.session, cfg.member, m)
         except InvalidKey as e:  # never agree a key with it; it is left out like a dropout
             rejected[m] = str(e)
             continue
@@ -244,7 +250,7 @@ def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[Clie
         cs = share_commitment(cfg.session, cfg.member, m, int(ShareType.MASK_KEY), s_sh, ss)
         sig = cfg.identity.sign(commitment_statement(cfg.session, cfg.member, m, cb, cs))
         if m == cfg.member:
-            held[m] = Held(b_sh, s_sh, sb, ss)
+            held[m] = Held(b_sh, s_sh, sb, ss, cb, cs, sig)
             entries.append((m, cb, cs, sig, b""))
             continue
         nonce = nonces[NONCE_BYTES * idx : NONCE_BYTES * (idx + 1)]
@@ -259,17 +265,17 @@ def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[Clie
 _PLAIN_BYTES = 2 * shamir.SHARE_BYTES + 2 * SALT_BYTES
 
 
-def _open_entry(state: ClientState, dealer: int, entry: ShareEntry) -> Held:
+def _open_entry(state: ClientState, dealer: int, entry: ShareEntry, chan: X25519PrivateKey) -> Held:
     """Decrypt the shares `dealer` dealt this member and check them against its signed commitments."""
     cfg = state.cfg
     _, cb, cs, sig, ct = entry
     cfg.pki[dealer].verify(sig, commitment_statement(cfg.session, dealer, cfg.member, cb, cs))
-    key = channel_key(state.channel_secret, state.roster[dealer][0], cfg.session, dealer, cfg.member)
+    key = channel_key(chan, state.roster[dealer][0], cfg.session, dealer, cfg.member)
     pt = open_sealed(key, ct, cfg.session, dealer, cfg.member)
     if len(pt) != _PLAIN_BYTES:
         raise ProtocolViolation(f"malformed shares from {dealer}")
     n = shamir.SHARE_BYTES
-    got = Held(pt[:n], pt[n : 2 * n], pt[2 * n : 2 * n + SALT_BYTES], pt[2 * n + SALT_BYTES :])
+    got = Held(pt[:n], pt[n : 2 * n], pt[2 * n : 2 * n + SALT_BYTES], pt[2 * n + SALT_BYTES :], cb, cs, sig)
     shamir.share_from_bytes(got.self_share)
     shamir.share_from_bytes(got.key_share)
     if (share_commitment(cfg.session, dealer, cfg.member, int(ShareType.SELF_MASK), got.self_share, got.self_salt)
@@ -284,6 +290,7 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
     held = dict(state.held)
     rejected = dict(state.rejected)
     sharers: set[int] = set()
+    chan = X25519PrivateKey.from_private_bytes(state.channel_secret)
     for entry in msg.entries:
         m = entry[0]
         if m in state.rejected:
@@ -296,7 +303,7 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
         # the pairwise mask would not cancel; but only hold shares that open m's signed commitments
         sharers.add(m)
         try:
-            held[m] = _open_entry(state, m, entry)
+            held[m] = _open_entry(state, m, entry, chan)
         except ProtocolViolation as e:  # not a share this member could ever be blamed for
             rejected[m] = str(e)
     if len(sharers) + 1 < cfg.params.threshold:
@@ -309,8 +316,9 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
     exact = state.vector.astype(np.int64) + self_mask if with_field else None  # for the carries
     u = (state.blinding + field_mask(state.self_seed)) if with_field else 0
     pair_seeds: dict[int, bytes] = {}
+    mine = X25519PrivateKey.from_private_bytes(state.mask_secret)
     for m in sorted(sharers):
-        seed = pairwise_seed(state.mask_secret, state.roster[m][1], cfg.session, cfg.member, m)
+        seed = pairwise_seed(mine, state.roster[m][1], cfg.session, cfg.member, m)
         mask = expand_mask(seed, p.length, p.bits, b"pair")
         sign = 1 if cfg.member < m else -1
         if sign > 0:
@@ -370,8 +378,9 @@ def _on_certificate(state: ClientState, msg: SurvivorCertificate) -> tuple[Clien
     if len(seen & hood) < cfg.params.threshold:
         raise SecAggAbort(f"member {cfg.member}: only {len(seen & hood)} neighbours confirmed the survivor list")
     shares = tuple(
-        (m, ShareType.SELF_MASK, h.self_share, h.self_salt) if m in sv else (m, ShareType.MASK_KEY, h.key_share,
-                                                                             h.key_salt)
+        Revealed(m, ShareType.SELF_MASK, h.self_share, h.self_salt, h.c_self, h.c_key, h.dealer_signature)
+        if m in sv else
+        Revealed(m, ShareType.MASK_KEY, h.key_share, h.key_salt, h.c_self, h.c_key, h.dealer_signature)
         for m, h in sorted(state.held.items())
     )
     out = _sign(cfg, UnmaskShares(cfg.header(), shares=shares))

@@ -131,11 +131,12 @@ def check_x25519_key(key: bytes) -> None:
         raise InvalidKey("X25519 key of low order (the shared secret would be all zero)")
 
 
-def x25519_exchange(secret: bytes, peer_public: bytes) -> bytes:
+def x25519_exchange(secret: bytes | X25519PrivateKey, peer_public: bytes) -> bytes:
     """X25519(secret, peer_public); a low-order peer key raises `InvalidKey` (never an all-zero secret)."""
     check_x25519_key(peer_public)
+    key = secret if isinstance(secret, X25519PrivateKey) else X25519PrivateKey.from_private_bytes(secret)
     try:
-        return X25519PrivateKey.from_private_bytes(secret).exchange(X25519PublicKey.from_public_bytes(peer_public))
+        return key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:  # cryptography refuses an all-zero shared secret
         raise InvalidKey("X25519 key agreement gives the all-zero secret") from None
 

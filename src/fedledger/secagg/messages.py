@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.secagg.context import SessionContext
@@ -373,23 +373,39 @@ class SurvivorCertificate(Message):
         return {"survivors": sv, "signatures": tuple((r.u32(), r.take(SIG_BYTES)) for _ in range(n))}
 
 
+class Revealed(NamedTuple):
+    """One share revealed at unmasking, with what opens and authenticates it."""
+
+    owner: int  # the dealer whose secret it is a share of
+    kind: ShareType
+    share: bytes
+    salt: bytes
+    c_self: bytes  # the dealer's commitments for this holder, as the holder accepted them ...
+    c_key: bytes
+    dealer_signature: bytes  # ... and the dealer's signature on them (channel.commitment_statement)
+
+
 @dataclass(frozen=True, slots=True)
 class UnmaskShares(Message):
     """Member -> server: for each neighbour, the share of its self-mask seed or of its masking key,
-    with the salt that opens the dealer's commitment to it."""
+    the salt that opens the dealer's commitment to it, and the dealer-signed commitments it accepted
+    (so its message alone shows whether the share it reveals is the one it was dealt)."""
 
     KIND: ClassVar[Kind] = Kind.UNMASK_SHARES
     SIGNED: ClassVar[bool] = True
-    shares: tuple[tuple[int, ShareType, bytes, bytes], ...]
+    shares: tuple[Revealed, ...]
     signature: bytes = b""
 
     def _body(self, w: _W) -> None:
         w.u32(len(self.shares))
-        for m, kind, s, salt in self.shares:
-            w.u32(m)
-            w.u8(int(kind))
-            w.var(s)
-            w.fixed(salt, SALT_BYTES)
+        for r in self.shares:
+            w.u32(r.owner)
+            w.u8(int(r.kind))
+            w.var(r.share)
+            w.fixed(r.salt, SALT_BYTES)
+            w.fixed(r.c_self, 32)
+            w.fixed(r.c_key, 32)
+            w.fixed(r.dealer_signature, SIG_BYTES)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
@@ -400,7 +416,8 @@ class UnmaskShares(Message):
             k = r.u8()
             if k not in (0, 1):
                 raise DecodeError(f"unknown share type {k}")
-            out.append((m, ShareType(k), r.var(), r.take(SALT_BYTES)))
+            out.append(Revealed(m, ShareType(k), r.var(), r.take(SALT_BYTES), r.take(32), r.take(32),
+                                r.take(SIG_BYTES)))
         return {"shares": tuple(out)}
 
 

@@ -10,8 +10,11 @@ Members that misbehave in a way their own signed message proves are named in `st
 that evidence) and the round goes on without what they sent:
 * a registered identity key that is invalid or of small order, or advertised X25519 keys of low
   order: the member is not admitted to the session;
-* an unmasking share that does not open the dealer's signed commitment for that holder: the share
-  is excluded, the holder named, and reconstruction uses the good shares;
+* an unmasking share that does not open the commitment its holder echoes (or whose echoed dealer
+  signature is bad): the share is excluded, the holder named on its own UnmaskShares, and
+  reconstruction uses the good shares (`check_revealed` is the check, for validators too);
+* a dealer that signed other commitments for a holder than those in its ShareKeys: named (both of
+  its signatures are the evidence), that share excluded;
 * a dealer whose committed shares are not on one polynomial of degree < t: named. If its good
   shares still rebuild the secret it committed to (seed commitment, advertised masking key), the
   round completes; if not, `SecAggAbort` names it. A wrong sum is never returned.
@@ -24,9 +27,17 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedledger.secagg import shamir
-from fedledger.secagg.channel import pairwise_seed, public_of, seed_commitment, share_commitment
+from fedledger.secagg.channel import (
+    SALT_BYTES,
+    commitment_statement,
+    pairwise_seed,
+    public_of,
+    seed_commitment,
+    share_commitment,
+)
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.errors import DecodeError, Fault, InvalidKey, ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import P, decode_element, field_mask
@@ -39,6 +50,7 @@ from fedledger.secagg.messages import (
     KeyRoster,
     MaskedInput,
     Message,
+    Revealed,
     ShareEntry,
     ShareKeys,
     ShareRoster,
@@ -190,32 +202,53 @@ def server_handle(state: ServerState, msg: Message) -> tuple[ServerState, list[M
         raise ProtocolViolation(f"server: UnmaskShares from {sender}, who did not confirm the survivors")
     sv = set(state.survivors)
     hood = set(cfg.graph.neighbours(sender))
-    owners = [m for m, *_ in msg.shares]
+    owners = [r.owner for r in msg.shares]
     if len(set(owners)) != len(owners):
         raise ProtocolViolation(f"server: UnmaskShares from {sender} repeats an owner")
-    for owner, kind, _share, _salt in msg.shares:
-        if owner not in hood or owner not in state.shared:
-            raise ProtocolViolation(f"server: {sender} sent a share of {owner}, not a neighbour that shared")
-        if (kind == ShareType.SELF_MASK) != (owner in sv):
-            raise ProtocolViolation(f"server: {sender} sent the wrong kind of share for {owner}")
-    # each share against the dealer's signed commitment for this holder: a bad one is set aside and
-    # its sender named (the holder checked the same commitment before accepting the share)
+    for r in msg.shares:
+        if r.owner not in hood or r.owner not in state.shared:
+            raise ProtocolViolation(f"server: {sender} sent a share of {r.owner}, not a neighbour that shared")
+        if (r.kind == ShareType.SELF_MASK) != (r.owner in sv):
+            raise ProtocolViolation(f"server: {sender} sent the wrong kind of share for {r.owner}")
+    # each share against the dealer's commitment for this holder: a bad one is set aside and whoever
+    # its evidence blames is named; the round goes on with the good shares
     bad = set(state.bad_shares)
-    for owner, kind, share, salt in msg.shares:
-        pair = state.commitments[owner].get(sender)
-        ok = (pair is not None
-              and share_commitment(cfg.session, owner, sender, int(kind), share, salt) == pair[int(kind)])
-        if ok:
-            try:
-                shamir.share_from_bytes(share)
-            except DecodeError:
-                ok = False
-        if not ok:
-            bad.add((sender, owner))
-            state = _name(state, Fault(sender, f"revealed a share of member {owner}'s secret that does not open "
-                                               f"{owner}'s signed commitment",
-                                       (msg.to_bytes(), state.shared[owner].to_bytes())))
+    for r in msg.shares:
+        stored = state.commitments[r.owner].get(sender)
+        authentic = stored is not None and (r.c_self, r.c_key) == stored  # what the dealer's signed ShareKeys says
+        try:
+            check_revealed(cfg.session, None if authentic else cfg.pki[r.owner], sender, r)
+        except ProtocolViolation as e:  # the holder's own message is inconsistent: its fault
+            bad.add((sender, r.owner))
+            state = _name(state, Fault(sender, f"revealed a bad share of member {r.owner}'s secret: {e}",
+                                       (msg.to_bytes(),)))
+            continue
+        if not authentic:  # a share the dealer signed for, but not the commitments it sent the server
+            bad.add((sender, r.owner))
+            state = _name(state, Fault(r.owner, f"signed two different commitments for holder {sender}",
+                                       (state.shared[r.owner].to_bytes(), msg.to_bytes())))
     return replace(state, unmask={**state.unmask, sender: msg}, bad_shares=frozenset(bad)), []
+
+
+def check_revealed(session: SessionContext, dealer: PublicIdentity | None, holder: int, r: Revealed) -> None:
+    """Raise `ProtocolViolation` unless revealed share `r` of `holder` opens the commitment the holder
+    itself echoes and, if `dealer` is given, that commitment carries the dealer's signature.
+
+    A member's signed UnmaskShares that fails this check is evidence of its own fault: an honest
+    holder checks the same signature and opening before it accepts a share (`client._open_entry`).
+    The server passes `dealer=None` when the echoed commitments equal the ones in the dealer's
+    signed ShareKeys (already authenticated); a validator re-checking a fault passes the dealer's key.
+    """
+    if dealer is not None:
+        dealer.verify(r.dealer_signature, commitment_statement(session, r.owner, holder, r.c_self, r.c_key))
+    committed = r.c_self if r.kind == ShareType.SELF_MASK else r.c_key
+    if len(r.salt) != SALT_BYTES or share_commitment(session, r.owner, holder, int(r.kind), r.share,
+                                                     r.salt) != committed:
+        raise ProtocolViolation("the share does not open the dealer's commitment")
+    try:
+        shamir.share_from_bytes(r.share)
+    except DecodeError as e:
+        raise ProtocolViolation(f"the share is malformed: {e}") from None
 
 
 def server_exclude(state: ServerState, members: Collection[int]) -> ServerState:
@@ -298,10 +331,10 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> tupl
     pts: dict[int, list[int]] = {m: [] for m in owners}
     vals: dict[int, list[np.ndarray]] = {m: [] for m in owners}
     for holder in sorted(state.unmask):
-        for owner, k, share, _salt in state.unmask[holder].shares:
-            if k == kind and owner in pts and (holder, owner) not in state.bad_shares:
-                pts[owner].append(cfg.graph.point(holder))
-                vals[owner].append(shamir.share_from_bytes(share))
+        for r in state.unmask[holder].shares:
+            if r.kind == kind and r.owner in pts and (holder, r.owner) not in state.bad_shares:
+                pts[r.owner].append(cfg.graph.point(holder))
+                vals[r.owner].append(shamir.share_from_bytes(r.share))
     short = [m for m in owners if len(pts[m]) < t]
     if short:
         what = "self-mask seed" if kind == ShareType.SELF_MASK else "masking key"
@@ -332,7 +365,7 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> tupl
 def _dealer_fault(state: ServerState, dealer: int, kind: ShareType, why: str) -> Fault:
     """A dealer named on its own signed ShareKeys and the signed UnmaskShares that opened its commitments."""
     openers = tuple(state.unmask[h].to_bytes() for h in sorted(state.unmask)
-                    if any(o == dealer and k == kind for o, k, _, _ in state.unmask[h].shares))
+                    if any(r.owner == dealer and r.kind == kind for r in state.unmask[h].shares))
     return Fault(dealer, why, (state.shared[dealer].to_bytes(), *openers))
 
 
@@ -374,10 +407,11 @@ def _unmask(state: ServerState) -> tuple[np.ndarray, int | None, dict[int, Fault
         if with_field:
             total -= field_mask(seeds[m])
     for j in affected:
+        secret = X25519PrivateKey.from_private_bytes(keys[j])
         for k in cfg.graph.neighbours(j):
             if k not in state.masked or k == j:
                 continue
-            seed = pairwise_seed(keys[j], state.advertised[k].mask_public, cfg.session, j, k)
+            seed = pairwise_seed(secret, state.advertised[k].mask_public, cfg.session, j, k)
             mask = expand_mask(seed, p.length, p.bits, b"pair")
             # k added +mask if k < j, else -mask: take it back out
             if k < j:
