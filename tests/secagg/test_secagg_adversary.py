@@ -692,3 +692,14 @@ def test_masked_input_cannot_be_moved_to_another_stage_or_attempt() -> None:
         server_handle(other.server, mi)
     assert s.server.stage == ServerStage.MASKED
     assert isinstance(decode(mi.to_bytes()), MaskedInput)
+
+
+def test_fresh_identities_come_from_the_os_and_simulated_ones_from_the_seed() -> None:
+    from fedledger.secagg import fresh_identities
+
+    a, _ = fresh_identities([0, 1])
+    b, _ = fresh_identities([0, 1])
+    assert {i.public_bytes for i in a.values()}.isdisjoint(i.public_bytes for i in b.values())
+    s1, _ = simulated_identities([0, 1], 3)
+    s2, _ = simulated_identities([0, 1], 3)
+    assert [i.public_bytes for i in s1.values()] == [i.public_bytes for i in s2.values()]

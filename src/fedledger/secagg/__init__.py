@@ -10,7 +10,7 @@ registration). `run_round` drives a whole round in process.
 """
 
 from fedledger.secagg.context import SessionContext
-from fedledger.secagg.driver import RoundOutcome, run_round, simulated_identities
+from fedledger.secagg.driver import RoundOutcome, fresh_identities, run_round, simulated_identities
 from fedledger.secagg.errors import DecodeError, Fault, InvalidKey, ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import MaskingRecord, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams
@@ -43,6 +43,7 @@ __all__ = [
     "check_x25519_key",
     "decode",
     "field_mask",
+    "fresh_identities",
     "pki_from_registered",
     "run_round",
     "simulated_identities",

@@ -206,6 +206,13 @@ def _kind(msg: Message) -> int:
     return int(msg.KIND)
 
 
+def fresh_identities(members: Sequence[int]) -> tuple[dict[int, Identity], dict[int, PublicIdentity]]:
+    """Identities from the OS CSPRNG (`Identity.generate`) and the PKI built from their public keys."""
+    ids = {int(m): Identity.generate() for m in members}
+    pki = {m: PublicIdentity.from_registered(i.public_bytes) for m, i in ids.items()}
+    return ids, pki
+
+
 def simulated_identities(members: Sequence[int], seed: int) -> tuple[dict[int, Identity], dict[int, PublicIdentity]]:
     """DETERMINISTIC SIMULATION MODE: identities derived from `seed` (anyone who knows the seed has every
     secret key) and the PKI built from their registered 32-byte keys. Real members use
@@ -215,4 +222,4 @@ def simulated_identities(members: Sequence[int], seed: int) -> tuple[dict[int, I
     return ids, pki
 
 
-__all__ = ["CLIENT_SENDS", "SERVER", "RoundOutcome", "run_round", "simulated_identities"]
+__all__ = ["CLIENT_SENDS", "SERVER", "RoundOutcome", "fresh_identities", "run_round", "simulated_identities"]
