@@ -39,7 +39,7 @@ from fedledger.privacy import accounting
 from fedledger.privacy.discrete_gaussian import MAX_VARIANCE, sample_discrete_gaussian
 from fedledger.privacy.rotation import Rotation, choose_block
 from fedledger.secagg.context import SessionContext
-from fedledger.secagg.driver import run_round, simulated_identities
+from fedledger.secagg.driver import fresh_identities, run_round, simulated_identities
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.graph import SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
@@ -457,7 +457,8 @@ class DistributedDP:
             identities: Mapping[int, Identity]
             pki: Mapping[int, PublicIdentity]
             if self.identities is None or self.pki is None:
-                identities, pki = simulated_identities(ids, 0 if seed is None else seed)
+                # no seed: real keys from the OS; a seed: deterministic simulation mode
+                identities, pki = fresh_identities(ids) if seed is None else simulated_identities(ids, seed)
             else:
                 identities, pki = self.identities, self.pki
             rand = CryptoRng.from_os().bytes if seed is None else CryptoRng.from_seed(seed, "secagg", round_index).bytes
