@@ -703,3 +703,22 @@ def test_fresh_identities_come_from_the_os_and_simulated_ones_from_the_seed() ->
     s1, _ = simulated_identities([0, 1], 3)
     s2, _ = simulated_identities([0, 1], 3)
     assert [i.public_bytes for i in s1.values()] == [i.public_bytes for i in s2.values()]
+
+
+def test_a_dealer_whose_commitment_signatures_are_bad_is_named_when_its_secret_cannot_be_rebuilt() -> None:
+    # every holder refuses its shares (the signature on their commitments does not verify), so its
+    # self-mask seed cannot be rebuilt: the round aborts, and the abort names it on its own ShareKeys
+    s = Session()
+    dealer = s.members[6]
+
+    def tamper(msg):
+        if not isinstance(msg, ShareKeys) or msg.header.sender != dealer:
+            return msg
+        return s.resign(dataclasses.replace(msg, entries=tuple((h, cb, cs, bytes(64), ct)
+                                                               for h, cb, cs, _sig, ct in msg.entries)))
+
+    with pytest.raises(SecAggAbort, match="no sum is released") as err:
+        s.run(tamper=tamper)
+    assert set(err.value.faulty) == {dealer}
+    assert all(dealer in st_.rejected for m, st_ in s.clients.items() if m != dealer
+               and m in s.graph.neighbours(dealer))

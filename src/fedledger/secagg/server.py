@@ -341,7 +341,7 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> tupl
         raise SecAggAbort(
             f"secure aggregation aborted: too many dropouts to recover the {what} of member(s) "
             f"{short[:5]}{'...' if len(short) > 5 else ''} (need {t} shares each); no sum is released",
-            state.faulty,
+            {**state.faulty, **_bad_dealings(state, short)},
         )
     out: dict[int, bytes] = {}
     inconsistent: set[int] = set()
@@ -360,6 +360,24 @@ def _reconstruct(state: ServerState, owners: list[int], kind: ShareType) -> tupl
             if not in_range[i]:
                 inconsistent.add(m)
     return out, inconsistent
+
+
+def _bad_dealings(state: ServerState, dealers: list[int]) -> dict[int, Fault]:
+    """Dealers whose own signed ShareKeys carries a commitment signature that does not verify: their
+    holders had to refuse those shares. Checked only when a secret cannot be rebuilt (k signatures per
+    dealer would otherwise be verified for every member on every round)."""
+    cfg = state.cfg
+    out: dict[int, Fault] = {}
+    for m in dealers:
+        sk = state.shared[m]
+        for h, cb, cs, sig, _ct in sk.entries:
+            try:
+                cfg.pki[m].verify(sig, commitment_statement(cfg.session, m, h, cb, cs))
+            except ProtocolViolation:
+                out[m] = Fault(m, f"its signed ShareKeys carries a bad commitment signature for holder {h}",
+                               (sk.to_bytes(),))
+                break
+    return out
 
 
 def _dealer_fault(state: ServerState, dealer: int, kind: ShareType, why: str) -> Fault:
