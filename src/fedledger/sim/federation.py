@@ -54,6 +54,7 @@ from fedledger.privacy import (
 from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import AttackPlan
 from fedledger.sim.onchain import ChainRounds
@@ -451,7 +452,9 @@ class Simulation:
             started = time.perf_counter()
             try:
                 agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
-                                         member_ids=[int(m) for m in selected], binding=binding)
+                                         member_ids=[int(m) for m in selected], binding=binding,
+                                         session=SessionContext.simulated(self.ddp.task_id, rnd,
+                                                                          sub_session=attempt - 1))
             except InsufficientSurvivors:
                 return _RoundStep(participants=int(survives.sum()), aggregated=False)
             self.clock.seconds["privacy"] += time.perf_counter() - started - agg.secagg_seconds
