@@ -428,8 +428,9 @@ class DistributedDP:
         """Privatise and sum one attempt of a round. `survivors[i]` False: member i drops before sending its
         masked input. Every secret (stochastic rounding, noise shares, SecAgg+ randomness and, without
         `identities`, the members' keys) comes from `entropy` (default: the OS CSPRNG), in streams keyed by
-        (purpose, member, round, attempt): a reopened attempt draws fresh noise, and the same `entropy` and
-        attempt redraw the same inputs (a sum redone without blamed members). `binding` (needs SecAgg+):
+        (purpose, member, round, attempt): a reopened attempt draws fresh noise, and a keyed source (a `child`
+        of the run's entropy) with the same attempt redraws the same inputs (a sum redone without blamed
+        members); `SystemEntropy()` itself never repeats. `binding` (needs SecAgg+):
         each member also sends a field coordinate, and members the binding screens out after masking are
         treated as dropouts (`excluded`)."""
         if binding is not None and not self.secagg:
