@@ -22,6 +22,7 @@ import pytest
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.config import build_config
+from fedledger.core.errors import IntegrityError
 from fedledger.ledger import Ledger
 from fedledger.ledger.anvil import find_anvil
 from fedledger.protocol.evidence import Evidence, RoundManifest
@@ -147,3 +148,14 @@ def test_every_attempt_of_a_redone_round_is_accounted(tmp_path: Path) -> None:
     assert res.ledger is not None and res.ledger["privacy_spent"] == pytest.approx(res.rounds[-1].epsilon_spent,
                                                                                    rel=1e-6)
     assert res.privacy["rounds_accounted"] == attempts
+
+
+def test_a_resumed_run_keeps_its_member_keys_and_refuses_keys_that_are_not_registered(tmp_path: Path) -> None:
+    plain = {k: v for k, v in WHOLE.items() if k not in ("proofs", "privacy")}
+    first = Simulation(build_config(plain)).run(tmp_path)
+    assert first.rounds[0].finalized
+    again = Simulation(build_config(plain)).run(tmp_path)  # resumes: the same keys from DIR/keys
+    assert again.resumed_from == 1
+    (tmp_path / "keys" / "member-0.key").write_bytes(bytes(32))  # someone swapped a member's secret
+    with pytest.raises(IntegrityError, match="not the ones registered on chain"):
+        Simulation(build_config(plain)).run(tmp_path)

@@ -615,11 +615,13 @@ class Simulation:
             held_out=[len(y) for _, y in validators], clock=self.clock,
         )
         chain.initial_model = chain.store(self.initial_flat)
+        registered = chain.fed.registered_keys()
+        if any(registered[i] != identities[i].public_bytes for i in identities):
+            chain.close()
+            raise IntegrityError(f"the member keys in {out / 'keys'} are not the ones registered on chain")
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
             self.ddp.identities = identities
-            self.ddp.pki = pki_from_registered(chain.fed.registered_keys())
-            if any(self.ddp.pki[i].ed25519 != identities[i].public_bytes for i in identities):
-                raise IntegrityError(f"the member keys in {out / 'keys'} are not the ones registered on chain")
+            self.ddp.pki = pki_from_registered(registered)
         work = None if self.ddp is not None else _BatchedWork(self, chain)
         chain.build_roles(aggregation=_SimAggregation(self, chain), work=work, attacks=self.attacks,
                           drops=lambda member, key: self._drops(chain, member, key))
