@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedledger.core.rng import DeterministicEntropy, Purpose
 from fedledger.data import load_federated
 from fedledger.models.zoo import build_model
 from fedledger.privacy import DistributedDP, MemberAccountant, calibrate_noise, train_member_dpsgd
 from fedledger.privacy.discrete_gaussian import sample_discrete_gaussian
-from fedledger.secagg.entropy import CryptoRng
 
 EPSILON, DELTA = 3.0, 1e-5
 
@@ -50,7 +50,7 @@ def sampler_speed(quick: bool) -> dict[str, Any]:
     out = {}
     n = 200_000 if quick else 2_000_000
     for var in (100, 1 << 20):
-        rng = CryptoRng.from_seed(0, "bench")
+        rng = DeterministicEntropy(0).stream(Purpose.DP_NOISE, label="bench")
         t0 = time.perf_counter()
         sample_discrete_gaussian(var, n, rng)
         out[f"variance_{var}"] = {"samples": n, "seconds": time.perf_counter() - t0,
@@ -75,7 +75,7 @@ def transfer(quick: bool) -> dict[str, Any]:
         except Exception as e:  # too few bits for this cohort and noise
             rows[f"bits_{bits}"] = {"feasible": False, "reason": str(e)}
             continue
-        res = ddp.aggregate(deltas, 0, seed=1)
+        res = ddp.aggregate(deltas, 0, entropy=DeterministicEntropy(1))
         up = res.bytes_up_per_member
         rows[f"bits_{bits}"] = {
             "feasible": True,
@@ -206,7 +206,7 @@ def member_level(quick: bool) -> dict[str, Any]:
         upd = _local_logreg(W, X, Y, mask, steps=5, lr=0.5)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = ddp.aggregate(upd, r, survivors, seed=r)
+        res = ddp.aggregate(upd, r, survivors, entropy=DeterministicEntropy(r))
         agg_s = time.perf_counter() - t0
         W = W + res.mean.view(10, 785)
         # the same run without privacy: plain mean of the survivors' unclipped updates

@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
+from fedledger.core.rng import DeterministicEntropy
 from fedledger.privacy.distributed import DistributedDP, adaptive_clip_update
 
 
@@ -44,7 +45,7 @@ def test_converges_to_the_target_quantile(start_factor: float, quantile: float, 
     rng = np.random.default_rng(int(start_factor * 10) + int(quantile * 100))
     history = []
     for r in range(rounds):
-        res = ddp.aggregate(_lognormal_updates(n, d, mu, s, rng), r, seed=r)
+        res = ddp.aggregate(_lognormal_updates(n, d, mu, s, rng), r, entropy=DeterministicEntropy(r))
         history.append(res.clip_norm_next)
     assert abs(history[-1] / true_norm - 1) < 0.10
     # and it got there by moving the right way from the start
@@ -62,7 +63,7 @@ def test_noisy_unclipped_fraction_estimates_the_true_fraction() -> None:
     x = _lognormal_updates(n, d, 0.0, 0.5, rng)
     ddp = DistributedDP(epsilon=3.0, delta=1e-5, clip_norm=1.3, d=d, n=n, rounds=10, bits=32, adaptive_clip=True,
                         secagg=False)
-    res = ddp.aggregate(x, 0, seed=1)
+    res = ddp.aggregate(x, 0, entropy=DeterministicEntropy(1))
     true = float((x.norm(dim=1) <= 1.3).float().mean())
     count_sd = 1 / 20 * 1.5  # Andrew et al.: count noise std about n/20, as a fraction about 0.05
     assert res.unclipped_fraction is not None

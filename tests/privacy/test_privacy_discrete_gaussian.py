@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from fedledger.core.rng import CryptoRng, DeterministicEntropy, Purpose
 from fedledger.privacy.discrete_gaussian import (
     bernoulli_exp,
     bernoulli_exp_fast,
@@ -18,7 +19,6 @@ from fedledger.privacy.discrete_gaussian import (
     geometric_exp_minus_one,
     sample_discrete_gaussian,
 )
-from fedledger.secagg.entropy import CryptoRng
 
 
 def _chi2_against(samples: np.ndarray, probs_of: np.ndarray, support: np.ndarray) -> float:
@@ -110,7 +110,7 @@ def test_invalid_variance_is_rejected() -> None:
 
 
 def test_seeded_sampler_is_reproducible() -> None:
-    a = sample_discrete_gaussian(50, 1000, CryptoRng.from_seed(7, "x"))
-    b = sample_discrete_gaussian(50, 1000, CryptoRng.from_seed(7, "x"))
-    c = sample_discrete_gaussian(50, 1000, CryptoRng.from_seed(8, "x"))
+    a = sample_discrete_gaussian(50, 1000, DeterministicEntropy(7).stream(Purpose.DP_NOISE, label="x"))
+    b = sample_discrete_gaussian(50, 1000, DeterministicEntropy(7).stream(Purpose.DP_NOISE, label="x"))
+    c = sample_discrete_gaussian(50, 1000, DeterministicEntropy(8).stream(Purpose.DP_NOISE, label="x"))
     assert np.array_equal(a, b) and not np.array_equal(a, c)

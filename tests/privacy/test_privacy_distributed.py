@@ -11,6 +11,7 @@ import torch
 
 from fedledger.core.config import PrivacyConfig
 from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded
+from fedledger.core.rng import DeterministicEntropy, Purpose
 from fedledger.privacy import (
     DistributedDP,
     InsufficientSurvivors,
@@ -22,7 +23,6 @@ from fedledger.privacy import (
 )
 from fedledger.privacy.distributed import limbs_decode, limbs_encode
 from fedledger.secagg import SecAggParams, run_round, simulated_identities
-from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.packing import pack
 
 
@@ -56,7 +56,7 @@ def test_encoding_bounds_hold() -> None:
     plan = plan_distributed_dp(epsilon=5.0, delta=1e-5, rounds=5, d=d, n=n, bits=16, adaptive=True)
     rot = Rotation.for_round(d, b"s", 0)
     x = torch.randn(n, d) * torch.linspace(0.1, 5, n)[:, None]  # norms from ~2 to ~90
-    enc = encode_members(plan, x, 3.0, rot, CryptoRng.from_seed(0, "t"))
+    enc = encode_members(plan, x, 3.0, rot, DeterministicEntropy(0).stream(Purpose.DP_NOISE, label="t"))
     assert np.allclose(np.linalg.norm(enc.clipped, axis=1), np.minimum(x.norm(dim=1).numpy(), 3.0), rtol=1e-6)
     assert np.array_equal(enc.unclipped, (x.norm(dim=1) <= 3.0).numpy())
     upd = enc.values[:, : plan.padded]
@@ -77,7 +77,7 @@ def test_secagg_pipeline_equals_the_plain_modular_sum() -> None:
     x = torch.randn(n, d) * 0.1
     sv = np.ones(n, dtype=bool)
     sv[[2, 7]] = False
-    res = ddp.aggregate(x, 0, sv, seed=11)
+    res = ddp.aggregate(x, 0, sv, entropy=DeterministicEntropy(11))
     enc = res.encoding
     assert enc is not None
     plain = (enc.wrapped[sv].astype(np.uint64).sum(axis=0) % (1 << 24)).astype(np.uint32)
@@ -97,7 +97,7 @@ def test_high_epsilon_recovers_the_mean_and_aligned_updates_never_wrap() -> None
     # worst case for wrap-around: every member sends the same full-norm vector
     u = torch.randn(d)
     x = (u / u.norm()).repeat(n, 1) * 5.0
-    res = ddp.aggregate(x, 0, seed=3)
+    res = ddp.aggregate(x, 0, entropy=DeterministicEntropy(3))
     expected = u / u.norm()  # clipped to norm 1, mean of identical vectors
     assert (res.mean - expected).norm() < 0.1
     # and the sparse worst case: all mass on one coordinate (so in one rotation block)
@@ -105,12 +105,12 @@ def test_high_epsilon_recovers_the_mean_and_aligned_updates_never_wrap() -> None
     assert big.plan.block < big.plan.padded
     spike = torch.zeros(n, 5000)
     spike[:, 123] = 3.0
-    res = big.aggregate(spike, 0, seed=5)
+    res = big.aggregate(spike, 0, entropy=DeterministicEntropy(5))
     assert abs(float(res.mean[123]) - 1.0) < 0.1 and float(res.mean.abs().max()) == float(res.mean[123].abs())
     # random updates
     ddp2 = DistributedDP(epsilon=1e4, delta=1e-5, clip_norm=10.0, d=d, n=n, rounds=2, bits=32, secagg=False)
     x = torch.randn(n, d) * 0.1
-    res = ddp2.aggregate(x, 0, seed=4)
+    res = ddp2.aggregate(x, 0, entropy=DeterministicEntropy(4))
     plan = ddp2.plan
     # error = the noise: std z * C per coordinate of the sum (sensitivity C in float units)
     noise_norm = plan.noise_multiplier_actual * 10.0 * math.sqrt(plan.padded)
@@ -124,22 +124,22 @@ def test_fewer_survivors_than_planned_is_refused() -> None:
     sv = np.ones(10, dtype=bool)
     sv[:3] = False
     with pytest.raises(InsufficientSurvivors):
-        ddp.aggregate(torch.zeros(10, 10), 0, sv, seed=0)
+        ddp.aggregate(torch.zeros(10, 10), 0, sv, entropy=DeterministicEntropy(0))
 
 
 def test_rounds_past_the_budget_are_refused() -> None:
     ddp = DistributedDP(epsilon=3.0, delta=1e-5, clip_norm=1.0, d=10, n=10, rounds=3, secagg=False)
     eps = []
     for r in range(3):
-        eps.append(ddp.aggregate(torch.randn(10, 10), r, seed=r).epsilon_so_far)
+        eps.append(ddp.aggregate(torch.randn(10, 10), r, entropy=DeterministicEntropy(r)).epsilon_so_far)
     assert eps[0] < eps[1] < eps[2] <= 3.0
     with pytest.raises(PrivacyBudgetExceeded):
-        ddp.aggregate(torch.randn(10, 10), 3, seed=3)
+        ddp.aggregate(torch.randn(10, 10), 3, entropy=DeterministicEntropy(3))
     state = ddp.state_dict()
     again = DistributedDP(epsilon=3.0, delta=1e-5, clip_norm=1.0, d=10, n=10, rounds=3, secagg=False)
     again.load_state_dict(state)
     with pytest.raises(PrivacyBudgetExceeded):
-        again.aggregate(torch.randn(10, 10), 3, seed=3)
+        again.aggregate(torch.randn(10, 10), 3, entropy=DeterministicEntropy(3))
 
 
 def test_extra_coordinates_carry_a_field_element_in_limbs() -> None:

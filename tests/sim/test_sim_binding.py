@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fedledger.core.config import build_config
+from fedledger.core.rng import DeterministicEntropy
 from fedledger.sim import Simulation
 from fedledger.sim.proofs import RoundBinding
 from fedledger.zk import LinearCheckFailed
@@ -58,8 +59,9 @@ def _round(sim: Simulation, cls, survivors: np.ndarray, **extra):
     deltas = 0.05 * torch.randn(n, sim.dim, generator=torch.Generator().manual_seed(3))
     names = [f"member{i}" for i in range(n)]
     proofs = sim.proofs
-    binding = cls(proofs.spec, proofs.prover, proofs.task, proofs.seed, proofs.bits, 0, SEED, names, **extra)
-    agg = sim.ddp.aggregate(deltas, 0, survivors=survivors, seed=11, member_ids=list(range(10, 10 + n)),
+    secrets = DeterministicEntropy(11)
+    binding = cls(proofs.spec, proofs.prover, proofs.task, secrets, proofs.bits, 0, SEED, names, **extra)
+    agg = sim.ddp.aggregate(deltas, 0, survivors=survivors, entropy=secrets, member_ids=list(range(10, 10 + n)),
                             binding=binding)
     return binding, agg
 

@@ -33,13 +33,28 @@ def _interrupt_after_first_round(record) -> None:
 
 
 def test_member_level_run_resumes_to_the_same_model(tmp_path) -> None:
+    # the noise is a secret: only a deterministic run (secrets derived from the seed) reproduces the model
+    whole = _run(rounds=3, deterministic=True)
+    with pytest.raises(KeyboardInterrupt):
+        Simulation(build_config({**MEMBER, "rounds": 3, "deterministic": True})).run(
+            tmp_path, on_round=_interrupt_after_first_round)
+    resumed = _run(tmp_path, rounds=3, deterministic=True)
+    assert resumed.resumed_from == 1
+    assert resumed.final_model_hash == whole.final_model_hash
+    assert resumed.rounds[-1].epsilon_spent == pytest.approx(whole.rounds[-1].epsilon_spent)
+    assert resumed.randomness["deterministic"] is True
+
+
+def test_a_member_level_run_resumes_with_fresh_secrets_and_the_same_accounting(tmp_path) -> None:
     whole = _run(rounds=3)
     with pytest.raises(KeyboardInterrupt):
         Simulation(build_config({**MEMBER, "rounds": 3})).run(tmp_path, on_round=_interrupt_after_first_round)
     resumed = _run(tmp_path, rounds=3)
-    assert resumed.resumed_from == 1
-    assert resumed.final_model_hash == whole.final_model_hash
-    assert resumed.rounds[-1].epsilon_spent == pytest.approx(whole.rounds[-1].epsilon_spent)
+    assert resumed.resumed_from == 1 and resumed.randomness["deterministic"] is False
+    assert resumed.final_model_hash != whole.final_model_hash  # other noise: another model
+    assert [r.epsilon_spent for r in resumed.rounds] == pytest.approx([r.epsilon_spent for r in whole.rounds])
+    with pytest.raises(ConfigError, match="different configuration"):
+        _run(tmp_path, rounds=3, deterministic=True)  # a run does not switch where its secrets come from
 
 
 @pytest.mark.slow

@@ -51,7 +51,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heterogeneity", type=float, help="spread of member compute budgets, 0..1")
     p.add_argument("--dropout", type=float, help="chance that a sampled member drops out of a round")
     p.add_argument("--max-samples", type=int, dest="max_samples", help="cap on samples (quick runs)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="fixes the public choices: data partition, model init, sampling")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="also derive every secret (keys, DP noise, SecAgg+ and commitment randomness) from --seed, "
+                        "so a run reproduces bit for bit: simulations and tests only (results.json and the round "
+                        "evidence say so; refused with an external --chain URL). Default: secrets from os.urandom")
     p.add_argument("--out", help="output directory; running again on it resumes")
     p.add_argument("--baseline", action="store_true", default=None, help="also train centrally, same budget")
     p.add_argument("--no-batched", dest="batched", action="store_false", default=None,
@@ -69,6 +73,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--secagg", action=argparse.BooleanOptionalAction, default=None, dest="privacy.secagg",
                       help="sum member-level updates through SecAgg+")
     priv.add_argument("--bits", type=int, dest="privacy.bits", help="bits per coordinate on the wire, 8..32")
+    priv.add_argument("--spare-releases", type=int, dest="privacy.spare_releases",
+                      help="member-level releases planned beyond one per round for redone attempts (with --chain)")
     priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
                       help="claim amplification by subsampling (only if cohorts are not public)")
     p.add_argument("--chain", dest="ledger.chain", metavar="auto|memory|URL|off",
@@ -87,9 +93,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 _RUN_FIELDS = [
     "dataset", "partition", "clients", "fraction", "rounds", "model", "strategy", "optimizer", "local_epochs",
     "local_steps", "batch_size", "lr", "momentum", "proximal_mu", "server_lr", "heterogeneity", "dropout",
-    "max_samples", "seed", "out", "baseline", "batched", "attack", "proofs", "privacy.dp", "privacy.epsilon",
-    "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile", "privacy.secagg",
-    "privacy.bits", "privacy.secret_sampling", "ledger.chain", "ledger.committee",
+    "max_samples", "seed", "deterministic", "out", "baseline", "batched", "attack", "proofs", "privacy.dp",
+    "privacy.epsilon", "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile",
+    "privacy.secagg", "privacy.bits", "privacy.secret_sampling", "privacy.spare_releases", "ledger.chain",
+    "ledger.committee",
 ]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
-from fedledger.core.rng import numpy_rng
+from fedledger.core.rng import Purpose, entropy_for
 
 if TYPE_CHECKING:  # imported lazily at run time so that `fedledger --help` stays fast
     from fedledger.zk.backend import Groth16Backend
@@ -54,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--round", type=int, required=True, dest="round_id")
     p.add_argument("--member", required=True)
     p.add_argument("--challenge", required=True, help="the linear-check challenge r (decimal or 0x-hex)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the commitment randomness (tests only)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="derive the commitment randomness from this seed: reproducible and NOT hiding (tests only); "
+                        "default: the OS CSPRNG")
     p.add_argument("--workers", type=int, default=1, help="prover processes (keys loaded once each)")
     p.add_argument("--out", type=Path, required=True, help="bundle JSON to write")
     p.set_defaults(func=cmd_prove)
@@ -125,7 +127,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(f"--challenge must be an integer, got {args.challenge!r}") from err
     ctx = ProofContext(args.task, args.round_id, args.member)
-    rng = numpy_rng(args.seed, "zk-cli", args.task, args.round_id, args.member)
+    entropy = entropy_for(args.seed is not None, args.seed or 0)
+    rng = entropy.stream(Purpose.COMMITMENT, round=args.round_id, label=json.dumps([args.task, args.member]))
     secret, posted = commit_update(spec, ctx, x, e, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DevelopmentSetupWarning)

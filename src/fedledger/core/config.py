@@ -10,7 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from fedledger.core.errors import ConfigError
 
@@ -31,6 +32,11 @@ class PrivacyConfig(_Frozen):
     secagg: bool = False
     bits: int = Field(32, ge=8, le=32)
     secret_sampling: bool = False
+    spare_releases: int = Field(
+        2, ge=0, le=64,
+        description="member-level releases planned beyond one per round, used only on a ledger: an attempt the "
+                    "committee rejects (or whose aggregator misses its deadline) was unmasked, so it is accounted, "
+                    "and the noise is planned for rounds + spare releases; a run that needs more stops")
 
 
 class ChainConfig(_Frozen):
@@ -74,6 +80,9 @@ class FederationConfig(_Frozen):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     max_samples: int | None = Field(None, ge=1, description="cap on training samples (quick runs)")
     seed: int = 0
+    deterministic: bool = Field(
+        False, description="derive every secret (keys, noise, masks, commitment randomness) from the public seed: "
+                           "reproducible bit for bit, for simulations and tests only; refused on an external chain")
     out: str = "runs/latest"
     baseline: bool = False
     batched: bool = True
@@ -83,6 +92,17 @@ class FederationConfig(_Frozen):
     attack: str = Field("", description="attacks to inject, e.g. 'label_flip:0.3,malicious_aggregator'")
     privacy: PrivacyConfig = PrivacyConfig()
     ledger: ChainConfig = ChainConfig()
+
+    @model_validator(mode="after")
+    def _deterministic_only_on_dev_chains(self) -> FederationConfig:
+        if self.deterministic and self.ledger.enabled and self.ledger.chain not in ("auto", "memory"):
+            raise PydanticCustomError(
+                "deterministic_on_external_chain",
+                "deterministic mode derives every secret from the public seed; it is for simulations on a dev "
+                "chain (auto, memory), not for {chain}: drop --deterministic",
+                {"chain": self.ledger.chain},
+            )
+        return self
 
     def replace(self, **changes: Any) -> FederationConfig:
         return build_config({**self.model_dump(), **changes})

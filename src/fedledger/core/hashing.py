@@ -30,6 +30,7 @@ class Usage(StrEnum):
     DP_ROTATION = "dp-rotation"
     DP_NOISE = "dp-noise"
     DATASET = "dataset"
+    RNG = "rng"
 
 
 _PREFIX = b"fedledger/v1/"

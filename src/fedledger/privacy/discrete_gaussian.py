@@ -19,7 +19,7 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
-from fedledger.secagg.entropy import CryptoRng
+from fedledger.core.rng import CryptoRng
 
 MAX_VARIANCE = 1 << 24
 _FAST_ABS = 1 << 18

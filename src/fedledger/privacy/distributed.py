@@ -35,12 +35,12 @@ import torch
 
 from fedledger.core.errors import ConfigError, FedLedgerError
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.core.rng import CryptoRng, Entropy, Purpose, SystemEntropy
 from fedledger.privacy import accounting
 from fedledger.privacy.discrete_gaussian import MAX_VARIANCE, sample_discrete_gaussian
 from fedledger.privacy.rotation import Rotation, choose_block
 from fedledger.secagg.context import SessionContext
-from fedledger.secagg.driver import fresh_identities, run_round, simulated_identities
-from fedledger.secagg.entropy import CryptoRng
+from fedledger.secagg.driver import run_round
 from fedledger.secagg.graph import SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import Kind
@@ -420,30 +420,38 @@ class DistributedDP:
         deltas: torch.Tensor,
         round_index: int,
         survivors: np.ndarray | None = None,
-        seed: int | None = None,
+        *,
+        entropy: Entropy | None = None,
+        attempt: int = 0,
         member_ids: list[int] | None = None,
         binding: InputBinding | None = None,
         session: SessionContext | None = None,
     ) -> AggregateResult:
-        """Privatise and sum one round. `survivors[i]` False: member i drops before sending its
-        masked input. `seed` makes noise and keys reproducible (simulation); None uses the OS CSPRNG.
-        `binding` (needs SecAgg+): each member also sends a field coordinate, and members the binding
-        screens out after masking are treated as dropouts (`excluded`). `session`: the SecAgg+ session
-        (attempt, re-sum) this sum runs in; a re-sum of the same round must pass a new one."""
+        """Privatise and sum one attempt of a round. `survivors[i]` False: member i drops before sending its
+        masked input. Every secret (stochastic rounding, noise shares, SecAgg+ randomness and, without
+        `identities`, the members' keys) comes from `entropy` (default: the OS CSPRNG), in streams keyed by
+        (purpose, member, round, attempt): a reopened attempt draws fresh noise, and a keyed source (a `child`
+        of the run's entropy) with the same attempt redraws the same inputs (a sum redone without blamed
+        members); `SystemEntropy()` itself never repeats. `binding` (needs SecAgg+):
+        each member also sends a field coordinate, and members the binding screens out after masking are
+        treated as dropouts (`excluded`). `session`: the SecAgg+ session this sum runs in (default: a
+        simulated context for (task, round, attempt)); a re-sum of the same attempt must pass a new
+        `sub_session`, which also gives every member fresh SecAgg+ keys even when `entropy` redraws."""
         if binding is not None and not self.secagg:
             raise ConfigError("binding proofs to masked inputs needs secure aggregation")
+        entropy = SystemEntropy() if entropy is None else entropy
         plan = self.plan
         n = deltas.shape[0]
         if n != plan.n:
             raise ValueError(f"expected {plan.n} members, got {n}")
         if self.rounds_done >= plan.rounds:
             raise accounting.PrivacyBudgetExceeded(
-                f"all {plan.rounds} planned rounds are spent (epsilon {plan.epsilon_after(plan.rounds):.3g})")
+                f"all {plan.rounds} planned releases are spent (epsilon {plan.epsilon_after(plan.rounds):.3g})")
         sv = np.ones(n, dtype=bool) if survivors is None else np.asarray(survivors, dtype=bool)
         if int(sv.sum()) < plan.min_survivors:
             raise InsufficientSurvivors(
                 f"only {int(sv.sum())} members survived; the noise is sized for at least {plan.min_survivors}")
-        rng = CryptoRng.from_os() if seed is None else CryptoRng.from_seed(seed, "ddp-noise", round_index)
+        rng = entropy.stream(Purpose.DP_NOISE, round=round_index, attempt=attempt)
         rot = self.rotation(round_index)
         clip = self.clip_norm
         enc = encode_members(plan, deltas, clip, rot, rng)
@@ -457,18 +465,19 @@ class DistributedDP:
             identities: Mapping[int, Identity]
             pki: Mapping[int, PublicIdentity]
             if self.identities is None or self.pki is None:
-                # no seed: real keys from the OS; a seed: deterministic simulation mode
-                identities, pki = fresh_identities(ids) if seed is None else simulated_identities(ids, seed)
+                # keys from the entropy source: the OS CSPRNG unless the run is deterministic
+                identities = {m: Identity(entropy.key(Purpose.IDENTITY, member=m)) for m in ids}
+                pki = {m: PublicIdentity.from_registered(i.public_bytes) for m, i in identities.items()}
             else:
                 identities, pki = self.identities, self.pki
-            rand = CryptoRng.from_os().bytes if seed is None else CryptoRng.from_seed(seed, "secagg", round_index).bytes
+            rand = entropy.stream(Purpose.SECAGG, round=round_index, attempt=attempt).bytes
             drops = {ids[i]: Kind.MASKED_INPUT for i in range(n) if not sv[i]}
             assert self.secagg_params is not None
             blindings = None if binding is None else binding.blindings(enc, sv.copy(), list(ids))
             started = time.perf_counter()
             out = run_round(enc.wrapped, ids, identities, pki, self.secagg_params, self.task_id, round_index,
                             drops, rand, blindings=blindings, screen=None if binding is None else binding.screen,
-                            session=session)
+                            session=session or SessionContext.simulated(self.task_id, round_index, attempt))
             secagg_seconds = time.perf_counter() - started
             if out.excluded:
                 sv = sv & ~np.isin(np.asarray(ids), np.asarray(out.excluded))

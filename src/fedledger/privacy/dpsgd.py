@@ -5,6 +5,11 @@ clipping and Gaussian noise (Abadi et al. 2016) through Opacus, then records the
 member's own `MemberAccountant` (dp-accounting RDP). Before training it dry-runs the spend: if
 the member's budget would be exceeded it raises `PrivacyBudgetExceeded` and trains nothing, which
 is how a member stops contributing once its own budget is spent.
+
+Randomness: noise and Poisson sampling come from the `generator` passed in, which the caller draws from its
+`Entropy` (fedledger.core.rng), fresh per member, round and attempt: a secret 64-bit seed (torch's limit)
+from the OS unless the run is deterministic. Opacus' `secure_mode` stays off: it needs `torchcsprng`
+(unmaintained, not built for current torch); see docs/privacy.md, "Randomness", for what that leaves.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def train_member_dpsgd(
     loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=True, generator=generator)
     criterion = loss_fn or nn.CrossEntropyLoss()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Opacus warns that secure_mode is off; noise uses `generator`
+        warnings.simplefilter("ignore")  # Opacus warns that secure_mode is off (see the module docstring)
         engine = PrivacyEngine(accountant="rdp")
         pmodel, popt, ploader = engine.make_private(
             module=work, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,

@@ -53,13 +53,15 @@ class Evidence:
     deltas: np.ndarray | None  # float32 [survivors, d], or None when updates are hidden (secure aggregation)
     weights: np.ndarray | None  # float64 [survivors]: new model = previous + weights @ deltas
     settlement: Settlement = field(default_factory=Settlement)
+    deterministic: bool = False  # the round's secrets were derived from the public seed (simulation and tests only)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         settlement = json.dumps(self.settlement.to_json(), sort_keys=True).encode()
         arrays: dict[str, Any] = {"version": np.array([EVIDENCE_VERSION]),
                   "previous_model": np.frombuffer(self.previous_model, dtype=np.uint8),
-                  "settlement": np.frombuffer(settlement, dtype=np.uint8)}
+                  "settlement": np.frombuffer(settlement, dtype=np.uint8),
+                  "deterministic": np.array([self.deterministic])}
         if self.deltas is not None and self.weights is not None:
             arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}
         np.savez(buf, **arrays)
@@ -72,7 +74,9 @@ class Evidence:
                 if int(z["version"][0]) != EVIDENCE_VERSION:
                     raise IntegrityError(f"evidence version {int(z['version'][0])} is not {EVIDENCE_VERSION}")
                 settlement = Settlement.from_json(json.loads(bytes(z["settlement"])))
-                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"), settlement)
+                flag = z.get("deterministic")
+                deterministic = bool(flag is not None and flag.dtype == np.bool_ and flag.shape == (1,) and flag[0])
+                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"), settlement, deterministic)
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise IntegrityError(f"evidence blob is malformed: {e}") from None
 

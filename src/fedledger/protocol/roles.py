@@ -90,6 +90,7 @@ class RoundOutput:
     weights: np.ndarray | None = None
     privacy_spent: int = 0  # the task's cumulative privacy spent with this round (18 decimals)
     faulty: tuple[str, ...] = ()  # members the round's checks named (failed proof, blame)
+    deterministic: bool = False  # secrets derived from the public seed (simulation and tests): the evidence says so
 
 
 class Aggregation(Protocol):
@@ -241,7 +242,7 @@ class Aggregator(Role):
     def _submit(self, view: RoundView, output: RoundOutput, model: torch.Tensor) -> None:
         r = view.record
         settlement = settle(view, output.contributors, output.faulty, self.reward_pool, self.blobs)
-        evidence = Evidence(view.global_model, output.deltas, output.weights, settlement)
+        evidence = Evidence(view.global_model, output.deltas, output.weights, settlement, output.deterministic)
         manifest = RoundManifest(self.blobs.put(to_bytes(model)), self.blobs.put(evidence.to_bytes()))
         result = RoundResult(
             model_hash=manifest.model,

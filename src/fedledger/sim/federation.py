@@ -1,7 +1,10 @@
 """A whole federation in one process: sampling, dropouts, batched local training, aggregation.
 
-`Simulation` is deterministic under the config's seed: member budgets, cohorts, dropouts and local
-minibatches all come from generators derived from it (`fedledger.core.rng`). After every round it
+The config's seed fixes the public choices: member budgets, cohorts, dropouts and local minibatches all
+come from generators derived from it (`fedledger.core.rng`). Secrets (identity keys, noise, SecAgg+ and
+commitment randomness, DP-SGD noise) come from `Simulation.entropy`: the OS CSPRNG, or with
+`deterministic = true` a `DeterministicEntropy` of the seed, so the run reproduces bit for bit (simulations
+and tests only; results.json and each round's evidence say so). After every round it
 writes an atomic checkpoint to the output directory, so running again on the same directory resumes
 where the last run stopped.
 """
@@ -25,9 +28,9 @@ from torch import nn
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.config import FederationConfig
-from fedledger.core.errors import ConfigError, PrivacyBudgetExceeded, TrainingError
+from fedledger.core.errors import ConfigError, IntegrityError, PrivacyBudgetExceeded, TrainingError
 from fedledger.core.hashing import hex32
-from fedledger.core.rng import derive_seed, numpy_rng, torch_generator
+from fedledger.core.rng import Entropy, Purpose, derive_seed, entropy_for, numpy_rng, torch_generator
 from fedledger.core.vectors import from_bytes, to_bytes
 from fedledger.data import FederatedData, Split, load_federated
 from fedledger.learning import (
@@ -55,8 +58,9 @@ from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock
 from fedledger.secagg.context import SessionContext
-from fedledger.secagg.keys import Identity, pki_from_registered
+from fedledger.secagg.keys import pki_from_registered
 from fedledger.sim.attacks import AttackPlan
+from fedledger.sim.identities import member_identities
 from fedledger.sim.onchain import ChainRounds
 from fedledger.sim.proofs import RoundBinding, RoundProofs
 from fedledger.sim.training_proofs import TrainingProofs, TrainingRound
@@ -103,6 +107,7 @@ class RunResult:
     ledger: dict[str, Any] | None = None
     attack: dict[str, Any] | None = None
     zk: dict[str, Any] | None = None
+    randomness: dict[str, Any] = field(default_factory=dict)  # Entropy.describe(): deterministic or system
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -119,6 +124,7 @@ class RunResult:
             "resumed_from_round": self.resumed_from,
             "recovery": self.recovery,
             "privacy": self.privacy,
+            "randomness": self.randomness,
         }
         if self.ledger is not None:
             out["ledger"] = self.ledger
@@ -204,6 +210,8 @@ class Simulation:
         model: nn.Module | None = None,
     ) -> None:
         self.cfg = cfg
+        # the one place a run decides where its secrets come from (docs/privacy.md, "Randomness")
+        self.entropy: Entropy = entropy_for(cfg.deterministic, cfg.seed)
         self.data = data or load_federated(
             cfg.dataset,
             cfg.partition,
@@ -237,7 +245,8 @@ class Simulation:
         self.proofs = self._round_proofs()
         self.training_proofs = (
             TrainingProofs.from_config(cfg, features=int(np.prod(self.data.input_shape)),
-                                       classes=self.data.num_classes, workers=os.cpu_count() or 1)
+                                       classes=self.data.num_classes, workers=os.cpu_count() or 1,
+                                       entropy=self.entropy)
             if cfg.proofs == "training" else None
         )
         self._proved: TrainingRound | None = None  # the last proof-of-training round
@@ -264,7 +273,8 @@ class Simulation:
             return None
         cohort = max(1, round(self.cfg.fraction * len(self.data.members)))
         return DistributedDP.from_config(
-            p, d=self.dim, n=cohort, rounds=self.cfg.rounds, min_survivors=min_survivors(cohort, self.cfg.dropout),
+            p, d=self.dim, n=cohort, rounds=self.planned_releases,
+            min_survivors=min_survivors(cohort, self.cfg.dropout),
             public_seed=derive_seed(self.cfg.seed, "public").to_bytes(8, "big"), secagg_dropout=self.cfg.dropout,
             keep_encoding=self.cfg.proofs != "none",
         )
@@ -277,7 +287,13 @@ class Simulation:
             return None
         if self.ddp is None:
             raise ConfigError("--proofs update proves the integer secure-aggregation inputs: use it with --dp member")
-        return RoundProofs.for_plan(self.ddp.plan, task=f"simulation/{self.cfg.seed}", seed=self.cfg.seed)
+        return RoundProofs.for_plan(self.ddp.plan, task=f"simulation/{self.cfg.seed}")
+
+    @property
+    def planned_releases(self) -> int:
+        """Member-level releases the noise is planned for: one per round, plus spares on a ledger, where an
+        attempt can be redone after its sum was unmasked (every attempt is accounted)."""
+        return self.cfg.rounds + (self.cfg.privacy.spare_releases if self.cfg.ledger.enabled else 0)
 
     # -- one round ---------------------------------------------------------------------------------
     @property
@@ -298,16 +314,16 @@ class Simulation:
         step = self._compute(rnd, selected, survives)
         return self._record(rnd, step, len(selected), int(survives.sum()), time.perf_counter() - start)
 
-    def _compute(self, rnd: int, selected: np.ndarray, survives: np.ndarray) -> _RoundStep:
+    def _compute(self, rnd: int, selected: np.ndarray, survives: np.ndarray, attempt: int = 0) -> _RoundStep:
         """Train the surviving members and aggregate; the whole cohort's work in one batch."""
         members = selected[survives]
         step = _RoundStep(participants=len(members))
         if len(members):
             with self.clock.stage("training"):
-                contributors, local = self._train(rnd, members, self.global_flat)
+                contributors, local = self._train(rnd, members, self.global_flat, attempt)
             local = replace(local, deltas=self.attacks.tamper_updates(contributors, local.deltas, self._first_updates))
             if self.ddp is not None:
-                step = self._aggregate_distributed(rnd, selected, survives, local)
+                step = self._aggregate_distributed(rnd, selected, survives, local, attempt)
             else:
                 step = self._aggregate_visible(contributors, local, self._training_counts())
                 step = replace(step, proofs=self._training_proof_stats())
@@ -336,10 +352,11 @@ class Simulation:
         )
 
     # -- local training ----------------------------------------------------------------------------
-    def _train(self, rnd: int, members: np.ndarray, start: torch.Tensor) -> tuple[np.ndarray, LocalResult]:
+    def _train(self, rnd: int, members: np.ndarray, start: torch.Tensor,
+               attempt: int = 0) -> tuple[np.ndarray, LocalResult]:
         """(members whose update is in the result, their local results), all starting from `start`."""
         if self.cfg.privacy.dp == "record":
-            return self._train_dpsgd(rnd, members, start)
+            return self._train_dpsgd(rnd, members, start, attempt)
         if self.training_proofs is not None:
             return self._train_proved(rnd, members, start)
         steps = budget_steps(self.full_steps[members], self.budgets[members])
@@ -350,8 +367,10 @@ class Simulation:
         self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
         return members, result
 
-    def _train_dpsgd(self, rnd: int, members: np.ndarray, start: torch.Tensor) -> tuple[np.ndarray, LocalResult]:
-        """Record-level DP: each member runs DP-SGD with its own accountant until its budget is spent."""
+    def _train_dpsgd(self, rnd: int, members: np.ndarray, start: torch.Tensor,
+                     attempt: int = 0) -> tuple[np.ndarray, LocalResult]:
+        """Record-level DP: each member runs DP-SGD with its own accountant until its budget is spent. Its noise
+        and Poisson sampling are secrets from `entropy`, fresh for every attempt (each one is accounted)."""
         p = self.cfg.privacy
         deltas, losses, steps, contributors = [], [], [], []
         set_flat(self.model, start)
@@ -362,7 +381,8 @@ class Simulation:
                 trained, _eps = train_member_dpsgd(
                     self.model, X, y, epochs=self.cfg.local_epochs, batch_size=self.cfg.batch_size,
                     lr=self.cfg.lr, noise_multiplier=self._noise_multiplier(int(i)), max_grad_norm=p.clip_norm,
-                    generator=torch_generator(self.cfg.seed, "dpsgd", rnd, int(i)), accountant_state=accountant,
+                    generator=self.entropy.torch(Purpose.DPSGD, member=int(i), round=rnd, attempt=attempt),
+                    accountant_state=accountant,
                     delta=p.delta, epsilon_budget=p.epsilon, momentum=self.cfg.momentum,
                 )
             except PrivacyBudgetExceeded:
@@ -429,14 +449,16 @@ class Simulation:
                           weights=weights)
 
     def _aggregate_distributed(
-        self, rnd: int, selected: np.ndarray, survives: np.ndarray, local: LocalResult
+        self, rnd: int, selected: np.ndarray, survives: np.ndarray, local: LocalResult, attempt: int = 0
     ) -> _RoundStep:
         """Member-level DP: clip, rotate, quantize, add noise shares and sum through SecAgg+.
 
-        With update proofs, a failed linear check names its culprits by blame; the round is summed again
-        without them (named as faulty, so the contract slashes them when the round finalizes). The second
-        sum uses the same noisy integer inputs (same seed): against the first it only removes the culprits'
-        vectors, which are independent of the honest members' data, so the round is accounted once.
+        Every secret of the attempt comes from one child of `entropy` fixed for (round, attempt): another
+        attempt of the round draws fresh noise. With update proofs, a failed linear check names its culprits
+        by blame; the round is summed again without them (named as faulty, so the contract slashes them when
+        the round finalizes). The second sum uses the same noisy integer inputs (the same child): against the
+        first it only removes the culprits' vectors, which are independent of the honest members' data, so
+        the attempt is accounted once.
         """
         assert self.ddp is not None
         deltas = torch.zeros(len(selected), self.dim)
@@ -445,25 +467,26 @@ class Simulation:
         names = [self.data.members[int(i)].name for i in selected]
         cheaters = frozenset(row for row, m in enumerate(selected) if int(m) in self.attacks.members_doing("mask_swap"))
         accounted = self.ddp.state_dict()
+        secrets = self.entropy.child(Purpose.ATTEMPT, round=rnd, attempt=attempt)
         culprits: set[int] = set()
-        for attempt in (1, 2):
-            binding = (self.proofs.binding(rnd, seed, names, cheaters=cheaters)
+        for sums in (1, 2):
+            binding = (self.proofs.binding(rnd, seed, names, cheaters=cheaters, entropy=secrets, attempt=attempt)
                        if self.proofs is not None and self.ddp.secagg else None)
             started = time.perf_counter()
             try:
-                agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
+                agg = self.ddp.aggregate(deltas, rnd, survivors=survives, entropy=secrets, attempt=attempt,
                                          member_ids=[int(m) for m in selected], binding=binding,
-                                         session=SessionContext.simulated(self.ddp.task_id, rnd,
-                                                                          sub_session=attempt - 1))
+                                         session=SessionContext.simulated(self.ddp.task_id, rnd, attempt,
+                                                                          sub_session=sums - 1))
             except InsufficientSurvivors:
                 return _RoundStep(participants=int(survives.sum()), aggregated=False)
             self.clock.seconds["privacy"] += time.perf_counter() - started - agg.secagg_seconds
             try:
-                proofs = self._check_proofs(rnd, seed, names, binding, agg)
+                proofs = self._check_proofs(rnd, seed, names, binding, agg, secrets, attempt)
                 break
             except LinearCheckFailed:
                 named = {int(k) for k in binding.last_blame.culprits} if binding and binding.last_blame else set()
-                if attempt == 2 or not named:
+                if sums == 2 or not named:
                     raise
                 culprits |= named
                 survives = survives & ~np.isin(selected, sorted(named))
@@ -487,14 +510,15 @@ class Simulation:
         )
 
     def _check_proofs(self, rnd: int, seed: bytes, names: list[str], binding: RoundBinding | None,
-                      agg: AggregateResult) -> dict[str, Any] | None:
+                      agg: AggregateResult, secrets: Entropy, attempt: int) -> dict[str, Any] | None:
         """The validators' proof checks (and the linear check); splits the seconds between stages."""
         secagg = agg.secagg_seconds
         proofs = None
         try:
             if self.proofs is not None and agg.encoding is not None:
                 with self.clock.stage("proofs"):
-                    proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg).to_json()
+                    proofs = self.proofs.run(rnd, seed, agg.encoding, agg.survivors, names, binding, agg,
+                                             entropy=secrets, attempt=attempt).to_json()
         finally:
             # members prove and the aggregator verifies between the masked inputs and the unmasking, that is
             # inside the SecAgg+ exchange's wall time: count that part as proofs
@@ -538,7 +562,7 @@ class Simulation:
         self, out: Path | None = None, on_round: Callable[[RoundRecord], None] | None = None
     ) -> RunResult:
         started = time.perf_counter()
-        result = RunResult(config=self.cfg.model_dump())
+        result = RunResult(config=self.cfg.model_dump(), randomness=self.entropy.describe())
         first = 1
         if out is not None:
             first = self._resume(out, result)
@@ -584,8 +608,7 @@ class Simulation:
             raise ConfigError("a run on a ledger needs an output directory (--out) for its chain state and blobs")
         committee = self.cfg.ledger.committee
         validators = _validator_holdouts(self.data, committee)
-        key_seed = derive_seed(self.cfg.seed, "member-identity")
-        identities = {i: Identity.from_seed(key_seed, i) for i in range(len(self.data.members))}
+        identities = member_identities(self.entropy, len(self.data.members), out)
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
@@ -595,9 +618,13 @@ class Simulation:
             held_out=[len(y) for _, y in validators], clock=self.clock,
         )
         chain.initial_model = chain.store(self.initial_flat)
+        registered = chain.fed.registered_keys()
+        if any(registered[i] != identities[i].public_bytes for i in identities):
+            chain.close()
+            raise IntegrityError(f"the member keys in {out / 'keys'} are not the ones registered on chain")
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
             self.ddp.identities = identities
-            self.ddp.pki = pki_from_registered(chain.fed.registered_keys())
+            self.ddp.pki = pki_from_registered(registered)
         work = None if self.ddp is not None else _BatchedWork(self, chain)
         chain.build_roles(aggregation=_SimAggregation(self, chain), work=work, attacks=self.attacks,
                           drops=lambda member, key: self._drops(chain, member, key))
@@ -617,7 +644,7 @@ class Simulation:
         txs = chain.tx_count()
         self._round_start = self._snapshot()
         self._computed = None
-        bound = self._privacy_bound()
+        bound = self._privacy_bound(rnd)
         view = chain.run(rnd, self.cohort_size, to_fixed(bound) if bound is not None else None,
                          flush=self._work.flush if self._work is not None else lambda: False)
         if self._computed != view.key:  # a previous process posted this round: recompute our state from it
@@ -657,14 +684,21 @@ class Simulation:
             self.ddp.load_state_dict(ddp)
         self.epsilon_member_level = eps
 
-    def _privacy_bound(self) -> float | None:
-        """The privacy spent once the next round is finalized, as the contract checks it against the budget."""
+    def _privacy_bound(self, rnd: int) -> float | None:
+        """The most privacy spent once the next round is finalized, as the contract checks it against the budget:
+        the round may use every planned release not kept for the rounds after it (one each)."""
         p = self.cfg.privacy
         if p.dp == "member" and self.ddp is not None:
-            return self.ddp.plan.epsilon_after(self.ddp.rounds_done + 1)
+            return self.ddp.plan.epsilon_after(self._release_allowance(rnd))
         if p.dp == "record":
             return p.epsilon
         return None
+
+    def _release_allowance(self, rnd: int) -> int:
+        """Member-level releases that may be spent once round `rnd` is finalized: every planned release but one
+        for each round after it."""
+        assert self.ddp is not None
+        return self.ddp.plan.rounds - (self.cfg.rounds - rnd)
 
     def centralized_accuracy(self) -> float:
         """The same model trained on the pooled training data with the federation's compute budget."""
@@ -739,7 +773,7 @@ class _BatchedWork:
         for key, (model, members) in sorted(self.pending.items()):
             start = from_bytes(self.blobs.get(model))  # each trainer fetches the global model by its hash
             with sim.clock.stage("training"):
-                used, local = sim._train(key[0], np.sort(np.array(members, dtype=np.int64)), start)
+                used, local = sim._train(key[0], np.sort(np.array(members, dtype=np.int64)), start, key[1])
             deltas = sim.attacks.tamper_updates(used, local.deltas, sim._first_updates)
             counts = sim._training_counts()
             for row, m in enumerate(int(x) for x in used):
@@ -761,13 +795,24 @@ class _SimAggregation:
 
     def aggregate(self, view: RoundView, updates: Sequence[UpdateMessage]) -> RoundOutput:
         sim, chain = self.sim, self.chain
-        sim._restore(sim._round_start)  # every attempt starts from the round's state
-        rnd = view.record.round_id
+        sim._restore(sim._round_start)  # every attempt starts from the round's model and strategy state
+        rnd, attempt = view.key
         sim.round_seed = view.record.seed
         if sim.ddp is not None:
+            # ...but not from its privacy spend: every earlier attempt of the round counts as a release, whether
+            # its result was rejected or its aggregator went silent after unmasking (an upper bound anyone can
+            # recompute from the chain's attempt counter; a process that replays the round counts the same)
+            sim.ddp.rounds_done += attempt
+            if attempt:
+                sim.epsilon_member_level = sim.ddp.plan.epsilon_after(sim.ddp.rounds_done)
+            if sim.ddp.rounds_done + 1 > sim._release_allowance(rnd):
+                raise PrivacyBudgetExceeded(
+                    f"round {rnd} attempt {attempt + 1}: the earlier attempts used the spare releases the noise was "
+                    f"planned for ({sim.cfg.privacy.spare_releases}); another release would pass the budget "
+                    "(raise --spare-releases for a run that may be redone more often)")
             selected = chain.cohort_members(view)
             survives = np.array([not sim._drops(chain, int(m), view.key) for m in selected], dtype=bool)
-            step = sim._compute(rnd, selected, survives)
+            step = sim._compute(rnd, selected, survives, attempt)
         elif updates:
             members = np.array([u.member for u in updates], dtype=np.int64)
             local = LocalResult(torch.from_numpy(np.stack([u.update for u in updates])),
@@ -790,6 +835,7 @@ class _SimAggregation:
             weights=step.weights,
             privacy_spent=to_fixed(spent) if spent is not None and sim.cfg.privacy.dp != "none" else 0,
             faulty=tuple(address[int(i)].address for i in step.faulty),
+            deterministic=sim.entropy.deterministic,
         )
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedledger.core.errors import DataError
-from fedledger.core.rng import numpy_rng
+from fedledger.core.rng import Entropy, Purpose
 from fedledger.privacy import DdpPlan, MemberEncoding
 from fedledger.privacy.distributed import AggregateResult
 from fedledger.secagg.field import MaskingRecord, field_mask
@@ -119,11 +119,12 @@ class RoundBinding:
     spec: UpdateSpec
     prover: UpdateProver
     task: str
-    seed: int
+    entropy: Entropy  # the attempt's secrets: each member's commitment randomness is its own stream
     bits: int
     round_id: int
     round_seed: bytes
     names: Sequence[str]  # by row of the cohort
+    attempt: int = 0
     stats: RoundProofStats = field(default_factory=RoundProofStats)
     ids: list[int] = field(default_factory=list)
     proved: dict[int, np.ndarray] = field(default_factory=dict)  # id -> y_i = x_i + e_i (signed)
@@ -144,13 +145,13 @@ class RoundBinding:
     # step 1: before masking ------------------------------------------------------------------------
     def blindings(self, encoding: MemberEncoding, survivors: np.ndarray, ids: list[int]) -> Mapping[int, int]:
         self.ids = [int(m) for m in ids]
-        rng = numpy_rng(self.seed, "proofs", self.round_id)
         out: dict[int, int] = {}
         for row, m in enumerate(self.ids):
             out[m] = 0
             if not survivors[row]:
                 continue
             ctx = ProofContext(self.task, self.round_id, self.names[int(row)])
+            rng = self.entropy.stream(Purpose.COMMITMENT, member=m, round=self.round_id, attempt=self.attempt)
             try:
                 secret, posted = commit_update(self.spec, ctx, encoding.values[row], encoding.noise[row], rng)
             except DataError:
@@ -250,34 +251,36 @@ class RoundProofs:
 
     spec: UpdateSpec
     task: str
-    seed: int
     prover: UpdateProver | None = None
     bits: int = 32  # the SecAgg+ modulus 2^bits (the plan's)
 
     @classmethod
-    def for_plan(cls, plan: DdpPlan, task: str, seed: int) -> RoundProofs:
+    def for_plan(cls, plan: DdpPlan, task: str) -> RoundProofs:
         spec = spec_for(plan)
-        return cls(spec, task, seed, UpdateProver(spec, workers=None), bits=plan.bits)  # one prover per core
+        return cls(spec, task, UpdateProver(spec, workers=None), bits=plan.bits)  # one prover per core
 
     @property
     def keys_record(self) -> dict[str, object]:
         assert self.prover is not None
         return self.prover.keys.record.to_json()
 
-    def binding(self, round_id: int, round_seed: bytes, names: Sequence[str],
-                cheaters: Collection[int] = ()) -> RoundBinding:
-        """The hooks to pass to `DistributedDP.aggregate(binding=...)` for one round. `cheaters` (rows of the
-        cohort; the `mask_swap` attack) mask another vector than the one they committed to."""
+    def binding(self, round_id: int, round_seed: bytes, names: Sequence[str], cheaters: Collection[int] = (),
+                *, entropy: Entropy, attempt: int = 0) -> RoundBinding:
+        """The hooks to pass to `DistributedDP.aggregate(binding=...)` for one attempt of a round; commitment
+        randomness from `entropy`. `cheaters` (rows of the cohort; the `mask_swap` attack) mask another vector
+        than the one they committed to."""
         assert self.prover is not None
-        return RoundBinding(self.spec, self.prover, self.task, self.seed, self.bits, round_id, round_seed,
-                            list(names), cheaters=frozenset(cheaters))
+        return RoundBinding(self.spec, self.prover, self.task, entropy, self.bits, round_id, round_seed,
+                            list(names), attempt, cheaters=frozenset(cheaters))
 
     def run(self, round_id: int, round_seed: bytes, encoding: MemberEncoding, survivors: np.ndarray,
             names: Sequence[str], binding: RoundBinding | None = None,
-            aggregate: AggregateResult | None = None) -> RoundProofStats:
+            aggregate: AggregateResult | None = None, *, entropy: Entropy | None = None,
+            attempt: int = 0) -> RoundProofStats:
         """With `binding` (it ran inside `aggregate`): the validators' linear check (raises
-        `LinearCheckFailed`). Without: commit, derive the challenge, prove and verify every survivor's
-        input after the fact (bounds only, nothing binds the proofs to the masked inputs)."""
+        `LinearCheckFailed`). Without: commit (randomness from `entropy`), derive the challenge, prove and
+        verify every survivor's input after the fact (bounds only, nothing binds the proofs to the masked
+        inputs)."""
         assert self.prover is not None
         if binding is not None:
             if aggregate is None or aggregate.total is None or aggregate.blinding_sum is None:
@@ -285,12 +288,14 @@ class RoundProofs:
             kept = [binding.ids[row] for row in np.flatnonzero(aggregate.survivors)]
             binding.check(aggregate.total, aggregate.blinding_sum, kept)
             return binding.stats
+        if entropy is None:
+            raise ValueError("proving without a binding commits: pass the attempt's entropy")
         stats = RoundProofStats()
         rows = np.flatnonzero(survivors)
-        rng = numpy_rng(self.seed, "proofs", round_id)
         committed = {}
         for row in rows:
             ctx = ProofContext(self.task, round_id, names[int(row)])
+            rng = entropy.stream(Purpose.COMMITMENT, member=int(row), round=round_id, attempt=attempt)
             try:
                 committed[row] = commit_update(self.spec, ctx, encoding.values[row], encoding.noise[row], rng)
             except DataError:

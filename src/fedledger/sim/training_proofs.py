@@ -47,6 +47,7 @@ import torch
 from fedledger.core.config import FederationConfig
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.core.rng import ByteSource, Entropy, Purpose, SystemEntropy
 from fedledger.learning.local import LocalResult
 from fedledger.zk import InvalidProof, ProofStats, ProvingError
 from fedledger.zk.backend import DevelopmentSetupWarning, Groth16Backend, KeySet, ProverPool
@@ -155,6 +156,7 @@ class TrainingProofs:
         data_quality: str = "check",
         workers: int = 1,
         backend: Groth16Backend | None = None,
+        entropy: Entropy | None = None,
     ) -> None:
         if classes < 2:
             raise ConfigError("proof of training needs at least two classes")
@@ -166,6 +168,7 @@ class TrainingProofs:
             )
         self.features, self.classes, self.epochs = int(features), int(classes), int(epochs)
         self.lr, self.task, self.seed = float(lr), task, int(seed)
+        self.entropy = SystemEntropy() if entropy is None else entropy  # commitment randomness (rho)
         self.frac = int(frac_bits)
         self.binary = self.classes == 2
         # two logits -> logistic regression of their difference, at twice the learning rate
@@ -375,17 +378,14 @@ class TrainingProofs:
 
     def _member_inputs(self, rnd: int, w0: np.ndarray, member: str, X: np.ndarray | torch.Tensor,
                        y: np.ndarray | torch.Tensor, *, lr_fp: int | None = None,
-                       rng: np.random.Generator | None = None) -> tuple[TrainingClaim, dict[str, object]]:
+                       rng: ByteSource | None = None) -> tuple[TrainingClaim, dict[str, object]]:
         feats, labels = self._fixed_rows(X, y)
         shards = self.shards(len(labels))
         j = self.shard_index(rnd, member, len(shards))
         f, lab = feats[shards[j]], labels[shards[j]]
         lr = self.lr_fp if lr_fp is None else int(lr_fp)
         x = train(self.spec, w0, f, lab, lr) - w0
-        rng = rng or np.random.default_rng(int.from_bytes(
-            domain_hash(Usage.SEED, b"zk/training-rho", self.seed.to_bytes(8, "big", signed=True),
-                        int(rnd).to_bytes(8, "big"), member.encode())[:8], "big"))
-        rho = random_field(rng)
+        rho = random_field(rng or self.entropy.stream(Purpose.COMMITMENT, round=int(rnd), label=member))
         ctx = ProofContext(self.task, int(rnd), member).element
         zeros = np.zeros(len(x), dtype=np.int64)  # no noise share: the update is sent in the clear
         commit = chunk_commitment(self.uspec, ctx, 0, rho, x, zeros)

@@ -36,6 +36,7 @@ import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.core.rng import ByteSource
 from fedledger.zk.backend import KeySet
 from fedledger.zk.errors import InvalidProof, LinearCheckFailed
 from fedledger.zk.field import P, hash_to_field, int_bytes
@@ -200,7 +201,7 @@ def carry_spec(spec: UpdateSpec) -> UpdateSpec:
 
 
 def commit_carries(
-    spec: UpdateSpec, ctx: ProofContext, carries: np.ndarray, rng: np.random.Generator
+    spec: UpdateSpec, ctx: ProofContext, carries: np.ndarray, rng: ByteSource
 ) -> tuple[UpdateSecret, UpdateCommitment]:
     """Commit to a carry vector before the challenge; post `commitment.digest()` as the carry digest."""
     w = np.asarray(carries, dtype=np.int64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
+from fedledger.core.rng import ByteSource
 
 #: BN254 (alt_bn128) scalar field order: the field of circom signals and of Groth16 public inputs.
 P = 21888242871839275222246405745257275088548364400416034343698204186575808495617
@@ -45,7 +45,8 @@ def int_bytes(v: int) -> bytes:
     return v.to_bytes(32, "big")
 
 
-def random_field(rng: np.random.Generator) -> int:
-    """A uniform field element from an injected generator (512 bits reduced mod p)."""
+def random_field(rng: ByteSource) -> int:
+    """A uniform field element from an injected byte source (512 bits reduced mod p; statistically
+    uniform up to 2^-258). Pass a `CryptoRng` from an `Entropy` (fedledger.core.rng) for a secret."""
     raw = rng.bytes(64)
     return int.from_bytes(raw, "big") % P

@@ -31,6 +31,7 @@ import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.core.rng import ByteSource
 from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, ProverPool
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
@@ -285,12 +286,14 @@ def commit_update(
     ctx: ProofContext,
     x: np.ndarray,
     e: np.ndarray,
-    rng: np.random.Generator,
+    rng: ByteSource,
     *,
     t: int | None = None,
     check: bool = True,
 ) -> tuple[UpdateSecret, UpdateCommitment]:
-    """Commit to (x, e, t) chunk by chunk. `rng` supplies the hiding randomness (and t unless given).
+    """Commit to (x, e, t) chunk by chunk. `rng` supplies the hiding randomness (and t unless given): a
+    secret stream, `Entropy.stream(Purpose.COMMITMENT, ...)` (fedledger.core.rng), never one derived from a
+    public value.
 
     `check=False` skips the range and norm checks, only so tests can hand the circuit a
     witness that breaks a constraint.
