@@ -30,13 +30,18 @@ Attacking members are a seeded choice of `ceil(F * members)` members, different 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from fedledger.core.errors import ConfigError
 from fedledger.core.rng import numpy_rng
+from fedledger.protocol.roles import Aggregator, RoundOutput, RoundView, Trainer
+from fedledger.protocol.secure import TrainerSession
+
+R = TypeVar("R")
 
 MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale", "mask_swap")
 ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator", "late_aggregator", "silent_validator")
@@ -124,3 +129,77 @@ class AttackPlan:
             "late_aggregator": self.late_aggregator,
             "silent_validators": self.silent_validators,
         }
+
+
+# -- role attacks, as wrappers around the real roles -----------------------------------------------------
+
+
+def _rewrap(cls: type[R], role: object) -> R:
+    """An instance of the attacking subclass `cls` that takes over `role`'s whole state."""
+    out = cls.__new__(cls)
+    out.__dict__.update(role.__dict__)
+    return out
+
+
+class TamperingAggregator(Aggregator):
+    """`malicious_aggregator`: posts a model other than the aggregate, with evidence otherwise honest."""
+
+    @classmethod
+    def wrapping(cls, role: Aggregator) -> TamperingAggregator:
+        return _rewrap(cls, role)
+
+    def publish(self, view: RoundView, output: RoundOutput) -> RoundOutput:
+        noise = 0.05 * torch.randn(output.model.shape, generator=torch.Generator().manual_seed(view.record.attempt))
+        return replace(output, model=output.model + noise)
+
+
+class FramingAggregator(Aggregator):
+    """Drops an honest trainer's messages and names it faulty, so the contract would slash it."""
+
+    victim: int = 0
+
+    @classmethod
+    def wrapping(cls, role: Aggregator, victim: int) -> FramingAggregator:
+        out = _rewrap(cls, role)
+        out.victim = victim
+        return out
+
+    def admit(self, member: int, kind: str, session: int) -> bool:
+        # the victim takes part in key exchange (it cannot be told apart from a dropout) but its masked input
+        # and what follows never reach the sum
+        return member != self.victim or kind == "secagg" and session == 0 and not self._past_shares(member)
+
+    def _past_shares(self, member: int) -> bool:
+        sessions = [s for s in self._sessions.values() if s.server is not None]
+        return any(member in s.server.shared for s in sessions)
+
+    def publish(self, view: RoundView, output: RoundOutput) -> RoundOutput:
+        name = next(a for a, m in self.index_of.items() if m == self.victim)
+        if name not in view.cohort or name in output.faulty:
+            return output
+        return replace(output, contributors=tuple(a for a in output.contributors if a != name),
+                       faulty=tuple(sorted((*output.faulty, name))))
+
+
+class UnderReportingAggregator(Aggregator):
+    """Posts a privacy spent below what the round really spent (so the task could run past its budget)."""
+
+    @classmethod
+    def wrapping(cls, role: Aggregator) -> UnderReportingAggregator:
+        return _rewrap(cls, role)
+
+    def publish(self, view: RoundView, output: RoundOutput) -> RoundOutput:
+        return replace(output, privacy_spent=0)
+
+
+class MaskSwapTrainer(Trainer):
+    """`mask_swap`: commits to and proves its honest input, then feeds SecAgg+ another one."""
+
+    @classmethod
+    def wrapping(cls, role: Trainer) -> MaskSwapTrainer:
+        return _rewrap(cls, role)
+
+    def prepare_input(self, session: TrainerSession) -> TrainerSession:
+        assert self.rules is not None
+        session.wrapped[0] = (int(session.wrapped[0]) + 1) % (1 << self.rules.plan.bits)
+        return session
