@@ -394,6 +394,7 @@ class Aggregator(Role):
         self._sessions: dict[Key, AggregatorSession] = {}
         self.last_output: RoundOutput | None = None
         self.last_session: AggregatorSession | None = None
+        self.refused: list[str] = []  # why inbound messages were dropped (forged, replayed, inflated, ...)
 
     def step(self, view: RoundView, idle: bool) -> bool:
         if self.rules is not None:
@@ -434,7 +435,8 @@ class Aggregator(Role):
                 signed = self.open(env, key, view.cohort)
                 msg = UpdateMessage.from_bytes(signed.payload)
                 check_update(msg, self.task_id, key, self.index_of[signed.sender], self.net, signed.sender)
-            except (MessageError, KeyError):
+            except (MessageError, KeyError) as e:
+                self.refused.append(f"{env.sender}: {e}")
                 continue  # a message that does not check counts as no message
             if self.admit(msg.member, UPDATE_TOPIC, 0):
                 self._inbox[key].setdefault(msg.member, (msg, env.payload))
@@ -457,9 +459,10 @@ class Aggregator(Role):
             try:
                 signed = self.open(env, key, view.cohort)
                 kind, s = parse_topic(env.topic)
-            except MessageError:
+            except MessageError as e:
+                self.refused.append(f"{env.sender}: {e}")
                 continue
-            member = self.net.members[signed.sender] if signed.sender in self.net.members else None
+            member = self.net.members.get(signed.sender)
             if member is None or not self.admit(member, kind, s):
                 continue
             with self.clock.stage("proofs" if kind in (PROOF, REVEAL) else "secagg"):

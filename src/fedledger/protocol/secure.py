@@ -54,8 +54,6 @@ from fedledger.secagg.channel import seed_commitment
 from fedledger.secagg.client import ClientConfig, ClientState, client_handle, client_start
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
-
-SecAggError = (ProtocolViolation, SecAggAbort)
 from fedledger.secagg.field import decode_element
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
@@ -70,8 +68,15 @@ from fedledger.secagg.messages import (
 )
 from fedledger.secagg.packing import unpack
 from fedledger.secagg.prg import expand_mask
-from fedledger.secagg.server import ServerConfig, ServerStage, ServerState, server_advance, server_exclude, \
-    server_handle, server_start
+from fedledger.secagg.server import (
+    ServerConfig,
+    ServerStage,
+    ServerState,
+    server_advance,
+    server_exclude,
+    server_handle,
+    server_start,
+)
 from fedledger.zk import InvalidProof, LinearCheckFailed
 from fedledger.zk.backend import KeySet
 from fedledger.zk.binding import (
@@ -104,6 +109,7 @@ SECAGG, POSTING, CHALLENGE, PROOF, BLAME, REVEAL, SESSION = (
     "secagg", "posting", "challenge", "proof", "blame", "reveal", "session")
 TRAINER_TOPICS = (SECAGG, POSTING, PROOF, REVEAL)
 MAX_SESSIONS = 2
+SecAggError = (ProtocolViolation, SecAggAbort)
 
 
 def topic(kind: str, session: int) -> str:
@@ -241,7 +247,7 @@ def load_strategy(rules: SecureRules, state: bytes) -> Any:
     strategy = rules.strategy()
     try:
         strategy.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
-    except Exception as e:  # noqa: BLE001 - whatever torch raises on a malformed blob
+    except Exception as e:  # whatever torch raises on a malformed blob
         raise IntegrityError(f"the strategy state in the evidence does not load: {e}") from None
     return strategy
 
@@ -724,7 +730,8 @@ class AggregatorSession:
                 return self._close()
             return [(m, topic(CHALLENGE, session), body) for m in posted_by]
         if (self.stage == "prove") or (self.stage == "secagg" and s.stage == ServerStage.MASKED):
-            outcome = _screen(self.parsed, self.rules, self.ctx, s, session, self.round_seed, SessionOutcome(self.members))
+            outcome = _screen(self.parsed, self.rules, self.ctx, s, session, self.round_seed,
+                              SessionOutcome(self.members))
             self.outcome = outcome
             self.server = server_exclude(s, set(outcome.invalid) | set(outcome.unproved))
             self.stage = "secagg"

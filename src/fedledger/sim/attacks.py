@@ -12,8 +12,18 @@
 - `mask_swap:F` (with `--proofs update`): commits to and proves its honest input, then feeds SecAgg+ another
   one. The validators' linear check fails, blame names it, the round is summed again without it and it is
   named as faulty in the result, so the contract slashes it when the round finalizes.
+- `inflate:F`: claims 10^6 training examples so that FedAvg weighs its update above everyone's. The aggregator
+  refuses an update claiming more examples than the member committed to when it joined (registered metadata).
+- `impersonate:F`: also sends an update in another member's name. The signature does not verify against the
+  key that member registered on chain: refused.
+- `replay:F`: resends its signed message of an earlier round. The signature binds (chain, task manager, task,
+  round, attempt, topic): refused.
 - `malicious_aggregator`: the first aggregator drawn posts a tampered model whenever it is drawn. Validators
-  recompute the aggregate (or see the accuracy drop) and reject; the round is reopened with another aggregator.
+  recompute the aggregate from the signed transcript (also under secure aggregation) and reject; the round is
+  reopened with another aggregator and the contract slashes the first.
+- `framing_aggregator`: the first aggregator drawn drops an honest trainer's messages and names it faulty.
+  Validators re-derive the faulty list (only a member whose own signed message fails a check) and reject.
+- `privacy_underreport`: the first aggregator drawn posts privacy spent 0. Validators recompute it and reject.
 - `lazy_validator[:K]`: K validators accept without checking. Honest stake over 1/3 of the committee still
   rejects a bad round; if it does not, `fedledger audit` names the round.
 
@@ -38,13 +48,18 @@ import torch
 
 from fedledger.core.errors import ConfigError
 from fedledger.core.rng import numpy_rng
+from fedledger.protocol.messages import UPDATE_TOPIC, UpdateMessage
 from fedledger.protocol.roles import Aggregator, RoundOutput, RoundView, Trainer
 from fedledger.protocol.secure import TrainerSession
+from fedledger.protocol.signing import Signed
+from fedledger.protocol.transport import Envelope
 
 R = TypeVar("R")
 
-MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale", "mask_swap")
-ROLE_ATTACKS = ("malicious_aggregator", "lazy_validator", "late_aggregator", "silent_validator")
+MEMBER_ATTACKS = ("label_flip", "sign_flip", "boost", "free_ride", "stale", "mask_swap", "inflate", "impersonate",
+                  "replay")
+ROLE_ATTACKS = ("malicious_aggregator", "framing_aggregator", "privacy_underreport", "lazy_validator",
+                "late_aggregator", "silent_validator")
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,8 @@ class AttackPlan:
     attackers: dict[str, frozenset[int]] = field(default_factory=dict)
     boost_factor: float = 10.0
     malicious_aggregator: bool = False
+    framing_aggregator: bool = False
+    privacy_underreport: bool = False
     lazy_validators: int = 0
     late_aggregator: bool = False
     silent_validators: int = 0
@@ -59,12 +76,13 @@ class AttackPlan:
     @property
     def active(self) -> bool:
         return (bool(self.attackers) or self.malicious_aggregator or self.lazy_validators > 0 or self.late_aggregator
-                or self.silent_validators > 0)
+                or self.silent_validators > 0 or self.framing_aggregator or self.privacy_underreport)
 
     @classmethod
     def parse(cls, spec: str, members: int, seed: int) -> AttackPlan:
         attackers: dict[str, frozenset[int]] = {}
         boost, aggregator, lazy, late, silent = 10.0, False, 0, False, 0
+        roles: set[str] = set()
         for item in filter(None, (part.strip() for part in spec.split(","))):
             kind, *args = item.split(":")
             try:
@@ -79,6 +97,8 @@ class AttackPlan:
                         boost = float(args[1])
                 elif kind == "malicious_aggregator":
                     aggregator = True
+                elif kind in ("framing_aggregator", "privacy_underreport"):
+                    roles.add(kind)
                 elif kind == "lazy_validator":
                     lazy = int(args[0]) if args else 1
                 elif kind == "late_aggregator":
@@ -90,7 +110,8 @@ class AttackPlan:
             except (ValueError, IndexError) as e:
                 kinds = ", ".join((*MEMBER_ATTACKS, *ROLE_ATTACKS))
                 raise ConfigError(f"bad --attack item {item!r}: {e}; kinds: {kinds}") from None
-        return cls(attackers, boost, aggregator, lazy, late, silent)
+        return cls(attackers, boost, aggregator, "framing_aggregator" in roles, "privacy_underreport" in roles, lazy,
+                   late, silent)
 
     def members_doing(self, kind: str) -> frozenset[int]:
         return self.attackers.get(kind, frozenset())
@@ -125,6 +146,8 @@ class AttackPlan:
             "members": {k: sorted(v) for k, v in self.attackers.items()},
             "boost_factor": self.boost_factor if "boost" in self.attackers else None,
             "malicious_aggregator": self.malicious_aggregator,
+            "framing_aggregator": self.framing_aggregator,
+            "privacy_underreport": self.privacy_underreport,
             "lazy_validators": self.lazy_validators,
             "late_aggregator": self.late_aggregator,
             "silent_validators": self.silent_validators,
@@ -135,7 +158,11 @@ class AttackPlan:
 
 
 def _rewrap(cls: type[R], role: object) -> R:
-    """An instance of the attacking subclass `cls` that takes over `role`'s whole state."""
+    """An instance of the attacking subclass `cls` that takes over `role`'s whole state. If `role` already
+    carries an attack, the new class combines both (`cls`'s overrides first)."""
+    base = type(role)
+    if base is not cls.__mro__[1] and not issubclass(base, cls):
+        cls = type(f"{cls.__name__}+{base.__name__}", (cls, base), {})  # type: ignore[assignment]
     out = cls.__new__(cls)
     out.__dict__.update(role.__dict__)
     return out
@@ -167,7 +194,7 @@ class FramingAggregator(Aggregator):
     def admit(self, member: int, kind: str, session: int) -> bool:
         # the victim takes part in key exchange (it cannot be told apart from a dropout) but its masked input
         # and what follows never reach the sum
-        return member != self.victim or kind == "secagg" and session == 0 and not self._past_shares(member)
+        return member != self.victim or (kind == "secagg" and session == 0 and not self._past_shares(member))
 
     def _past_shares(self, member: int) -> bool:
         sessions = [s for s in self._sessions.values() if s.server is not None]
@@ -203,3 +230,56 @@ class MaskSwapTrainer(Trainer):
         assert self.rules is not None
         session.wrapped[0] = (int(session.wrapped[0]) + 1) % (1 << self.rules.plan.bits)
         return session
+
+
+INFLATED_EXAMPLES = 10**6
+
+
+class InflatingTrainer(Trainer):
+    """`inflate`: claims 10^6 examples, so that a FedAvg weighted by example counts follows its update."""
+
+    @classmethod
+    def wrapping(cls, role: Trainer) -> InflatingTrainer:
+        return _rewrap(cls, role)
+
+    def prepare_update(self, update: UpdateMessage) -> UpdateMessage:
+        return replace(update, num_examples=INFLATED_EXAMPLES)
+
+
+class ImpersonatingTrainer(Trainer):
+    """`impersonate`: besides its own update, sends one in `victim`'s name (signed with its own key)."""
+
+    victim: str = ""
+
+    @classmethod
+    def wrapping(cls, role: Trainer, victim: str) -> ImpersonatingTrainer:
+        out = _rewrap(cls, role)
+        out.victim = victim
+        return out
+
+    def send(self, recipient: str, key: tuple[int, int], topic: str, payload: bytes) -> None:
+        super().send(recipient, key, topic, payload)
+        if topic != UPDATE_TOPIC or self.net is None or self.identity is None:
+            return
+        own = UpdateMessage.from_bytes(payload)
+        forged = replace(own, member=self.net.members[self.victim], num_examples=1, update=-10 * own.update)
+        msg = Signed.make(self.identity, self.net.context(self.task_id, key, topic), self.victim, forged.to_bytes())
+        self.transport.send(Envelope(self.victim, recipient, topic, msg.to_bytes()))
+
+
+class ReplayingTrainer(Trainer):
+    """`replay`: resends its signed message of the previous round (to whoever aggregates now)."""
+
+    _last: Envelope | None = None
+
+    @classmethod
+    def wrapping(cls, role: Trainer) -> ReplayingTrainer:
+        return _rewrap(cls, role)
+
+    def send(self, recipient: str, key: tuple[int, int], topic: str, payload: bytes) -> None:
+        if self._last is not None and topic == UPDATE_TOPIC:
+            self.transport.send(replace(self._last, recipient=recipient))
+        super().send(recipient, key, topic, payload)
+        if topic == UPDATE_TOPIC and self.net is not None and self.identity is not None:
+            msg = Signed.make(self.identity, self.net.context(self.task_id, key, topic), self.address, payload)
+            self._last = Envelope(self.address, recipient, topic, msg.to_bytes())

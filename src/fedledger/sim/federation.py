@@ -59,7 +59,13 @@ from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, p
 from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.keys import Identity, pki_from_registered
-from fedledger.sim.attacks import AttackPlan, MaskSwapTrainer
+from fedledger.sim.attacks import (
+    AttackPlan,
+    ImpersonatingTrainer,
+    InflatingTrainer,
+    MaskSwapTrainer,
+    ReplayingTrainer,
+)
 from fedledger.sim.onchain import (
     AGGREGATOR_BASE,
     AGGREGATORS,
@@ -259,6 +265,7 @@ class Simulation:
         self._computed: tuple[int, int] | None = None
         self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._secure: SecureRules | None = None
+        self.chain: ChainRounds | None = None
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -552,6 +559,7 @@ class Simulation:
         if out is not None:
             first = self._resume(out, result)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
+        self.chain = chain  # its roles stay readable after the run (tests inspect what they saw)
         try:
             found = chain.ledger.round(chain.fed.task_id, first).status if chain is not None else None
             for rnd in range(first, self.cfg.rounds + 1):
@@ -618,11 +626,21 @@ class Simulation:
             self.ddp.pki = pki_from_registered(chain.fed.registered_keys())
         secure = self._secure is not None
         work = _BatchedWork(self, chain) if secure or self.ddp is None else None
-        swappers = self.attacks.members_doing("mask_swap")
+        attacks = self.attacks
+        trainers = [t.address for t in chain.fed.trainers]
 
-        def wrap(role: Any) -> Any:
-            if isinstance(role, Trainer) and role.member in swappers:
-                return MaskSwapTrainer.wrapping(role)
+        def wrap(role: Any) -> Any:  # member attacks on the protocol, as wrappers around the trainer roles
+            if not isinstance(role, Trainer):
+                return role
+            m = role.member
+            if m in attacks.members_doing("mask_swap"):
+                role = MaskSwapTrainer.wrapping(role)
+            if m in attacks.members_doing("inflate"):
+                role = InflatingTrainer.wrapping(role)
+            if m in attacks.members_doing("impersonate"):
+                role = ImpersonatingTrainer.wrapping(role, trainers[(m + 1) % len(trainers)])
+            if m in attacks.members_doing("replay"):
+                role = ReplayingTrainer.wrapping(role)
             return role
 
         chain.build_roles(
@@ -637,7 +655,8 @@ class Simulation:
 
     def _fresh_strategy(self) -> Any:
         cfg = self.cfg
-        return build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction, byzantine=cfg.krum_byzantine)
+        return build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction,
+                              byzantine=cfg.krum_byzantine)
 
     def _secure_rules(self) -> SecureRules | None:
         """Member-level DP through SecAgg+ on a chain: the roles run the whole pipeline themselves."""
@@ -696,7 +715,7 @@ class Simulation:
         contributors = [chain.fed.index_of[a] for a in ev.settlement.contributors]
         losses = [u.train_loss for m in contributors if (u := self._work.result(m, view.key)) is not None] \
             if self._work is not None else []
-        up, down = _traffic(chain, chain.fed.index_of)
+        up, _ = _traffic(chain, chain.fed.index_of)
         proofs = None
         agg = next((a for a in chain.aggregators if a.address == view.record.aggregator), None)
         replayed = agg.last_output.replayed if agg is not None and agg.last_output is not None else None

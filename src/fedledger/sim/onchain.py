@@ -55,7 +55,7 @@ from fedledger.protocol.signing import Registry
 from fedledger.protocol.transport import InProcessTransport
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.keys import Identity
-from fedledger.sim.attacks import AttackPlan, TamperingAggregator
+from fedledger.sim.attacks import AttackPlan, FramingAggregator, TamperingAggregator, UnderReportingAggregator
 from fedledger.zk.update import UpdateProver
 
 TOKEN = 10**18
@@ -252,10 +252,11 @@ class ChainRounds:
             for i, m in enumerate(fed.trainers)
         ]
 
-    def _arm_aggregator_attacks(self) -> None:
+    def _arm_aggregator_attacks(self, cohort_size: int) -> None:
         """The aggregator drawn for round 1's first attempt is the one that misbehaves, for the whole run."""
         attacks = self._attacks
-        if not (attacks.malicious_aggregator or attacks.late_aggregator):
+        if not (attacks.malicious_aggregator or attacks.late_aggregator or attacks.framing_aggregator
+                or attacks.privacy_underreport):
             return
         self.ledger.index.sync()
         first = self.ledger.expected_selection(self.fed.task_id, 1, attempt=0)[0]
@@ -263,6 +264,12 @@ class ChainRounds:
             if agg.address == first:
                 if attacks.malicious_aggregator:
                     self.aggregators[i] = agg = TamperingAggregator.wrapping(agg)
+                if attacks.framing_aggregator:  # frames the lowest-numbered member of round 1's cohort
+                    cohort = self.ledger.cohort(self.fed.task_id, 1, cohort_size)
+                    victim = min(self.fed.index_of[a] for a in cohort)
+                    self.aggregators[i] = agg = FramingAggregator.wrapping(agg, victim)
+                if attacks.privacy_underreport:
+                    self.aggregators[i] = agg = UnderReportingAggregator.wrapping(agg)
                 if attacks.late_aggregator:
                     agg.faults.misses_deadline.add((1, 0))  # attempts count from 0
 
@@ -345,7 +352,7 @@ class ChainRounds:
         if task.current_round == round_id - 1:
             self.owner.open(privacy_bound)
         if not self._armed:
-            self._arm_aggregator_attacks()
+            self._arm_aggregator_attacks(cohort_size)
             self._armed = True
         active: list[roles.Role] = [self.owner, *self.trainers, *self.aggregators, *self.validators]
         idle, stalls, last = False, 0, None
