@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -605,9 +605,7 @@ class Validator(Role):
         self.tolerance = tolerance
         self.held_out = held_out  # examples behind `evaluate`: widens the tolerance by their sampling error
         self.behaviour = behaviour
-        self.rules = rules  # secure aggregation: the task's rules, to replay the round
-        self.strategy = strategy  # visible updates: the task's strategy, to recompute the weights
-        self.private = private  # record-level DP: privacy is spent inside members (not recomputable here)
+        self.checker = RoundChecker(task_id, blobs, reward_pool, net, rules, strategy, private)
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None
         self._accuracy_of: dict[bytes, float] = {}
@@ -641,6 +639,37 @@ class Validator(Role):
 
     def verify(self, view: RoundView) -> None:
         """Raise `IntegrityError` naming the first item that does not check."""
+        checked = self.checker.verify(view)
+        if view.global_model not in self._accuracy_of:  # the previous model: evaluated once, not every attempt
+            self._accuracy_of = {view.global_model: self.evaluate(from_bytes(self.blobs.get(view.global_model)))}
+        before = self._accuracy_of[view.global_model]
+        self.last_accuracy = self.evaluate(checked.model)
+        if self.last_accuracy < before - self.allowed_drop(before):
+            raise IntegrityError(f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data")
+
+    def allowed_drop(self, accuracy: float) -> float:
+        """The accuracy drop that still passes: `tolerance`, plus two standard errors of the difference of two
+        accuracies on `held_out` examples. A rejection slashes the aggregator, so sampling noise on a small
+        held-out set (and the noise of member-level DP) must not look like a fault."""
+        if not self.held_out:
+            return self.tolerance
+        return self.tolerance + 2 * math.sqrt(2 * accuracy * (1 - accuracy) / self.held_out)
+
+@dataclass
+class RoundChecker:
+    """Everything a validator (or an auditor) recomputes about a posted round, from the chain and the
+    evidence alone; `verify` raises `IntegrityError` naming the first item that does not check."""
+
+    task_id: int
+    blobs: BlobStore
+    reward_pool: int
+    net: Network | None = None
+    rules: SecureRules | None = None  # secure aggregation: the task's rules, to replay the round
+    strategy: Callable[[], Any] | None = None  # visible updates: the task's strategy, to recompute the weights
+    private: bool = False  # privacy is accounted: a non-zero privacy spent may be posted
+
+    def verify(self, view: RoundView) -> CheckedRound:
+        """Raise `IntegrityError` naming the first item that does not check."""
         r = view.record
         checked = check_round(self.blobs, r.model_hash, r.evidence_root)
         if checked.previous_model != view.global_model:
@@ -651,12 +680,7 @@ class Validator(Role):
         elif checked.evidence is not None and self.net is not None:
             expected_faulty = self._recompute_visible(view, checked)
         self._check_settlement(view, checked, expected_faulty)
-        if view.global_model not in self._accuracy_of:  # the previous model: evaluated once, not every attempt
-            self._accuracy_of = {view.global_model: self.evaluate(from_bytes(self.blobs.get(view.global_model)))}
-        before = self._accuracy_of[view.global_model]
-        self.last_accuracy = self.evaluate(checked.model)
-        if self.last_accuracy < before - self.allowed_drop(before):
-            raise IntegrityError(f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data")
+        return replace(checked, recomputed=checked.recomputed or self.rules is not None)
 
     def _recompute_secure(self, view: RoundView, checked: CheckedRound) -> tuple[str, ...]:
         assert self.rules is not None and self.net is not None and checked.evidence is not None
@@ -714,14 +738,6 @@ class Validator(Role):
             raise IntegrityError("privacy spent is posted for a round without privacy accounting")
         return ()  # nothing in a visible round names a member faulty
 
-    def allowed_drop(self, accuracy: float) -> float:
-        """The accuracy drop that still passes: `tolerance`, plus two standard errors of the difference of two
-        accuracies on `held_out` examples. A rejection slashes the aggregator, so sampling noise on a small
-        held-out set (and the noise of member-level DP) must not look like a fault."""
-        if not self.held_out:
-            return self.tolerance
-        return self.tolerance + 2 * math.sqrt(2 * accuracy * (1 - accuracy) / self.held_out)
-
     def _check_settlement(self, view: RoundView, checked: CheckedRound,
                           expected_faulty: tuple[str, ...] | None = None) -> None:
         r = view.record
@@ -742,6 +758,7 @@ class Validator(Role):
             raise IntegrityError("the reward root does not match the evidence")
         if s.reputation and reputation_tree(self.task_id, r.round_id, s.reputation).root != r.reputation_root:
             raise IntegrityError("the reputation root does not match the evidence")
+
 
 
 def same_state(a: SecureState, b: SecureState) -> bool:

@@ -55,6 +55,7 @@ from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.evidence import Evidence, RoundManifest
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock, Trainer
+from fedledger.protocol.rules import min_survivors
 from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, privacy_spent
 from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.entropy import CryptoRng
@@ -177,14 +178,6 @@ def _validator_holdouts(data: FederatedData, validators: int) -> list[tuple[torc
         split = Split.concat(held or [data.test])  # members without held-out data: the test set stands in
         parts.append((torch.from_numpy(split.X), torch.from_numpy(split.y)))
     return parts
-
-
-def min_survivors(cohort: int, dropout: float) -> int:
-    """Survivors the noise is sized for: the cohort less a generous margin over the expected dropouts."""
-    if dropout == 0:
-        return cohort
-    margin = dropout * cohort + 3 * np.sqrt(cohort * dropout * (1 - dropout))
-    return max(1, int(np.floor(cohort - margin)))
 
 
 def recipe_of(cfg: FederationConfig) -> LocalRecipe:
