@@ -486,13 +486,11 @@ class Aggregator(Role):
         return True
 
     def _secure_output(self, view: RoundView, session: AggregatorSession) -> RoundOutput:
-        """The round as validators will recompute it from the transcript."""
+        """The round as validators will recompute it from the transcript (the same functions, on the same
+        messages: `secure.replay` of the transcript gives the same outcome)."""
         assert self.rules is not None and self.net is not None
         members = self.net.cohort_members(view)
-        with self.clock.stage("validation"):
-            replayed = replay(session.transcript, rules=self.rules, registry=self.net.registry,
-                              base=self.net.context(self.task_id, view.key), members=members,
-                              round_seed=view.record.seed)
+        replayed = session.replayed
         before = state_before(view, self.blobs, self.rules)
         previous = from_bytes(self.blobs.get(view.global_model))
         rec = recompute(self.rules, previous, before, replayed.final, view.record.round_id)

@@ -629,6 +629,14 @@ class AggregatorSession:
     outcome: SessionOutcome | None = None
     r: int | None = None
     reason: str = ""
+    outcomes: list[SessionOutcome] = field(default_factory=list)  # of the sessions that ended
+
+    @property
+    def replayed(self) -> Replayed:
+        """The round as the aggregator computed it (what `replay` recomputes from the transcript)."""
+        if self.stage != "done":
+            raise IntegrityError(f"the round has no result ({self.stage}: {self.reason})")
+        return Replayed(tuple(self.outcomes))
 
     def __post_init__(self) -> None:
         self._open(0, self.cohort)
@@ -737,11 +745,13 @@ class AggregatorSession:
             self.stage = "secagg"
             if len(self.server.masked) < self.rules.plan.min_survivors:
                 self.stage = "done"  # too few to release: nothing is unmasked
+                self.outcomes.append(replace(outcome, survivors=tuple(sorted(self.server.masked))))
                 return []
             return self._advance_server()
         if self.stage == "blame":
             assert self.outcome is not None
             outcome = _blame(self.parsed, self.rules, self.ctx, s, session, self.outcome)
+            self.outcomes.append(outcome)
             nxt = tuple(m for m in s.survivors if m not in outcome.culprits and m not in outcome.silent)
             if not outcome.culprits or session + 1 >= MAX_SESSIONS:
                 self.stage, self.reason = "failed", "the linear check failed and blame named nobody"
@@ -756,8 +766,12 @@ class AggregatorSession:
         self.server, out = server_advance(self.server)
         if self.server.result is None:
             return [(int(msg.header.recipient), topic(SECAGG, self.session), msg.to_bytes()) for msg in out]
+        done = replace(self.outcome or SessionOutcome(self.members), survivors=self.server.survivors,
+                       total=self.server.result, blinding=self.server.blinding_result)
+        self.outcome = done
         if not self.rules.proofs:
             self.stage = "done"
+            self.outcomes.append(done)
             return []
         assert self.r is not None and self.outcome is not None and self.server.blinding_result is not None
         try:
@@ -765,9 +779,11 @@ class AggregatorSession:
                             lift(self.server.result, self.rules.plan.bits), self.server.blinding_result)
         except (LinearCheckFailed, KeyError):
             self.stage = "blame"
+            self.outcome = replace(done, linear_check=False)
             body = _json({"r": hex(self.r)})
             return [(m, topic(BLAME, self.session), body) for m in self.server.survivors]
         self.stage = "done"
+        self.outcomes.append(replace(done, linear_check=True))
         return []
 
 

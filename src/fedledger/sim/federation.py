@@ -717,7 +717,8 @@ class Simulation:
             final = replayed.final
             rejected = sorted({m for s in replayed.sessions for m in s.invalid})
             proofs = {"made": len(final.s) + len(final.invalid), "verified": len(final.s), "rejected": len(rejected),
-                      "prove_seconds": None, "linear_check": final.linear_check,
+                      "prove_seconds": round(self.clock.seconds.get("proofs", 0.0), 3),  # proving and verifying
+                      "linear_check": final.linear_check,
                       "excluded": [names[m] for m in sorted({*final.invalid, *final.unproved})],
                       "culprits": [names[m] for m in replayed.faulty if m not in rejected]}
         self.last_step = _RoundStep(
