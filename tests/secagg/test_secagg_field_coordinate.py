@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedledger.secagg import Kind, SecAggParams, decode, run_round, simulated_identities
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.errors import DecodeError, ProtocolViolation
 from fedledger.secagg.field import P, field_mask
 from fedledger.secagg.graph import Graph
@@ -83,7 +84,7 @@ def test_vector_only_round_is_unchanged() -> None:
 
 
 def test_masked_input_encoding_with_and_without_coordinate() -> None:
-    h = Header(TASK, 2, 3, 0)
+    h = Header(SessionContext.simulated(TASK, 2), 3, 0)
     plain = MaskedInput(h, payload=b"\x01\x02", signature=b"s" * 64)
     with_u = dataclasses.replace(plain, blinding=(12345).to_bytes(32, "big"))
     assert len(with_u.to_bytes()) == len(plain.to_bytes()) + 32

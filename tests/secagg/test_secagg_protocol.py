@@ -21,6 +21,7 @@ from fedledger.secagg import (
     simulated_identities,
 )
 from fedledger.secagg.client import ClientConfig, client_handle, client_start
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.errors import DecodeError
 from fedledger.secagg.graph import Graph
 from fedledger.secagg.messages import AdvertiseKeys, KeyRoster, MaskedInput, ShareRoster, SurvivorCertificate
@@ -139,18 +140,22 @@ def test_degree_grows_with_expected_dropout() -> None:
 class Harness:
     """Drives members and server stage by stage so a test can tamper with any message."""
 
-    def __init__(self, n: int = 8, length: int = 6, bits: int = 16, round_index: int = 7) -> None:
+    def __init__(self, n: int = 8, length: int = 6, bits: int = 16, round_index: int = 7, attempt: int = 0,
+                 pki: dict | None = None) -> None:
         self.params = SecAggParams(n=n, length=length, bits=bits)
         self.members = list(range(1, n + 1))
         self.ids, self.pki = simulated_identities(self.members, 9)
+        if pki is not None:
+            self.pki = {**self.pki, **pki}
         self.graph = Graph.build(self.members, self.params.degree, TASK, round_index)
         self.round = round_index
+        self.session = SessionContext(31337, b"\x11" * 20, TASK, round_index, attempt)
         self.x = inputs(n, length, bits, 5)
-        self.server = server_start(ServerConfig(TASK, round_index, self.pki, self.params, self.graph))
+        self.server = server_start(ServerConfig(self.session, self.pki, self.params, self.graph))
         self.clients = {}
         self.up: list = []
         for i, m in enumerate(self.members):
-            cfg = ClientConfig(TASK, round_index, m, self.ids[m], self.pki, self.params, self.graph)
+            cfg = ClientConfig(self.session, m, self.ids[m], self.pki, self.params, self.graph)
             st_, msgs = client_start(cfg, self.x[i], os.urandom)
             self.clients[m] = st_
             self.up += msgs
@@ -191,11 +196,11 @@ def test_replayed_message_is_rejected_in_the_same_and_in_another_round() -> None
         server_handle(h.server, first)
     # the same signed message replayed into round 8 (header changed -> signature fails)
     later = Harness(round_index=8)
-    moved = dataclasses.replace(first, header=dataclasses.replace(first.header, round_index=8))
-    with pytest.raises(ProtocolViolation):
+    moved = dataclasses.replace(first, header=dataclasses.replace(first.header, session=later.session))
+    with pytest.raises(ProtocolViolation, match="signature"):
         server_handle(later.server, moved)
-    # unchanged header into round 8: wrong round
-    with pytest.raises(ProtocolViolation, match="another task or round"):
+    # unchanged header into round 8: another session
+    with pytest.raises(ProtocolViolation, match="another session"):
         server_handle(later.server, first)
 
 
@@ -211,8 +216,8 @@ def test_forged_roster_entry_is_rejected_by_the_member() -> None:
     h.flush_up()
     out = h.advance()
     roster: KeyRoster = out[0]
-    m, _pk, sig = roster.entries[1]
-    bad = dataclasses.replace(roster, entries=(*roster.entries[:1], (m, os.urandom(32), sig), *roster.entries[2:]))
+    m, ck, _mk, sig = roster.entries[1]
+    bad = dataclasses.replace(roster, entries=(*roster.entries[:1], (m, ck, os.urandom(32), sig), *roster.entries[2:]))
     with pytest.raises(ProtocolViolation, match="signature"):
         client_handle(h.clients[roster.header.recipient], bad, os.urandom)
 
@@ -224,17 +229,19 @@ def test_tampered_share_ciphertext_is_rejected() -> None:
     h.flush_up()
     out = h.advance()
     sr: ShareRoster = out[0]
-    sender, ct = sr.ciphertexts[0]
+    sender, cb, cs, sig, ct = sr.entries[0]
     flipped = ct[:-1] + bytes([ct[-1] ^ 1])
-    bad = dataclasses.replace(sr, ciphertexts=((sender, flipped), *sr.ciphertexts[1:]))
-    with pytest.raises(ProtocolViolation, match="authentication"):
-        client_handle(h.clients[sr.header.recipient], bad, os.urandom)
+    bad = dataclasses.replace(sr, entries=((sender, cb, cs, sig, flipped), *sr.entries[1:]))
+    # the member refuses those shares (never holds them, so never reveals them) and names the sender
+    st_, _ = client_handle(h.clients[sr.header.recipient], bad, os.urandom)
+    assert sender not in st_.held and "authentication" in st_.rejected[sender]
+    assert all(m in st_.held for m, *_ in sr.entries[1:])
     # a ciphertext re-addressed to another member does not open either
     other = out[1]
-    moved = dataclasses.replace(other, ciphertexts=((sender, ct), *other.ciphertexts[1:]))
+    moved = dataclasses.replace(other, entries=((sender, cb, cs, sig, ct), *other.entries[1:]))
     if sender != other.header.recipient:
-        with pytest.raises(ProtocolViolation):
-            client_handle(h.clients[other.header.recipient], moved, os.urandom)
+        st_, _ = client_handle(h.clients[other.header.recipient], moved, os.urandom)
+        assert sender not in st_.held and sender in st_.rejected
 
 
 def test_certificate_for_another_survivor_list_is_rejected() -> None:

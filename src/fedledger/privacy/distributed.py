@@ -38,7 +38,8 @@ from fedledger.core.hashing import Usage, domain_hash
 from fedledger.privacy import accounting
 from fedledger.privacy.discrete_gaussian import MAX_VARIANCE, sample_discrete_gaussian
 from fedledger.privacy.rotation import Rotation, choose_block
-from fedledger.secagg.driver import run_round, simulated_identities
+from fedledger.secagg.context import SessionContext
+from fedledger.secagg.driver import fresh_identities, run_round, simulated_identities
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.graph import SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
@@ -422,11 +423,13 @@ class DistributedDP:
         seed: int | None = None,
         member_ids: list[int] | None = None,
         binding: InputBinding | None = None,
+        session: SessionContext | None = None,
     ) -> AggregateResult:
         """Privatise and sum one round. `survivors[i]` False: member i drops before sending its
         masked input. `seed` makes noise and keys reproducible (simulation); None uses the OS CSPRNG.
         `binding` (needs SecAgg+): each member also sends a field coordinate, and members the binding
-        screens out after masking are treated as dropouts (`excluded`)."""
+        screens out after masking are treated as dropouts (`excluded`). `session`: the SecAgg+ session
+        (attempt, re-sum) this sum runs in; a re-sum of the same round must pass a new one."""
         if binding is not None and not self.secagg:
             raise ConfigError("binding proofs to masked inputs needs secure aggregation")
         plan = self.plan
@@ -454,7 +457,8 @@ class DistributedDP:
             identities: Mapping[int, Identity]
             pki: Mapping[int, PublicIdentity]
             if self.identities is None or self.pki is None:
-                identities, pki = simulated_identities(ids, 0 if seed is None else seed)
+                # no seed: real keys from the OS; a seed: deterministic simulation mode
+                identities, pki = fresh_identities(ids) if seed is None else simulated_identities(ids, seed)
             else:
                 identities, pki = self.identities, self.pki
             rand = CryptoRng.from_os().bytes if seed is None else CryptoRng.from_seed(seed, "secagg", round_index).bytes
@@ -463,7 +467,8 @@ class DistributedDP:
             blindings = None if binding is None else binding.blindings(enc, sv.copy(), list(ids))
             started = time.perf_counter()
             out = run_round(enc.wrapped, ids, identities, pki, self.secagg_params, self.task_id, round_index,
-                            drops, rand, blindings=blindings, screen=None if binding is None else binding.screen)
+                            drops, rand, blindings=blindings, screen=None if binding is None else binding.screen,
+                            session=session)
             secagg_seconds = time.perf_counter() - started
             if out.excluded:
                 sv = sv & ~np.isin(np.asarray(ids), np.asarray(out.excluded))

@@ -52,6 +52,7 @@ from fedledger.protocol.messages import MessageError
 from fedledger.protocol.signing import Context, Registry, Signed
 from fedledger.secagg.channel import seed_commitment
 from fedledger.secagg.client import ClientConfig, ClientState, client_handle, client_start
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import decode_element
@@ -200,9 +201,14 @@ class SecureRules:
 
     @staticmethod
     def secagg_task(ctx: Context) -> bytes:
-        """SecAgg+'s task id: bound to the chain, the task manager and the task."""
-        return domain_hash(Usage.TASK_SPEC, b"secagg-session", ctx.chain_id.to_bytes(8, "big"),
-                           ctx.contract.lower().encode(), ctx.task.to_bytes(8, "big"))
+        """SecAgg+'s task id: the on-chain task id as a big-endian uint256."""
+        return ctx.task.to_bytes(32, "big")
+
+    @classmethod
+    def session(cls, ctx: Context, session: int) -> SessionContext:
+        """The SecAgg+ session of (chain, task manager, task, round, attempt, sub-session)."""
+        return SessionContext(ctx.chain_id, bytes.fromhex(ctx.contract.removeprefix("0x")), cls.secagg_task(ctx),
+                              ctx.round, ctx.attempt, session)
 
     @staticmethod
     def proof_context(ctx: Context, member: int) -> ProofContext:
@@ -298,8 +304,8 @@ class TrainerSession:
         """Begin SecAgg+ session `session` among `members` (AdvertiseKeys)."""
         self.session = session
         graph = self.rules.graph(self.ctx, members, session)
-        cfg = ClientConfig(self.rules.secagg_task(self.ctx), session_index(self.ctx.round, self.ctx.attempt, session),
-                           self.member, self.identity, self.pki, self.rules.params, graph)
+        cfg = ClientConfig(self.rules.session(self.ctx, session), self.member, self.identity, self.pki,
+                           self.rules.params, graph)
         self.client, out = client_start(cfg, self.wrapped, self.rand,
                                         None if self.secret is None else int(self.secret.t))
         return out
@@ -370,6 +376,7 @@ class SessionOutcome:
     culprits: tuple[int, ...] = ()  # blame: their own revealed values contradict their masked input
     silent: tuple[int, ...] = ()  # did not reveal in blame: left out of the next session, not faulty
     linear_check: bool | None = None
+    secagg_faulty: tuple[int, ...] = ()  # named by SecAgg+ itself on their own signed messages (bad key, share)
 
 
 @dataclass(frozen=True)
@@ -384,7 +391,7 @@ class Replayed:
     def faulty(self) -> tuple[int, ...]:
         out: set[int] = set()
         for s in self.sessions:
-            out |= set(s.invalid) | set(s.culprits)
+            out |= set(s.invalid) | set(s.culprits) | set(s.secagg_faulty)
         return tuple(sorted(out))
 
 
@@ -468,9 +475,7 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
 def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, PublicIdentity], base: Context,
                     members: tuple[int, ...], session: int, round_seed: bytes) -> SessionOutcome:
     graph = rules.graph(base, members, session)
-    task = rules.secagg_task(base)
-    index = session_index(base.round, base.attempt, session)
-    server = server_start(ServerConfig(task, index, pki, rules.params, graph))
+    server = server_start(ServerConfig(rules.session(base, session), pki, rules.params, graph))
     msgs = parsed.secagg.get(session, [])
     outcome = SessionOutcome(members)
     try:
@@ -489,7 +494,8 @@ def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, Publi
     except SecAggError as e:
         raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
     assert server.result is not None
-    outcome = replace(outcome, survivors=server.survivors, total=server.result, blinding=server.blinding_result)
+    outcome = replace(outcome, survivors=server.survivors, total=server.result, blinding=server.blinding_result,
+                      secagg_faulty=tuple(sorted(server.faulty)))
     if not rules.proofs:
         return outcome
     assert outcome.r is not None and server.blinding_result is not None
@@ -536,8 +542,7 @@ def _blame(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSta
     assert outcome.r is not None
     p = rules.params
     r = outcome.r
-    task = rules.secagg_task(base)
-    index = session_index(base.round, base.attempt, session)
+    context = rules.session(base, session)
     reveals = parsed.reveals.get(session, {})
     postings = parsed.postings.get(session, {})
     evidence: dict[str, MemberEvidence] = {}
@@ -556,7 +561,7 @@ def _blame(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSta
         except (KeyError, TypeError, ValueError, MessageError):
             culprits.append(m)  # its own signed reveal is malformed
             continue
-        if seed_commitment(task, index, m, seed) != server.shared[m].seed_commitment:
+        if seed_commitment(context, m, seed) != server.shared[m].seed_commitment:
             culprits.append(m)
             continue
         z = unpack(server.masked[m], p.length, p.bits)
@@ -644,9 +649,8 @@ class AggregatorSession:
     def _open(self, session: int, members: Sequence[int]) -> None:
         self.session, self.members = session, tuple(sorted(members))
         graph = self.rules.graph(self.ctx, self.members, session)
-        self.server = server_start(ServerConfig(self.rules.secagg_task(self.ctx),
-                                                session_index(self.ctx.round, self.ctx.attempt, session),
-                                                self.pki, self.rules.params, graph))
+        self.server = server_start(ServerConfig(self.rules.session(self.ctx, session), self.pki, self.rules.params,
+                                                graph))
         self.stage, self.r, self.outcome = "secagg", None, None
 
     # inbound ---------------------------------------------------------------------------------------
@@ -767,7 +771,8 @@ class AggregatorSession:
         if self.server.result is None:
             return [(int(msg.header.recipient), topic(SECAGG, self.session), msg.to_bytes()) for msg in out]
         done = replace(self.outcome or SessionOutcome(self.members), survivors=self.server.survivors,
-                       total=self.server.result, blinding=self.server.blinding_result)
+                       total=self.server.result, blinding=self.server.blinding_result,
+                       secagg_faulty=tuple(sorted(self.server.faulty)))
         self.outcome = done
         if not self.rules.proofs:
             self.stage = "done"

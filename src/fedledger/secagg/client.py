@@ -6,13 +6,22 @@ recipient before it is used; anything else raises `ProtocolViolation`, and a rou
 completed safely (too few neighbours left) raises `SecAggAbort`.
 
 Stages (Bell et al. 2020, with the consistency check of Bonawitz et al. 2017):
-  start            -> AdvertiseKeys (ephemeral masking key, signed)
+  start            -> AdvertiseKeys (fresh per-session X25519 channel and masking keys, signed by
+                      the member's registered identity key)
   KeyRoster        -> ShareKeys (Shamir shares of the self-mask seed b and the masking key s,
-                      AES-GCM-encrypted per neighbour, plus a commitment to b; signed)
+                      AES-GCM-encrypted per neighbour under per-session channel keys, a commitment to
+                      b, and per holder salted commitments to its two shares, signed; see docs/secagg.md)
   ShareRoster      -> MaskedInput (x + PRG(b) + sum of +-PRG(s_ij) mod 2**bits; signed)
   SurvivorList     -> SurvivorSignature (signature on the list)
   SurvivorCertificate (>= t neighbour signatures on the same list)
-                   -> UnmaskShares (b-share of each surviving neighbour, s-share of each dropped one)
+                   -> UnmaskShares (b-share of each surviving neighbour, s-share of each dropped one,
+                      each with the salt that opens its commitment)
+
+Everything is bound to `cfg.session` (`context.SessionContext`). A peer whose keys are invalid
+(registered identity key not of prime order, low-order X25519 key) or whose dealt shares do not
+match its own signed commitments is refused and recorded in `state.rejected`; the round goes on
+without relying on it. Every secret comes from `rand` (the OS CSPRNG unless a deterministic source
+is injected for simulation), put through `session_secret` with the session and member.
 """
 
 from __future__ import annotations
@@ -25,12 +34,23 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from fedledger.secagg import shamir
-from fedledger.secagg.channel import channel_key, open_sealed, pairwise_seed, seal, seed_commitment
+from fedledger.secagg.channel import (
+    NONCE_BYTES,
+    SALT_BYTES,
+    channel_key,
+    commitment_statement,
+    open_sealed,
+    pairwise_seed,
+    seal,
+    seed_commitment,
+    share_commitment,
+)
+from fedledger.secagg.context import SessionContext, session_secret
 from fedledger.secagg.entropy import CryptoRng, random_bytes
-from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
+from fedledger.secagg.errors import InvalidKey, ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import MaskingRecord, P, encode_element, field_mask
 from fedledger.secagg.graph import Graph, SecAggParams
-from fedledger.secagg.keys import Identity, PublicIdentity
+from fedledger.secagg.keys import Identity, PublicIdentity, check_x25519_key
 from fedledger.secagg.messages import (
     SERVER,
     AdvertiseKeys,
@@ -38,6 +58,8 @@ from fedledger.secagg.messages import (
     KeyRoster,
     MaskedInput,
     Message,
+    Revealed,
+    ShareEntry,
     ShareKeys,
     ShareRoster,
     ShareType,
@@ -63,16 +85,37 @@ class ClientStage(IntEnum):
 
 @dataclass(frozen=True)
 class ClientConfig:
-    task_id: bytes
-    round_index: int
+    session: SessionContext
     member: int
     identity: Identity
     pki: Mapping[int, PublicIdentity]
     params: SecAggParams
     graph: Graph
 
+    @property
+    def task_id(self) -> bytes:
+        return self.session.task_id
+
+    @property
+    def round_index(self) -> int:
+        return self.session.round_index
+
     def header(self) -> Header:
-        return Header(self.task_id, self.round_index, self.member, SERVER)
+        return Header(self.session, self.member, SERVER)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The two shares a member holds of one dealer's secrets, the salts opening their commitments, and
+    the commitments with the dealer's signature on them (echoed when a share is revealed)."""
+
+    self_share: bytes
+    key_share: bytes
+    self_salt: bytes
+    key_salt: bytes
+    c_self: bytes = b""
+    c_key: bytes = b""
+    dealer_signature: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -81,11 +124,13 @@ class ClientState:
     stage: ClientStage
     vector: np.ndarray
     mask_secret: bytes
-    roster: Mapping[int, bytes] = field(default_factory=dict)  # neighbour -> masking public key
+    channel_secret: bytes = b""
+    roster: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)  # neighbour -> (channel, masking) key
     self_seed: bytes = b""
-    held: Mapping[int, tuple[bytes, bytes]] = field(default_factory=dict)  # owner -> (b share, s share)
+    held: Mapping[int, Held] = field(default_factory=dict)  # dealer -> the valid shares it dealt this member
+    sharers: frozenset[int] = frozenset()  # neighbours that sent this member share entries (mask partners)
+    rejected: Mapping[int, str] = field(default_factory=dict)  # peers this member refused, and why
     survivors: tuple[int, ...] = ()
-    channel: Mapping[int, bytes] = field(default_factory=dict)  # neighbour -> long-term X25519 secret
     blinding: int | None = None  # optional field coordinate t_i (secagg.field); None: vector only
     record: MaskingRecord | None = None  # kept for blame when a field coordinate is sent
 
@@ -96,8 +141,9 @@ def _sign(cfg: ClientConfig, msg: Message) -> Message:
 
 def client_start(cfg: ClientConfig, vector: np.ndarray, rand: Rand = random_bytes,
                  blinding: int | None = None) -> tuple[ClientState, list[Message]]:
-    """Begin a round with an encoded input (uint32 values < 2**bits, length params.length).
+    """Begin a session with an encoded input (uint32 values < 2**bits, length params.length).
 
+    Draws this session's channel and masking keys (never reused by another session).
     `blinding`: an optional field element t_i in [0, p) sent masked beside the vector (secagg.field).
     """
     if blinding is not None and not 0 <= int(blinding) < P:
@@ -109,10 +155,13 @@ def client_start(cfg: ClientConfig, vector: np.ndarray, rand: Rand = random_byte
         raise ValueError(f"input values must be below 2**{cfg.params.bits}")
     if cfg.member not in cfg.graph.position:
         raise ValueError(f"member {cfg.member} is not in this round's cohort")
-    secret = X25519PrivateKey.from_private_bytes(rand(32))
-    secret_raw = secret.private_bytes_raw()
-    msg = _sign(cfg, AdvertiseKeys(cfg.header(), mask_public=secret.public_key().public_bytes_raw()))
-    return ClientState(cfg=cfg, stage=ClientStage.AWAIT_KEY_ROSTER, vector=v, mask_secret=secret_raw,
+    fresh = rand(32)
+    mask = X25519PrivateKey.from_private_bytes(session_secret(fresh, cfg.session, cfg.member, b"mask-key"))
+    chan = X25519PrivateKey.from_private_bytes(session_secret(fresh, cfg.session, cfg.member, b"channel-key"))
+    msg = _sign(cfg, AdvertiseKeys(cfg.header(), channel_public=chan.public_key().public_bytes_raw(),
+                                   mask_public=mask.public_key().public_bytes_raw()))
+    return ClientState(cfg=cfg, stage=ClientStage.AWAIT_KEY_ROSTER, vector=v, mask_secret=mask.private_bytes_raw(),
+                       channel_secret=chan.private_bytes_raw(),
                        blinding=None if blinding is None else int(blinding)), [msg]
 
 
@@ -121,8 +170,8 @@ def _check(state: ClientState, msg: Message, expected: type[Message]) -> None:
     h = msg.header
     if not isinstance(msg, expected):
         raise ProtocolViolation(f"member {cfg.member}: expected {expected.__name__}, got {type(msg).__name__}")
-    if h.task_id != cfg.task_id or h.round_index != cfg.round_index:
-        raise ProtocolViolation(f"member {cfg.member}: message for another task or round (replay?)")
+    if h.session != cfg.session:
+        raise ProtocolViolation(f"member {cfg.member}: message from another session (replay?)")
     if h.sender != SERVER or h.recipient != cfg.member:
         raise ProtocolViolation(f"member {cfg.member}: message not from the server to this member")
 
@@ -150,59 +199,115 @@ def client_handle(state: ClientState, msg: Message, rand: Rand = random_bytes) -
 def _on_key_roster(state: ClientState, msg: KeyRoster, rand: Rand) -> tuple[ClientState, list[Message]]:
     cfg = state.cfg
     hood = set(cfg.graph.neighbours(cfg.member))
-    roster: dict[int, bytes] = {}
-    for m, pk, sig in msg.entries:
+    roster: dict[int, tuple[bytes, bytes]] = {}
+    rejected = dict(state.rejected)
+    channel: dict[int, bytes] = {}
+    seen: set[int] = set()
+    chan = X25519PrivateKey.from_private_bytes(state.channel_secret)
+    for m, ck, mk, sig in msg.entries:
         if m not in hood:
             raise ProtocolViolation(f"member {cfg.member}: roster lists non-neighbour {m}")
-        if m in roster:
+        if m in seen:
             raise ProtocolViolation(f"member {cfg.member}: roster lists {m} twice")
-        adv = AdvertiseKeys(Header(cfg.task_id, cfg.round_index, m, SERVER), mask_public=pk, signature=sig)
-        cfg.pki[m].verify(sig, adv.digest())
-        roster[m] = pk
-    own = X25519PrivateKey.from_private_bytes(state.mask_secret).public_key().public_bytes_raw()
+        seen.add(m)
+        adv = AdvertiseKeys(Header(cfg.session, m, SERVER), channel_public=ck, mask_public=mk, signature=sig)
+        try:
+            if m not in cfg.pki:
+                raise InvalidKey(f"member {m} has no registered key")
+            cfg.pki[m].verify(sig, adv.digest())  # InvalidKey first if its registered key is unusable
+            check_x25519_key(ck)
+            check_x25519_key(mk)
+            if m != cfg.member:
+                channel[m] = channel_key(chan, ck, cfg.session, cfg.member, m)
+        except InvalidKey as e:  # never agree a key with it; it is left out like a dropout
+            rejected[m] = str(e)
+            continue
+        roster[m] = (ck, mk)
+    own = (X25519PrivateKey.from_private_bytes(state.channel_secret).public_key().public_bytes_raw(),
+           X25519PrivateKey.from_private_bytes(state.mask_secret).public_key().public_bytes_raw())
     if roster.get(cfg.member) != own:
-        raise ProtocolViolation(f"member {cfg.member}: roster does not carry this member's own key")
+        raise ProtocolViolation(f"member {cfg.member}: roster does not carry this member's own keys")
     t = cfg.params.threshold
     if len(roster) < t:
         raise SecAggAbort(f"member {cfg.member}: only {len(roster)} neighbours left, threshold is {t}")
     holders = sorted(roster)
+    k = len(holders)
+    stream = CryptoRng(session_secret(rand(32), cfg.session, cfg.member, b"share-keys"))
+    self_seed = stream.bytes(32)
+    coeff_rng = CryptoRng(stream.bytes(32))
+    salts = stream.bytes(2 * SALT_BYTES * k)
+    nonces = stream.bytes(NONCE_BYTES * k)
     xs = np.array([cfg.graph.point(m) for m in holders], dtype=np.int64)
-    self_seed = rand(32)
     secrets = np.frombuffer(self_seed + state.mask_secret, dtype=np.uint8).reshape(2, 32)
-    shares = shamir.split_many(secrets, np.stack([xs, xs]), t, CryptoRng(rand(32)))
-    cts: list[tuple[int, bytes]] = []
-    held: dict[int, tuple[bytes, bytes]] = {}
-    channel: dict[int, bytes] = {}
+    shares = shamir.split_many(secrets, np.stack([xs, xs]), t, coeff_rng)
+    entries: list[ShareEntry] = []
+    held: dict[int, Held] = {}
     for idx, m in enumerate(holders):
         b_sh, s_sh = shamir.share_to_bytes(shares[0, idx]), shamir.share_to_bytes(shares[1, idx])
+        sb = salts[2 * SALT_BYTES * idx : 2 * SALT_BYTES * idx + SALT_BYTES]
+        ss = salts[2 * SALT_BYTES * idx + SALT_BYTES : 2 * SALT_BYTES * (idx + 1)]
+        cb = share_commitment(cfg.session, cfg.member, m, int(ShareType.SELF_MASK), b_sh, sb)
+        cs = share_commitment(cfg.session, cfg.member, m, int(ShareType.MASK_KEY), s_sh, ss)
+        sig = cfg.identity.sign(commitment_statement(cfg.session, cfg.member, m, cb, cs))
         if m == cfg.member:
-            held[m] = (b_sh, s_sh)
+            held[m] = Held(b_sh, s_sh, sb, ss, cb, cs, sig)
+            entries.append((m, cb, cs, sig, b""))
             continue
-        channel[m] = cfg.identity.agree(cfg.pki[m].x25519)
-        key = channel_key(channel[m], cfg.task_id, cfg.round_index, cfg.member, m)
-        cts.append((m, seal(key, rand(12), b_sh + s_sh, cfg.task_id, cfg.round_index, cfg.member, m)))
-    commit = seed_commitment(cfg.task_id, cfg.round_index, cfg.member, self_seed)
-    out = _sign(cfg, ShareKeys(cfg.header(), seed_commitment=commit, ciphertexts=tuple(cts)))
+        nonce = nonces[NONCE_BYTES * idx : NONCE_BYTES * (idx + 1)]
+        entries.append((m, cb, cs, sig, seal(channel[m], nonce, b_sh + s_sh + sb + ss, cfg.session, cfg.member, m)))
+    commit = seed_commitment(cfg.session, cfg.member, self_seed)
+    out = _sign(cfg, ShareKeys(cfg.header(), seed_commitment=commit, entries=tuple(entries)))
     new = replace(state, stage=ClientStage.AWAIT_SHARE_ROSTER, roster=roster, self_seed=self_seed, held=held,
-                  channel=channel)
+                  rejected=rejected)
     return new, [out]
+
+
+_PLAIN_BYTES = 2 * shamir.SHARE_BYTES + 2 * SALT_BYTES
+
+
+def _open_entry(state: ClientState, dealer: int, entry: ShareEntry, chan: X25519PrivateKey) -> Held:
+    """Decrypt the shares `dealer` dealt this member and check them against its signed commitments."""
+    cfg = state.cfg
+    _, cb, cs, sig, ct = entry
+    cfg.pki[dealer].verify(sig, commitment_statement(cfg.session, dealer, cfg.member, cb, cs))
+    key = channel_key(chan, state.roster[dealer][0], cfg.session, dealer, cfg.member)
+    pt = open_sealed(key, ct, cfg.session, dealer, cfg.member)
+    if len(pt) != _PLAIN_BYTES:
+        raise ProtocolViolation(f"malformed shares from {dealer}")
+    n = shamir.SHARE_BYTES
+    got = Held(pt[:n], pt[n : 2 * n], pt[2 * n : 2 * n + SALT_BYTES], pt[2 * n + SALT_BYTES :], cb, cs, sig)
+    shamir.share_from_bytes(got.self_share)
+    shamir.share_from_bytes(got.key_share)
+    if (share_commitment(cfg.session, dealer, cfg.member, int(ShareType.SELF_MASK), got.self_share, got.self_salt)
+            != cb or share_commitment(cfg.session, dealer, cfg.member, int(ShareType.MASK_KEY), got.key_share,
+                                      got.key_salt) != cs):
+        raise ProtocolViolation(f"shares from {dealer} do not match its signed commitments")
+    return got
 
 
 def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState, list[Message]]:
     cfg = state.cfg
     held = dict(state.held)
-    for m, ct in msg.ciphertexts:
+    rejected = dict(state.rejected)
+    sharers: set[int] = set()
+    chan = X25519PrivateKey.from_private_bytes(state.channel_secret)
+    for entry in msg.entries:
+        m = entry[0]
+        if m in state.rejected:
+            continue  # refused at the key roster: nothing of it is used
         if m not in state.roster or m == cfg.member:
             raise ProtocolViolation(f"member {cfg.member}: shares from unexpected member {m}")
-        if m in held:
+        if m in sharers:
             raise ProtocolViolation(f"member {cfg.member}: two share messages from {m}")
-        key = channel_key(state.channel[m], cfg.task_id, cfg.round_index, m, cfg.member)
-        pt = open_sealed(key, ct, cfg.task_id, cfg.round_index, m, cfg.member)
-        if len(pt) != 2 * shamir.SHARE_BYTES:
-            raise ProtocolViolation(f"member {cfg.member}: malformed shares from {m}")
-        held[m] = (pt[: shamir.SHARE_BYTES], pt[shamir.SHARE_BYTES :])
-    if len(held) < cfg.params.threshold:
-        raise SecAggAbort(f"member {cfg.member}: only {len(held)} neighbours shared keys, threshold is "
+        # m dealt to this member, so m masks with it: mask with m whatever its shares are worth, or
+        # the pairwise mask would not cancel; but only hold shares that open m's signed commitments
+        sharers.add(m)
+        try:
+            held[m] = _open_entry(state, m, entry, chan)
+        except ProtocolViolation as e:  # not a share this member could ever be blamed for
+            rejected[m] = str(e)
+    if len(sharers) + 1 < cfg.params.threshold:
+        raise SecAggAbort(f"member {cfg.member}: only {len(sharers) + 1} neighbours shared keys, threshold is "
                           f"{cfg.params.threshold}")
     p = cfg.params
     with_field = state.blinding is not None
@@ -211,10 +316,9 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
     exact = state.vector.astype(np.int64) + self_mask if with_field else None  # for the carries
     u = (state.blinding + field_mask(state.self_seed)) if with_field else 0
     pair_seeds: dict[int, bytes] = {}
-    for m in held:
-        if m == cfg.member:
-            continue
-        seed = pairwise_seed(state.mask_secret, state.roster[m], cfg.task_id, cfg.round_index, cfg.member, m)
+    mine = X25519PrivateKey.from_private_bytes(state.mask_secret)
+    for m in sorted(sharers):
+        seed = pairwise_seed(mine, state.roster[m][1], cfg.session, cfg.member, m)
         mask = expand_mask(seed, p.length, p.bits, b"pair")
         sign = 1 if cfg.member < m else -1
         if sign > 0:
@@ -235,8 +339,9 @@ def _on_share_roster(state: ClientState, msg: ShareRoster) -> tuple[ClientState,
         record = MaskingRecord(self_seed=state.self_seed, pair_seeds=pair_seeds, carries=carries)
         blinding = encode_element(u % P)
     out = _sign(cfg, MaskedInput(cfg.header(), payload=pack(y, p.bits), blinding=blinding))
-    return replace(state, stage=ClientStage.AWAIT_SURVIVOR_LIST, held=held, vector=np.zeros(0, np.uint32),
-                   channel={}, record=record, blinding=None), [out]
+    return replace(state, stage=ClientStage.AWAIT_SURVIVOR_LIST, held=held, sharers=frozenset(sharers),
+                   rejected=rejected, vector=np.zeros(0, np.uint32), channel_secret=b"", record=record,
+                   blinding=None), [out]
 
 
 def _on_survivor_list(state: ClientState, msg: SurvivorList) -> tuple[ClientState, list[Message]]:
@@ -246,13 +351,13 @@ def _on_survivor_list(state: ClientState, msg: SurvivorList) -> tuple[ClientStat
         raise ProtocolViolation(f"member {cfg.member}: survivor list is not a sorted list containing this member")
     hood = set(cfg.graph.neighbours(cfg.member))
     live = [m for m in sv if m in hood]
-    unknown = [m for m in live if m not in state.held]
+    unknown = [m for m in live if m not in state.sharers and m != cfg.member]
     if unknown:
         raise ProtocolViolation(f"member {cfg.member}: survivors {unknown} never shared keys with this member")
     if len(live) < cfg.params.threshold:
         raise SecAggAbort(f"member {cfg.member}: only {len(live)} neighbours survived, threshold is "
                           f"{cfg.params.threshold}")
-    stmt = survivor_statement(cfg.task_id, cfg.round_index, sv)
+    stmt = survivor_statement(cfg.session, sv)
     out = _sign(cfg, SurvivorSignature(cfg.header(), list_signature=cfg.identity.sign(stmt)))
     return replace(state, stage=ClientStage.AWAIT_CERTIFICATE, survivors=sv), [out]
 
@@ -261,7 +366,7 @@ def _on_certificate(state: ClientState, msg: SurvivorCertificate) -> tuple[Clien
     cfg = state.cfg
     if msg.survivors != state.survivors:
         raise ProtocolViolation(f"member {cfg.member}: certificate is for a different survivor list")
-    stmt = survivor_statement(cfg.task_id, cfg.round_index, state.survivors)
+    stmt = survivor_statement(cfg.session, state.survivors)
     hood = set(cfg.graph.neighbours(cfg.member))
     sv = set(state.survivors)
     seen: set[int] = set()
@@ -273,8 +378,10 @@ def _on_certificate(state: ClientState, msg: SurvivorCertificate) -> tuple[Clien
     if len(seen & hood) < cfg.params.threshold:
         raise SecAggAbort(f"member {cfg.member}: only {len(seen & hood)} neighbours confirmed the survivor list")
     shares = tuple(
-        (m, ShareType.SELF_MASK, b) if m in sv else (m, ShareType.MASK_KEY, s)
-        for m, (b, s) in sorted(state.held.items())
+        Revealed(m, ShareType.SELF_MASK, h.self_share, h.self_salt, h.c_self, h.c_key, h.dealer_signature)
+        if m in sv else
+        Revealed(m, ShareType.MASK_KEY, h.key_share, h.key_salt, h.c_self, h.c_key, h.dealer_signature)
+        for m, h in sorted(state.held.items())
     )
     out = _sign(cfg, UnmaskShares(cfg.header(), shares=shares))
     done = replace(state, stage=ClientStage.DONE, mask_secret=b"", self_seed=b"", held={})

@@ -4,10 +4,18 @@ This is what the simulation calls. Messages are encoded with `to_bytes` and deco
 `decode` on the other side, so the bytes counted up and down per member are exactly what a
 network transport would carry. `drop_before` says which members go silent and before which
 of their messages (a member that drops before `Kind.MASKED_INPUT` is left out of the sum).
+
+The run is bound to one `SessionContext` (chain, contract, task, round, attempt, sub-session):
+pass a new one for every attempt and every re-sum. A message the server refuses (another
+session, a bad signature, out of stage) is treated like a dropout of its sender; members the
+protocol names with evidence are in `RoundOutcome.faulty`. Randomness: `rand=None` uses the OS
+CSPRNG; passing a source is deterministic simulation mode when that source is seeded
+(`RoundOutcome.deterministic` says a source other than the OS was injected).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedledger.secagg.client import ClientConfig, ClientState, Rand, client_handle, client_start
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.entropy import random_bytes
-from fedledger.secagg.errors import SecAggAbort
+from fedledger.secagg.errors import Fault, ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import MaskingRecord
 from fedledger.secagg.graph import Graph, SecAggParams
 from fedledger.secagg.keys import Identity, PublicIdentity
@@ -54,6 +63,12 @@ class RoundOutcome:
     masked_blindings: Mapping[int, int] = field(default_factory=dict)
     records: Mapping[int, MaskingRecord] = field(default_factory=dict)
     excluded: tuple[int, ...] = ()
+    # members named by the server with the evidence (their own signed messages or registered key)
+    faulty: Mapping[int, Fault] = field(default_factory=dict)
+    refused: Mapping[int, str] = field(default_factory=dict)  # messages the server refused, by sender
+    rejected: Mapping[int, Mapping[int, str]] = field(default_factory=dict)  # member -> peers it refused
+    session: SessionContext | None = None
+    deterministic: bool = False  # a randomness source other than the OS CSPRNG was injected
 
 
 Screen = Callable[[Mapping[int, np.ndarray], Mapping[int, int], Mapping[int, MaskingRecord]], Collection[int]]
@@ -68,9 +83,11 @@ def run_round(
     task_id: bytes,
     round_index: int,
     drop_before: Mapping[int, Kind] | None = None,
-    rand: Rand = random_bytes,
+    rand: Rand | None = None,
     blindings: Mapping[int, int] | None = None,
     screen: Screen | None = None,
+    *,
+    session: SessionContext | None = None,
 ) -> RoundOutcome:
     """Aggregate `inputs[i]` (uint32 [n, length], values < 2**bits) of `members[i]`.
 
@@ -78,7 +95,14 @@ def run_round(
     outcome's `blinding_sum` is then the sum over the survivors mod p. `screen(masked vectors,
     masked field coordinates, masking records)` is called once every masked input is in and
     before the survivor list is fixed; the members it returns are excluded (treated as dropouts).
+    `session`: the attempt's context; by default `SessionContext.simulated(task_id, round_index)`
+    (attempt 0, no chain), so callers running several attempts or re-sums must pass their own.
     """
+    session = session or SessionContext.simulated(task_id, round_index)
+    if session.task_id != task_id or session.round_index != round_index:
+        raise ValueError("the session context is for another task or round")
+    deterministic = rand is not None and rand not in (random_bytes, os.urandom)
+    draw: Rand = random_bytes if rand is None else rand
     drop_before = dict(drop_before or {})
     if blindings is not None and set(int(m) for m in blindings) != set(int(m) for m in members):
         raise ValueError("blindings must give one field coordinate per member")
@@ -86,13 +110,15 @@ def run_round(
     if x.shape != (len(members), params.length):
         raise ValueError(f"inputs must have shape ({len(members)}, {params.length}), got {x.shape}")
     graph = Graph.build(members, params.degree, task_id, round_index)
-    server = server_start(ServerConfig(task_id, round_index, pki, params, graph))
+    server = server_start(ServerConfig(session, pki, params, graph))
     up = {int(m): 0 for m in members}
     down = {int(m): 0 for m in members}
     ctime = {int(m): 0.0 for m in members}
     stime = 0.0
     states: dict[int, ClientState] = {}
     aborted: dict[int, str] = {}
+    refused: dict[int, str] = {}
+    rejected: dict[int, Mapping[int, str]] = {}
 
     def deliver_up(sender: int, msgs: list[Message]) -> None:
         nonlocal server, stime
@@ -103,14 +129,20 @@ def run_round(
             data = msg.to_bytes()
             up[sender] += len(data)
             t0 = time.perf_counter()
-            server, _ = server_handle(server, decode(data))
-            stime += time.perf_counter() - t0
+            try:
+                server, _ = server_handle(server, decode(data))
+            except ProtocolViolation as e:  # refused: to the server its sender went silent
+                refused[sender] = str(e)
+                states.pop(sender, None)
+                return
+            finally:
+                stime += time.perf_counter() - t0
 
     for i, m in enumerate(members):
         m = int(m)
-        cfg = ClientConfig(task_id, round_index, m, identities[m], pki, params, graph)
+        cfg = ClientConfig(session, m, identities[m], pki, params, graph)
         t0 = time.perf_counter()
-        st, msgs = client_start(cfg, x[i], rand, None if blindings is None else int(blindings[m]))
+        st, msgs = client_start(cfg, x[i], draw, None if blindings is None else int(blindings[m]))
         ctime[m] += time.perf_counter() - t0
         states[m] = st
         deliver_up(m, msgs)
@@ -136,7 +168,7 @@ def run_round(
             down[to] += len(data)
             t0 = time.perf_counter()
             try:
-                st, replies = client_handle(states[to], decode(data), rand)
+                st, replies = client_handle(states[to], decode(data), draw)
             except SecAggAbort as e:  # the member refuses to go on: to the server it has dropped out
                 aborted[to] = str(e)
                 del states[to]
@@ -144,6 +176,8 @@ def run_round(
             finally:
                 ctime[to] += time.perf_counter() - t0
             states[to] = st
+            if st.rejected:
+                rejected[to] = dict(st.rejected)
             if st.record is not None and to not in records:
                 records[to] = st.record
             deliver_up(to, replies)
@@ -160,6 +194,11 @@ def run_round(
         masked_blindings=dict(server.masked_blinding),
         records=records,
         excluded=server.excluded,
+        faulty=dict(server.faulty),
+        refused=refused,
+        rejected=rejected,
+        session=session,
+        deterministic=deterministic,
     )
 
 
@@ -167,11 +206,20 @@ def _kind(msg: Message) -> int:
     return int(msg.KIND)
 
 
+def fresh_identities(members: Sequence[int]) -> tuple[dict[int, Identity], dict[int, PublicIdentity]]:
+    """Identities from the OS CSPRNG (`Identity.generate`) and the PKI built from their public keys."""
+    ids = {int(m): Identity.generate() for m in members}
+    pki = {m: PublicIdentity.from_registered(i.public_bytes) for m, i in ids.items()}
+    return ids, pki
+
+
 def simulated_identities(members: Sequence[int], seed: int) -> tuple[dict[int, Identity], dict[int, PublicIdentity]]:
-    """Deterministic identities and the PKI built from their registered 32-byte keys."""
+    """DETERMINISTIC SIMULATION MODE: identities derived from `seed` (anyone who knows the seed has every
+    secret key) and the PKI built from their registered 32-byte keys. Real members use
+    `Identity.generate()` (OS CSPRNG) and `keys.pki_from_registered` over the chain's registry."""
     ids = {int(m): Identity.from_seed(seed, int(m)) for m in members}
     pki = {m: PublicIdentity.from_registered(i.public_bytes) for m, i in ids.items()}
     return ids, pki
 
 
-__all__ = ["CLIENT_SENDS", "SERVER", "RoundOutcome", "run_round", "simulated_identities"]
+__all__ = ["CLIENT_SENDS", "SERVER", "RoundOutcome", "fresh_identities", "run_round", "simulated_identities"]

@@ -1,11 +1,13 @@
 """SecAgg+ wire messages: frozen dataclasses with a strict binary codec.
 
-Every message starts with a header: version (u8), kind (u8), task id (32 bytes), round (u64),
+Every message starts with a header: version (u8), kind (u8), the session context's canonical
+encoding (chain id, task manager, task, round, attempt, sub-session; `context.SessionContext`),
 sender (u32, 0xFFFFFFFF for the server) and recipient (u32, 0xFFFFFFFF for the server). Member
 messages end with an Ed25519 signature over the domain-separated digest of everything before it,
-so a signature binds the task, the round, the stage (kind), the sender and the content: a message
-replayed into another task, round or stage fails verification, and a second message of the same
-stage from one sender is rejected by the receiving state machine. Server messages are not signed:
+so a signature binds the whole session, the stage (kind), the sender and the content: a message
+replayed into another session (another attempt or re-sum of the same round included) or stage
+fails verification, and a second message of the same stage from one sender is rejected by the
+receiving state machine. Server messages are not signed:
 everything in them that matters is either signed by members or authenticated by AES-GCM.
 
 `decode` rejects unknown kinds, truncated input and trailing bytes.
@@ -16,15 +18,17 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.errors import DecodeError
 
-VERSION = 1
+VERSION = 2
 SERVER = 0xFFFFFFFF
 SIG_BYTES = 64
 BLINDING_BYTES = 32  # the optional field coordinate of a masked input
+SALT_BYTES = 32  # a share commitment's salt
 
 
 class Kind(IntEnum):
@@ -101,14 +105,17 @@ class _R:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    task_id: bytes
-    round_index: int
+    session: SessionContext
     sender: int
     recipient: int
 
-    def __post_init__(self) -> None:
-        if len(self.task_id) != 32:
-            raise ValueError("task id is 32 bytes")
+    @property
+    def task_id(self) -> bytes:
+        return self.session.task_id
+
+    @property
+    def round_index(self) -> int:
+        return self.session.round_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +138,7 @@ class Message:
         w = _W()
         w.u8(VERSION)
         w.u8(int(self.KIND))
-        w.fixed(self.header.task_id, 32)
-        w.u64(self.header.round_index)
+        w.fixed(self.header.session.encode(), SessionContext.ENCODED_BYTES)
         w.u32(self.header.sender)
         w.u32(self.header.recipient)
         self._body(w)
@@ -159,88 +165,113 @@ class Message:
         return data
 
 
-def _roster_entries(w: _W, entries: tuple[tuple[int, bytes, bytes], ...]) -> None:
-    w.u32(len(entries))
-    for m, pk, sig in entries:
-        w.u32(m)
-        w.fixed(pk, 32)
-        w.fixed(sig, SIG_BYTES)
-
-
 @dataclass(frozen=True, slots=True)
 class AdvertiseKeys(Message):
-    """Member -> server: the member's ephemeral X25519 masking public key for this round."""
+    """Member -> server: the member's fresh X25519 keys for this session, signed by its identity key:
+    `channel_public` encrypts the shares it receives, `mask_public` derives its pairwise masks."""
 
     KIND: ClassVar[Kind] = Kind.ADVERTISE_KEYS
     SIGNED: ClassVar[bool] = True
+    channel_public: bytes
     mask_public: bytes
     signature: bytes = b""
 
     def _body(self, w: _W) -> None:
+        w.fixed(self.channel_public, 32)
         w.fixed(self.mask_public, 32)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
-        return {"mask_public": r.take(32)}
+        return {"channel_public": r.take(32), "mask_public": r.take(32)}
+
+
+RosterEntry = tuple[int, bytes, bytes, bytes]  # member, channel key, masking key, its AdvertiseKeys signature
 
 
 @dataclass(frozen=True, slots=True)
 class KeyRoster(Message):
-    """Server -> member: the signed AdvertiseKeys of its neighbours, as (member, key, signature)."""
+    """Server -> member: its neighbours' signed AdvertiseKeys, as (member, channel key, masking key, signature)."""
 
     KIND: ClassVar[Kind] = Kind.KEY_ROSTER
-    entries: tuple[tuple[int, bytes, bytes], ...]
+    entries: tuple[RosterEntry, ...]
 
     def _body(self, w: _W) -> None:
-        _roster_entries(w, self.entries)
+        w.u32(len(self.entries))
+        for m, ck, mk, sig in self.entries:
+            w.u32(m)
+            w.fixed(ck, 32)
+            w.fixed(mk, 32)
+            w.fixed(sig, SIG_BYTES)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
         n = r.u32()
-        return {"entries": tuple((r.u32(), r.take(32), r.take(SIG_BYTES)) for _ in range(n))}
+        return {"entries": tuple((r.u32(), r.take(32), r.take(32), r.take(SIG_BYTES)) for _ in range(n))}
+
+
+# (peer, commitment to the self-seed share, commitment to the masking-key share, the dealer's signature
+# on both commitments for this holder, ciphertext); in ShareKeys peer = holder, in ShareRoster = dealer
+ShareEntry = tuple[int, bytes, bytes, bytes, bytes]
+
+
+def _share_entries(w: _W, entries: tuple[ShareEntry, ...]) -> None:
+    w.u32(len(entries))
+    for m, cb, cs, sig, ct in entries:
+        w.u32(m)
+        w.fixed(cb, 32)
+        w.fixed(cs, 32)
+        w.fixed(sig, SIG_BYTES)
+        w.var(ct)
+
+
+def _read_share_entries(r: _R) -> tuple[ShareEntry, ...]:
+    n = r.u32()
+    return tuple((r.u32(), r.take(32), r.take(32), r.take(SIG_BYTES), r.var()) for _ in range(n))
 
 
 @dataclass(frozen=True, slots=True)
 class ShareKeys(Message):
-    """Member -> server: encrypted shares for each neighbour and a commitment to the self-mask seed."""
+    """Member -> server: a commitment to its self-mask seed and, per share holder (itself included, with
+    an empty ciphertext), salted commitments to the two shares it deals that holder, its signature on
+    those commitments and the AES-GCM ciphertext of shares and salts."""
 
     KIND: ClassVar[Kind] = Kind.SHARE_KEYS
     SIGNED: ClassVar[bool] = True
     seed_commitment: bytes
-    ciphertexts: tuple[tuple[int, bytes], ...]
+    entries: tuple[ShareEntry, ...]
     signature: bytes = b""
 
     def _body(self, w: _W) -> None:
         w.fixed(self.seed_commitment, 32)
-        w.u32(len(self.ciphertexts))
-        for m, ct in self.ciphertexts:
-            w.u32(m)
-            w.var(ct)
+        _share_entries(w, self.entries)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
-        c = r.take(32)
-        n = r.u32()
-        return {"seed_commitment": c, "ciphertexts": tuple((r.u32(), r.var()) for _ in range(n))}
+        return {"seed_commitment": r.take(32), "entries": _read_share_entries(r)}
+
+    @property
+    def ciphertexts(self) -> tuple[tuple[int, bytes], ...]:
+        """(holder, ciphertext) for every holder but the dealer itself."""
+        return tuple((m, ct) for m, _, _, _, ct in self.entries if m != self.header.sender)
+
+    def commitments(self) -> dict[int, tuple[bytes, bytes]]:
+        """holder -> (commitment to its self-seed share, commitment to its masking-key share)."""
+        return {m: (cb, cs) for m, cb, cs, _, _ in self.entries}
 
 
 @dataclass(frozen=True, slots=True)
 class ShareRoster(Message):
-    """Server -> member: the ciphertexts addressed to it, as (sender, ciphertext)."""
+    """Server -> member: the share entries addressed to it, as (dealer, c_self, c_key, signature, ciphertext)."""
 
     KIND: ClassVar[Kind] = Kind.SHARE_ROSTER
-    ciphertexts: tuple[tuple[int, bytes], ...]
+    entries: tuple[ShareEntry, ...]
 
     def _body(self, w: _W) -> None:
-        w.u32(len(self.ciphertexts))
-        for m, ct in self.ciphertexts:
-            w.u32(m)
-            w.var(ct)
+        _share_entries(w, self.entries)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
-        n = r.u32()
-        return {"ciphertexts": tuple((r.u32(), r.var()) for _ in range(n))}
+        return {"entries": _read_share_entries(r)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,11 +326,10 @@ class SurvivorList(Message):
         return {"survivors": _read_members(r)}
 
 
-def survivor_statement(task_id: bytes, round_index: int, survivors: tuple[int, ...]) -> bytes:
-    """What a member signs in the consistency check: this task, this round, this survivor list."""
+def survivor_statement(session: SessionContext, survivors: tuple[int, ...]) -> bytes:
+    """What a member signs in the consistency check: this session, this survivor list."""
     w = _W()
-    w.fixed(task_id, 32)
-    w.u64(round_index)
+    w.fixed(session.encode(), SessionContext.ENCODED_BYTES)
     _members(w, survivors)
     return domain_hash(Usage.SECAGG_SIGNATURE, b"survivor-list", w.done())
 
@@ -343,21 +373,39 @@ class SurvivorCertificate(Message):
         return {"survivors": sv, "signatures": tuple((r.u32(), r.take(SIG_BYTES)) for _ in range(n))}
 
 
+class Revealed(NamedTuple):
+    """One share revealed at unmasking, with what opens and authenticates it."""
+
+    owner: int  # the dealer whose secret it is a share of
+    kind: ShareType
+    share: bytes
+    salt: bytes
+    c_self: bytes  # the dealer's commitments for this holder, as the holder accepted them ...
+    c_key: bytes
+    dealer_signature: bytes  # ... and the dealer's signature on them (channel.commitment_statement)
+
+
 @dataclass(frozen=True, slots=True)
 class UnmaskShares(Message):
-    """Member -> server: for each neighbour, the share of its self-mask seed or of its masking key."""
+    """Member -> server: for each neighbour, the share of its self-mask seed or of its masking key,
+    the salt that opens the dealer's commitment to it, and the dealer-signed commitments it accepted
+    (so its message alone shows whether the share it reveals is the one it was dealt)."""
 
     KIND: ClassVar[Kind] = Kind.UNMASK_SHARES
     SIGNED: ClassVar[bool] = True
-    shares: tuple[tuple[int, ShareType, bytes], ...]
+    shares: tuple[Revealed, ...]
     signature: bytes = b""
 
     def _body(self, w: _W) -> None:
         w.u32(len(self.shares))
-        for m, kind, s in self.shares:
-            w.u32(m)
-            w.u8(int(kind))
-            w.var(s)
+        for r in self.shares:
+            w.u32(r.owner)
+            w.u8(int(r.kind))
+            w.var(r.share)
+            w.fixed(r.salt, SALT_BYTES)
+            w.fixed(r.c_self, 32)
+            w.fixed(r.c_key, 32)
+            w.fixed(r.dealer_signature, SIG_BYTES)
 
     @classmethod
     def _parse(cls, header: Header, r: _R) -> dict[str, object]:
@@ -368,7 +416,8 @@ class UnmaskShares(Message):
             k = r.u8()
             if k not in (0, 1):
                 raise DecodeError(f"unknown share type {k}")
-            out.append((m, ShareType(k), r.var()))
+            out.append(Revealed(m, ShareType(k), r.var(), r.take(SALT_BYTES), r.take(32), r.take(32),
+                                r.take(SIG_BYTES)))
         return {"shares": tuple(out)}
 
 
@@ -398,7 +447,8 @@ def decode(data: bytes) -> Message:
     cls = _BY_KIND.get(kind)
     if cls is None:
         raise DecodeError(f"unknown message kind {kind}")
-    header = Header(task_id=r.take(32), round_index=r.u64(), sender=r.u32(), recipient=r.u32())
+    header = Header(session=SessionContext.decode(r.take(SessionContext.ENCODED_BYTES)), sender=r.u32(),
+                    recipient=r.u32())
     values = cls._parse(header, r)
     if cls.SIGNED:
         values["signature"] = r.take(SIG_BYTES)

@@ -94,6 +94,56 @@ def lagrange_at_zero(xs: np.ndarray) -> np.ndarray:
     return _mulmod(num, _powmod(den, PRIME - 2))
 
 
+def lagrange_at(xs: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """Weights w_i = prod_{j != i} (x0 - x_j) / (x_i - x_j) mod p: sum_i w_i f(x_i) = f(x0) for rows of
+    distinct points xs [S, t] and one target x0 [S] per row, when deg f < t."""
+    x = np.asarray(xs, dtype=np.int64)
+    z = np.asarray(x0, dtype=np.int64).reshape(-1, 1)
+    S, t = x.shape
+    num = np.ones((S, t), dtype=np.int64)
+    den = np.ones((S, t), dtype=np.int64)
+    for m in range(t):
+        xm = x[:, m : m + 1]
+        is_self = np.zeros(t, dtype=bool)
+        is_self[m] = True
+        num = np.where(is_self, num, _mulmod(num, np.broadcast_to((z - xm) % PRIME, (S, t))))
+        den = np.where(is_self, den, _mulmod(den, (x - xm) % PRIME))
+    if (den == 0).any():
+        raise DecodeError("duplicate share points")
+    return _mulmod(num, _powmod(den, PRIME - 2))
+
+
+def consistent_rows(xs: np.ndarray, shares: np.ndarray, threshold: int) -> np.ndarray:
+    """Per row, whether all c >= t shares ([S, c] points, [S, c, 16] values) lie on one polynomial of
+    degree < t in every chunk: the first t define it, each further share must be its value there."""
+    x = np.asarray(xs, dtype=np.int64)
+    y = np.asarray(shares, dtype=np.int64)
+    S, c = x.shape
+    ok = np.ones(S, dtype=bool)
+    for e in range(threshold, c):
+        w = lagrange_at(x[:, :threshold], x[:, e])
+        pred = np.zeros((S, CHUNKS), dtype=np.int64)
+        for i in range(threshold):
+            pred = (pred + _mulmod(y[:, i, :], w[:, i : i + 1])) % PRIME
+        ok &= (pred == y[:, e, :]).all(axis=1)
+    return ok
+
+
+def combine_rows(xs: np.ndarray, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Like `combine_many`, but a row whose shares rebuild a chunk outside 16 bits (shares dealt
+    inconsistently) is flagged instead of failing the batch: returns ([S, 32] uint8, ok [S] bool)."""
+    x = np.asarray(xs, dtype=np.int64)
+    y = np.asarray(shares, dtype=np.int64)
+    if y.shape != (*x.shape, CHUNKS):
+        raise ValueError(f"shares must have shape {(*x.shape, CHUNKS)}, got {y.shape}")
+    w = lagrange_at_zero(x)
+    acc = np.zeros((x.shape[0], CHUNKS), dtype=np.int64)
+    for i in range(x.shape[1]):
+        acc = (acc + _mulmod(y[:, i, :], w[:, i : i + 1])) % PRIME
+    ok: np.ndarray = np.asarray((acc <= 0xFFFF).all(axis=1), dtype=bool)
+    return elements_to_secret(np.where(ok[:, None], acc, 0)), ok
+
+
 def combine_many(xs: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """Recover S secrets from exactly t shares each: xs [S, t], shares [S, t, 16] -> [S, 32] uint8."""
     x = np.asarray(xs, dtype=np.int64)

@@ -58,6 +58,7 @@ from fedledger.protocol.roles import RoundOutput, RoundView, StageClock, Trainer
 from fedledger.protocol.rules import min_survivors
 from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, privacy_spent
 from fedledger.protocol.signing import data_commitment
+from fedledger.secagg.context import SessionContext
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.keys import Identity, pki_from_registered
 from fedledger.sim.attacks import (
@@ -463,7 +464,9 @@ class Simulation:
             started = time.perf_counter()
             try:
                 agg = self.ddp.aggregate(deltas, rnd, survivors=survives, seed=derive_seed(self.cfg.seed, "ddp", rnd),
-                                         member_ids=[int(m) for m in selected], binding=binding)
+                                         member_ids=[int(m) for m in selected], binding=binding,
+                                         session=SessionContext.simulated(self.ddp.task_id, rnd,
+                                                                          sub_session=attempt - 1))
             except InsufficientSurvivors:
                 return _RoundStep(participants=int(survives.sum()), aggregated=False)
             self.clock.seconds["privacy"] += time.perf_counter() - started - agg.secagg_seconds
