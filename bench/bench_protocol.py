@@ -7,7 +7,9 @@ module, on a shared 2-core machine, so read seconds as pessimistic and ratios as
 1. `attacks`: each member attack (label_flip, sign_flip, boost, free_ride, stale) with 10% and 30% of
    the members attacking, under fedavg, median, trimmed_mean and member-level DP through SecAgg+ (where
    clipping is the bound), as accuracy and accuracy / the same defence's no-attack accuracy (median over
-   seeds); plus the role attacks on a chain run (malicious aggregator, lazy validators, committee of 3).
+   seeds); plus the role attacks on a chain run (malicious aggregator, lazy validators, committee of 3), and
+   the aggregator attacks under member-level DP through SecAgg+ (tampered model, framed trainer, privacy spent
+   under-reported), where validators recompute the round from the signed transcript.
 2. `overhead`: wall seconds per round of the same federation run plain, on a chain, on a chain with
    member-level DP and SecAgg+, and (small model, few rounds) with update proofs too; ratios to plain.
 3. `vs_centralized`: accuracy / centralized accuracy (same model, same examples processed) for the full
@@ -156,14 +158,21 @@ def role_attacks(quick: bool) -> dict[str, Any]:
     if not quick:
         specs[1:1] = ["malicious_aggregator", "lazy_validator:1"]
         specs.append("malicious_aggregator,lazy_validator:3")  # the whole committee lazy: tampering gets through
+    # the same role attacks when updates are hidden: member-level DP through SecAgg+ (validators recompute the
+    # round from the signed transcript in the evidence)
+    secure_specs = ["malicious_aggregator", "framing_aggregator", "privacy_underreport"]
+    if not quick:
+        secure_specs.insert(0, "none")
+    runs = [(spec, spec, {}) for spec in specs]
+    runs += [(spec, f"{spec} (member DP + SecAgg+)", {"privacy": DP}) for spec in secure_specs]
     cells: dict[str, Any] = {}
-    for spec in specs:
-        cfg = {**DIGITS, "rounds": rounds, "ledger": CHAIN, "attack": "" if spec == "none" else spec}
+    for spec, label, extra in runs:
+        cfg = {**DIGITS, "rounds": rounds, "ledger": CHAIN, "attack": "" if spec == "none" else spec, **extra}
         try:
             res, wall, out = _run(cfg, keep=True)
         except FedLedgerError as e:  # e.g. a round rejected MAX_ATTEMPTS times: the run stops, which is a result
-            cells[spec] = {"error": f"{type(e).__name__}: {e}"}
-            print(f"  role attack {spec}: {e}", file=sys.stderr, flush=True)
+            cells[label] = {"error": f"{type(e).__name__}: {e}"}
+            print(f"  role attack {label}: {e}", file=sys.stderr, flush=True)
             continue
         assert out is not None
         try:
@@ -174,13 +183,15 @@ def role_attacks(quick: bool) -> dict[str, Any]:
         finally:
             shutil.rmtree(out, ignore_errors=True)
         attempts = [r.attempts or 1 for r in res.rounds]
-        cells[spec] = {
+        slashed = (res.ledger or {}).get("slashed", [])
+        cells[label] = {
             "accuracy": _r(res.final_accuracy),
             "rounds_finalized": (res.ledger or {}).get("finalized_rounds"),
             "rounds": len(res.rounds),
             "attempts_total": sum(attempts),
             "rounds_redone": sum(a > 1 for a in attempts),
             "audit": audit,
+            "slashed": sorted({f"{x['reason']} (round {x['round']})" for x in slashed}),
             "wall_seconds": round(wall, 2),
         }
     clean = cells["none"].get("accuracy")

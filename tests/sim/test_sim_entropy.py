@@ -49,27 +49,20 @@ class Observed:
 
 
 def _observe(out: Path, **changes: Any) -> Observed:
+    """Run, then read what each trainer role drew for round 1's finalized attempt from its own session (the
+    trainers hold these secrets; nothing is replaced or spied on)."""
     sim = Simulation(build_config({**WHOLE, **changes}))
-    seen = Observed(out, None)
-    assert sim.ddp is not None and sim.proofs is not None
-    aggregate, binding = sim.ddp.aggregate, sim.proofs.binding
-
-    def spy_aggregate(*args: Any, **kwargs: Any) -> Any:
-        res = aggregate(*args, **kwargs)
-        seen.noise.append(res.encoding.noise.copy())
-        seen.masked.append(dict(res.masked_inputs))
-        return res
-
-    def spy_binding(*args: Any, **kwargs: Any) -> Any:
-        b = binding(*args, **kwargs)
-        seen.blindings.append(b.committed)  # filled in by the binding's own commit step
-        return b
-
-    sim.ddp.aggregate = spy_aggregate  # type: ignore[method-assign]
-    sim.proofs.binding = spy_binding  # type: ignore[method-assign]
-    seen.result = sim.run(out)
+    seen = Observed(out, sim.run(out))
+    assert sim.ddp is not None and sim.ddp.pki is not None and sim.chain is not None
     seen.registered = {i: p.ed25519 for i, p in sim.ddp.pki.items()}
-    seen.blindings = [{m: (s.t, s.rhos, s.salts) for m, (s, _) in c.items()} for c in seen.blindings]
+    key = (1, seen.result.rounds[0].attempts - 1)
+    sessions = {t.member: t._sessions[key] for t in sim.chain.trainers if key in t._sessions}
+    assert sessions and all(s.secret is not None for s in sessions.values())
+    members = sorted(sessions)
+    seen.noise.append(np.stack([sessions[m].secret.e for m in members]))  # type: ignore[union-attr]
+    seen.masked.append({m: sessions[m].masked[0][0].tobytes() for m in members if 0 in sessions[m].masked})
+    seen.blindings.append({m: (s.t, s.rhos, s.salts) for m in members
+                           if (s := sessions[m].secret) is not None})
     return seen
 
 
@@ -93,8 +86,8 @@ def test_two_runs_with_the_same_seed_differ_in_every_secret(runs: dict[str, Obse
     # identity keys: each member registered a different key on chain, and keeps its secret in DIR/keys (0600)
     assert all(a.registered[i] != b.registered[i] for i in a.registered)
     for run in (a, b):
-        files = sorted((run.out / "keys").iterdir())
-        assert len(files) == WHOLE["clients"]
+        files = sorted((run.out / "keys").iterdir())  # the members' keys and the other roles' signing keys
+        assert len([f for f in files if f.name.startswith("member-")]) == WHOLE["clients"]
         assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
     # noise shares and stochastic rounding: nothing in common beyond chance
     assert a.noise[0].shape == b.noise[0].shape

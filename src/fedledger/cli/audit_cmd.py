@@ -1,4 +1,5 @@
-"""`fedledger audit DIR`: exit 0 only if every finalized round re-verifies from the chain and the blobs."""
+"""`fedledger audit [--chain URL] [--task N] DIR`: exit 0 only if every finalized round of the task re-verifies
+from the chain and the blobs (nothing else in DIR is read)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("audit", help="re-verify every finalized round from the chain and the blob store")
     p.add_argument("dir", type=Path, help="the run's output directory")
-    p.add_argument("--chain", default="auto", help="auto (the run's anvil state), memory, or a JSON-RPC URL")
+    p.add_argument("--chain", default="auto",
+                   help="auto (the run's anvil state), memory, or the JSON-RPC URL of any node with the chain")
+    p.add_argument("--task", type=int, default=None,
+                   help="task id on the chain (default: the one task whose spec blob DIR holds)")
     p.add_argument("--json", action="store_true", help="print the audit report as JSON")
     p.set_defaults(func=cmd_audit)
 
@@ -18,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from fedledger.protocol.audit import audit_run
 
-    report = audit_run(args.dir, args.chain)
+    report = audit_run(args.dir, args.chain, args.task)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -84,8 +84,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proofs", choices=["none", "update", "training"],
                    help="update: every survivor proves its secure-aggregation input well formed (Groth16)")
     p.add_argument("--attack", help="inject attacks: label_flip:F, sign_flip:F, boost:F[:S], free_ride:F, stale:F, "
-                                    "malicious_aggregator, lazy_validator[:K]; faults: late_aggregator, "
-                                    "silent_validator[:K] (comma-separated)")
+                                    "mask_swap:F, inflate:F, impersonate:F, replay:F, malicious_aggregator, "
+                                    "framing_aggregator, privacy_underreport, lazy_validator[:K]; faults: "
+                                    "late_aggregator, silent_validator[:K] (comma-separated)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_run)
 

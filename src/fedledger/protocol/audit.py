@@ -1,17 +1,22 @@
-"""`fedledger audit`: re-verify every finalized round of a run from the chain and the blob store alone.
+"""`fedledger audit`: re-verify every finalized round of a task from the chain and the blob store alone.
 
+Nothing in the run directory is trusted: the task is found on the chain (the task whose spec blob the
+directory's content-addressed store holds, or `--task`), the event index is rebuilt from the chain in
+memory (the cached `index.sqlite` is never read), and `federation.json` and results.json are not read at all.
 For each finalized round, in order:
 - selection: the aggregator and committee the contract drew are the ones anyone recomputes from the seed;
 - chain of models: the round's evidence names, as its starting point, the model the previous finalized
   round recorded (round 1: the initial model rebuilt from the task spec);
-- evidence: the manifest under the evidence root re-hashes to that root, every blob re-hashes to its address,
-  and where updates were visible the model is recomputed as the aggregate of the round's updates;
+- the round, recomputed as a validator recomputes it (`roles.RoundChecker`): every signed message in the
+  transcript against the keys registered on chain; under secure aggregation the SecAgg+ sum, the model,
+  every proof, the linear check, blame and the faulty list, the state carried to the next round and the
+  privacy spent; with visible updates the signed updates and the strategy's weights;
 - finality: the accepting stake reached two thirds of the committee's stake and the task's quorum;
-- rewards: the reward root the round posted is the one the rewards contract pays out against;
+- rewards: the reward root of the recomputed settlement is the one the round posted, and the rewards
+  contract pays out against that root;
 - privacy: the privacy spent never decreases and never exceeds the task's budget.
 
-The first failure raises `IntegrityError` naming the round and the item; nothing is trusted from the run's
-own files except as a lookup that is then checked (results.json is not read at all).
+The first failure raises `IntegrityError` naming the round and the item.
 """
 
 from __future__ import annotations
@@ -27,10 +32,15 @@ from fedledger.core.errors import DataError, IntegrityError
 from fedledger.core.vectors import to_bytes
 from fedledger.data import DATASETS
 from fedledger.ledger import Ledger, RoundStatus
+from fedledger.ledger.backends import open_backend
+from fedledger.ledger.claims import reward_tree
+from fedledger.ledger.client import _Session
+from fedledger.ledger.types import ZERO32
 from fedledger.models import build_model, get_flat
-from fedledger.protocol.evidence import check_round
+from fedledger.protocol.roles import Network, RoundChecker, RoundView
+from fedledger.protocol.rules import task_rules
+from fedledger.protocol.signing import Registry
 
-FEDERATION_FILE = Path("chain") / "federation.json"
 T = TypeVar("T")
 
 
@@ -75,17 +85,58 @@ def initial_model_hash(spec: dict[str, object]) -> bytes:
     return BlobStore.address(to_bytes(get_flat(model)))
 
 
-def audit_run(run_dir: Path, chain: str = "auto") -> AuditReport:
-    path = run_dir / FEDERATION_FILE
-    if not path.exists():
-        raise DataError(f"{run_dir} has no ledger record ({FEDERATION_FILE} is missing): was it run with --chain?")
-    task_id = int(json.loads(path.read_text())["task_id"])
+def find_task(ledger: Ledger, blobs: BlobStore, task_id: int | None = None) -> int:
+    """The task to audit: `task_id`, else the one task on chain whose spec blob this directory holds."""
+    count = ledger.task_count()
+    if task_id is not None:
+        if not 1 <= task_id <= count:
+            raise DataError(f"the chain has no task {task_id} ({count} tasks)")
+        return task_id
+    found = [t for t in range(1, count + 1) if ledger.task(t).spec_hash in blobs]
+    if len(found) != 1:
+        raise DataError(f"{'no' if not found else len(found)} tasks on the chain have their spec in this "
+                        "directory's blob store; name one with --task")
+    return found[0]
+
+
+def _ledger(chain: str, run_dir: Path) -> Ledger:
+    """A read-only session whose event index is rebuilt from the chain in memory (no cached index)."""
+    backend = open_backend(chain, run_dir)
+    try:
+        probe = Ledger.attach(backend, deploy_if_missing=False)
+        return Ledger(_Session(backend, probe.deployment, None, owns_backend=True))
+    except BaseException:
+        backend.close()
+        raise
+
+
+def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) -> AuditReport:
+    """Audit the task whose blobs `run_dir` holds, on `chain`: "auto" (the run's own anvil state), "memory",
+    or the JSON-RPC URL of a node the run directory does not control."""
+    if chain == "auto" and not (run_dir / "chain").is_dir():
+        raise DataError(f"{run_dir} has no chain state (no chain/ directory): was it run with --chain? "
+                        "Or audit against a node: --chain URL")
     blobs = BlobStore(run_dir / "blobs")
-    report = AuditReport(task_id)
-    with Ledger.connect(chain, run_dir, deploy_if_missing=False) as ledger:
+    with _ledger(chain, run_dir) as ledger:
+        task_id = find_task(ledger, blobs, task_id)
+        report = AuditReport(task_id)
         task = ledger.task(task_id)
-        spec = json.loads(blobs.get(task.spec_hash))
+        try:
+            spec = json.loads(blobs.get(task.spec_hash))
+        except (IntegrityError, ValueError, OSError) as e:
+            raise DataError(f"the task's spec blob is missing or corrupt: {e}") from None
+        rules = task_rules(spec)
+        bps = ledger.params()["validator_share_bps"]
+        pool = task.reward_per_round - task.reward_per_round * bps // 10_000
+        tm = ledger.deployment.addresses["task_manager"]
+
+        def lookup(address: str) -> tuple[bytes, bytes] | None:
+            member = ledger.member(address)
+            return None if member is None else (member.pubkey, member.metadata)
+
+        registry = Registry(lookup)
         previous = initial_model_hash(spec)
+        previous_root: bytes | None = None
         spent = 0
         for round_id in range(1, task.current_round + 1):
             record = ledger.round(task_id, round_id)
@@ -93,20 +144,35 @@ def audit_run(run_dir: Path, chain: str = "auto") -> AuditReport:
                 continue
             r = _Round(report, round_id)
             r.check("selection", ledger.verify_selection, task_id, round_id)
-            checked = r.check("evidence", check_round, blobs, record.model_hash, record.evidence_root)
-            r.require("model chain", checked.previous_model == previous,
-                      f"starts from 0x{checked.previous_model.hex()}, not the last finalized model 0x{previous.hex()}")
+            cohort = tuple(ledger.cohort(task_id, round_id, rules.cohort))
+            members = {a: _member_number(ledger, a) for a in cohort}
+            net = Network(ledger.backend.chain_id, tm, registry, members)
+            view = RoundView(record, cohort, previous, previous_root, 0)
+            checker = RoundChecker(task_id, blobs, pool, net, rules.secure, rules.strategy, rules.private)
+            checked = r.check("evidence", checker.verify, view)
             r.require("finality", 3 * record.accept_weight >= 2 * record.committee_weight,
                       f"accepting stake {record.accept_weight} is under 2/3 of {record.committee_weight}")
+            rewards = checked.settlement.rewards
+            recomputed_root = reward_tree(task_id, round_id, rewards).root if rewards else ZERO32
+            r.require("rewards", record.reward_root == recomputed_root,
+                      "the posted reward root is not the recomputed settlement's")
             root, _, _ = ledger.reward_pool(task_id, round_id)
-            r.require("rewards", record.reward_root in (root, b"\x00" * 32),
-                      "the rewards contract pays against another root than the round posted")
+            r.require("rewards", root == recomputed_root,
+                      "the rewards contract pays against another root than the recomputed settlement's")
             r.require("privacy", spent <= record.privacy_spent <= task.privacy_budget,
                       f"privacy spent {record.privacy_spent} is below the previous round's or above the budget")
             spent = record.privacy_spent
-            previous = record.model_hash
+            previous, previous_root = record.model_hash, record.evidence_root
             report.rounds.append(round_id)
             if checked.recomputed:
                 report.recomputed.append(round_id)
         report.privacy_spent = spent / 10**18
     return report
+
+
+def _member_number(ledger: Ledger, address: str) -> int:
+    """A trainer's member number (its SecAgg+ id): its place in the trainer pool on chain, from 0."""
+    member = ledger.member(address)
+    if member is None:
+        raise IntegrityError(f"cohort member {address} is not registered")
+    return member.pool_index - 1

@@ -22,7 +22,7 @@ from fedledger.core.errors import IntegrityError
 from fedledger.core.merkle import MerkleTree
 from fedledger.core.vectors import from_bytes
 
-EVIDENCE_VERSION = 2
+EVIDENCE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,25 @@ class Settlement:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The previous model, the visible updates with their weights where the model is linear in them, and
-    the round's settlement."""
+    """Everything a validator needs to recompute the round from public material.
+
+    - `previous_model`: the model the round starts from;
+    - `deltas`, `weights`: the visible updates and the weights that combine them, where the server sees them;
+    - `transcript`: every signed message the aggregator accepted from the trainers, in order (the signed
+      updates; or under secure aggregation the SecAgg+ messages with the masked inputs, survivor signatures
+      and unmasking shares, the commitments, proofs and blame reveals). Validators verify each signature
+      and recompute the round from these alone (`fedledger.protocol.secure.replay`);
+    - `state`: what the round carries to the next (clip norm, rounds released, server strategy state),
+      recomputed by validators and chained from the previous round's;
+    - `settlement`: rewards and reputation.
+    """
 
     previous_model: bytes  # blob address
     deltas: np.ndarray | None  # float32 [survivors, d], or None when updates are hidden (secure aggregation)
     weights: np.ndarray | None  # float64 [survivors]: new model = previous + weights @ deltas
     settlement: Settlement = field(default_factory=Settlement)
+    transcript: tuple[bytes, ...] = ()
+    state: dict[str, Any] | None = None
     deterministic: bool = False  # the round's secrets were derived from the public seed (simulation and tests only)
 
     def to_bytes(self) -> bytes:
@@ -64,6 +76,11 @@ class Evidence:
                   "deterministic": np.array([self.deterministic])}
         if self.deltas is not None and self.weights is not None:
             arrays |= {"deltas": self.deltas.astype("<f4"), "weights": self.weights.astype("<f8")}
+        if self.transcript:
+            framed = b"".join(len(m).to_bytes(4, "big") + m for m in self.transcript)
+            arrays["transcript"] = np.frombuffer(framed, dtype=np.uint8)
+        if self.state is not None:
+            arrays["state"] = np.frombuffer(json.dumps(self.state, sort_keys=True).encode(), dtype=np.uint8)
         np.savez(buf, **arrays)
         return buf.getvalue()
 
@@ -76,7 +93,10 @@ class Evidence:
                 settlement = Settlement.from_json(json.loads(bytes(z["settlement"])))
                 flag = z.get("deterministic")
                 deterministic = bool(flag is not None and flag.dtype == np.bool_ and flag.shape == (1,) and flag[0])
-                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"), settlement, deterministic)
+                transcript = _unframe(bytes(z["transcript"])) if "transcript" in z else ()
+                state = json.loads(bytes(z["state"])) if "state" in z else None
+                return cls(bytes(z["previous_model"]), z.get("deltas"), z.get("weights"), settlement, transcript,
+                           state, deterministic)
         except (ValueError, KeyError, TypeError, OSError) as e:
             raise IntegrityError(f"evidence blob is malformed: {e}") from None
 
@@ -86,6 +106,19 @@ class Evidence:
             return None
         step = self.weights @ self.deltas.astype(np.float64)
         return previous + torch.from_numpy(step.astype(np.float32))
+
+
+def _unframe(data: bytes) -> tuple[bytes, ...]:
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise ValueError("truncated transcript")
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        if pos + 4 + n > len(data):
+            raise ValueError("truncated transcript")
+        out.append(data[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -134,6 +167,7 @@ class CheckedRound:
     previous_model: bytes
     recomputed: bool  # the model was recomputed from visible updates (else only hashes were checked)
     settlement: Settlement = field(default_factory=Settlement)
+    evidence: Evidence | None = None
 
 
 def check_round(blobs: BlobStore, model_hash: bytes, evidence_root: bytes) -> CheckedRound:
@@ -148,4 +182,4 @@ def check_round(blobs: BlobStore, model_hash: bytes, evidence_root: bytes) -> Ch
     if recomputed is not None and not torch.allclose(recomputed, model, atol=1e-5, rtol=1e-4):
         gap = float((recomputed - model).abs().max())
         raise IntegrityError(f"the model is not the aggregate of the round's updates (max difference {gap:.3g})")
-    return CheckedRound(model, evidence.previous_model, recomputed is not None, evidence.settlement)
+    return CheckedRound(model, evidence.previous_model, recomputed is not None, evidence.settlement, evidence)

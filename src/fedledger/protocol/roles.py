@@ -18,28 +18,56 @@ an aggregator that missed its deadline).
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from fedledger.core.blobstore import BlobStore
-from fedledger.core.errors import IntegrityError
+from fedledger.core.errors import ConfigError, IntegrityError
 from fedledger.core.merkle import MerkleTree
+from fedledger.core.rng import Entropy, Purpose, SystemEntropy
 from fedledger.core.vectors import from_bytes, to_bytes
-from fedledger.ledger import Ledger, RoundResult, RoundStatus
+from fedledger.learning import RoundUpdates
+from fedledger.ledger import Ledger, RoundResult, RoundStatus, to_fixed
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.ledger.types import ZERO32, RoundRecord
 from fedledger.protocol.evidence import CheckedRound, Evidence, RoundManifest, Settlement, check_round
 from fedledger.protocol.incentives import next_reputation, reward_shares
 from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessage
+from fedledger.protocol.secure import (
+    BLAME,
+    CHALLENGE,
+    PROOF,
+    REVEAL,
+    SECAGG,
+    SESSION,
+    AggregatorSession,
+    Replayed,
+    SecureRules,
+    SecureState,
+    TrainerSession,
+    parse_topic,
+    privacy_spent,
+    recompute,
+    replay,
+    topic,
+)
+from fedledger.protocol.signing import Context, Registry, ReplayGuard, Signed, check
 from fedledger.protocol.transport import Envelope, Transport
+from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
+from fedledger.secagg.keys import Identity, PublicIdentity
+from fedledger.secagg.messages import Kind, decode
+from fedledger.zk import InvalidProof
+from fedledger.zk.update import UpdateProver
 
 Key = tuple[int, int]  # (round, attempt)
 
@@ -90,6 +118,8 @@ class RoundOutput:
     weights: np.ndarray | None = None
     privacy_spent: int = 0  # the task's cumulative privacy spent with this round (18 decimals)
     faulty: tuple[str, ...] = ()  # members the round's checks named (failed proof, blame)
+    state: dict[str, object] | None = None  # what the round carries to the next (secure aggregation)
+    replayed: Replayed | None = None  # the round as recomputed from the transcript (secure aggregation)
     deterministic: bool = False  # secrets derived from the public seed (simulation and tests): the evidence says so
 
 
@@ -108,25 +138,66 @@ class LocalWork(Protocol):
     def result(self, member: int, key: Key) -> UpdateMessage | None: ...
 
 
+@dataclass(frozen=True)
+class Network:
+    """What every role knows of the deployment to sign and check messages: the chain id and task manager
+    (bound into every signed statement), the chain as PKI, and which member number each trainer is."""
+
+    chain_id: int
+    contract: str
+    registry: Registry
+    members: Mapping[str, int]  # trainer address -> member number (its SecAgg+ id)
+
+    def context(self, task_id: int, key: Key, topic: str = "") -> Context:
+        return Context(self.chain_id, self.contract, task_id, key[0], key[1], topic)
+
+    def cohort_members(self, view: RoundView) -> dict[str, int]:
+        return {a: self.members[a] for a in view.cohort}
+
+    def pki(self, view: RoundView) -> dict[int, PublicIdentity]:
+        return {m: self.registry.key(a) for a, m in self.cohort_members(view).items()}
+
+
 class Role:
     def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore,
-                 clock: StageClock | None = None) -> None:
+                 clock: StageClock | None = None, *, identity: Identity | None = None,
+                 net: Network | None = None) -> None:
         self.ledger = ledger
         self.task_id = task_id
         self.transport = transport
         self.blobs = blobs
         self.clock = clock or StageClock()
         self.address = ledger.address
+        self.identity = identity  # the Ed25519 key this account registered on chain: signs its messages
+        self.net = net
+        self._replays = ReplayGuard()
         transport.register(self.address)
 
     def step(self, view: RoundView, idle: bool) -> bool:
         raise NotImplementedError
 
+    def send(self, recipient: str, key: Key, topic: str, payload: bytes) -> None:
+        """Sign `payload` for (chain, task manager, task, round, attempt, topic) and send it."""
+        if self.identity is None or self.net is None:
+            raise ConfigError(f"{self.address} has no registered identity to sign with")
+        msg = Signed.make(self.identity, self.net.context(self.task_id, key, topic), self.address, payload)
+        self.transport.send(Envelope(self.address, recipient, topic, msg.to_bytes()))
+
+    def open(self, env: Envelope, key: Key, senders: Iterable[str]) -> Signed:
+        """Verify an inbound envelope for attempt `key` from one of `senders` (raises `MessageError`)."""
+        if self.net is None:
+            raise MessageError("this role checks no signed messages")
+        msg = Signed.from_bytes(env.payload)
+        check(msg, self.net.registry, self.net.context(self.task_id, key, env.topic), envelope_sender=env.sender,
+              senders=frozenset(a.lower() for a in senders))
+        self._replays.admit(msg)
+        return msg
+
 
 class TaskOwner(Role):
     """Finalizes a round at quorum; reopens one that was rejected or whose deadline passed."""
 
-    def open(self, privacy_bound: int | None) -> None:
+    def open(self, privacy_bound: int | None) -> None:  # type: ignore[override]
         """Open the task's next round."""
         with self.clock.stage("chain"):
             self.ledger.open_round(self.task_id, privacy_bound)
@@ -152,64 +223,186 @@ class TaskOwner(Role):
 
 
 class Trainer(Role):
-    """A cohort member: fetch the global model by hash, train, send the update to the round's aggregator."""
+    """A cohort member: fetch the global model by hash, train, and send its update to the round's aggregator.
+
+    Without secure aggregation the update goes out as a signed `UpdateMessage`. With it (`rules`), the trainer
+    runs its own privacy pipeline, commitment, SecAgg+ client, proof and blame reveal (`TrainerSession`);
+    only signed protocol messages leave it.
+    """
 
     def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore, *, member: int,
                  work: LocalWork, drops: Callable[[Key], bool] = lambda key: False,
-                 clock: StageClock | None = None) -> None:
-        super().__init__(ledger, task_id, transport, blobs, clock)
+                 clock: StageClock | None = None, identity: Identity | None = None, net: Network | None = None,
+                 rules: SecureRules | None = None, prover: UpdateProver | None = None,
+                 entropy: Entropy | None = None) -> None:
+        super().__init__(ledger, task_id, transport, blobs, clock, identity=identity, net=net)
         self.member = member
         self.work = work
-        self.drops = drops  # fault injection: this member goes silent in that round
+        self.drops = drops  # fault injection: this member goes silent in that round (before its masked input)
+        self.rules = rules
+        self.prover = prover
+        # every secret of the trainer (noise share, SecAgg+ randomness, commitment hiding) comes from here: the
+        # OS CSPRNG unless a deterministic simulation passes its `DeterministicEntropy`
+        self.entropy: Entropy = SystemEntropy() if entropy is None else entropy
         self._requested: set[Key] = set()
         self._sent: set[Key] = set()
+        self._sessions: dict[Key, TrainerSession] = {}
+        self._stopped: set[Key] = set()
+        self._challenges: dict[tuple[Key, int], int] = {}
 
     def step(self, view: RoundView, idle: bool) -> bool:
         r = view.record
         key = view.key
+        progressed = self._read(view) if self.rules is not None else False
         if r.status is not RoundStatus.OPEN or key in self._sent or self.address not in view.cohort:
-            return False
-        if self.drops(key):
+            return progressed
+        dropping = self.drops(key)
+        if dropping and self.rules is None:
             self._sent.add(key)
-            return False
-        update = self.work.result(self.member, key)
-        if update is None:
+            return progressed
+        update = None if dropping else self.work.result(self.member, key)
+        if update is None and not dropping:
             if key in self._requested:
-                return False
+                return progressed
             self._requested.add(key)
             self.work.request(self.member, view)
             return True
-        self.transport.send(Envelope(self.address, r.aggregator, UPDATE_TOPIC, update.to_bytes()))
         self._sent.add(key)
+        if self.rules is None:
+            assert update is not None
+            self.send(r.aggregator, key, UPDATE_TOPIC, self.prepare_update(update).to_bytes())
+            return True
+        self._begin(view, None if update is None else update.update)
         return True
+
+    def prepare_update(self, update: UpdateMessage) -> UpdateMessage:
+        """The update this trainer sends (attack wrappers override it)."""
+        return update
+
+    def prepare_input(self, session: TrainerSession) -> TrainerSession:
+        """The secure-aggregation session before masking (attack wrappers override it)."""
+        return session
+
+    # -- secure aggregation ------------------------------------------------------------------------------
+    def _begin(self, view: RoundView, delta: np.ndarray | None) -> None:
+        assert self.rules is not None and self.net is not None and self.identity is not None
+        rules, key = self.rules, view.key
+        ctx = self.net.context(self.task_id, key)
+        members = self.net.cohort_members(view)
+        before = state_before(view, self.blobs, rules)
+        vector = torch.zeros(rules.plan.d) if delta is None else torch.from_numpy(np.asarray(delta, np.float32))
+        with self.clock.stage("privacy"):
+            session = TrainerSession.begin(
+                ctx=ctx, member=self.member, identity=self.identity, pki=self.net.pki(view), rules=rules,
+                cohort=list(members.values()), delta=vector, clip_norm=before.clip_norm,
+                rng=self.entropy.stream(Purpose.DP_NOISE, member=self.member, round=key[0], attempt=key[1]),
+                commit_rng=self.entropy.numpy(Purpose.COMMITMENT, member=self.member, round=key[0], attempt=key[1]))
+        session = self.prepare_input(session)
+        self._sessions[key] = session
+        with self.clock.stage("secagg"):
+            out = session.start(0, sorted(members.values()))
+        for m in out:
+            self.send(view.record.aggregator, key, topic(SECAGG, 0), m.to_bytes())
+
+    def _read(self, view: RoundView) -> bool:
+        key = view.key
+        progressed = False
+        for env in _drain(self.transport, self.address):
+            session = self._sessions.get(key)
+            if session is None or key in self._stopped:
+                continue
+            try:
+                msg = self.open(env, key, [view.record.aggregator])
+                kind, s = parse_topic(env.topic)
+                progressed |= self._handle(view, session, kind, s, msg.payload)
+            except (MessageError, ProtocolViolation, SecAggAbort, InvalidProof):
+                continue  # a message that does not check counts as no message
+        return progressed
+
+    def _handle(self, view: RoundView, session: TrainerSession, kind: str, s: int, payload: bytes) -> bool:
+        key, agg = view.key, view.record.aggregator
+        if kind == SECAGG:
+            if s != session.session:
+                return False
+            with self.clock.stage("secagg"):
+                try:
+                    replies = session.handle(decode(payload))
+                except SecAggAbort:
+                    self._stopped.add(key)
+                    return True
+            if self.drops(key) and any(k == SECAGG and decode(p).KIND == Kind.MASKED_INPUT for k, p in replies):
+                self._stopped.add(key)  # drops out before its masked input
+                return True
+            for k, p in replies:
+                self.send(agg, key, topic(k, s), p)
+            return True
+        if kind == CHALLENGE:
+            if self.prover is None:
+                return False
+            body = json.loads(payload)
+            with self.clock.stage("proofs"):
+                proof = session.prove(s, body, view.record.seed, self.prover)
+            self._challenges[(key, s)] = int(body["r"], 16)
+            self.send(agg, key, topic(PROOF, s), proof)
+            return True
+        if kind == BLAME:
+            r = self._challenges.get((key, s))
+            if r is None or int(json.loads(payload)["r"], 16) != r:
+                return False
+            self.send(agg, key, topic(REVEAL, s), session.reveal(s, r))
+            return True
+        if kind == SESSION:
+            members = [int(m) for m in json.loads(payload)["members"]]
+            if self.member not in members or s <= session.session:
+                return False
+            with self.clock.stage("secagg"):
+                out = session.start(s, members)
+            for m in out:
+                self.send(agg, key, topic(SECAGG, s), m.to_bytes())
+            return True
+        return False
 
 
 @dataclass
 class AggregatorFaults:
-    """Fault and attack injection for an aggregator (the simulation's `--attack`)."""
+    """Fault injection for an aggregator (the simulation's `late_aggregator`)."""
 
     misses_deadline: set[Key] = field(default_factory=set)  # attempts it never submits (crashed, late)
-    tampers: bool = False  # posts a model other than the aggregate
 
 
 class Aggregator(Role):
-    """Collects the cohort's updates until the collection deadline, aggregates, stores, posts one tx."""
+    """Collects the cohort's messages until the collection deadline, aggregates, stores, posts one tx.
+
+    Without secure aggregation: signed `UpdateMessage`s, combined by `aggregation`. With it (`rules`): the
+    SecAgg+ server, the proof screen, the linear check and blame (`AggregatorSession`); the new model is
+    recomputed from its own transcript exactly as validators will (`secure.replay`, `secure.recompute`).
+    """
 
     def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore, *,
-                 aggregation: Aggregation, reward_pool: int, index_of: Mapping[str, int],
-                 faults: AggregatorFaults | None = None, clock: StageClock | None = None) -> None:
-        super().__init__(ledger, task_id, transport, blobs, clock)
+                 aggregation: Aggregation | None, reward_pool: int, index_of: Mapping[str, int],
+                 faults: AggregatorFaults | None = None, clock: StageClock | None = None,
+                 identity: Identity | None = None, net: Network | None = None,
+                 rules: SecureRules | None = None, deterministic: bool = False) -> None:
+        super().__init__(ledger, task_id, transport, blobs, clock, identity=identity, net=net)
         self.aggregation = aggregation
+        self.deterministic = deterministic  # the run's secrets are derived from its seed: the evidence says so
         self.reward_pool = reward_pool  # the contributors' share of a round's reward
         self.index_of = index_of  # trainer address -> member number (whose messages to expect)
         self.faults = faults or AggregatorFaults()
-        self._inbox: dict[Key, dict[int, UpdateMessage]] = defaultdict(dict)
+        self.rules = rules
+        self._inbox: dict[Key, dict[int, tuple[UpdateMessage, bytes]]] = defaultdict(dict)
         self._done: set[Key] = set()
+        self._sessions: dict[Key, AggregatorSession] = {}
+        self.last_output: RoundOutput | None = None
+        self.last_session: AggregatorSession | None = None
+        self.refused: list[str] = []  # why inbound messages were dropped (forged, replayed, inflated, ...)
 
     def step(self, view: RoundView, idle: bool) -> bool:
+        if self.rules is not None:
+            return self._step_secure(view, idle)
         r = view.record
         key = view.key
-        self._collect()
+        self._collect(view)
         if r.status is not RoundStatus.OPEN or r.aggregator != self.address or key in self._done:
             return False
         received = self._inbox[key]
@@ -219,31 +412,104 @@ class Aggregator(Role):
         self._done.add(key)
         if key in self.faults.misses_deadline:
             return False  # silent: the submission deadline will pass
-        updates = [received[m] for m in sorted(received) if m in expected]
-        output = self.aggregation.aggregate(view, updates)
-        model = output.model
-        if self.faults.tampers:
-            model = model + 0.05 * torch.randn(model.shape, generator=torch.Generator().manual_seed(r.attempt))
-        self._submit(view, output, model)
+        kept = [received[m] for m in sorted(received) if m in expected]
+        assert self.aggregation is not None
+        output = self.aggregation.aggregate(view, [u for u, _ in kept])
+        self._submit(view, self.publish(view, output), tuple(raw for _, raw in kept))
         self._inbox.pop(key, None)
         return True
 
-    def _collect(self) -> None:
+    def publish(self, view: RoundView, output: RoundOutput) -> RoundOutput:
+        """What this aggregator posts, given what it computed (attack wrappers override it)."""
+        return output
+
+    def admit(self, member: int, kind: str, session: int) -> bool:
+        """Whether to take a trainer's message at all (attack wrappers override it, e.g. to drop a member)."""
+        return True
+
+    def _collect(self, view: RoundView) -> None:
+        key = view.key
         for env in _drain(self.transport, self.address):
-            if env.topic != UPDATE_TOPIC:
+            if env.topic != UPDATE_TOPIC or view.record.aggregator != self.address:
                 continue
             try:
-                msg = UpdateMessage.from_bytes(env.payload)
-            except MessageError:
-                continue  # a malformed message counts as no message
-            if msg.task_id == self.task_id and self.index_of.get(env.sender) == msg.member:
-                self._inbox[(msg.round_id, msg.attempt)].setdefault(msg.member, msg)
+                signed = self.open(env, key, view.cohort)
+                msg = UpdateMessage.from_bytes(signed.payload)
+                check_update(msg, self.task_id, key, self.index_of[signed.sender], self.net, signed.sender)
+            except (MessageError, KeyError) as e:
+                self.refused.append(f"{env.sender}: {e}")
+                continue  # a message that does not check counts as no message
+            if self.admit(msg.member, UPDATE_TOPIC, 0):
+                self._inbox[key].setdefault(msg.member, (msg, env.payload))
 
-    def _submit(self, view: RoundView, output: RoundOutput, model: torch.Tensor) -> None:
+    # -- secure aggregation --------------------------------------------------------------------------------
+    def _step_secure(self, view: RoundView, idle: bool) -> bool:
+        assert self.rules is not None and self.net is not None
+        r, key = view.record, view.key
+        envs = _drain(self.transport, self.address)
+        if r.status is not RoundStatus.OPEN or r.aggregator != self.address or key in self._done:
+            return False
+        session = self._sessions.get(key)
+        if session is None:
+            members = self.net.cohort_members(view)
+            session = self._sessions[key] = AggregatorSession(
+                self.net.context(self.task_id, key), self.rules, self.net.pki(view), tuple(sorted(members.values())),
+                r.seed)
+        progressed = False
+        for env in envs:
+            try:
+                signed = self.open(env, key, view.cohort)
+                kind, s = parse_topic(env.topic)
+            except MessageError as e:
+                self.refused.append(f"{env.sender}: {e}")
+                continue
+            member = self.net.members.get(signed.sender)
+            if member is None or not self.admit(member, kind, s):
+                continue
+            with self.clock.stage("proofs" if kind in (PROOF, REVEAL) else "secagg"):
+                progressed |= session.accept(member, kind, s, env.payload, signed.payload)
+        with self.clock.stage("proofs" if session.stage == "prove" else "secagg"):
+            out = session.advance(idle)
+        for member, t, payload in out:
+            self.send(_address_of(self.net, member), key, t, payload)
+        progressed |= bool(out)
+        if session.stage == "failed":
+            self._done.add(key)  # no valid sum: the submission deadline will pass
+            return True
+        if session.stage != "done":
+            return progressed
+        self._done.add(key)
+        self.last_session = session
+        if key in self.faults.misses_deadline:
+            return True
+        output = self._secure_output(view, session)
+        self._submit(view, self.publish(view, output), tuple(session.transcript), output.state)
+        return True
+
+    def _secure_output(self, view: RoundView, session: AggregatorSession) -> RoundOutput:
+        """The round as validators will recompute it from the transcript (the same functions, on the same
+        messages: `secure.replay` of the transcript gives the same outcome)."""
+        assert self.rules is not None and self.net is not None
+        members = self.net.cohort_members(view)
+        replayed = session.replayed
+        before = state_before(view, self.blobs, self.rules)
+        previous = from_bytes(self.blobs.get(view.global_model))
+        rec = recompute(self.rules, previous, before, replayed.final, view.record.round_id, view.key[1])
+        address = {m: a for a, m in members.items()}
+        contributors = tuple(address[m] for m in replayed.final.survivors) if rec.released else ()
+        return RoundOutput(model=rec.model, contributors=contributors,
+                           privacy_spent=to_fixed(privacy_spent(self.rules, rec.state.released)),
+                           faulty=tuple(address[m] for m in replayed.faulty), state=rec.state.to_json(),
+                           replayed=replayed, deterministic=self.deterministic)
+
+    def _submit(self, view: RoundView, output: RoundOutput, transcript: tuple[bytes, ...] = (),
+                state: dict[str, object] | None = None) -> None:
         r = view.record
+        self.last_output = output
         settlement = settle(view, output.contributors, output.faulty, self.reward_pool, self.blobs)
-        evidence = Evidence(view.global_model, output.deltas, output.weights, settlement, output.deterministic)
-        manifest = RoundManifest(self.blobs.put(to_bytes(model)), self.blobs.put(evidence.to_bytes()))
+        evidence = Evidence(view.global_model, output.deltas, output.weights, settlement, transcript,
+                            output.state if state is None else state, deterministic=output.deterministic)
+        manifest = RoundManifest(self.blobs.put(to_bytes(output.model)), self.blobs.put(evidence.to_bytes()))
         result = RoundResult(
             model_hash=manifest.model,
             evidence_root=manifest.store(self.blobs),
@@ -259,6 +525,37 @@ class Aggregator(Role):
         with self.clock.stage("chain"):
             self.ledger.submit_result(self.task_id, r.round_id, result)
             self.ledger.persist()  # a durability point: a crash after this finds the result posted
+
+
+def _address_of(net: Network, member: int) -> str:
+    for a, m in net.members.items():
+        if m == member:
+            return a
+    raise MessageError(f"no trainer has member number {member}")
+
+
+def check_update(msg: UpdateMessage, task_id: int, key: Key, member: int, net: Network | None, sender: str) -> None:
+    """An update is for this task and attempt, from the member that signed it, and weighs at most its
+    committed data-set size."""
+    if (msg.task_id, msg.round_id, msg.attempt) != (task_id, *key):
+        raise MessageError("update message: for another task, round or attempt")
+    if msg.member != member:
+        raise MessageError("update message: names another member than its signer")
+    if net is not None and not 0 < msg.num_examples <= net.registry.committed_examples(sender):
+        raise MessageError(f"update message: {msg.num_examples} examples, more than member {member} committed to")
+    if not np.isfinite(msg.update).all() or not math.isfinite(msg.normalizer) or msg.normalizer <= 0:
+        raise MessageError("update message: non-finite values")
+
+
+def state_before(view: RoundView, blobs: BlobStore, rules: SecureRules) -> SecureState:
+    """The clip norm, rounds released and strategy state the round starts from: the last finalized round's."""
+    if view.previous_evidence is None:
+        return SecureState.initial(rules)
+    manifest = RoundManifest.find(blobs, view.previous_evidence)
+    state = Evidence.from_bytes(blobs.get(manifest.evidence)).state
+    if state is None:
+        raise IntegrityError("the previous round's evidence carries no secure-aggregation state")
+    return SecureState.from_json(state)
 
 
 def survivor_root(contributors: Sequence[str]) -> bytes:
@@ -285,20 +582,29 @@ def settle(view: RoundView, contributors: Sequence[str], faulty: Sequence[str], 
 
 
 class Validator(Role):
-    """A committee member: re-check the posted result from the chain and the blobs, then vote.
+    """A committee member: recompute the posted result from the chain and the blobs, then vote.
+
+    It trusts only the chain and the evidence: it verifies every signed message in the transcript against
+    the keys registered on chain, recomputes the sum and the new model from them (secure aggregation:
+    `secure.replay` and `secure.recompute`; visible updates: the signed updates and the strategy's
+    weights), verifies every proof and the linear check, re-derives the faulty list, the privacy spent and
+    the settlement, and checks the new model does not lose accuracy on its own held-out data.
 
     `behaviour`: "honest"; "lazy" (accepts without checking: an attack); "silent" (never votes: a fault).
     """
 
     def __init__(self, ledger: Ledger, task_id: int, transport: Transport, blobs: BlobStore, *,
                  evaluate: Callable[[torch.Tensor], float], reward_pool: int, tolerance: float = 0.05,
-                 held_out: int | None = None, behaviour: str = "honest", clock: StageClock | None = None) -> None:
-        super().__init__(ledger, task_id, transport, blobs, clock)
+                 held_out: int | None = None, behaviour: str = "honest", clock: StageClock | None = None,
+                 identity: Identity | None = None, net: Network | None = None, rules: SecureRules | None = None,
+                 strategy: Callable[[], Any] | None = None, private: bool = False) -> None:
+        super().__init__(ledger, task_id, transport, blobs, clock, identity=identity, net=net)
         self.evaluate = evaluate  # accuracy on this validator's own held-out data
         self.reward_pool = reward_pool
         self.tolerance = tolerance
         self.held_out = held_out  # examples behind `evaluate`: widens the tolerance by their sampling error
         self.behaviour = behaviour
+        self.checker = RoundChecker(task_id, blobs, reward_pool, net, rules, strategy, private)
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None
         self._accuracy_of: dict[bytes, float] = {}
@@ -322,25 +628,23 @@ class Validator(Role):
 
     def check(self, view: RoundView) -> bool:
         """Accept only if every item checks; `last_reason` says which did not."""
-        r = view.record
         try:
-            checked = check_round(self.blobs, r.model_hash, r.evidence_root)
-            self._check_settlement(view, checked)
+            self.verify(view)
         except IntegrityError as e:
             self.last_reason = str(e)
             return False
-        if checked.previous_model != view.global_model:
-            self.last_reason = "the round does not start from the last finalized model"
-            return False
+        self.last_reason = ""
+        return True
+
+    def verify(self, view: RoundView) -> None:
+        """Raise `IntegrityError` naming the first item that does not check."""
+        checked = self.checker.verify(view)
         if view.global_model not in self._accuracy_of:  # the previous model: evaluated once, not every attempt
             self._accuracy_of = {view.global_model: self.evaluate(from_bytes(self.blobs.get(view.global_model)))}
         before = self._accuracy_of[view.global_model]
         self.last_accuracy = self.evaluate(checked.model)
         if self.last_accuracy < before - self.allowed_drop(before):
-            self.last_reason = f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data"
-            return False
-        self.last_reason = ""
-        return True
+            raise IntegrityError(f"accuracy fell from {before:.3f} to {self.last_accuracy:.3f} on held-out data")
 
     def allowed_drop(self, accuracy: float) -> float:
         """The accuracy drop that still passes: `tolerance`, plus two standard errors of the difference of two
@@ -350,13 +654,100 @@ class Validator(Role):
             return self.tolerance
         return self.tolerance + 2 * math.sqrt(2 * accuracy * (1 - accuracy) / self.held_out)
 
-    def _check_settlement(self, view: RoundView, checked: CheckedRound) -> None:
+@dataclass
+class RoundChecker:
+    """Everything a validator (or an auditor) recomputes about a posted round, from the chain and the
+    evidence alone; `verify` raises `IntegrityError` naming the first item that does not check."""
+
+    task_id: int
+    blobs: BlobStore
+    reward_pool: int
+    net: Network | None = None
+    rules: SecureRules | None = None  # secure aggregation: the task's rules, to replay the round
+    strategy: Callable[[], Any] | None = None  # visible updates: the task's strategy, to recompute the weights
+    private: bool = False  # privacy is accounted: a non-zero privacy spent may be posted
+
+    def verify(self, view: RoundView) -> CheckedRound:
+        """Raise `IntegrityError` naming the first item that does not check."""
+        r = view.record
+        checked = check_round(self.blobs, r.model_hash, r.evidence_root)
+        if checked.previous_model != view.global_model:
+            raise IntegrityError("the round does not start from the last finalized model")
+        expected_faulty: tuple[str, ...] | None = None
+        if self.rules is not None:
+            expected_faulty = self._recompute_secure(view, checked)
+        elif checked.evidence is not None and self.net is not None:
+            expected_faulty = self._recompute_visible(view, checked)
+        self._check_settlement(view, checked, expected_faulty)
+        return replace(checked, recomputed=checked.recomputed or self.rules is not None)
+
+    def _recompute_secure(self, view: RoundView, checked: CheckedRound) -> tuple[str, ...]:
+        assert self.rules is not None and self.net is not None and checked.evidence is not None
+        r, ev = view.record, checked.evidence
+        members = self.net.cohort_members(view)
+        replayed = replay(ev.transcript, rules=self.rules, registry=self.net.registry,
+                          base=self.net.context(self.task_id, view.key), members=members, round_seed=r.seed)
+        before = state_before(view, self.blobs, self.rules)
+        previous = from_bytes(self.blobs.get(view.global_model))
+        rec = recompute(self.rules, previous, before, replayed.final, r.round_id, view.key[1])
+        if rec.model.shape != checked.model.shape or not torch.allclose(rec.model, checked.model, atol=1e-6, rtol=0):
+            gap = float((rec.model - checked.model).abs().max()) if rec.model.shape == checked.model.shape else -1
+            raise IntegrityError(f"the model is not the one the transcript's sum gives (max difference {gap:.3g})")
+        if ev.state is None or not same_state(SecureState.from_json(ev.state), rec.state):
+            raise IntegrityError("the state carried to the next round (clip norm, rounds released, strategy) "
+                                 "is not the recomputed one")
+        address = {m: a for a, m in members.items()}
+        contributors = tuple(address[m] for m in replayed.final.survivors) if rec.released else ()
+        if tuple(checked.settlement.contributors) != contributors:
+            raise IntegrityError("the survivor list is not the transcript's")
+        spent = to_fixed(privacy_spent(self.rules, rec.state.released))
+        if r.privacy_spent != spent:
+            raise IntegrityError(f"privacy spent {r.privacy_spent} is not the recomputed {spent} "
+                                 f"({rec.state.released} rounds released)")
+        return tuple(address[m] for m in replayed.faulty)
+
+    def _recompute_visible(self, view: RoundView, checked: CheckedRound) -> tuple[str, ...]:
+        """The contributors' signed updates are the evidence's rows, weighted as the strategy weighs them."""
+        assert self.net is not None and checked.evidence is not None
+        r, ev = view.record, checked.evidence
+        updates = []
+        for raw in ev.transcript:
+            try:
+                msg = Signed.from_bytes(raw)
+                check(msg, self.net.registry, self.net.context(self.task_id, view.key, UPDATE_TOPIC),
+                      senders=frozenset(a.lower() for a in view.cohort))
+                update = UpdateMessage.from_bytes(msg.payload)
+                check_update(update, self.task_id, view.key, self.net.members[msg.sender], self.net, msg.sender)
+            except (MessageError, KeyError) as e:
+                raise IntegrityError(f"transcript: {e}") from None
+            updates.append((msg.sender, update))
+        if tuple(a for a, _ in updates) != tuple(checked.settlement.contributors):
+            raise IntegrityError("the contributors are not the senders of the evidence's signed updates")
+        if ev.deltas is not None:
+            rows = np.stack([u.update for _, u in updates]) if updates else np.zeros((0, ev.deltas.shape[1]))
+            if ev.deltas.shape != rows.shape or not np.array_equal(ev.deltas.astype(np.float32), rows):
+                raise IntegrityError("the evidence's updates are not the signed updates")
+            if self.strategy is not None and updates:
+                weights = self.strategy().linear_weights(RoundUpdates(
+                    torch.from_numpy(rows), np.array([u.num_examples for _, u in updates]),
+                    np.array([u.normalizer for _, u in updates], dtype=np.float64)))
+                if weights is None or ev.weights is None or not np.allclose(weights, ev.weights, rtol=1e-9, atol=0):
+                    raise IntegrityError("the weights are not the strategy's for the signed example counts")
+        if not self.private and r.privacy_spent != 0:
+            raise IntegrityError("privacy spent is posted for a round without privacy accounting")
+        return ()  # nothing in a visible round names a member faulty
+
+    def _check_settlement(self, view: RoundView, checked: CheckedRound,
+                          expected_faulty: tuple[str, ...] | None = None) -> None:
         r = view.record
         s = checked.settlement
         if not set(s.contributors) <= set(view.cohort):
             raise IntegrityError("the survivor list names members outside the cohort")
         if tuple(s.faulty) != tuple(r.faulty) or not set(s.faulty) <= set(view.cohort) - set(s.contributors):
             raise IntegrityError("the members named as faulty are not the evidence's, or were counted as contributors")
+        if expected_faulty is not None and tuple(sorted(s.faulty)) != tuple(sorted(expected_faulty)):
+            raise IntegrityError(f"the members named as faulty ({list(s.faulty)}) are not those whose own signed "
+                                 f"message fails a check ({list(expected_faulty)})")
         if survivor_root(s.contributors) != r.survivor_root or len(s.contributors) != r.survivor_count:
             raise IntegrityError("the survivor root does not match the evidence")
         expected = settle(view, s.contributors, s.faulty, self.reward_pool, self.blobs)
@@ -366,6 +757,15 @@ class Validator(Role):
             raise IntegrityError("the reward root does not match the evidence")
         if s.reputation and reputation_tree(self.task_id, r.round_id, s.reputation).root != r.reputation_root:
             raise IntegrityError("the reputation root does not match the evidence")
+
+
+
+def same_state(a: SecureState, b: SecureState) -> bool:
+    if a.clip_norm != b.clip_norm or a.released != b.released:
+        return False
+    sa = torch.load(io.BytesIO(a.strategy_state), weights_only=True)
+    sb = torch.load(io.BytesIO(b.strategy_state), weights_only=True)
+    return sa.keys() == sb.keys() and all(torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k])) for k in sa)
 
 
 def _drain(transport: Transport, address: str) -> list[Envelope]:

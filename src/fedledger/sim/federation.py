@@ -55,13 +55,29 @@ from fedledger.privacy import (
     train_member_dpsgd,
 )
 from fedledger.privacy.distributed import AggregateResult
+from fedledger.protocol.evidence import Evidence, RoundManifest
 from fedledger.protocol.messages import UpdateMessage
-from fedledger.protocol.roles import RoundOutput, RoundView, StageClock
+from fedledger.protocol.roles import RoundOutput, RoundView, StageClock, Trainer
+from fedledger.protocol.rules import min_survivors, planned_releases
+from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, privacy_spent
+from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.keys import pki_from_registered
-from fedledger.sim.attacks import AttackPlan
-from fedledger.sim.identities import member_identities
-from fedledger.sim.onchain import ChainRounds
+from fedledger.sim.attacks import (
+    AttackPlan,
+    ImpersonatingTrainer,
+    InflatingTrainer,
+    MaskSwapTrainer,
+    ReplayingTrainer,
+)
+from fedledger.sim.identities import member_identities, role_identities
+from fedledger.sim.onchain import (
+    AGGREGATOR_BASE,
+    AGGREGATORS,
+    OWNER_ACCOUNT,
+    VALIDATOR_BASE,
+    ChainRounds,
+)
 from fedledger.sim.proofs import RoundBinding, RoundProofs
 from fedledger.sim.training_proofs import TrainingProofs, TrainingRound
 from fedledger.zk import LinearCheckFailed
@@ -169,14 +185,6 @@ def _validator_holdouts(data: FederatedData, validators: int) -> list[tuple[torc
     return parts
 
 
-def min_survivors(cohort: int, dropout: float) -> int:
-    """Survivors the noise is sized for: the cohort less a generous margin over the expected dropouts."""
-    if dropout == 0:
-        return cohort
-    margin = dropout * cohort + 3 * np.sqrt(cohort * dropout * (1 - dropout))
-    return max(1, int(np.floor(cohort - margin)))
-
-
 def recipe_of(cfg: FederationConfig) -> LocalRecipe:
     return LocalRecipe(
         optimizer=cfg.optimizer,
@@ -257,6 +265,8 @@ class Simulation:
         self._round_start: tuple[Any, ...] = ()
         self._computed: tuple[int, int] | None = None
         self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._secure: SecureRules | None = None
+        self.chain: ChainRounds | None = None
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -293,7 +303,7 @@ class Simulation:
     def planned_releases(self) -> int:
         """Member-level releases the noise is planned for: one per round, plus spares on a ledger, where an
         attempt can be redone after its sum was unmasked (every attempt is accounted)."""
-        return self.cfg.rounds + (self.cfg.privacy.spare_releases if self.cfg.ledger.enabled else 0)
+        return planned_releases(self.cfg)
 
     # -- one round ---------------------------------------------------------------------------------
     @property
@@ -567,6 +577,7 @@ class Simulation:
         if out is not None:
             first = self._resume(out, result)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
+        self.chain = chain  # its roles stay readable after the run (tests inspect what they saw)
         try:
             found = chain.ledger.round(chain.fed.task_id, first).status if chain is not None else None
             for rnd in range(first, self.cfg.rounds + 1):
@@ -609,6 +620,9 @@ class Simulation:
         committee = self.cfg.ledger.committee
         validators = _validator_holdouts(self.data, committee)
         identities = member_identities(self.entropy, len(self.data.members), out)
+        accounts = [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),
+                    *(VALIDATOR_BASE + i for i in range(max(committee, 3))), OWNER_ACCOUNT]
+        role_ids = role_identities(self.entropy, accounts, out)
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
@@ -616,21 +630,69 @@ class Simulation:
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
+            role_keys={a: ident.public_bytes for a, ident in role_ids.items()},
+            data_commitments=[data_commitment(int(self.pool.counts[i]), self._data_digest(i))
+                              for i in range(len(self.data.members))],
         )
         chain.initial_model = chain.store(self.initial_flat)
         registered = chain.fed.registered_keys()
         if any(registered[i] != identities[i].public_bytes for i in identities):
             chain.close()
             raise IntegrityError(f"the member keys in {out / 'keys'} are not the ones registered on chain")
+        by_address = {t.address: identities[i] for i, t in enumerate(chain.fed.trainers)}
+        by_address |= {chain.ledger.dev(a).address: ident for a, ident in role_ids.items()}
+        self._secure = self._secure_rules()
         if self.ddp is not None:  # the chain is the PKI: secure aggregation uses the keys registered there
             self.ddp.identities = identities
             self.ddp.pki = pki_from_registered(registered)
-        work = None if self.ddp is not None else _BatchedWork(self, chain)
-        chain.build_roles(aggregation=_SimAggregation(self, chain), work=work, attacks=self.attacks,
-                          drops=lambda member, key: self._drops(chain, member, key))
+        secure = self._secure is not None
+        work = _BatchedWork(self, chain) if secure or self.ddp is None else None
+        attacks = self.attacks
+        trainers = [t.address for t in chain.fed.trainers]
+
+        def wrap(role: Any) -> Any:  # member attacks on the protocol, as wrappers around the trainer roles
+            if not isinstance(role, Trainer):
+                return role
+            m = role.member
+            if m in attacks.members_doing("mask_swap"):
+                role = MaskSwapTrainer.wrapping(role)
+            if m in attacks.members_doing("inflate"):
+                role = InflatingTrainer.wrapping(role)
+            if m in attacks.members_doing("impersonate"):
+                role = ImpersonatingTrainer.wrapping(role, trainers[(m + 1) % len(trainers)])
+            if m in attacks.members_doing("replay"):
+                role = ReplayingTrainer.wrapping(role)
+            return role
+
+        chain.build_roles(
+            aggregation=None if secure else _SimAggregation(self, chain), work=work, attacks=self.attacks,
+            drops=lambda member, key: self._drops(chain, member, key), identities=by_address, rules=self._secure,
+            prover=self.proofs.prover if secure and self.proofs is not None else None,
+            entropy=self.entropy, strategy=self._fresh_strategy,
+            private=self.cfg.privacy.dp != "none", wrap=wrap)
         chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage)
         self._work = work
         return chain
+
+    def _fresh_strategy(self) -> Any:
+        cfg = self.cfg
+        return build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction,
+                              byzantine=cfg.krum_byzantine)
+
+    def _secure_rules(self) -> SecureRules | None:
+        """Member-level DP through SecAgg+ on a chain: the roles run the whole pipeline themselves."""
+        p = self.cfg.privacy
+        if self.ddp is None or not p.secagg or self.ddp.secagg_params is None:
+            return None
+        return SecureRules(
+            plan=self.ddp.plan, params=self.ddp.secagg_params, public_seed=self.ddp.public_seed,
+            clip_norm=float(p.clip_norm), target_quantile=float(p.target_quantile), strategy=self._fresh_strategy,
+            spec=self.proofs.spec if self.proofs is not None else None,
+            keys=self.proofs.prover.keys if self.proofs is not None and self.proofs.prover is not None else None)
+
+    def _data_digest(self, i: int) -> bytes:
+        X, y = self._member_rows(i)
+        return BlobStore.address(X.numpy().tobytes() + y.numpy().tobytes())
 
     def _drops(self, chain: ChainRounds, member: int, key: tuple[int, int]) -> bool:
         """Dropout injection: whether `member` goes silent in that attempt of the round."""
@@ -645,9 +707,12 @@ class Simulation:
         self._round_start = self._snapshot()
         self._computed = None
         bound = self._privacy_bound(rnd)
+        traffic = _traffic(chain, chain.fed.index_of)
         view = chain.run(rnd, self.cohort_size, to_fixed(bound) if bound is not None else None,
                          flush=self._work.flush if self._work is not None else lambda: False)
-        if self._computed != view.key:  # a previous process posted this round: recompute our state from it
+        if self._secure is not None:
+            self._sync_secure(chain, view, traffic)
+        elif self._computed != view.key:  # a previous process posted this round: recompute our state from it
             self._replay(chain, view)
         finalized = from_bytes(chain.blobs.get(view.record.model_hash))
         if not torch.equal(finalized, self.global_flat):  # a tampered model got through: the chain is the truth
@@ -656,6 +721,39 @@ class Simulation:
         record = self._record(rnd, self.last_step, len(view.cohort), len(view.cohort) - self._dropped(chain, view),
                               time.perf_counter() - start)
         return replace(record, chain_txs=chain.tx_count() - txs, finalized=True, attempts=view.record.attempt + 1)
+
+    def _sync_secure(self, chain: ChainRounds, view: RoundView, traffic: tuple[int, int]) -> None:
+        """After a secure round finalizes, this process's state is the chain's: the model, and the clip norm,
+        rounds released and strategy state its evidence carries (so a resumed run continues from them)."""
+        assert self._secure is not None and self.ddp is not None
+        ev = Evidence.from_bytes(chain.blobs.get(RoundManifest.find(chain.blobs, view.record.evidence_root).evidence))
+        state = SecureState.from_json(ev.state or {})
+        self.ddp.load_state_dict({"clip_norm": state.clip_norm, "rounds_done": state.released})
+        self.strategy.load_state_dict(load_strategy(self._secure, state.strategy_state).state_dict())
+        self.global_flat = from_bytes(chain.blobs.get(view.record.model_hash))
+        self.epsilon_member_level = privacy_spent(self._secure, state.released) if state.released else \
+            self.epsilon_member_level
+        contributors = [chain.fed.index_of[a] for a in ev.settlement.contributors]
+        losses = [u.train_loss for m in contributors if (u := self._work.result(m, view.key)) is not None] \
+            if self._work is not None else []
+        up, _ = _traffic(chain, chain.fed.index_of)
+        proofs = None
+        agg = next((a for a in chain.aggregators if a.address == view.record.aggregator), None)
+        replayed = agg.last_output.replayed if agg is not None and agg.last_output is not None else None
+        if self._secure.proofs and replayed is not None:
+            names = {m: self.data.members[m].name for m in range(len(self.data.members))}
+            final = replayed.final
+            rejected = sorted({m for s in replayed.sessions for m in s.invalid})
+            proofs = {"made": len(final.s) + len(final.invalid), "verified": len(final.s), "rejected": len(rejected),
+                      "prove_seconds": round(self.clock.seconds.get("proofs", 0.0), 3),  # proving and verifying
+                      "linear_check": final.linear_check,
+                      "excluded": [names[m] for m in sorted({*final.invalid, *final.unproved})],
+                      "culprits": [names[m] for m in replayed.faulty if m not in rejected]}
+        self.last_step = _RoundStep(
+            participants=len(contributors), train_loss=float(np.mean(losses)) if losses else float("nan"),
+            aggregated=bool(contributors), bytes_up=up - traffic[0], extra_bytes_down=0,
+            contributors=np.array(contributors, dtype=np.int64),
+            faulty=tuple(chain.fed.index_of[a] for a in ev.settlement.faulty), proofs=proofs)
 
     def _dropped(self, chain: ChainRounds, view: RoundView) -> int:
         return sum(self._drops(chain, int(m), view.key) for m in chain.cohort_members(view))
@@ -837,6 +935,12 @@ class _SimAggregation:
             faulty=tuple(address[int(i)].address for i in step.faulty),
             deterministic=sim.entropy.deterministic,
         )
+
+
+def _traffic(chain: ChainRounds, trainers: dict[str, int]) -> tuple[int, int]:
+    """Bytes the trainers sent and received so far on the transport."""
+    t = chain.transport
+    return sum(t.bytes_sent.get(a, 0) for a in trainers), sum(t.bytes_received.get(a, 0) for a in trainers)
 
 
 def _accuracy(model: nn.Module, held: tuple[torch.Tensor, torch.Tensor], flat: torch.Tensor) -> float:

@@ -20,21 +20,34 @@ from fedledger.secagg.keys import Identity
 KEYS_DIR = "keys"
 
 
+ROLE_IDENTITY_OFFSET = 1_000_000  # stream numbers of the non-trainer accounts' keys: offset + account
+
+
 def member_identities(entropy: Entropy, members: int, out: Path | None) -> dict[int, Identity]:
     """Member i's identity for i in range(members): derived (deterministic), loaded from `out`, or drawn."""
+    return _identities(entropy, {i: (i, f"member-{i}.key") for i in range(members)}, out)
+
+
+def role_identities(entropy: Entropy, accounts: list[int], out: Path | None) -> dict[int, Identity]:
+    """The signing keys of the simulated aggregator, validator and owner accounts (dev account numbers), kept
+    like the members' keys (`DIR/keys/role-<account>.key`) so a resumed run signs with the registered ones."""
+    return _identities(entropy, {a: (ROLE_IDENTITY_OFFSET + a, f"role-{a}.key") for a in accounts}, out)
+
+
+def _identities(entropy: Entropy, wanted: dict[int, tuple[int, str]], out: Path | None) -> dict[int, Identity]:
     if entropy.deterministic or out is None:
-        return {i: Identity(entropy.key(Purpose.IDENTITY, member=i)) for i in range(members)}
+        return {i: Identity(entropy.key(Purpose.IDENTITY, member=n)) for i, (n, _) in wanted.items()}
     folder = out / KEYS_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     identities = {}
-    for i in range(members):
-        path = folder / f"member-{i}.key"
+    for i, (n, name) in wanted.items():
+        path = folder / name
         if path.exists():
             secret = path.read_bytes()
             if len(secret) != KEY_BYTES:
-                raise IntegrityError(f"{path} does not hold a {KEY_BYTES}-byte member key")
+                raise IntegrityError(f"{path} does not hold a {KEY_BYTES}-byte key")
         else:
-            secret = entropy.key(Purpose.IDENTITY, member=i)
+            secret = entropy.key(Purpose.IDENTITY, member=n)
             _write_secret(path, secret)
         identities[i] = Identity(secret)
     return identities

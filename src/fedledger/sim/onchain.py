@@ -23,7 +23,7 @@ inside a round resumes that round from the chain and the blob store.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import torch
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
+from fedledger.core.rng import Entropy
 from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Ledger, Role, RoundStatus, TaskSpec, to_fixed
 from fedledger.ledger.claims import reputation_tree, reward_tree
@@ -43,14 +44,19 @@ from fedledger.protocol.roles import (
     Aggregator,
     Key,
     LocalWork,
+    Network,
     RoundView,
     StageClock,
     TaskOwner,
     Trainer,
     Validator,
 )
+from fedledger.protocol.secure import SecureRules
+from fedledger.protocol.signing import Registry
 from fedledger.protocol.transport import InProcessTransport
-from fedledger.sim.attacks import AttackPlan
+from fedledger.secagg.keys import Identity
+from fedledger.sim.attacks import AttackPlan, FramingAggregator, TamperingAggregator, UnderReportingAggregator
+from fedledger.zk.update import UpdateProver
 
 TOKEN = 10**18
 AGGREGATORS = 3
@@ -71,7 +77,8 @@ class Federation:
 
     def __init__(self, ledger: Ledger, out: Path, members: int, committee: int, *, rounds: int,
                  privacy_budget: float | None, spec: dict[str, object], blobs: BlobStore,
-                 trainer_keys: Sequence[bytes]) -> None:
+                 trainer_keys: Sequence[bytes], role_keys: Mapping[int, bytes] | None = None,
+                 data_commitments: Sequence[bytes] | None = None) -> None:
         self.ledger = ledger
         self.path = out / "chain" / FEDERATION_FILE
         if self.path.exists():
@@ -86,7 +93,8 @@ class Federation:
                 )
         else:
             spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # auditors fetch the spec by its hash
-            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash, trainer_keys)
+            self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash, trainer_keys,
+                                       role_keys or {}, data_commitments)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"task_id": self.task_id, "members": members}))
         self.owner = ledger.dev(OWNER_ACCOUNT)
@@ -100,23 +108,30 @@ class Federation:
         return self._accounts[address]
 
     def _setup(self, members: int, committee: int, rounds: int, budget: float | None, spec_hash: bytes,
-               trainer_keys: Sequence[bytes]) -> int:
-        def join(account: int, role: Role, key: bytes) -> None:
+               trainer_keys: Sequence[bytes], role_keys: Mapping[int, bytes],
+               data_commitments: Sequence[bytes] | None) -> int:
+        def join(account: int, role: Role, key: bytes, metadata: bytes | None = None) -> None:
             m = self.ledger.dev(account)
             stake = STAKES.get(role, 0)
             if stake:
                 self.ledger.transfer_utility(m.address, stake)
-            m.register(role, key, domain_hash(Usage.TASK_SPEC, b"member", str(account).encode()))
+            m.register(role, key, metadata or domain_hash(Usage.TASK_SPEC, b"member", str(account).encode()))
             if stake:
                 m.stake(stake)
 
+        def key_of(account: int, label: bytes) -> bytes:  # each role's Ed25519 key signs its messages
+            # without a given key: a valid Ed25519 key derived from a public label (such an account cannot sign)
+            given = role_keys.get(account)
+            return given or Identity(domain_hash(Usage.SEED, label, str(account).encode())).public_bytes
+
         for i in range(AGGREGATORS):
-            join(AGGREGATOR_BASE + i, Role.AGGREGATOR, domain_hash(Usage.SEED, b"aggregator", bytes([i])))
+            join(AGGREGATOR_BASE + i, Role.AGGREGATOR, key_of(AGGREGATOR_BASE + i, b"aggregator"))
         for i in range(max(committee, 3)):
-            join(VALIDATOR_BASE + i, Role.VALIDATOR, domain_hash(Usage.SEED, b"validator", bytes([i])))
+            join(VALIDATOR_BASE + i, Role.VALIDATOR, key_of(VALIDATOR_BASE + i, b"validator"))
         for i in range(members):
-            join(TRAINER_BASE + i, Role.TRAINER, trainer_keys[i])
-        join(OWNER_ACCOUNT, Role.TASK_OWNER, domain_hash(Usage.SEED, b"owner"))
+            join(TRAINER_BASE + i, Role.TRAINER, trainer_keys[i],
+                 data_commitments[i] if data_commitments is not None else None)
+        join(OWNER_ACCOUNT, Role.TASK_OWNER, key_of(OWNER_ACCOUNT, b"owner"))
         task = TaskSpec(
             spec_hash=spec_hash,
             reward_per_round=REWARD_PER_ROUND,
@@ -160,17 +175,20 @@ class ChainRounds:
         self.on_progress: Callable[[str, RoundView], None] = lambda stage, view: None
         self._attacks = AttackPlan()
         self._armed = False
+        self.net: Network | None = None
 
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
                 privacy_budget: float | None, spec: dict[str, object], trainer_keys: Sequence[bytes],
                 evaluators: Sequence[Callable[[torch.Tensor], float]], held_out: Sequence[int | None] = (None,),
-                clock: StageClock | None = None) -> ChainRounds:
+                clock: StageClock | None = None, role_keys: Mapping[int, bytes] | None = None,
+                data_commitments: Sequence[bytes] | None = None) -> ChainRounds:
         blobs = BlobStore(out / "blobs")
         ledger = Ledger.connect(chain, out)
         try:
             fed = Federation(ledger, out, members, committee, rounds=rounds, privacy_budget=privacy_budget, spec=spec,
-                             blobs=blobs, trainer_keys=trainer_keys)
+                             blobs=blobs, trainer_keys=trainer_keys, role_keys=role_keys,
+                             data_commitments=data_commitments)
         except BaseException:
             ledger.close()
             raise
@@ -190,38 +208,70 @@ class ChainRounds:
         return self.blobs.put(to_bytes(model))
 
     # -- roles -------------------------------------------------------------------------------------
-    def build_roles(self, *, aggregation: Aggregation, work: LocalWork | None, attacks: AttackPlan,
-                    drops: Callable[[int, Key], bool]) -> None:
-        """One role per account. `work` None: trainers send no visible updates (secure aggregation)."""
+    def network(self) -> Network:
+        """Chain id, task manager, the chain as PKI and the trainers' member numbers: what roles sign against."""
+        ledger = self.ledger
+
+        def lookup(address: str) -> tuple[bytes, bytes] | None:
+            member = ledger.member(address)
+            return None if member is None else (member.pubkey, member.metadata)
+
+        return Network(ledger.backend.chain_id, ledger.deployment.addresses["task_manager"], Registry(lookup),
+                       dict(self.fed.index_of))
+
+    def build_roles(self, *, aggregation: Aggregation | None, work: LocalWork | None, attacks: AttackPlan,
+                    drops: Callable[[int, Key], bool], identities: Mapping[str, Identity],
+                    rules: SecureRules | None = None, prover: UpdateProver | None = None,
+                    entropy: Entropy | None = None,
+                    strategy: Callable[[], object] | None = None, private: bool = False,
+                    wrap: Callable[[roles.Role], roles.Role] = lambda role: role) -> None:
+        """One role per account, each signing with its own registered key. `rules`: member-level DP through
+        SecAgg+, run by the roles themselves. `work` None: no trainer roles (the aggregation computes the
+        cohort's updates itself: member-level DP without SecAgg+). `wrap` injects attacks (it may return a
+        subclass instance)."""
         fed, t = self.fed, self.transport
         self._attacks = attacks
+        net = self.network()
+        self.net = net
         self.aggregators = [
-            Aggregator(a, fed.task_id, t, self.blobs, aggregation=aggregation, reward_pool=CONTRIBUTOR_POOL,
-                       index_of=fed.index_of, clock=self.clock)
+            wrap(Aggregator(a, fed.task_id, t, self.blobs, aggregation=aggregation, reward_pool=CONTRIBUTOR_POOL,
+                            index_of=fed.index_of, clock=self.clock, identity=identities[a.address], net=net,
+                            rules=rules, deterministic=entropy is not None and entropy.deterministic))
             for a in fed.aggregators
         ]
         behaviour = ["lazy"] * attacks.lazy_validators + ["silent"] * attacks.silent_validators
         self.validators = [
             Validator(v, fed.task_id, t, self.blobs, evaluate=self.evaluators[i % len(self.evaluators)],
                       reward_pool=CONTRIBUTOR_POOL, held_out=self.held_out[i % len(self.held_out)],
-                      behaviour=behaviour[i] if i < len(behaviour) else "honest", clock=self.clock)
+                      behaviour=behaviour[i] if i < len(behaviour) else "honest", clock=self.clock,
+                      identity=identities[v.address], net=net, rules=rules, strategy=strategy, private=private)
             for i, v in enumerate(fed.validators)
         ]
         self.trainers = [] if work is None else [
-            Trainer(m, fed.task_id, t, self.blobs, member=i, work=work, drops=partial(drops, i), clock=self.clock)
+            wrap(Trainer(m, fed.task_id, t, self.blobs, member=i, work=work, drops=partial(drops, i), clock=self.clock,
+                         identity=identities[m.address], net=net, rules=rules, prover=prover,
+                         entropy=entropy))
             for i, m in enumerate(fed.trainers)
         ]
 
-    def _arm_aggregator_attacks(self) -> None:
+    def _arm_aggregator_attacks(self, cohort_size: int) -> None:
         """The aggregator drawn for round 1's first attempt is the one that misbehaves, for the whole run."""
         attacks = self._attacks
-        if not (attacks.malicious_aggregator or attacks.late_aggregator):
+        if not (attacks.malicious_aggregator or attacks.late_aggregator or attacks.framing_aggregator
+                or attacks.privacy_underreport):
             return
         self.ledger.index.sync()
         first = self.ledger.expected_selection(self.fed.task_id, 1, attempt=0)[0]
-        for agg in self.aggregators:
+        for i, agg in enumerate(self.aggregators):
             if agg.address == first:
-                agg.faults.tampers = attacks.malicious_aggregator
+                if attacks.malicious_aggregator:
+                    self.aggregators[i] = agg = TamperingAggregator.wrapping(agg)
+                if attacks.framing_aggregator:  # frames the lowest-numbered member of round 1's cohort
+                    cohort = self.ledger.cohort(self.fed.task_id, 1, cohort_size)
+                    victim = min(self.fed.index_of[a] for a in cohort)
+                    self.aggregators[i] = agg = FramingAggregator.wrapping(agg, victim)
+                if attacks.privacy_underreport:
+                    self.aggregators[i] = agg = UnderReportingAggregator.wrapping(agg)
                 if attacks.late_aggregator:
                     agg.faults.misses_deadline.add((1, 0))  # attempts count from 0
 
@@ -304,7 +354,7 @@ class ChainRounds:
         if task.current_round == round_id - 1:
             self.owner.open(privacy_bound)
         if not self._armed:
-            self._arm_aggregator_attacks()
+            self._arm_aggregator_attacks(cohort_size)
             self._armed = True
         active: list[roles.Role] = [self.owner, *self.trainers, *self.aggregators, *self.validators]
         idle, stalls, last = False, 0, None

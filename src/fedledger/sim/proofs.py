@@ -29,7 +29,6 @@ bounds only (`linear_check` is then null).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from fedledger.core.errors import DataError
 from fedledger.core.rng import Entropy, Purpose
 from fedledger.privacy import DdpPlan, MemberEncoding
 from fedledger.privacy.distributed import AggregateResult
+from fedledger.protocol.rules import spec_for
 from fedledger.secagg.field import MaskingRecord, field_mask
 from fedledger.secagg.prg import expand_mask
 from fedledger.zk import InvalidProof, LinearCheckFailed, ProofStats
@@ -64,27 +64,8 @@ from fedledger.zk.update import (
     UpdateSecret,
     UpdateSpec,
     commit_update,
-    plan_chunk,
     verify_update,
 )
-
-PROVER_CHUNKS_FOR = 2  # workers the chunk size is planned for
-TAIL_SIGMAS = 8  # a noise entry beyond 8 standard deviations has probability below 1e-15
-
-
-def spec_for(plan: DdpPlan) -> UpdateSpec:
-    """The update circuit and bounds that enforce exactly what the privacy plan assumes."""
-    bound2x = math.floor(plan.rounding_bound**2 + plan.bit_scale**2)
-    entry_bits = math.ceil(math.log2(math.isqrt(bound2x) + 1)) + 1
-    sigma = math.sqrt(plan.member_variance)
-    noise_bits = math.ceil(math.log2(TAIL_SIGMAS * sigma + 1)) + 1
-    noised = plan.padded + (1 if plan.adaptive else 0)
-    bound2e = math.ceil(2 * plan.member_variance * noised + TAIL_SIGMAS**2 * plan.member_variance)
-    # chunks sized for two single-threaded provers (the 2-core target machine), filling their FFT domains; a
-    # fixed worker count keeps the circuit, and so the keys, the same on every machine
-    chunk = plan_chunk(plan.length, PROVER_CHUNKS_FOR, entry_bits=entry_bits, noise_bits=noise_bits)
-    return UpdateSpec(chunk_size=chunk, entry_bits=entry_bits, noise_bits=noise_bits, bound2x=bound2x,
-                      bound2e=bound2e)
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""A task's public rules, derived from its spec (the blob whose hash the chain records) by every role alike.
+
+The simulation, the validators and `fedledger audit` all call `task_rules`, so what a validator recomputes is
+fixed by the spec on chain, not by anything the aggregator or the run directory says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedledger.core.config import FederationConfig, build_config
+from fedledger.core.rng import derive_seed
+from fedledger.data import DATASETS
+from fedledger.learning import build_strategy
+from fedledger.models import build_model, get_flat
+from fedledger.privacy import DdpPlan, DistributedDP
+from fedledger.protocol.secure import SecureRules
+from fedledger.zk.backend import Groth16Backend
+from fedledger.zk.update import UpdateSpec, plan_chunk
+
+PROVER_CHUNKS_FOR = 2  # workers the chunk size is planned for
+TAIL_SIGMAS = 8  # a noise entry beyond 8 standard deviations has probability below 1e-15
+
+
+def min_survivors(cohort: int, dropout: float) -> int:
+    """Survivors the noise is sized for: the cohort less a generous margin over the expected dropouts."""
+    if dropout == 0:
+        return cohort
+    margin = dropout * cohort + 3 * np.sqrt(cohort * dropout * (1 - dropout))
+    return max(1, int(np.floor(cohort - margin)))
+
+
+def cohort_size(cfg: FederationConfig) -> int:
+    return max(1, round(cfg.fraction * cfg.clients))
+
+
+def spec_for(plan: DdpPlan) -> UpdateSpec:
+    """The update circuit and bounds that enforce exactly what the privacy plan assumes."""
+    bound2x = math.floor(plan.rounding_bound**2 + plan.bit_scale**2)
+    entry_bits = math.ceil(math.log2(math.isqrt(bound2x) + 1)) + 1
+    sigma = math.sqrt(plan.member_variance)
+    noise_bits = math.ceil(math.log2(TAIL_SIGMAS * sigma + 1)) + 1
+    noised = plan.padded + (1 if plan.adaptive else 0)
+    bound2e = math.ceil(2 * plan.member_variance * noised + TAIL_SIGMAS**2 * plan.member_variance)
+    # chunks sized for two single-threaded provers (the 2-core target machine), filling their FFT domains; a
+    # fixed worker count keeps the circuit, and so the keys, the same on every machine
+    chunk = plan_chunk(plan.length, PROVER_CHUNKS_FOR, entry_bits=entry_bits, noise_bits=noise_bits)
+    return UpdateSpec(chunk_size=chunk, entry_bits=entry_bits, noise_bits=noise_bits, bound2x=bound2x,
+                      bound2e=bound2e)
+
+
+def planned_releases(cfg: FederationConfig) -> int:
+    """Member-level releases the noise is planned for: one per round, plus spares on a ledger, where an
+    attempt can be redone after its sum was unmasked (every attempt is accounted)."""
+    return cfg.rounds + (cfg.privacy.spare_releases if cfg.ledger.enabled else 0)
+
+
+def distributed_dp(cfg: FederationConfig, dim: int) -> DistributedDP:
+    """The member-level pipeline a task's spec fixes (plan, SecAgg+ parameters, rotation seed)."""
+    n = cohort_size(cfg)
+    return DistributedDP.from_config(
+        cfg.privacy, d=dim, n=n, rounds=planned_releases(cfg), min_survivors=min_survivors(n, cfg.dropout),
+        public_seed=derive_seed(cfg.seed, "public").to_bytes(8, "big"), secagg_dropout=cfg.dropout,
+        keep_encoding=cfg.proofs != "none",
+    )
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """What validators need to recompute any round of the task."""
+
+    cfg: FederationConfig
+    cohort: int
+    secure: SecureRules | None  # member-level DP through SecAgg+: rounds replayed from the transcript
+    strategy: Callable[[], Any]  # a fresh server strategy
+    private: bool  # privacy is accounted (a non-zero privacy spent may be posted)
+
+
+def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None) -> TaskRules:
+    """The rules of the task whose spec is `spec` (`FederationConfig` fields)."""
+    cfg = build_config({k: v for k, v in spec.items() if k in FederationConfig.model_fields})
+
+    def strategy() -> Any:
+        return build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction,
+                              byzantine=cfg.krum_byzantine)
+
+    secure = None
+    p = cfg.privacy
+    if p.dp == "member" and p.secagg and cfg.proofs != "training":
+        if dim is None:
+            info = DATASETS[cfg.dataset]
+            dim = int(get_flat(build_model(cfg.model, info.input_shape, info.num_classes, seed=cfg.seed)).numel())
+        ddp = distributed_dp(cfg, dim)
+        assert ddp.secagg_params is not None
+        spec_ = spec_for(ddp.plan) if cfg.proofs == "update" else None
+        if spec_ is not None and keys is None:
+            keys = Groth16Backend().keys(spec_.circuit)
+        secure = SecureRules(plan=ddp.plan, params=ddp.secagg_params, public_seed=ddp.public_seed,
+                             clip_norm=float(p.clip_norm), target_quantile=float(p.target_quantile),
+                             strategy=strategy, spec=spec_, keys=keys)
+    return TaskRules(cfg, cohort_size(cfg), secure, strategy, p.dp != "none")
