@@ -24,6 +24,11 @@ TEST_PARAMS = DeployParams(
     timelock=300,
     gov_quorum_bps=2_000,
     proposal_threshold=100 * E,
+    task_deposit=100 * E,
+    min_window=60,
+    max_window=2_000,
+    min_committee=3,
+    max_committee=32,
 )
 TASK = TaskSpec(
     spec_hash=hashlib.sha256(b"task spec").digest(),
@@ -138,6 +143,8 @@ def build_fed(ledger: Ledger, *, validator_stakes: tuple[int, ...] = (100, 150, 
     validators = [member(20 + i, Role.VALIDATOR, s) for i, s in enumerate(validator_stakes)]
     trainers = [member(40 + i, Role.TRAINER, 10) for i in range(4)]
     task_id = owner.create_task(TASK)
+    for m in [*aggregators, *validators, *trainers]:
+        m.join_task(task_id)
     return Fed(ledger, owner, aggregators, validators, trainers, task_id)
 
 

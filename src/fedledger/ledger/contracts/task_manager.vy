@@ -5,48 +5,83 @@
 
         Registry: one role per address (trainer, aggregator, validator, task owner), an X25519
         key-agreement public key (the chain is the PKI of secure aggregation) and a metadata
-        hash. Trainers, aggregators and validators sit in one selection pool per role: a Fenwick
-        tree of weights, weight = stake * (5000 + reputation score) / 10000 (zero below the
-        role's minimum stake), so a stake-weighted draw costs O(log n) storage reads.
+        hash.
 
-        Rounds: Open -> Submitted -> Finalized | Rejected, with deadlines. Opening draws a seed
-        from chain randomness and, from it, the aggregator (one draw) and the validator
-        committee (draws without replacement), and stores them with their weights, so checking
-        a claimed membership is one storage read and everyone can recompute the draw off chain
-        from the pool weights in the event log. Votes come from committee members only, once
+        Tasks cost their owner something and bind only those who join them. `create_task`
+        takes the owner's deposit and the whole reward budget (reward_per_round * rounds) in
+        utility tokens into escrow; windows, committee size and quorum must sit within the
+        governance bounds, and the two windows together stay below the staking unbonding delay
+        (nobody can unbond out of a round's slash). Trainers, aggregators and validators opt in
+        with `join_task`: each task has its own selection pool per role (`pools`, a Fenwick tree,
+        O(log n) per draw), weight = stake * (5000 + the member's score in that task) / 10000,
+        zero below the role's minimum stake. Only joined members are drawn, named or slashed.
+
+        Rounds: Sealing -> Open -> Submitted -> Finalized | Rejected, with deadlines. Opening
+        (and reopening) commits to a future block; `seal` (anyone) takes the randomness source's
+        value for that block once it exists (committing again if it lapsed) and draws the
+        aggregator and the full validator committee from the task's pools; a round cannot open
+        or seal unless a full committee can be drawn. A caller that opens and reverts learns
+        nothing: the draw does not exist yet. Votes come from committee members only, once
         each; finalization needs at least 2/3 of the committee's weight (and the task's quorum).
-        A round whose declared privacy bound would pass the task's budget cannot open.
+        A round whose declared privacy bound would pass the task's budget cannot open, and the
+        budget cannot change once a round has opened.
 
         Slashing takes slash_bps of the bonded stake, only for faults the chain can see or that
-        a quorum of the committee attested: a missed submission deadline (the aggregator,
-        MISSED_DEADLINE, at reopen), a missing vote when the vote deadline passed without a
-        quorum (each silent committee member, MISSED_VOTE, at reopen), a result the committee's
-        quorum rejected (the aggregator, REJECTED_RESULT, at finalize), trainers an accepted
-        result names as faulty (FAULTY_UPDATE, at finalize), and a trainer's signed update
-        proof shown bad by the dispute contract governance registered for the task (BAD_PROOF,
-        through slash_for_proof). A reopened round gets a new seed and committee; an aggregator
-        that missed its deadline or whose result was rejected is not drawn first.
+        a quorum of the committee attested, and only from members who joined the task: a missed
+        submission deadline (the aggregator, MISSED_DEADLINE, at reopen), a missing vote when
+        the vote deadline passed without a quorum (each silent committee member, MISSED_VOTE,
+        at reopen) - both at most once per member and round, and only if the task's window is at
+        least the governance minimum - a result the committee's quorum rejected (the aggregator,
+        REJECTED_RESULT, at finalize), joined trainers an accepted result names as faulty
+        (FAULTY_UPDATE, at finalize), and a trainer's signed update proof shown bad by the
+        task's dispute contract (BAD_PROOF, through slash_for_proof).
 
-        Per round the chain sees open + submit + one vote per committee member + finalize,
-        whatever the number of trainers: the cohort is computed off chain from the seed, and
-        everything per trainer sits behind the survivor, reward and reputation roots.
-@custom:security The seed mixes block.prevrandao and the previous block hash. A block producer
-                 can bias it (withhold a block); production needs a VRF or a randomness beacon.
+        Rewards are paid from the escrow: a finalized round mints at most reward_per_round of
+        the reward token against the escrowed budget, so the reward token's supply never passes
+        what owners funded. `close_task` returns the unspent budget; the deposit comes back too,
+        unless the owner abandons a task after opening rounds and before finishing them (then it
+        goes to the treasury).
+
+        Per round the chain sees open + seal + submit + one vote per committee member + finalize,
+        whatever the number of trainers.
+@custom:security Draws use the randomness source's value of a block committed before it
+                 existed (default: its block hash). The proposer of that block can withhold it
+                 (forfeiting its reward) to force a re-commit: one bit of bias per block it
+                 proposes. Production deployments plug a beacon or a VRF (IRandomnessSource).
 """
+
+from ethereum.ercs import IERC20
+from . import IRandomnessSource
 
 
 interface IStaking:
     def stake_of(member: address) -> uint256: view
     def bonded_of(member: address) -> uint256: view
     def min_stake(role: uint256) -> uint256: view
+    def unbonding_delay() -> uint256: view
+    def treasury() -> address: view
     def slash(
         member: address, amount: uint256, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256
     ) -> uint256: nonpayable
 
 
+struct Draw:
+    aggregator: address
+    committee: DynArray[address, 32]
+    weights: DynArray[uint256, 32]
+
+
+interface IRegistry:
+    def role_of(member: address) -> uint256: view
+    def joined(task_id: uint256, member: address) -> bool: view
+    def eligible_in(task_id: uint256, role: uint256) -> uint256: view
+    def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_size: uint256) -> Draw: view
+
+
 interface IReputation:
-    def score_of(member: address) -> uint256: view
+    def score_of(task_id: uint256, member: address) -> uint256: view
     def post_root(task_id: uint256, round_id: uint256, root: bytes32) -> uint256: nonpayable
+    def adjust(task_id: uint256, members: DynArray[address, 33], up: bool): nonpayable
 
 
 interface IRewards:
@@ -69,6 +104,7 @@ OPEN: constant(uint256) = 1
 SUBMITTED: constant(uint256) = 2
 FINALIZED: constant(uint256) = 3
 REJECTED: constant(uint256) = 4
+SEALING: constant(uint256) = 5  # committed to a future block; `seal` draws the roles
 
 # reopen reasons
 MISSED_DEADLINE: constant(uint256) = 1
@@ -82,7 +118,7 @@ SLASH_REJECTED_RESULT: constant(uint256) = 3  # the committee's quorum rejected 
 SLASH_FAULTY_UPDATE: constant(uint256) = 4  # a trainer the finalized result names as faulty
 SLASH_BAD_PROOF: constant(uint256) = 5  # a trainer's signed update proof disputed on chain
 
-# governance parameter codes (ParameterSet.param)
+# governance parameter codes (ParameterSet.param); 10.. are set through `set_param`
 P_MAX_REWARD: constant(uint256) = 1
 P_TASK_REWARD: constant(uint256) = 2
 P_SLASH_BPS: constant(uint256) = 4
@@ -90,24 +126,18 @@ P_TASK_QUORUM: constant(uint256) = 5
 P_TASK_COMMITTEE: constant(uint256) = 6
 P_TASK_PRIVACY_BUDGET: constant(uint256) = 7
 P_TASK_DISPUTE: constant(uint256) = 9
+P_TASK_DEPOSIT: constant(uint256) = 10
+P_MIN_WINDOW: constant(uint256) = 11
+P_MAX_WINDOW: constant(uint256) = 12
+P_MIN_COMMITTEE: constant(uint256) = 13
+P_MAX_COMMITTEE: constant(uint256) = 14
 
 MAX_COMMITTEE: constant(uint256) = 32
 MAX_FAULTY: constant(uint256) = 32
-MAX_DRAWS: constant(uint256) = 128
-AGGREGATOR_TRIES: constant(uint256) = 8
-POOL_LOG: constant(uint256) = 16
-POOL_CAP: constant(uint256) = 65535  # members per pool: indices fit POOL_LOG bits
+SEAL_DELAY: constant(uint256) = 1  # a round commits to block.number + SEAL_DELAY
 MIN_QUORUM_BPS: constant(uint256) = 6666
 BPS: constant(uint256) = 10000
-AGGREGATOR_TAG: constant(bytes32) = keccak256("fedledger/v1/aggregator")
-COMMITTEE_TAG: constant(bytes32) = keccak256("fedledger/v1/committee")
-
-
-struct Member:
-    role: uint256
-    pubkey: bytes32
-    metadata: bytes32
-    pool_index: uint256
+SEED_TAG: constant(bytes32) = keccak256("fedledger/v1/seed")
 
 
 struct Task:
@@ -123,6 +153,9 @@ struct Task:
     vote_window: uint256
     finalized_rounds: uint256
     current_round: uint256
+    escrow: uint256
+    deposit: uint256
+    closed: bool
 
 
 struct Round:
@@ -144,26 +177,30 @@ struct Round:
     committee_weight: uint256
     accept_weight: uint256
     reject_weight: uint256
+    commit_block: uint256
+    excluded: address
 
 
 staking: public(immutable(IStaking))
 reputation: public(immutable(IReputation))
 rewards: public(immutable(IRewards))
 reward_token: public(immutable(IRewardToken))
+utility_token: public(immutable(IERC20))
+randomness: public(immutable(IRandomnessSource))
+registry: public(immutable(IRegistry))
 validator_share_bps: public(immutable(uint256))
 _deployer: immutable(address)
 
 governance: public(address)
 max_reward_per_round: public(uint256)
 slash_bps: public(uint256)
-
-members: public(HashMap[address, Member])
-pool_size: public(HashMap[uint256, uint256])
-pool_member: public(HashMap[uint256, HashMap[uint256, address]])
-pool_total: public(HashMap[uint256, uint256])
-pool_eligible: public(HashMap[uint256, uint256])
-weight_of: public(HashMap[address, uint256])
-_tree: HashMap[uint256, HashMap[uint256, uint256]]
+task_deposit: public(uint256)
+min_window: public(uint256)
+max_window: public(uint256)
+min_committee: public(uint256)
+max_committee: public(uint256)
+# everything ever escrowed for rewards (the reward token's supply never exceeds it)
+total_funded: public(uint256)
 
 task_count: public(uint256)
 tasks: public(HashMap[uint256, Task])
@@ -176,29 +213,12 @@ _vote: HashMap[bytes32, uint256]  # 0 none, 1 accept, 2 reject
 _faulty: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_FAULTY]]]
 # keccak256(task_id, round_id, trainer): slashed for its update in that round (once, whatever the path)
 _punished: HashMap[bytes32, bool]
+# keccak256(task_id, round_id, member, "liveness"): slashed for a missed deadline or vote in that round
+_liveness_slashed: HashMap[bytes32, bool]
 # the dispute contract governance registered for a task, and back
 task_dispute: public(HashMap[uint256, address])
 dispute_task: public(HashMap[address, uint256])
 
-
-event MemberRegistered:
-    member: indexed(address)
-    role: indexed(uint256)
-    pubkey: bytes32
-    metadata: bytes32
-    pool_index: uint256
-
-event MemberUpdated:
-    member: indexed(address)
-    pubkey: bytes32
-    metadata: bytes32
-
-event PoolWeightChanged:
-    role: indexed(uint256)
-    member: indexed(address)
-    pool_index: uint256
-    weight: uint256
-    pool_total: uint256
 
 event TaskCreated:
     task_id: indexed(uint256)
@@ -211,6 +231,20 @@ event TaskCreated:
     quorum_bps: uint256
     submit_window: uint256
     vote_window: uint256
+    escrow: uint256
+    deposit: uint256
+
+event TaskClosed:
+    task_id: indexed(uint256)
+    refund: uint256
+    deposit_returned: uint256
+    deposit_forfeited: uint256
+
+event RoundCommitted:
+    task_id: indexed(uint256)
+    round_id: indexed(uint256)
+    attempt: uint256
+    commit_block: uint256
 
 event RoundOpened:
     task_id: indexed(uint256)
@@ -291,19 +325,37 @@ def __init__(
     reputation_: IReputation,
     rewards_: IRewards,
     reward_token_: IRewardToken,
+    utility_token_: IERC20,
+    randomness_: IRandomnessSource,
+    registry_: IRegistry,
     max_reward_per_round_: uint256,
     slash_bps_: uint256,
     validator_share_bps_: uint256,
+    bounds: uint256[5],
 ):
+    """
+    @param bounds task deposit, min window, max window, min committee, max committee.
+    """
     assert slash_bps_ <= BPS and validator_share_bps_ <= BPS, "tasks: basis points above 10000"
     staking = staking_
     reputation = reputation_
     rewards = rewards_
     reward_token = reward_token_
+    utility_token = utility_token_
+    randomness = randomness_
+    registry = registry_
     validator_share_bps = validator_share_bps_
     _deployer = msg.sender
     self.max_reward_per_round = max_reward_per_round_
     self.slash_bps = slash_bps_
+    self.task_deposit = bounds[0]
+    assert bounds[1] >= 1 and bounds[1] <= bounds[2], "tasks: window bounds out of range"
+    assert 2 * bounds[2] < staticcall staking_.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
+    self.min_window = bounds[1]
+    self.max_window = bounds[2]
+    assert bounds[3] >= 1 and bounds[3] <= bounds[4] and bounds[4] <= MAX_COMMITTEE, "tasks: committee bounds out of range"
+    self.min_committee = bounds[3]
+    self.max_committee = bounds[4]
 
 
 @external
@@ -315,148 +367,19 @@ def wire(governance: address):
     self.governance = governance
 
 
-# ---------------------------------------------------------------- registry
-
-
 @external
-def register(role: uint256, pubkey: bytes32, metadata: bytes32):
-    """
-    @notice Register the caller with a role and its X25519 key-agreement public key.
-    @param role 1 trainer, 2 aggregator, 3 validator, 4 task owner.
-    """
-    assert role >= TRAINER and role <= TASK_OWNER, "tasks: unknown role"
-    assert self.members[msg.sender].role == 0, "tasks: already registered"
-    assert pubkey != empty(bytes32), "tasks: empty key-agreement key"
-    index: uint256 = 0
-    if role != TASK_OWNER:
-        index = self.pool_size[role] + 1
-        assert index <= POOL_CAP, "tasks: role pool is full"
-        self.pool_size[role] = index
-        self.pool_member[role][index] = msg.sender
-        # the new Fenwick node covers (index - lowbit(index), index]; its own weight is still 0
-        low: uint256 = index & unsafe_sub(0, index)
-        if low > 1:
-            self._tree[role][index] = self._prefix(role, index - 1) - self._prefix(role, index - low)
-    self.members[msg.sender] = Member(role=role, pubkey=pubkey, metadata=metadata, pool_index=index)
-    log MemberRegistered(member=msg.sender, role=role, pubkey=pubkey, metadata=metadata, pool_index=index)
-    self._refresh(msg.sender)
-
-
-@external
-def update_member(pubkey: bytes32, metadata: bytes32):
-    """@notice Rotate the caller's key-agreement key or metadata hash."""
-    assert self.members[msg.sender].role != 0, "tasks: not a registered member"
-    assert pubkey != empty(bytes32), "tasks: empty key-agreement key"
-    self.members[msg.sender].pubkey = pubkey
-    self.members[msg.sender].metadata = metadata
-    log MemberUpdated(member=msg.sender, pubkey=pubkey, metadata=metadata)
+@view
+def joinable(task_id: uint256) -> bool:
+    """@notice Whether members may join the task (it exists and is not closed)."""
+    return self.tasks[task_id].owner != empty(address) and not self.tasks[task_id].closed
 
 
 @external
 @view
-def role_of(member: address) -> uint256:
-    return self.members[member].role
-
-
-@external
-def on_stake_change(member: address):
-    """@notice Staking only: a member's stake changed, recompute its selection weight."""
-    assert msg.sender == staking.address, "tasks: only staking"
-    self._refresh(member)
-
-
-@external
-def refresh_weight(member: address):
-    """@notice Anyone: recompute a member's weight (after a reputation or minimum-stake change)."""
-    self._refresh(member)
-
-
-@internal
-def _refresh(member: address):
-    pool_index: uint256 = self.members[member].pool_index  # two slots of four: this runs on every slash
-    if pool_index == 0:
-        return
-    role: uint256 = self.members[member].role
-    weight: uint256 = 0
-    stake: uint256 = staticcall staking.stake_of(member)
-    if stake > 0 and stake >= staticcall staking.min_stake(role):
-        weight = stake * (5000 + staticcall reputation.score_of(member)) // BPS
-    old: uint256 = self.weight_of[member]
-    if weight == old:
-        return
-    self.weight_of[member] = weight
-    if weight > old:
-        self._tree_add(role, pool_index, weight - old, True)
-        self.pool_total[role] += weight - old
-    else:
-        self._tree_add(role, pool_index, old - weight, False)
-        self.pool_total[role] -= old - weight
-    if old == 0:
-        self.pool_eligible[role] += 1
-    elif weight == 0:
-        self.pool_eligible[role] -= 1
-    log PoolWeightChanged(role=role, member=member, pool_index=pool_index, weight=weight, pool_total=self.pool_total[role])
-
-
-@internal
-def _tree_add(role: uint256, index: uint256, delta: uint256, up: bool):
-    # the Fenwick tree grows with the pool: an update touches at most log2(pool size) + 1 nodes
-    n: uint256 = self.pool_size[role]
-    i: uint256 = index
-    for _: uint256 in range(POOL_LOG + 1):
-        if i > n:
-            break
-        if up:
-            self._tree[role][i] += delta
-        else:
-            self._tree[role][i] -= delta
-        i += i & unsafe_sub(0, i)
-
-
-@internal
-@view
-def _prefix(role: uint256, index: uint256) -> uint256:
-    # the sum of the weights of pool members 1..index
-    total: uint256 = 0
-    i: uint256 = index
-    for _: uint256 in range(POOL_LOG + 1):
-        if i == 0:
-            break
-        total += self._tree[role][i]
-        i -= i & unsafe_sub(0, i)
-    return total
-
-
-@internal
-@view
-def _tree_find(role: uint256, target: uint256) -> uint256:
-    # the smallest pool index whose prefix sum of weights exceeds target (target < pool_total)
-    n: uint256 = self.pool_size[role]
-    step: uint256 = 1
-    for _: uint256 in range(POOL_LOG):
-        if step * 2 > n:
-            break
-        step *= 2
-    pos: uint256 = 0
-    rest: uint256 = target
-    for _: uint256 in range(POOL_LOG + 1):
-        if step == 0:
-            break
-        nxt: uint256 = pos + step
-        if nxt <= n:
-            w: uint256 = self._tree[role][nxt]
-            if w <= rest:
-                pos = nxt
-                rest -= w
-        step = step >> 1
-    return pos + 1
-
-
-@internal
-@view
-def _draw(role: uint256, seed: bytes32, tag: bytes32, j: uint256) -> address:
-    t: uint256 = convert(keccak256(abi_encode(seed, tag, j)), uint256) % self.pool_total[role]
-    return self.pool_member[role][self._tree_find(role, t)]
+def leavable(task_id: uint256) -> bool:
+    """@notice Whether members may leave the task: it is closed, or no round of it is under way."""
+    task: Task = self.tasks[task_id]
+    return task.closed or task.current_round == 0 or self.rounds[task_id][task.current_round].status == FINALIZED
 
 
 # ---------------------------------------------------------------- tasks
@@ -474,16 +397,25 @@ def create_task(
     vote_window: uint256,
 ) -> uint256:
     """
-    @notice Create a task. The privacy budget and spend are fixed point with 18 decimals.
+    @notice Create a task: the caller (a registered task owner) pays the deposit and the whole
+            reward budget, reward_per_round * rounds, in utility tokens into escrow (approve
+            this contract first). The privacy budget and spend are fixed point with 18 decimals.
     @return The new task id (from 1).
     """
-    assert self.members[msg.sender].role == TASK_OWNER, "tasks: only a registered task owner creates tasks"
+    assert staticcall registry.role_of(msg.sender) == TASK_OWNER, "tasks: only a registered task owner creates tasks"
     assert spec_hash != empty(bytes32), "tasks: empty spec hash"
     assert rounds > 0, "tasks: zero rounds"
     assert reward_per_round <= self.max_reward_per_round, "tasks: reward per round above the maximum"
-    assert committee_size >= 1 and committee_size <= MAX_COMMITTEE, "tasks: committee size out of range"
+    assert committee_size >= self.min_committee and committee_size <= self.max_committee, "tasks: committee size out of range"
     assert quorum_bps >= MIN_QUORUM_BPS and quorum_bps <= BPS, "tasks: quorum out of range"
-    assert submit_window > 0 and vote_window > 0, "tasks: zero window"
+    assert submit_window >= self.min_window and vote_window >= self.min_window, "tasks: window below the minimum"
+    assert submit_window <= self.max_window and vote_window <= self.max_window, "tasks: window above the maximum"
+    assert submit_window + vote_window < staticcall staking.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
+    budget: uint256 = reward_per_round * rounds
+    deposit: uint256 = self.task_deposit
+    if budget + deposit > 0:
+        assert extcall utility_token.transferFrom(msg.sender, self, budget + deposit, default_return_value=True), "tasks: transfer failed"
+    self.total_funded += budget
     task_id: uint256 = self.task_count + 1
     self.task_count = task_id
     self.tasks[task_id] = Task(
@@ -499,6 +431,9 @@ def create_task(
         vote_window=vote_window,
         finalized_rounds=0,
         current_round=0,
+        escrow=budget,
+        deposit=deposit,
+        closed=False,
     )
     log TaskCreated(
         task_id=task_id,
@@ -511,17 +446,55 @@ def create_task(
         quorum_bps=quorum_bps,
         submit_window=submit_window,
         vote_window=vote_window,
+        escrow=budget,
+        deposit=deposit,
     )
     return task_id
+
+
+@external
+def close_task(task_id: uint256):
+    """
+    @notice Task owner: close the task when no result is pending (no round, the current one
+            finalized, or one still sealing or rejected). The unspent reward budget goes back to
+            the owner, and so does the deposit unless the owner abandons the task after opening
+            a round and before all rounds are finalized: then the deposit goes to the treasury.
+    """
+    task: Task = self.tasks[task_id]
+    assert task.owner != empty(address), "tasks: unknown task"
+    assert msg.sender == task.owner, "tasks: only the task owner closes the task"
+    assert not task.closed, "tasks: task is closed"
+    status: uint256 = self.rounds[task_id][task.current_round].status
+    assert status == NO_ROUND or status == FINALIZED or status == SEALING or status == REJECTED, "tasks: a result is pending"
+    self.tasks[task_id].closed = True
+    self.tasks[task_id].escrow = 0
+    returned: uint256 = task.deposit
+    forfeited: uint256 = 0
+    if task.current_round != 0 and task.finalized_rounds < task.rounds:
+        forfeited = task.deposit
+        returned = 0
+    if task.escrow + returned > 0:
+        assert extcall utility_token.transfer(task.owner, task.escrow + returned, default_return_value=True), "tasks: transfer failed"
+    if forfeited > 0:
+        assert extcall utility_token.transfer(staticcall staking.treasury(), forfeited, default_return_value=True), "tasks: transfer failed"
+    log TaskClosed(task_id=task_id, refund=task.escrow, deposit_returned=returned, deposit_forfeited=forfeited)
 
 
 # ---------------------------------------------------------------- rounds
 
 
+@internal
+@view
+def _require_full_draw(task_id: uint256, committee_size: uint256):
+    assert staticcall registry.eligible_in(task_id, AGGREGATOR) >= 1, "tasks: no eligible aggregator joined"
+    assert staticcall registry.eligible_in(task_id, VALIDATOR) >= committee_size, "tasks: too few validators joined for a full committee"
+
+
 @external
 def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     """
-    @notice Task owner: open the task's next round.
+    @notice Task owner: open the task's next round. It commits to a future block; `seal` draws
+            the round's roles once that block exists.
     @param privacy_bound The task's cumulative privacy spent once this round is finalized, as
            the owner's accountant computes it before the round; it may not pass the budget.
     @return The round id (from 1).
@@ -529,67 +502,79 @@ def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     task: Task = self.tasks[task_id]
     assert task.owner != empty(address), "tasks: unknown task"
     assert msg.sender == task.owner, "tasks: only the task owner opens rounds"
+    assert not task.closed, "tasks: task is closed"
     assert task.finalized_rounds < task.rounds, "tasks: all rounds are finalized"
     if task.current_round != 0:
         assert self.rounds[task_id][task.current_round].status == FINALIZED, "tasks: current round not finalized"
     assert privacy_bound <= task.privacy_budget, "tasks: round would exceed the privacy budget"
     assert privacy_bound >= task.privacy_spent, "tasks: privacy bound below what is already spent"
+    self._require_full_draw(task_id, task.committee_size)
     round_id: uint256 = task.current_round + 1
     self.tasks[task_id].current_round = round_id
     self.rounds[task_id][round_id].privacy_bound = privacy_bound
-    self._start(task_id, round_id, 0, empty(bytes32), empty(address))
+    self._commit(task_id, round_id, 0)
     return round_id
 
 
 @internal
-def _start(task_id: uint256, round_id: uint256, attempt: uint256, previous_seed: bytes32, excluded: address):
-    seed: bytes32 = keccak256(
-        abi_encode(block.prevrandao, blockhash(block.number - 1), task_id, round_id, attempt, previous_seed)
-    )
-    assert self.pool_total[AGGREGATOR] > 0, "tasks: no eligible aggregator"
-    assert self.pool_total[VALIDATOR] > 0, "tasks: no eligible validator"
+def _commit(task_id: uint256, round_id: uint256, attempt: uint256):
+    commit_block: uint256 = block.number + SEAL_DELAY
+    self.rounds[task_id][round_id].status = SEALING
+    self.rounds[task_id][round_id].attempt = attempt
+    self.rounds[task_id][round_id].commit_block = commit_block
+    log RoundCommitted(task_id=task_id, round_id=round_id, attempt=attempt, commit_block=commit_block)
 
-    aggregator: address = empty(address)
-    for j: uint256 in range(AGGREGATOR_TRIES):
-        aggregator = self._draw(AGGREGATOR, seed, AGGREGATOR_TAG, j)
-        if aggregator != excluded or self.pool_eligible[AGGREGATOR] <= 1:
-            break
-    if aggregator == excluded and self.pool_eligible[AGGREGATOR] > 1:
-        # every try hit it: take the next member with weight after it in pool order (wrapping), so the
-        # excluded aggregator is never drawn first when anyone else can be
-        after: uint256 = self._prefix(AGGREGATOR, self.members[excluded].pool_index) % self.pool_total[AGGREGATOR]
-        aggregator = self.pool_member[AGGREGATOR][self._tree_find(AGGREGATOR, after)]
 
-    target: uint256 = min(self.tasks[task_id].committee_size, self.pool_eligible[VALIDATOR])
-    committee: DynArray[address, MAX_COMMITTEE] = []
+@external
+def seal(task_id: uint256, round_id: uint256) -> bool:
+    """
+    @notice Anyone: once the committed block exists, fix the round's seed from the randomness
+            source and draw the aggregator and the full committee from the task's pools. If the
+            source's value lapsed (more than 256 blocks for block hashes), commit to a new
+            future block instead.
+    @return True if the round is now open, False if it was committed again.
+    """
+    r: Round = self.rounds[task_id][round_id]
+    assert r.status == SEALING, "tasks: round is not sealing"
+    assert block.number > r.commit_block, "tasks: seal block not mined yet"
+    value: bytes32 = staticcall randomness.random_at(r.commit_block)
+    if value == empty(bytes32):
+        self._commit(task_id, round_id, r.attempt)
+        return False
+    seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
+    d: Draw = staticcall registry.draw_roles(task_id, seed, r.excluded, self.tasks[task_id].committee_size)
     total: uint256 = 0
-    for j: uint256 in range(MAX_DRAWS):
-        if len(committee) >= target:
+    for i: uint256 in range(MAX_COMMITTEE):
+        if i >= len(d.committee):
             break
-        v: address = self._draw(VALIDATOR, seed, COMMITTEE_TAG, j)
-        if v in committee:
-            continue
-        committee.append(v)
-        w: uint256 = self.weight_of[v]
-        total += w
-        self._member_weight[self._key(task_id, round_id, attempt, v)] = w
+        total += d.weights[i]
+        self._member_weight[self._key(task_id, round_id, r.attempt, d.committee[i])] = d.weights[i]
+    aggregator: address = d.aggregator
+    committee: DynArray[address, MAX_COMMITTEE] = d.committee
 
     submit_deadline: uint256 = block.timestamp + self.tasks[task_id].submit_window
-    r: Round = empty(Round)
     r.status = OPEN
-    r.attempt = attempt
     r.seed = seed
     r.opened_block = block.number
     r.aggregator = aggregator
     r.submit_deadline = submit_deadline
-    r.privacy_bound = self.rounds[task_id][round_id].privacy_bound
+    r.vote_deadline = 0
+    r.model_hash = empty(bytes32)
+    r.evidence_root = empty(bytes32)
+    r.survivor_root = empty(bytes32)
+    r.survivor_count = 0
+    r.privacy_spent = 0
+    r.reputation_root = empty(bytes32)
+    r.reward_root = empty(bytes32)
     r.committee_weight = total
+    r.accept_weight = 0
+    r.reject_weight = 0
     self.rounds[task_id][round_id] = r
     self._committee[task_id][round_id] = committee
     log RoundOpened(
         task_id=task_id,
         round_id=round_id,
-        attempt=attempt,
+        attempt=r.attempt,
         seed=seed,
         aggregator=aggregator,
         committee=committee,
@@ -597,6 +582,7 @@ def _start(task_id: uint256, round_id: uint256, attempt: uint256, previous_seed:
         submit_deadline=submit_deadline,
         privacy_bound=r.privacy_bound,
     )
+    return True
 
 
 @external
@@ -618,7 +604,7 @@ def submit_result(
     @param faulty Trainers the aggregator names as faulty (blamed by secure aggregation, or with
            a failed update proof in the evidence). The committee checks the list with the rest
            of the result; if the round is finalized, each is slashed once (FAULTY_UPDATE).
-           Only registered trainers can be named; cohort membership is checked off chain.
+           Only trainers who joined the task can be named; cohort membership is checked off chain.
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == OPEN, "tasks: round is not open"
@@ -628,7 +614,8 @@ def submit_result(
     assert privacy_spent <= r.privacy_bound, "tasks: privacy spent above the round's bound"
     assert privacy_spent >= self.tasks[task_id].privacy_spent, "tasks: privacy spent below the task's"
     for t: address in faulty:
-        assert self.members[t].role == TRAINER, "tasks: faulty member is not a trainer"
+        assert staticcall registry.role_of(t) == TRAINER, "tasks: faulty member is not a trainer"
+        assert staticcall registry.joined(task_id, t), "tasks: faulty trainer did not join the task"
     self._faulty[task_id][round_id] = faulty
     vote_deadline: uint256 = block.timestamp + self.tasks[task_id].vote_window
     r.status = SUBMITTED
@@ -687,9 +674,9 @@ def _quorum(weight: uint256, total: uint256, quorum_bps: uint256) -> bool:
 def finalize(task_id: uint256, round_id: uint256) -> uint256:
     """
     @notice Anyone: settle a submitted round. Finalizes once accepting weight reaches quorum
-            (mints the round's reward, posts the reward and reputation roots, records the
-            privacy spent, slashes the trainers the result names as faulty). Rejects once
-            rejecting weight reaches the same quorum, and slashes the aggregator
+            (pays the round's reward from the escrow, posts the reward and reputation roots,
+            records the privacy spent, slashes the trainers the result names as faulty). Rejects
+            once rejecting weight reaches the same quorum, and slashes the aggregator
             (REJECTED_RESULT); rejects without a slash when every member has voted and neither
             side reached quorum. Reverts otherwise: wait for votes, or `reopen` after the vote
             deadline (which slashes the members that did not vote).
@@ -708,6 +695,7 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
         # the committee's quorum attests a fault in the result: the aggregator pays for it
         slashed = r.aggregator
         evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, r.model_hash, r.evidence_root))
+        self._penalize(task_id, slashed)
         amount = self._slash(slashed, SLASH_REJECTED_RESULT, evidence, task_id, round_id, r.attempt)
     else:
         assert r.accept_weight + r.reject_weight == r.committee_weight, "tasks: quorum not reached"
@@ -725,11 +713,16 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
 
 @internal
 def _slash(member: address, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256) -> uint256:
-    """Take slash_bps of `member`'s bonded stake (active and unbonding) and refresh its weight."""
+    """Take slash_bps of `member`'s bonded stake (active and unbonding); staking has the registry refresh its weights."""
     amount: uint256 = (staticcall staking.bonded_of(member)) * self.slash_bps // BPS
-    taken: uint256 = extcall staking.slash(member, amount, reason, evidence, task_id, round_id, attempt)
-    self._refresh(member)
-    return taken
+    return extcall staking.slash(member, amount, reason, evidence, task_id, round_id, attempt)
+
+
+@internal
+def _penalize(task_id: uint256, member: address):
+    """Lower a member's score in the task (its weights are refreshed by the slash that follows)."""
+    one: DynArray[address, 33] = [member]
+    extcall reputation.adjust(task_id, one, False)
 
 
 @internal
@@ -738,25 +731,33 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
     task: Task = self.tasks[task_id]
     self.tasks[task_id].finalized_rounds = task.finalized_rounds + 1
     self.tasks[task_id].privacy_spent = r.privacy_spent
+    # the reward is paid out of the escrow: never more than what the owner funded
+    reward: uint256 = min(task.reward_per_round, task.escrow)
+    self.tasks[task_id].escrow = task.escrow - reward
 
     # validators who accepted share validator_share_bps of the reward, paid here (<= 32 mints)
     committee: DynArray[address, MAX_COMMITTEE] = self._committee[task_id][round_id]
-    accepted: DynArray[address, MAX_COMMITTEE] = []
+    accepted: DynArray[address, 33] = []
     for v: address in committee:
         if self._vote[self._key(task_id, round_id, r.attempt, v)] == 1:
             accepted.append(v)
-    share: uint256 = task.reward_per_round * validator_share_bps // BPS // len(accepted)
+    share: uint256 = reward * validator_share_bps // BPS // len(accepted)
     if share > 0:
         for v: address in accepted:
             extcall reward_token.mint(v, share)
-    pool: uint256 = task.reward_per_round - share * len(accepted)
+    pool: uint256 = reward - share * len(accepted)
     if pool > 0 and r.reward_root != empty(bytes32):
         extcall reward_token.mint(rewards.address, pool)
         extcall rewards.post_root(task_id, round_id, r.reward_root, pool)
     else:
+        # no reward root: the contributors' part stays in the escrow (returned at close)
+        self.tasks[task_id].escrow += pool
         pool = 0
     if r.reputation_root != empty(bytes32):
         extcall reputation.post_root(task_id, round_id, r.reputation_root)
+    # the aggregator and the accepting validators gain reputation in this task
+    accepted.append(r.aggregator)
+    extcall reputation.adjust(task_id, accepted, True)
     # the accepted result named these trainers as faulty: each is slashed once per round
     for t: address in self._faulty[task_id][round_id]:
         key: bytes32 = keccak256(abi_encode(task_id, round_id, t))
@@ -777,46 +778,68 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
     )
 
 
+@internal
+def _liveness_slash(member: address, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256, window: uint256) -> uint256:
+    """A missed deadline or vote: slashed once per member and round, and only if the window given was at least the minimum."""
+    if window < self.min_window:
+        return 0
+    key: bytes32 = keccak256(abi_encode(task_id, round_id, member, "liveness"))
+    if self._liveness_slashed[key]:
+        return 0
+    self._liveness_slashed[key] = True
+    self._penalize(task_id, member)
+    return self._slash(member, reason, evidence, task_id, round_id, attempt)
+
+
 @external
 def reopen(task_id: uint256, round_id: uint256):
     """
-    @notice Anyone: restart a stalled or rejected round with a new seed, aggregator and
-            committee.
+    @notice Restart a stalled or rejected round: it commits to a future block and `seal` draws
+            a new aggregator and committee. The task owner may reopen as soon as the rules allow;
+            anyone else only once the deadline has passed by one more window (so an owner that
+            disappears cannot freeze its members' round, and nobody else can hurry it).
             - After a missed submission deadline the aggregator is slashed (MISSED_DEADLINE)
               and is not drawn first.
             - After the vote deadline without a quorum either way, every committee member
               that did not vote is slashed (MISSED_VOTE); the aggregator is not.
             - After a rejection the aggregator (slashed by `finalize` if the quorum rejected
               it) is not drawn first.
+            A member is slashed for a missed deadline or vote at most once per round.
     """
     r: Round = self.rounds[task_id][round_id]
+    task: Task = self.tasks[task_id]
+    is_owner: bool = msg.sender == task.owner
     reason: uint256 = 0
     slashed: address = empty(address)
     amount: uint256 = 0
     excluded: address = empty(address)
     if r.status == OPEN:
         assert block.timestamp > r.submit_deadline, "tasks: submission deadline not passed"
+        assert is_owner or block.timestamp > r.submit_deadline + task.submit_window, "tasks: only the task owner reopens before the grace period"
         reason = MISSED_DEADLINE
         excluded = r.aggregator
         slashed = r.aggregator
         evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, r.aggregator, r.submit_deadline))
-        amount = self._slash(r.aggregator, SLASH_MISSED_DEADLINE, evidence, task_id, round_id, r.attempt)
+        amount = self._liveness_slash(r.aggregator, SLASH_MISSED_DEADLINE, evidence, task_id, round_id, r.attempt, task.submit_window)
     elif r.status == SUBMITTED:
         assert block.timestamp > r.vote_deadline, "tasks: voting deadline not passed"
-        quorum_bps: uint256 = self.tasks[task_id].quorum_bps
-        assert not self._quorum(r.accept_weight, r.committee_weight, quorum_bps), "tasks: round can be finalized"
-        assert not self._quorum(r.reject_weight, r.committee_weight, quorum_bps), "tasks: round can be finalized"
+        assert is_owner or block.timestamp > r.vote_deadline + task.vote_window, "tasks: only the task owner reopens before the grace period"
+        assert not self._quorum(r.accept_weight, r.committee_weight, task.quorum_bps), "tasks: round can be finalized"
+        assert not self._quorum(r.reject_weight, r.committee_weight, task.quorum_bps), "tasks: round can be finalized"
         reason = VOTE_TIMEOUT
         # a missing vote is on chain: the member's vote slot of this attempt is still empty
         for v: address in self._committee[task_id][round_id]:
             if self._vote[self._key(task_id, round_id, r.attempt, v)] == 0:
                 evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, v, r.vote_deadline))
-                amount += self._slash(v, SLASH_MISSED_VOTE, evidence, task_id, round_id, r.attempt)
+                amount += self._liveness_slash(v, SLASH_MISSED_VOTE, evidence, task_id, round_id, r.attempt, task.vote_window)
     else:
         assert r.status == REJECTED, "tasks: round cannot be reopened"
+        assert is_owner or block.timestamp > r.vote_deadline + task.vote_window, "tasks: only the task owner reopens before the grace period"
         reason = REJECTED_RESULT
         excluded = r.aggregator
+    assert not task.closed, "tasks: task is closed"
     attempt: uint256 = r.attempt + 1
+    self.rounds[task_id][round_id].excluded = excluded
     log RoundReopened(
         task_id=task_id,
         round_id=round_id,
@@ -826,7 +849,7 @@ def reopen(task_id: uint256, round_id: uint256):
         slashed_amount=amount,
         excluded=excluded,
     )
-    self._start(task_id, round_id, attempt, r.seed, excluded)
+    self._commit(task_id, round_id, attempt)
 
 
 @external
@@ -841,7 +864,7 @@ def slash_for_proof(offender: address, round_id: uint256, evidence: bytes32) -> 
     task_id: uint256 = self.dispute_task[msg.sender]
     assert task_id != 0 and self.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
     assert round_id >= 1 and round_id <= self.tasks[task_id].current_round, "tasks: unknown round"
-    assert self.members[offender].role == TRAINER, "tasks: offender is not a trainer"
+    assert staticcall registry.role_of(offender) == TRAINER, "tasks: offender is not a trainer"
     key: bytes32 = keccak256(abi_encode(task_id, round_id, offender))
     assert not self._punished[key], "tasks: update already slashed this round"
     self._punished[key] = True
@@ -912,9 +935,12 @@ def set_max_reward_per_round(new_value: uint256):
 
 @external
 def set_task_reward(task_id: uint256, new_value: uint256):
+    """@notice Governance: a task's reward per round, within what its escrow still pays for."""
     self._only_governance()
     self._task_exists(task_id)
+    task: Task = self.tasks[task_id]
     assert new_value <= self.max_reward_per_round, "tasks: reward per round above the maximum"
+    assert new_value * (task.rounds - task.finalized_rounds) <= task.escrow, "tasks: reward above the funded budget"
     self.tasks[task_id].reward_per_round = new_value
     log ParameterSet(param=P_TASK_REWARD, task_id=task_id, value=new_value)
 
@@ -940,18 +966,47 @@ def set_task_quorum(task_id: uint256, new_value: uint256):
 def set_task_committee_size(task_id: uint256, new_value: uint256):
     self._only_governance()
     self._task_exists(task_id)
-    assert new_value >= 1 and new_value <= MAX_COMMITTEE, "tasks: committee size out of range"
+    assert new_value >= self.min_committee and new_value <= self.max_committee, "tasks: committee size out of range"
     self.tasks[task_id].committee_size = new_value
     log ParameterSet(param=P_TASK_COMMITTEE, task_id=task_id, value=new_value)
 
 
 @external
 def set_task_privacy_budget(task_id: uint256, new_value: uint256):
+    """@notice Governance: a task's privacy budget, only before its first round opens."""
     self._only_governance()
     self._task_exists(task_id)
-    assert new_value >= self.tasks[task_id].privacy_spent, "tasks: budget below what is already spent"
+    assert self.tasks[task_id].current_round == 0, "tasks: privacy budget is fixed once a round has opened"
     self.tasks[task_id].privacy_budget = new_value
     log ParameterSet(param=P_TASK_PRIVACY_BUDGET, task_id=task_id, value=new_value)
+
+
+@external
+def set_param(param: uint256, new_value: uint256):
+    """
+    @notice Governance: the bounds every new task must respect. 10 the owner's deposit, 11 and
+            12 the minimum and maximum window (twice the maximum stays below the unbonding
+            delay), 13 and 14 the minimum and maximum committee size.
+    """
+    self._only_governance()
+    if param == P_TASK_DEPOSIT:
+        self.task_deposit = new_value
+    elif param == P_MIN_WINDOW:
+        assert new_value >= 1 and new_value <= self.max_window, "tasks: window bounds out of range"
+        self.min_window = new_value
+    elif param == P_MAX_WINDOW:
+        assert new_value >= self.min_window, "tasks: window bounds out of range"
+        assert 2 * new_value < staticcall staking.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
+        self.max_window = new_value
+    elif param == P_MIN_COMMITTEE:
+        assert new_value >= 1 and new_value <= self.max_committee, "tasks: committee bounds out of range"
+        self.min_committee = new_value
+    elif param == P_MAX_COMMITTEE:
+        assert new_value >= self.min_committee and new_value <= MAX_COMMITTEE, "tasks: committee bounds out of range"
+        self.max_committee = new_value
+    else:
+        raise "tasks: unknown parameter"
+    log ParameterSet(param=param, task_id=0, value=new_value)
 
 
 @external
