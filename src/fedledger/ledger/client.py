@@ -554,6 +554,7 @@ class Ledger:
             reject_weight=int(r[17]),
             commit_block=int(r[18]),
             excluded=str(r[19]),
+            pools_version=int(r[20]),
             committee=tuple(str(a) for a in tm.committee(task_id, round_id).call()),
             faulty=tuple(str(a) for a in tm.faulty(task_id, round_id).call()),
         )

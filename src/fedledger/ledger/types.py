@@ -199,6 +199,8 @@ class RoundRecord:
     commit_block: int = 0
     #: the aggregator not drawn first in this attempt (after a missed deadline or a rejection)
     excluded: str = ""
+    #: the task's pools' version at the commitment (the seal re-commits if it changed)
+    pools_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,9 @@ index_of: public(HashMap[uint256, HashMap[address, uint256]])
 total: public(HashMap[uint256, uint256])
 eligible: public(HashMap[uint256, uint256])
 weight_in: public(HashMap[uint256, HashMap[address, uint256]])
+# bumped by every change of a pool (a member entering, a weight changing): a draw committed at
+# one version is only valid at that version
+version: public(HashMap[uint256, uint256])
 _tree: HashMap[uint256, HashMap[uint256, uint256]]
 
 
@@ -49,6 +52,7 @@ def _enter(pool: uint256, member: address) -> uint256:
     self.size[pool] = index
     self.member_at[pool][index] = member
     self.index_of[pool][member] = index
+    self.version[pool] += 1
     # the new Fenwick node covers (index - lowbit(index), index]; its own weight is still 0
     low: uint256 = index & unsafe_sub(0, index)
     if low > 1:
@@ -66,6 +70,7 @@ def _set_weight(pool: uint256, member: address, weight: uint256):
     if weight == old:
         return
     self.weight_in[pool][member] = weight
+    self.version[pool] += 1
     if weight > old:
         self._tree_add(pool, index, weight - old, True)
         self.total[pool] += weight - old

@@ -17,7 +17,7 @@
 from . import pools
 
 initializes: pools
-exports: (pools.size, pools.member_at, pools.index_of, pools.total, pools.eligible, pools.weight_in)
+exports: (pools.size, pools.member_at, pools.index_of, pools.total, pools.eligible, pools.weight_in, pools.version)
 
 
 interface IStaking:
@@ -213,6 +213,13 @@ def _refresh_in(task_id: uint256, member: address):
 def eligible_in(task_id: uint256, role: uint256) -> uint256:
     """@notice How many joined members of a role have weight in the task."""
     return pools.eligible[self._pool(task_id, role)]
+
+
+@external
+@view
+def pools_version(task_id: uint256) -> uint256:
+    """@notice Changes whenever any of the task's three pools changes (versions only grow)."""
+    return pools.version[self._pool(task_id, TRAINER)] + pools.version[self._pool(task_id, AGGREGATOR)] + pools.version[self._pool(task_id, VALIDATOR)]
 
 
 @external

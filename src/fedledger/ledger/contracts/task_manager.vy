@@ -76,6 +76,7 @@ interface IRegistry:
     def joined(task_id: uint256, member: address) -> bool: view
     def eligible_in(task_id: uint256, role: uint256) -> uint256: view
     def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_size: uint256) -> Draw: view
+    def pools_version(task_id: uint256) -> uint256: view
 
 
 interface IReputation:
@@ -179,6 +180,7 @@ struct Round:
     reject_weight: uint256
     commit_block: uint256
     excluded: address
+    pools_version: uint256
 
 
 staking: public(immutable(IStaking))
@@ -521,7 +523,11 @@ def _commit(task_id: uint256, round_id: uint256, attempt: uint256):
     commit_block: uint256 = block.number + SEAL_DELAY
     self.rounds[task_id][round_id].status = SEALING
     self.rounds[task_id][round_id].attempt = attempt
+    # nothing of the next draw exists until the seal: no stale aggregator or committee to read
+    self.rounds[task_id][round_id].aggregator = empty(address)
+    self._committee[task_id][round_id] = []
     self.rounds[task_id][round_id].commit_block = commit_block
+    self.rounds[task_id][round_id].pools_version = staticcall registry.pools_version(task_id)
     log RoundCommitted(task_id=task_id, round_id=round_id, attempt=attempt, commit_block=commit_block)
 
 
@@ -530,15 +536,20 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     """
     @notice Anyone: once the committed block exists, fix the round's seed from the randomness
             source and draw the aggregator and the full committee from the task's pools. If the
-            source's value lapsed (more than 256 blocks for block hashes), commit to a new
-            future block instead.
+            source's value lapsed (more than 256 blocks for block hashes), or if any of the
+            task's pools changed since the commitment (a stake, unbond, join or score change made
+            after the committed block's value could be known), commit to a new future block
+            instead: the draw is a function of pools and randomness both fixed before anyone
+            could know the randomness.
     @return True if the round is now open, False if it was committed again.
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == SEALING, "tasks: round is not sealing"
     assert block.number > r.commit_block, "tasks: seal block not mined yet"
     value: bytes32 = staticcall randomness.random_at(r.commit_block)
-    if value == empty(bytes32):
+    if value == empty(bytes32) or staticcall registry.pools_version(task_id) != r.pools_version:
+        # lapsed, or a pool changed after the commitment (a stake or join made once the block's
+        # value could be known would steer the draw): commit to a new future block
         self._commit(task_id, round_id, r.attempt)
         return False
     seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
