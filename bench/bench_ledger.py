@@ -71,12 +71,16 @@ class Federation:
             m.stake(stake * E)
         return m
 
-    def submit(self, info: Any, faulty: tuple[str, ...] = ()) -> None:
+    def submit(
+        self, info: Any, faulty: tuple[str, ...] = (), *, proofs_root: bytes = b"\x00" * 32, challenge: int = 0
+    ) -> None:
         spent = self.ledger.task(self.task).privacy_spent
         self.by[info.aggregator].submit_result(
             self.task,
             info.round_id,
             RoundResult(h(f"model {info.round_id}"), h("evidence"), h("survivors"), 10, spent, faulty=faulty),
+            proofs_root=proofs_root,
+            challenge=challenge,
         )
 
     def round(self, *, reputation: bool = False) -> tuple[Any, Any, float]:
@@ -87,7 +91,7 @@ class Federation:
         t0 = time.perf_counter()  # off chain: the cohort from the index, the reward and reputation trees
         cohort = self.ledger.cohort(self.task, info.round_id, len(self.trainers))
         tree = reward_tree(self.task, info.round_id, dict.fromkeys(cohort, 20 * E // max(len(cohort), 1)))
-        rep = reputation_tree(self.task, info.round_id, dict.fromkeys(info.committee, 6_000)) if reputation else None
+        rep = reputation_tree(self.task, info.round_id, dict.fromkeys(cohort[:5], 6_000)) if reputation else None
         offchain = time.perf_counter() - t0
         self.by[info.aggregator].submit_result(
             self.task,
@@ -126,8 +130,8 @@ def gas_per_operation() -> dict[str, Any]:
                     t.claim_reward(fed.task, info.round_id, tree.values[t.address], tree.proof(t.address))
             if rep is not None:
                 epoch = ledger.reputation_epoch(fed.task, info.round_id)
-                for v in info.committee:
-                    fed.owner.apply_reputation(epoch, v, 6_000, rep.proof(v))
+                for t in rep.values:  # roots score trainers (aggregators and validators: chain facts)
+                    fed.owner.apply_reputation(epoch, t, 6_000, rep.proof(t))
         info = fed.owner.open_round(fed.task, ledger.task(fed.task).privacy_spent)
         ledger.advance_time(WINDOW + 1)
         fed.owner.reopen(fed.task, info.round_id)
@@ -263,9 +267,9 @@ def slashing_gas() -> dict[str, Any]:
         out["reopen_vote_timeout_by_silent_members"] = timeout
 
         # a bad proof disputed through the task's registered dispute contract (a verifier that
-        # accepts everything stands in: the offence is a wrong challenge, found before any pairing)
+        # accepts everything stands in: the offence is a wrong norm bound, found before any pairing)
         verifier = fed.owner.deploy_verifier(ACCEPT_ALL_VERIFIER)
-        dispute = fed.owner.deploy_dispute(verifier, chunk_size=16, chunks=1, bound2x=1, bound2e=1)
+        dispute = fed.owner.deploy_dispute(verifier, fed.task, chunk_size=16, chunks=1, bound2x=1, bound2e=1)
         pid = fed.validators[-1].propose_task_dispute(fed.task, dispute)
         ledger.advance_time(1)
         for v in fed.validators:
@@ -274,13 +278,20 @@ def slashing_gas() -> dict[str, Any]:
         fed.owner.queue(pid)
         ledger.advance_time(PARAMS.timelock)
         fed.owner.execute(pid)
+        domain = ledger.dispute_domain(fed.task)
         info = fed.owner.open_round(fed.task, 0)
-        public = [0, 0, 1, 1, 0, 0, 0, 12345 + 1, 1, 0, 1, 1]
-        subs = [sign_submission(bytes(t.account.key), info.round_id, bytes(256), public) for t in fed.trainers[:8]]
+        public = [0, 0, 1, 1, 0, 0, 0, 12345, 1, 0, 2, 1]  # claims bound2x = 2, the task's is 1
+        subs = [
+            sign_submission(bytes(t.account.key), domain, info.round_id, info.attempt, bytes(256), public)
+            for t in fed.trainers[:8]
+        ]
         root, paths = evidence_tree([x.leaf() for x in subs])
-        fed.owner.post_dispute_evidence(dispute, info.round_id, root, 12345)
-        fed.trainers[-1].dispute_proof(dispute, subs[0], paths[0])
-        out["post_dispute_evidence"] = last("post_dispute_evidence")
+        fed.submit(info, proofs_root=root, challenge=12345)
+        out["submit_result_with_proofs_root"] = last("submit_result")
+        for v in info.committee:
+            fed.by[v].vote(fed.task, info.round_id, True)
+        fed.owner.finalize(fed.task, info.round_id)
+        fed.trainers[-1].dispute_proof(subs[0], paths[0])
         out["dispute_proof_8_leaves"] = last("dispute_proof")
         out["deploy_update_dispute"] = last("deploy:update_dispute")
         return out

@@ -7,6 +7,7 @@ from fedledger.ledger.client import Ledger, open_ledger
 from fedledger.ledger.deploy import Deployment, DeployParams
 from fedledger.ledger.types import (
     GovAction,
+    ProofBinding,
     ReopenReason,
     Role,
     RoundInfo,
@@ -27,6 +28,7 @@ __all__ = [
     "Deployment",
     "GovAction",
     "Ledger",
+    "ProofBinding",
     "ReopenReason",
     "Role",
     "RoundInfo",

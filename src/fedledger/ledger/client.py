@@ -41,6 +41,7 @@ from fedledger.ledger.types import (
     Event,
     GovAction,
     Member,
+    ProofBinding,
     Proposal,
     Role,
     RoundId,
@@ -56,7 +57,7 @@ from fedledger.ledger.types import (
 )
 
 if TYPE_CHECKING:
-    from fedledger.zk.onchain import Submission
+    from fedledger.zk.onchain import DisputeDomain, Submission
 
 INDEX_FILE = "index.sqlite"
 SEAL_WAIT = 120.0  # seconds to wait for a round's committed block on a chain that mines by itself
@@ -463,9 +464,22 @@ class Ledger:
             else:
                 time.sleep(1.0)
 
-    def submit_result(self, task_id: int, round_id: int, result: RoundResult) -> None:
+    def submit_result(
+        self,
+        task_id: int,
+        round_id: int,
+        result: RoundResult,
+        *,
+        proofs_root: bytes = ZERO32,
+        challenge: int = 0,
+    ) -> None:
         """The round's aggregator: post the result in one transaction. `result.faulty` names the
-        trainers to slash (FAULTY_UPDATE) if the committee finalizes it (at most 32, trainers only)."""
+        trainers to slash (FAULTY_UPDATE) if the committee finalizes it (at most 32, trainers only).
+        `proofs_root` (the `evidence_tree` root of the trainers' signed proof submissions) and
+        `challenge` (the linear-check challenge they answer) are what a dispute checks a proof
+        against once the round is finalized (`round_binding`); zero when proofs are not used."""
+        if not 0 <= challenge < 2**256:
+            raise InvalidArgument(f"challenge must be a uint256, got {challenge}", "submit_result")
         if len(result.faulty) > 32:
             raise InvalidArgument(f"at most 32 faulty trainers per result, got {len(result.faulty)}", "submit_result")
         self._tx(
@@ -481,8 +495,16 @@ class Ledger:
                 _b32(result.reputation_root, "reputation_root"),
                 _b32(result.reward_root, "reward_root"),
                 [to_checksum_address(a) for a in result.faulty],
+                _b32(proofs_root, "proofs_root"),
+                challenge,
             ),
         )
+
+    def round_binding(self, task_id: int, round_id: int) -> ProofBinding:
+        """(proofs root, challenge, attempt) the round's current attempt posted with its result:
+        what the task's dispute contract checks proofs against, once the round is finalized."""
+        root, challenge, attempt = self._fn("task_manager").round_binding(task_id, round_id).call()
+        return ProofBinding(bytes(root), int(challenge), int(attempt))
 
     def vote(self, task_id: int, round_id: int, accept: bool) -> None:
         """A committee member: accept or reject the submitted result (once)."""
@@ -619,9 +641,7 @@ class Ledger:
 
     def is_punished(self, task_id: int, round_id: int, trainer: str) -> bool:
         """Whether `trainer` was slashed for its update in this round (FAULTY_UPDATE or BAD_PROOF)."""
-        return bool(
-            self._fn("task_manager").is_punished(task_id, round_id, to_checksum_address(trainer)).call()
-        )
+        return bool(self._fn("task_manager").is_punished(task_id, round_id, to_checksum_address(trainer)).call())
 
     def task_dispute(self, task_id: int) -> str | None:
         """The dispute contract governance registered for a task (None: proofs cannot be disputed)."""
@@ -637,17 +657,16 @@ class Ledger:
     def deploy_dispute(
         self,
         verifier: str,
+        task_id: int,
         *,
         chunk_size: int,
         chunks: int,
         bound2x: int,
         bound2e: int,
-        poster: str | None = None,
     ) -> str:
-        """Deploy a task's `UpdateDispute` contract (`fedledger.zk`) with this deployment's task
-        manager as its slasher. `poster` (default: the signer, normally the task owner) posts each
-        round's proof root and challenge. It slashes nothing until governance registers it for the
-        task (`propose_task_dispute`)."""
+        """Deploy task `task_id`'s `UpdateDispute` contract (`fedledger.zk`) on this deployment's task
+        manager, which provides each round's proofs root and challenge and slashes offenders. It
+        slashes nothing until governance registers it for the task (`propose_task_dispute`)."""
         from fedledger.zk.onchain import DISPUTE_CONTRACT
 
         art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
@@ -657,7 +676,7 @@ class Ledger:
             factory.constructor(
                 to_checksum_address(verifier),
                 self._s.c["task_manager"].address,
-                to_checksum_address(poster or self.address),
+                task_id,
                 chunk_size,
                 chunks,
                 bound2x,
@@ -673,26 +692,44 @@ class Ledger:
         art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
         return self._s.w3.eth.contract(address=to_checksum_address(address), abi=art.abi)  # type: ignore[arg-type]
 
+    def dispute_domain(self, task_id: int, dispute: str | None = None) -> DisputeDomain:
+        """Where a trainer's proof submissions for task `task_id` can be disputed: this chain and the
+        task's registered dispute contract (or `dispute`, checked to serve this task on this
+        deployment). Sign submissions with it (`fedledger.zk.onchain.sign_submission`)."""
+        from fedledger.zk.onchain import DisputeDomain
+
+        address = dispute or self.task_dispute(task_id)
+        if address is None:
+            raise InvalidArgument(f"task {task_id} has no dispute contract", "dispute_domain")
+        contract = self.dispute_contract(address)
+        if to_checksum_address(contract.functions.task_manager().call()) != self._s.c["task_manager"].address:
+            raise InvalidArgument(
+                f"dispute contract {address} does not slash through this deployment", "dispute_domain"
+            )
+        if int(contract.functions.task_id().call()) != task_id:
+            raise InvalidArgument(f"dispute contract {address} does not serve task {task_id}", "dispute_domain")
+        return DisputeDomain(self._s.backend.chain_id, to_checksum_address(address), task_id)
+
     def propose_task_dispute(self, task_id: int, dispute: str | None) -> int:
         """Governance proposal registering `dispute` as the task's dispute contract (None removes it);
         vote, `queue` and `execute` it as any proposal."""
         return self.propose(GovAction.TASK_DISPUTE, key=task_id, account=dispute or ZERO_ADDRESS)
 
-    def post_dispute_evidence(self, dispute: str, round_id: int, root: bytes, challenge: int) -> None:
-        """The dispute contract's poster: record a round's proof-evidence root and challenge (once)."""
-        self._tx(
-            "post_dispute_evidence",
-            self.dispute_contract(dispute).functions.post_evidence_root(round_id, _b32(root, "root"), challenge),
-        )
-
-    def dispute_proof(self, dispute: str, submission: Submission, path: Sequence[bytes]) -> Slash:
-        """Anyone: show that a trainer's signed proof in the round's evidence is an offence; the
-        task manager slashes the trainer (BAD_PROOF). Raises `NotAnOffence` for a proof that
-        verifies, `AlreadySlashed` for an offence already slashed, `NotAuthorized` if the
-        contract is not the task's registered dispute contract."""
-        contract = self.dispute_contract(dispute)
-        if to_checksum_address(contract.functions.slasher().call()) != self._s.c["task_manager"].address:
-            raise InvalidArgument(f"dispute contract {dispute} does not slash through this deployment", "dispute_proof")
+    def dispute_proof(self, submission: Submission, path: Sequence[bytes]) -> Slash:
+        """Anyone: show that a trainer's signed proof in a finalized round's proofs root is an
+        offence; the task manager slashes the trainer (BAD_PROOF). The dispute contract is the
+        one the submission was signed for (`submission.domain`). Raises `NotAnOffence` for a
+        proof that verifies or that the trainer did not sign for this task, round and attempt,
+        `AlreadySlashed` for an offence already slashed, `WrongState` before the round is
+        finalized, `NotAuthorized` if the contract is not the task's registered dispute contract."""
+        domain = submission.domain
+        if domain.chain_id != self._s.backend.chain_id:
+            raise InvalidArgument(f"submission signed for chain {domain.chain_id}", "dispute_proof")
+        contract = self.dispute_contract(domain.dispute)
+        if to_checksum_address(contract.functions.task_manager().call()) != self._s.c["task_manager"].address:
+            raise InvalidArgument(
+                f"dispute contract {domain.dispute} does not slash through this deployment", "dispute_proof"
+            )
         receipt = self._tx(
             "dispute_proof", contract.functions.dispute(*submission.args(), [_b32(p, "path") for p in path])
         )

@@ -204,6 +204,16 @@ class RoundRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ProofBinding:
+    """What a round's current attempt posted for disputes (`TaskManager.round_binding`): the Merkle
+    root of the trainers' signed update proof submissions and the linear-check challenge."""
+
+    proofs_root: bytes
+    challenge: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Slash:
     """One slash, from `Staking.Slashed` in the event index."""
 

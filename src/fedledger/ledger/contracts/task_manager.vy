@@ -34,7 +34,8 @@
         least the governance minimum - a result the committee's quorum rejected (the aggregator,
         REJECTED_RESULT, at finalize), joined trainers an accepted result names as faulty
         (FAULTY_UPDATE, at finalize), and a trainer's signed update proof shown bad by the
-        task's dispute contract (BAD_PROOF, through slash_for_proof).
+        task's dispute contract (BAD_PROOF, through slash_for_proof, only against the proofs root
+        and challenge the round's accepted result posted, see `round_binding`).
 
         Rewards are paid from the escrow: a finalized round mints at most reward_per_round of
         the reward token against the escrowed budget, so the reward token's supply never passes
@@ -217,6 +218,10 @@ _faulty: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_FAULTY]]]
 _punished: HashMap[bytes32, bool]
 # keccak256(task_id, round_id, member, "liveness"): slashed for a missed deadline or vote in that round
 _liveness_slashed: HashMap[bytes32, bool]
+# keyed by keccak256(task_id, round_id, attempt): the Merkle root of the trainers' signed update
+# proof submissions and the linear-check challenge the attempt's result posted (what a dispute checks)
+_proofs_root: HashMap[bytes32, bytes32]
+_challenge: HashMap[bytes32, uint256]
 # the dispute contract governance registered for a task, and back
 task_dispute: public(HashMap[uint256, address])
 dispute_task: public(HashMap[address, uint256])
@@ -273,6 +278,8 @@ event ResultSubmitted:
     reward_root: bytes32
     vote_deadline: uint256
     faulty: DynArray[address, MAX_FAULTY]
+    proofs_root: bytes32
+    challenge: uint256
 
 event Voted:
     task_id: indexed(uint256)
@@ -608,6 +615,8 @@ def submit_result(
     reputation_root: bytes32,
     reward_root: bytes32,
     faulty: DynArray[address, MAX_FAULTY],
+    proofs_root: bytes32,
+    challenge: uint256,
 ):
     """
     @notice The round's aggregator posts the result: one transaction, whatever the cohort size.
@@ -616,6 +625,12 @@ def submit_result(
            a failed update proof in the evidence). The committee checks the list with the rest
            of the result; if the round is finalized, each is slashed once (FAULTY_UPDATE).
            Only trainers who joined the task can be named; cohort membership is checked off chain.
+    @param proofs_root Merkle root (keccak, sorted pairs) of the trainers' signed update proof
+           submissions of this attempt (`UpdateDispute` leaves); empty when proofs are not used.
+    @param challenge The attempt's linear-check challenge the proofs answer. The committee
+           checks both with the rest of the result; a dispute may use them only once the result
+           is finalized, so neither the aggregator nor anyone else picks what an honest proof
+           is checked against.
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == OPEN, "tasks: round is not open"
@@ -628,6 +643,9 @@ def submit_result(
         assert staticcall registry.role_of(t) == TRAINER, "tasks: faulty member is not a trainer"
         assert staticcall registry.joined(task_id, t), "tasks: faulty trainer did not join the task"
     self._faulty[task_id][round_id] = faulty
+    binding: bytes32 = self._key(task_id, round_id, r.attempt, empty(address))
+    self._proofs_root[binding] = proofs_root
+    self._challenge[binding] = challenge
     vote_deadline: uint256 = block.timestamp + self.tasks[task_id].vote_window
     r.status = SUBMITTED
     r.vote_deadline = vote_deadline
@@ -653,6 +671,8 @@ def submit_result(
         reward_root=reward_root,
         vote_deadline=vote_deadline,
         faulty=faulty,
+        proofs_root=proofs_root,
+        challenge=challenge,
     )
 
 
@@ -864,28 +884,50 @@ def reopen(task_id: uint256, round_id: uint256):
 
 
 @external
-def slash_for_proof(offender: address, round_id: uint256, evidence: bytes32) -> uint256:
+def slash_for_proof(task_id: uint256, round_id: uint256, attempt: uint256, offender: address, evidence: bytes32) -> uint256:
     """
-    @notice The dispute contract governance registered for a task: slash a trainer whose signed
-            update proof in `round_id`'s evidence it found to be an offence (BAD_PROOF). The
-            amount is slash_bps of the trainer's bonded stake, as for every slash, and a
-            trainer is slashed at most once per round for its update (here or as FAULTY_UPDATE).
+    @notice The dispute contract governance registered for `task_id`: slash a trainer whose
+            signed update proof, included in the proofs root that attempt `attempt` of the
+            round posted, it found to be an offence (BAD_PROOF). Only for a finalized round and
+            its final attempt: the committee's quorum accepted that root and challenge, so a
+            minority (or the aggregator alone) cannot frame an honest proof by posting another
+            challenge. The amount is slash_bps of the trainer's bonded stake, as for every
+            slash, and a trainer is slashed at most once per round for its update (here or as
+            FAULTY_UPDATE).
+    @dev The dispute contract checks the leaf's inclusion in `round_binding`'s root and the
+         offender's signature over (chain, dispute contract, task, round, attempt, proof).
     @return The amount taken.
     """
-    task_id: uint256 = self.dispute_task[msg.sender]
-    assert task_id != 0 and self.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
-    assert round_id >= 1 and round_id <= self.tasks[task_id].current_round, "tasks: unknown round"
+    assert msg.sender != empty(address) and self.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
+    r: Round = self.rounds[task_id][round_id]
+    assert r.status == FINALIZED, "tasks: round not finalized"
+    assert attempt == r.attempt, "tasks: not the round's final attempt"
+    assert self._proofs_root[self._key(task_id, round_id, attempt, empty(address))] != empty(bytes32), "tasks: no proofs root posted"
     assert staticcall registry.role_of(offender) == TRAINER, "tasks: offender is not a trainer"
+    assert staticcall registry.joined(task_id, offender), "tasks: offender did not join the task"
     key: bytes32 = keccak256(abi_encode(task_id, round_id, offender))
     assert not self._punished[key], "tasks: update already slashed this round"
     self._punished[key] = True
-    return self._slash(offender, SLASH_BAD_PROOF, evidence, task_id, round_id, self.rounds[task_id][round_id].attempt)
+    return self._slash(offender, SLASH_BAD_PROOF, evidence, task_id, round_id, attempt)
 
 
 @internal
 @pure
 def _key(task_id: uint256, round_id: uint256, attempt: uint256, member: address) -> bytes32:
     return keccak256(abi_encode(task_id, round_id, attempt, member))
+
+
+@external
+@view
+def round_binding(task_id: uint256, round_id: uint256) -> (bytes32, uint256, uint256):
+    """
+    @notice (proofs root, challenge, attempt) the round's current attempt posted with its result
+            (empty before a result). Disputes check proofs against these, and only once the
+            round is finalized.
+    """
+    attempt: uint256 = self.rounds[task_id][round_id].attempt
+    binding: bytes32 = self._key(task_id, round_id, attempt, empty(address))
+    return self._proofs_root[binding], self._challenge[binding], attempt
 
 
 @external
