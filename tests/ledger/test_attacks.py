@@ -175,6 +175,14 @@ def test_an_abandoned_task_forfeits_its_deposit_and_refunds_the_unspent_budget(f
         fed.open(2.0)
 
 
+def test_a_round_committed_before_the_close_never_seals(fed: Fed) -> None:
+    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
+    fed.owner.close_task(fed.task_id)  # nothing pending: the round was not drawn yet
+    with pytest.raises(WrongState, match="task is closed"):
+        fed.trainers[0].seal_round(fed.task_id, round_id)
+    assert fed.ledger.contracts["reward_token"].functions.totalSupply().call() == 0
+
+
 # ---------------------------------------------------------------- 4. grinding the draw
 
 GRINDER = """

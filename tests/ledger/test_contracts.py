@@ -96,6 +96,8 @@ def test_registration_rules(fed: Fed) -> None:
     assert (
         fed.ledger.events("MemberRegistered", member=newcomer.address)[0].args["pubkey"] == "0x" + member.pubkey.hex()
     )
+    registered = fed.ledger.events("MemberRegistered", member=newcomer.address)[0].args
+    assert registered["pool_index"] == len(fed.trainers) + 1  # its number among the trainers: a label
     newcomer.update_member(h("rotated"))
     assert fed.ledger.member(newcomer.address).pubkey == h("rotated")
 

@@ -320,8 +320,11 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         members += [join(40 + i, Role.VALIDATOR, 300) for i in range(3)]
         members += [join(100 + i, Role.TRAINER, 10) for i in range(4)]
         owner = join(1, Role.TASK_OWNER, 0)
+        ledger.transfer_utility(owner.address, 300 * token)  # the task's deposit and escrowed reward budget
         tid = owner.create_task(TaskSpec(spec_hash=domain_hash(Usage.TASK_SPEC, b"report test"),
                                          reward_per_round=100 * token, rounds=2, privacy_budget=1, committee_size=3))
+        for m in members:  # only members who joined the task are drawn for it
+            m.join_task(tid)
         (run_dir / "chain" / "federation.json").write_text(json.dumps({"task_id": tid, "members": 4}))
         by_address = {m.address: m for m in members}
         trainers = [m.address for m in members[5:]]
@@ -347,7 +350,7 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         info = owner.open_round(tid)
         late = info.aggregator
         bonded = ledger.stake_of(late)
-        ledger.advance_time(ledger.task(tid).submit_window + 1)
+        ledger.advance_time(2 * ledger.task(tid).submit_window + 1)  # past the owner's grace: anyone reopens
         again = by_address[trainers[0]].reopen(tid, 1)
         slashed = bonded - ledger.stake_of(late)  # (it may be drawn, rejected and slashed again later)
         scores1 = {trainers[0]: 9_000, trainers[1]: 2_000}

@@ -38,7 +38,7 @@ TRAINER: constant(uint256) = 1
 AGGREGATOR: constant(uint256) = 2
 VALIDATOR: constant(uint256) = 3
 TASK_OWNER: constant(uint256) = 4
-MAX_JOINED: constant(uint256) = 8
+MAX_JOINED: constant(uint256) = 4
 MAX_COMMITTEE: constant(uint256) = 32
 MAX_DRAWS: constant(uint256) = 128
 AGGREGATOR_TRIES: constant(uint256) = 8
@@ -65,6 +65,8 @@ _deployer: immutable(address)
 task_manager: public(address)
 
 members: public(HashMap[address, Member])
+# registrations per role: a member's number in its role, in registration order (a label, not a pool)
+role_count: public(HashMap[uint256, uint256])
 joined: public(HashMap[uint256, HashMap[address, bool]])
 _joined_tasks: HashMap[address, DynArray[uint256, MAX_JOINED]]
 
@@ -74,6 +76,7 @@ event MemberRegistered:
     role: indexed(uint256)
     pubkey: bytes32
     metadata: bytes32
+    pool_index: uint256  # the member's number in its role (0 for task owners)
 
 event MemberUpdated:
     member: indexed(address)
@@ -117,7 +120,11 @@ def register(role: uint256, pubkey: bytes32, metadata: bytes32):
     assert self.members[msg.sender].role == 0, "registry: already registered"
     assert pubkey != empty(bytes32), "registry: empty key-agreement key"
     self.members[msg.sender] = Member(role=role, pubkey=pubkey, metadata=metadata)
-    log MemberRegistered(member=msg.sender, role=role, pubkey=pubkey, metadata=metadata)
+    number: uint256 = 0
+    if role != TASK_OWNER:
+        number = self.role_count[role] + 1
+        self.role_count[role] = number
+    log MemberRegistered(member=msg.sender, role=role, pubkey=pubkey, metadata=metadata, pool_index=number)
 
 
 @external

@@ -552,6 +552,7 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == SEALING, "tasks: round is not sealing"
+    assert not self.tasks[task_id].closed, "tasks: task is closed"
     assert block.number > r.commit_block, "tasks: seal block not mined yet"
     value: bytes32 = staticcall randomness.random_at(r.commit_block)
     if value == empty(bytes32) or staticcall registry.pools_version(task_id) != r.pools_version:
