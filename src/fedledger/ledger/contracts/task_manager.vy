@@ -1,11 +1,12 @@
 # pragma version ~=0.4.3
 """
 @title TaskManager
-@notice The member registry, the tasks and the round state machine of fedledger.
-
-        Registry: one role per address (trainer, aggregator, validator, task owner), an X25519
-        key-agreement public key (the chain is the PKI of secure aggregation) and a metadata
-        hash.
+@notice The tasks and the round state machine of fedledger, composed of modules with one
+        concern each: `task_params` (governed parameters and task bounds), `task_book` (tasks,
+        their escrow and governance's per-task setters); the rounds (commit, seal, submit, vote,
+        finalize, reopen), settlement and slashing live here. Members, task joins and the
+        selection pools are the `Registry` contract's; randomness comes through
+        `IRandomnessSource`.
 
         Tasks cost their owner something and bind only those who join them. `create_task`
         takes the owner's deposit and the whole reward budget (reward_per_round * rounds) in
@@ -53,6 +54,34 @@
 
 from ethereum.ercs import IERC20
 from . import IRandomnessSource
+from . import task_params
+from . import task_book
+
+initializes: task_params
+initializes: task_book[task_params := task_params]
+exports: (
+    task_params.governance,
+    task_params.max_reward_per_round,
+    task_params.slash_bps,
+    task_params.task_deposit,
+    task_params.min_window,
+    task_params.max_window,
+    task_params.min_committee,
+    task_params.max_committee,
+    task_params.set_max_reward_per_round,
+    task_params.set_slash_bps,
+    task_params.set_param,
+    task_book.task_count,
+    task_book.tasks,
+    task_book.total_funded,
+    task_book.task_dispute,
+    task_book.dispute_task,
+    task_book.set_task_reward,
+    task_book.set_task_quorum,
+    task_book.set_task_committee_size,
+    task_book.set_task_privacy_budget,
+    task_book.set_task_dispute,
+)
 
 
 interface IStaking:
@@ -120,44 +149,12 @@ SLASH_REJECTED_RESULT: constant(uint256) = 3  # the committee's quorum rejected 
 SLASH_FAULTY_UPDATE: constant(uint256) = 4  # a trainer the finalized result names as faulty
 SLASH_BAD_PROOF: constant(uint256) = 5  # a trainer's signed update proof disputed on chain
 
-# governance parameter codes (ParameterSet.param); 10.. are set through `set_param`
-P_MAX_REWARD: constant(uint256) = 1
-P_TASK_REWARD: constant(uint256) = 2
-P_SLASH_BPS: constant(uint256) = 4
-P_TASK_QUORUM: constant(uint256) = 5
-P_TASK_COMMITTEE: constant(uint256) = 6
-P_TASK_PRIVACY_BUDGET: constant(uint256) = 7
-P_TASK_DISPUTE: constant(uint256) = 9
-P_TASK_DEPOSIT: constant(uint256) = 10
-P_MIN_WINDOW: constant(uint256) = 11
-P_MAX_WINDOW: constant(uint256) = 12
-P_MIN_COMMITTEE: constant(uint256) = 13
-P_MAX_COMMITTEE: constant(uint256) = 14
-
 MAX_COMMITTEE: constant(uint256) = 32
 MAX_FAULTY: constant(uint256) = 32
 SEAL_DELAY: constant(uint256) = 1  # a round commits to block.number + SEAL_DELAY
 MIN_QUORUM_BPS: constant(uint256) = 6666
 BPS: constant(uint256) = 10000
 SEED_TAG: constant(bytes32) = keccak256("fedledger/v1/seed")
-
-
-struct Task:
-    owner: address
-    spec_hash: bytes32
-    reward_per_round: uint256
-    rounds: uint256
-    privacy_budget: uint256
-    privacy_spent: uint256
-    committee_size: uint256
-    quorum_bps: uint256
-    submit_window: uint256
-    vote_window: uint256
-    finalized_rounds: uint256
-    current_round: uint256
-    escrow: uint256
-    deposit: uint256
-    closed: bool
 
 
 struct Round:
@@ -194,19 +191,6 @@ registry: public(immutable(IRegistry))
 validator_share_bps: public(immutable(uint256))
 _deployer: immutable(address)
 
-governance: public(address)
-max_reward_per_round: public(uint256)
-slash_bps: public(uint256)
-task_deposit: public(uint256)
-min_window: public(uint256)
-max_window: public(uint256)
-min_committee: public(uint256)
-max_committee: public(uint256)
-# everything ever escrowed for rewards (the reward token's supply never exceeds it)
-total_funded: public(uint256)
-
-task_count: public(uint256)
-tasks: public(HashMap[uint256, Task])
 rounds: public(HashMap[uint256, HashMap[uint256, Round]])
 _committee: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_COMMITTEE]]]
 # keyed by keccak256(task_id, round_id, attempt, member)
@@ -222,11 +206,6 @@ _liveness_slashed: HashMap[bytes32, bool]
 # proof submissions and the linear-check challenge the attempt's result posted (what a dispute checks)
 _proofs_root: HashMap[bytes32, bytes32]
 _challenge: HashMap[bytes32, uint256]
-# the dispute contract governance registered for a task, and back
-task_dispute: public(HashMap[uint256, address])
-dispute_task: public(HashMap[address, uint256])
-
-
 event TaskCreated:
     task_id: indexed(uint256)
     owner: indexed(address)
@@ -318,16 +297,6 @@ event RoundReopened:
     slashed_amount: uint256
     excluded: address
 
-event DisputeContractSet:
-    task_id: indexed(uint256)
-    dispute: indexed(address)
-
-event ParameterSet:
-    param: indexed(uint256)
-    task_id: indexed(uint256)
-    value: uint256
-
-
 @deploy
 def __init__(
     staking_: IStaking,
@@ -345,7 +314,7 @@ def __init__(
     """
     @param bounds task deposit, min window, max window, min committee, max committee.
     """
-    assert slash_bps_ <= BPS and validator_share_bps_ <= BPS, "tasks: basis points above 10000"
+    assert validator_share_bps_ <= BPS, "tasks: basis points above 10000"
     staking = staking_
     reputation = reputation_
     rewards = rewards_
@@ -355,39 +324,30 @@ def __init__(
     registry = registry_
     validator_share_bps = validator_share_bps_
     _deployer = msg.sender
-    self.max_reward_per_round = max_reward_per_round_
-    self.slash_bps = slash_bps_
-    self.task_deposit = bounds[0]
-    assert bounds[1] >= 1 and bounds[1] <= bounds[2], "tasks: window bounds out of range"
-    assert 2 * bounds[2] < staticcall staking_.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
-    self.min_window = bounds[1]
-    self.max_window = bounds[2]
-    assert bounds[3] >= 1 and bounds[3] <= bounds[4] and bounds[4] <= MAX_COMMITTEE, "tasks: committee bounds out of range"
-    self.min_committee = bounds[3]
-    self.max_committee = bounds[4]
+    task_params.__init__(max_reward_per_round_, slash_bps_, bounds, staticcall staking_.unbonding_delay())
 
 
 @external
 def wire(governance: address):
     """@notice One-time wiring by the deployer."""
     assert msg.sender == _deployer, "tasks: only the deployer wires"
-    assert self.governance == empty(address), "tasks: already wired"
+    assert task_params.governance == empty(address), "tasks: already wired"
     assert governance != empty(address), "tasks: zero address"
-    self.governance = governance
+    task_params.governance = governance
 
 
 @external
 @view
 def joinable(task_id: uint256) -> bool:
     """@notice Whether members may join the task (it exists and is not closed)."""
-    return self.tasks[task_id].owner != empty(address) and not self.tasks[task_id].closed
+    return task_book.tasks[task_id].owner != empty(address) and not task_book.tasks[task_id].closed
 
 
 @external
 @view
 def leavable(task_id: uint256) -> bool:
     """@notice Whether members may leave the task: it is closed, or no round of it is under way."""
-    task: Task = self.tasks[task_id]
+    task: task_book.Task = task_book.tasks[task_id]
     return task.closed or task.current_round == 0 or self.rounds[task_id][task.current_round].status == FINALIZED
 
 
@@ -414,20 +374,13 @@ def create_task(
     assert staticcall registry.role_of(msg.sender) == TASK_OWNER, "tasks: only a registered task owner creates tasks"
     assert spec_hash != empty(bytes32), "tasks: empty spec hash"
     assert rounds > 0, "tasks: zero rounds"
-    assert reward_per_round <= self.max_reward_per_round, "tasks: reward per round above the maximum"
-    assert committee_size >= self.min_committee and committee_size <= self.max_committee, "tasks: committee size out of range"
     assert quorum_bps >= MIN_QUORUM_BPS and quorum_bps <= BPS, "tasks: quorum out of range"
-    assert submit_window >= self.min_window and vote_window >= self.min_window, "tasks: window below the minimum"
-    assert submit_window <= self.max_window and vote_window <= self.max_window, "tasks: window above the maximum"
-    assert submit_window + vote_window < staticcall staking.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
+    task_params._check_task(reward_per_round, committee_size, submit_window, vote_window)
     budget: uint256 = reward_per_round * rounds
-    deposit: uint256 = self.task_deposit
+    deposit: uint256 = task_params.task_deposit
     if budget + deposit > 0:
         assert extcall utility_token.transferFrom(msg.sender, self, budget + deposit, default_return_value=True), "tasks: transfer failed"
-    self.total_funded += budget
-    task_id: uint256 = self.task_count + 1
-    self.task_count = task_id
-    self.tasks[task_id] = Task(
+    task_id: uint256 = task_book._add(task_book.Task(
         owner=msg.sender,
         spec_hash=spec_hash,
         reward_per_round=reward_per_round,
@@ -443,7 +396,7 @@ def create_task(
         escrow=budget,
         deposit=deposit,
         closed=False,
-    )
+    ))
     log TaskCreated(
         task_id=task_id,
         owner=msg.sender,
@@ -464,19 +417,19 @@ def create_task(
 @external
 def close_task(task_id: uint256):
     """
-    @notice Task owner: close the task when no result is pending (no round, the current one
+    @notice task_book.Task owner: close the task when no result is pending (no round, the current one
             finalized, or one still sealing or rejected). The unspent reward budget goes back to
             the owner, and so does the deposit unless the owner abandons the task after opening
             a round and before all rounds are finalized: then the deposit goes to the treasury.
     """
-    task: Task = self.tasks[task_id]
+    task: task_book.Task = task_book.tasks[task_id]
     assert task.owner != empty(address), "tasks: unknown task"
     assert msg.sender == task.owner, "tasks: only the task owner closes the task"
     assert not task.closed, "tasks: task is closed"
     status: uint256 = self.rounds[task_id][task.current_round].status
     assert status == NO_ROUND or status == FINALIZED or status == SEALING or status == REJECTED, "tasks: a result is pending"
-    self.tasks[task_id].closed = True
-    self.tasks[task_id].escrow = 0
+    task_book.tasks[task_id].closed = True
+    task_book.tasks[task_id].escrow = 0
     returned: uint256 = task.deposit
     forfeited: uint256 = 0
     if task.current_round != 0 and task.finalized_rounds < task.rounds:
@@ -502,13 +455,13 @@ def _require_full_draw(task_id: uint256, committee_size: uint256):
 @external
 def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     """
-    @notice Task owner: open the task's next round. It commits to a future block; `seal` draws
+    @notice task_book.Task owner: open the task's next round. It commits to a future block; `seal` draws
             the round's roles once that block exists.
     @param privacy_bound The task's cumulative privacy spent once this round is finalized, as
            the owner's accountant computes it before the round; it may not pass the budget.
     @return The round id (from 1).
     """
-    task: Task = self.tasks[task_id]
+    task: task_book.Task = task_book.tasks[task_id]
     assert task.owner != empty(address), "tasks: unknown task"
     assert msg.sender == task.owner, "tasks: only the task owner opens rounds"
     assert not task.closed, "tasks: task is closed"
@@ -519,7 +472,7 @@ def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     assert privacy_bound >= task.privacy_spent, "tasks: privacy bound below what is already spent"
     self._require_full_draw(task_id, task.committee_size)
     round_id: uint256 = task.current_round + 1
-    self.tasks[task_id].current_round = round_id
+    task_book.tasks[task_id].current_round = round_id
     self.rounds[task_id][round_id].privacy_bound = privacy_bound
     self._commit(task_id, round_id, 0)
     return round_id
@@ -552,7 +505,7 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == SEALING, "tasks: round is not sealing"
-    assert not self.tasks[task_id].closed, "tasks: task is closed"
+    assert not task_book.tasks[task_id].closed, "tasks: task is closed"
     assert block.number > r.commit_block, "tasks: seal block not mined yet"
     value: bytes32 = staticcall randomness.random_at(r.commit_block)
     if value == empty(bytes32) or staticcall registry.pools_version(task_id) != r.pools_version:
@@ -561,7 +514,7 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
         self._commit(task_id, round_id, r.attempt)
         return False
     seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
-    d: Draw = staticcall registry.draw_roles(task_id, seed, r.excluded, self.tasks[task_id].committee_size)
+    d: Draw = staticcall registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
     total: uint256 = 0
     for i: uint256 in range(MAX_COMMITTEE):
         if i >= len(d.committee):
@@ -571,7 +524,7 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     aggregator: address = d.aggregator
     committee: DynArray[address, MAX_COMMITTEE] = d.committee
 
-    submit_deadline: uint256 = block.timestamp + self.tasks[task_id].submit_window
+    submit_deadline: uint256 = block.timestamp + task_book.tasks[task_id].submit_window
     r.status = OPEN
     r.seed = seed
     r.opened_block = block.number
@@ -639,7 +592,7 @@ def submit_result(
     assert block.timestamp <= r.submit_deadline, "tasks: submission deadline passed"
     assert model_hash != empty(bytes32), "tasks: empty model hash"
     assert privacy_spent <= r.privacy_bound, "tasks: privacy spent above the round's bound"
-    assert privacy_spent >= self.tasks[task_id].privacy_spent, "tasks: privacy spent below the task's"
+    assert privacy_spent >= task_book.tasks[task_id].privacy_spent, "tasks: privacy spent below the task's"
     for t: address in faulty:
         assert staticcall registry.role_of(t) == TRAINER, "tasks: faulty member is not a trainer"
         assert staticcall registry.joined(task_id, t), "tasks: faulty trainer did not join the task"
@@ -647,7 +600,7 @@ def submit_result(
     binding: bytes32 = self._key(task_id, round_id, r.attempt, empty(address))
     self._proofs_root[binding] = proofs_root
     self._challenge[binding] = challenge
-    vote_deadline: uint256 = block.timestamp + self.tasks[task_id].vote_window
+    vote_deadline: uint256 = block.timestamp + task_book.tasks[task_id].vote_window
     r.status = SUBMITTED
     r.vote_deadline = vote_deadline
     r.model_hash = model_hash
@@ -716,7 +669,7 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
     """
     r: Round = self.rounds[task_id][round_id]
     assert r.status == SUBMITTED, "tasks: round is not awaiting votes"
-    quorum_bps: uint256 = self.tasks[task_id].quorum_bps
+    quorum_bps: uint256 = task_book.tasks[task_id].quorum_bps
     if self._quorum(r.accept_weight, r.committee_weight, quorum_bps):
         self._settle(task_id, round_id, r)
         return FINALIZED
@@ -746,7 +699,7 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
 @internal
 def _slash(member: address, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256) -> uint256:
     """Take slash_bps of `member`'s bonded stake (active and unbonding); staking has the registry refresh its weights."""
-    amount: uint256 = (staticcall staking.bonded_of(member)) * self.slash_bps // BPS
+    amount: uint256 = (staticcall staking.bonded_of(member)) * task_params.slash_bps // BPS
     return extcall staking.slash(member, amount, reason, evidence, task_id, round_id, attempt)
 
 
@@ -760,12 +713,12 @@ def _penalize(task_id: uint256, member: address):
 @internal
 def _settle(task_id: uint256, round_id: uint256, r: Round):
     self.rounds[task_id][round_id].status = FINALIZED
-    task: Task = self.tasks[task_id]
-    self.tasks[task_id].finalized_rounds = task.finalized_rounds + 1
-    self.tasks[task_id].privacy_spent = r.privacy_spent
+    task: task_book.Task = task_book.tasks[task_id]
+    task_book.tasks[task_id].finalized_rounds = task.finalized_rounds + 1
+    task_book.tasks[task_id].privacy_spent = r.privacy_spent
     # the reward is paid out of the escrow: never more than what the owner funded
     reward: uint256 = min(task.reward_per_round, task.escrow)
-    self.tasks[task_id].escrow = task.escrow - reward
+    task_book.tasks[task_id].escrow = task.escrow - reward
 
     # validators who accepted share validator_share_bps of the reward, paid here (<= 32 mints)
     committee: DynArray[address, MAX_COMMITTEE] = self._committee[task_id][round_id]
@@ -783,7 +736,7 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
         extcall rewards.post_root(task_id, round_id, r.reward_root, pool)
     else:
         # no reward root: the contributors' part stays in the escrow (returned at close)
-        self.tasks[task_id].escrow += pool
+        task_book.tasks[task_id].escrow += pool
         pool = 0
     if r.reputation_root != empty(bytes32):
         extcall reputation.post_root(task_id, round_id, r.reputation_root)
@@ -813,7 +766,7 @@ def _settle(task_id: uint256, round_id: uint256, r: Round):
 @internal
 def _liveness_slash(member: address, reason: uint256, evidence: bytes32, task_id: uint256, round_id: uint256, attempt: uint256, window: uint256) -> uint256:
     """A missed deadline or vote: slashed once per member and round, and only if the window given was at least the minimum."""
-    if window < self.min_window:
+    if window < task_params.min_window:
         return 0
     key: bytes32 = keccak256(abi_encode(task_id, round_id, member, "liveness"))
     if self._liveness_slashed[key]:
@@ -839,7 +792,7 @@ def reopen(task_id: uint256, round_id: uint256):
             A member is slashed for a missed deadline or vote at most once per round.
     """
     r: Round = self.rounds[task_id][round_id]
-    task: Task = self.tasks[task_id]
+    task: task_book.Task = task_book.tasks[task_id]
     is_owner: bool = msg.sender == task.owner
     reason: uint256 = 0
     slashed: address = empty(address)
@@ -899,7 +852,7 @@ def slash_for_proof(task_id: uint256, round_id: uint256, attempt: uint256, offen
          offender's signature over (chain, dispute contract, task, round, attempt, proof).
     @return The amount taken.
     """
-    assert msg.sender != empty(address) and self.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
+    assert msg.sender != empty(address) and task_book.task_dispute[task_id] == msg.sender, "tasks: only a registered dispute contract slashes for proofs"
     r: Round = self.rounds[task_id][round_id]
     assert r.status == FINALIZED, "tasks: round not finalized"
     assert attempt == r.attempt, "tasks: not the round's final attempt"
@@ -964,118 +917,3 @@ def is_punished(task_id: uint256, round_id: uint256, trainer: address) -> bool:
 def vote_of(task_id: uint256, round_id: uint256, member: address) -> uint256:
     """@notice 0 no vote, 1 accept, 2 reject (current attempt)."""
     return self._vote[self._key(task_id, round_id, self.rounds[task_id][round_id].attempt, member)]
-
-
-# ---------------------------------------------------------------- governance setters
-
-
-@internal
-def _only_governance():
-    assert msg.sender == self.governance, "tasks: only governance"
-
-
-@internal
-@view
-def _task_exists(task_id: uint256):
-    assert self.tasks[task_id].owner != empty(address), "tasks: unknown task"
-
-
-@external
-def set_max_reward_per_round(new_value: uint256):
-    self._only_governance()
-    self.max_reward_per_round = new_value
-    log ParameterSet(param=P_MAX_REWARD, task_id=0, value=new_value)
-
-
-@external
-def set_task_reward(task_id: uint256, new_value: uint256):
-    """@notice Governance: a task's reward per round, within what its escrow still pays for."""
-    self._only_governance()
-    self._task_exists(task_id)
-    task: Task = self.tasks[task_id]
-    assert new_value <= self.max_reward_per_round, "tasks: reward per round above the maximum"
-    assert new_value * (task.rounds - task.finalized_rounds) <= task.escrow, "tasks: reward above the funded budget"
-    self.tasks[task_id].reward_per_round = new_value
-    log ParameterSet(param=P_TASK_REWARD, task_id=task_id, value=new_value)
-
-
-@external
-def set_slash_bps(new_value: uint256):
-    self._only_governance()
-    assert new_value <= BPS, "tasks: basis points above 10000"
-    self.slash_bps = new_value
-    log ParameterSet(param=P_SLASH_BPS, task_id=0, value=new_value)
-
-
-@external
-def set_task_quorum(task_id: uint256, new_value: uint256):
-    self._only_governance()
-    self._task_exists(task_id)
-    assert new_value >= MIN_QUORUM_BPS and new_value <= BPS, "tasks: quorum out of range"
-    self.tasks[task_id].quorum_bps = new_value
-    log ParameterSet(param=P_TASK_QUORUM, task_id=task_id, value=new_value)
-
-
-@external
-def set_task_committee_size(task_id: uint256, new_value: uint256):
-    self._only_governance()
-    self._task_exists(task_id)
-    assert new_value >= self.min_committee and new_value <= self.max_committee, "tasks: committee size out of range"
-    self.tasks[task_id].committee_size = new_value
-    log ParameterSet(param=P_TASK_COMMITTEE, task_id=task_id, value=new_value)
-
-
-@external
-def set_task_privacy_budget(task_id: uint256, new_value: uint256):
-    """@notice Governance: a task's privacy budget, only before its first round opens."""
-    self._only_governance()
-    self._task_exists(task_id)
-    assert self.tasks[task_id].current_round == 0, "tasks: privacy budget is fixed once a round has opened"
-    self.tasks[task_id].privacy_budget = new_value
-    log ParameterSet(param=P_TASK_PRIVACY_BUDGET, task_id=task_id, value=new_value)
-
-
-@external
-def set_param(param: uint256, new_value: uint256):
-    """
-    @notice Governance: the bounds every new task must respect. 10 the owner's deposit, 11 and
-            12 the minimum and maximum window (twice the maximum stays below the unbonding
-            delay), 13 and 14 the minimum and maximum committee size.
-    """
-    self._only_governance()
-    if param == P_TASK_DEPOSIT:
-        self.task_deposit = new_value
-    elif param == P_MIN_WINDOW:
-        assert new_value >= 1 and new_value <= self.max_window, "tasks: window bounds out of range"
-        self.min_window = new_value
-    elif param == P_MAX_WINDOW:
-        assert new_value >= self.min_window, "tasks: window bounds out of range"
-        assert 2 * new_value < staticcall staking.unbonding_delay(), "tasks: windows must stay below the unbonding delay"
-        self.max_window = new_value
-    elif param == P_MIN_COMMITTEE:
-        assert new_value >= 1 and new_value <= self.max_committee, "tasks: committee bounds out of range"
-        self.min_committee = new_value
-    elif param == P_MAX_COMMITTEE:
-        assert new_value >= self.min_committee and new_value <= MAX_COMMITTEE, "tasks: committee bounds out of range"
-        self.max_committee = new_value
-    else:
-        raise "tasks: unknown parameter"
-    log ParameterSet(param=param, task_id=0, value=new_value)
-
-
-@external
-def set_task_dispute(task_id: uint256, dispute: address):
-    """
-    @notice Governance: the contract allowed to call `slash_for_proof` for a task (the zero
-            address removes it). One contract serves one task.
-    """
-    self._only_governance()
-    self._task_exists(task_id)
-    old: address = self.task_dispute[task_id]
-    if old != empty(address):
-        self.dispute_task[old] = 0
-    if dispute != empty(address):
-        assert self.dispute_task[dispute] == 0, "tasks: dispute contract already serves a task"
-        self.dispute_task[dispute] = task_id
-    self.task_dispute[task_id] = dispute
-    log DisputeContractSet(task_id=task_id, dispute=dispute)
