@@ -4,6 +4,7 @@ each asserted to fail for the attacker."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import accumulate
 
 import pytest
 from ledger_fed import TASK, TEST_PARAMS, E, Fed, h, pass_proposal
@@ -20,7 +21,7 @@ from fedledger.ledger.errors import (
     NotAuthorized,
     WrongState,
 )
-from fedledger.ledger.selection import select_aggregator, select_committee
+from fedledger.ledger.selection import COMMITTEE_TAG, MAX_DRAWS, draw, select_aggregator, select_committee
 
 pytestmark = [pytest.mark.anvil]
 
@@ -389,3 +390,18 @@ def _result(info, rep_root: bytes):
     return RoundResult(model_hash=h("m2"), evidence_root=h("e2"), survivor_root=h("s2"), survivor_count=1,
                        privacy_spent=to_fixed(1.0), reputation_root=rep_root,
                        reward_root=reward_tree(info.task_id, info.round_id, {info.aggregator: E}).root)
+
+
+def test_a_whale_validator_still_gets_a_full_committee_matching_the_off_chain_draw(fed: Fed) -> None:
+    """With one validator holding ~all the weight, 128 draws do not find two others: the contract
+    walks on in pool order instead of shrinking the committee, and the replica does the same."""
+    whale = fed.validators[0]
+    fed.ledger.transfer_utility(whale.address, 10**8 * E)
+    whale.stake(10**8 * E)
+    info = fed.open()
+    assert len(set(info.committee)) == TASK.committee_size and whale.address in info.committee
+    fed.ledger.verify_selection(fed.task_id, info.round_id)
+    pool = fed.ledger.pool(fed.task_id, Role.VALIDATOR)
+    prefix = list(accumulate(w for _, w in pool))
+    drawn = {pool[draw(info.seed, COMMITTEE_TAG, j, prefix)][0] for j in range(MAX_DRAWS)}
+    assert len(drawn) < TASK.committee_size  # the draws alone would have left the committee short
