@@ -405,3 +405,22 @@ def test_a_whale_validator_still_gets_a_full_committee_matching_the_off_chain_dr
     prefix = list(accumulate(w for _, w in pool))
     drawn = {pool[draw(info.seed, COMMITTEE_TAG, j, prefix)][0] for j in range(MAX_DRAWS)}
     assert len(drawn) < TASK.committee_size  # the draws alone would have left the committee short
+
+
+def test_the_owner_role_seals_a_round_a_crash_left_committed(fed: Fed, tmp_path) -> None:
+    """A task owner that crashed between the commitment and the seal finds the round SEALING on chain
+    and seals it (the real role code, `protocol.roles.TaskOwner`)."""
+    from fedledger.core.blobstore import BlobStore
+    from fedledger.protocol.roles import RoundView, TaskOwner
+    from fedledger.protocol.transport import InProcessTransport
+
+    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))  # ... and the process died here
+    owner = TaskOwner(fed.owner, fed.task_id, InProcessTransport(), BlobStore(tmp_path / "blobs"))
+    record = fed.ledger.round(fed.task_id, round_id)
+    assert record.status is RoundStatus.SEALING
+    view = RoundView(record=record, cohort=(), global_model=h("model 0"), previous_evidence=None,
+                     now=fed.ledger.timestamp)
+    assert owner.step(view, idle=False)
+    sealed = fed.ledger.round(fed.task_id, round_id)
+    assert sealed.status is RoundStatus.OPEN and len(sealed.committee) == TASK.committee_size
+    fed.ledger.verify_selection(fed.task_id, round_id)
