@@ -4,9 +4,12 @@
 
 - gas: every operation of a federation's life on anvil (deploy, register, stake, rounds, claims,
   reputation, reopen with a slash, a governance cycle, unbond and withdraw), from the receipts;
-- transactions per round with 10, 100 and 1,000 registered, staked trainers, all of them in the
-  round's cohort and in its reward tree: open + submit + one vote per committee member + finalize,
-  the same number whatever the trainer count (claims are pulled by members later, off the round);
+- transactions per round with 10, 100 and 1,000 registered, staked trainers who joined the task, all
+  of them in the round's cohort and in its reward tree: open + seal + submit + one vote per committee
+  member + finalize, the same number whatever the trainer count (claims are pulled by members later,
+  off the round);
+- gas before and after: every operation's mean gas next to main's figures, recorded before the
+  chain rules of issue 12 in bench/results/ledger_before.json;
 - seconds of chain work per round (open to finalize, committee of 5, no learning) on anvil and on
   the in-process py-evm chain (`memory`);
 - the contracts' runtime sizes against the 24,576-byte limit;
@@ -23,17 +26,22 @@ import hashlib
 import json
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from fedledger.ledger import DeployParams, GovAction, Ledger, Role, RoundResult, TaskSpec, to_fixed
 from fedledger.ledger.backends import AnvilBackend, Backend, MemoryBackend
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.ledger.compiler import MAX_CODE_SIZE, compile_all
+from fedledger.secagg.keys import Identity
 
 E = 10**18
-PARAMS = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300)
+PARAMS = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300, max_window=2_000)
 COMMITTEE = 5
-ROUND_OPS = ("open_round", "submit_result", "vote", "finalize")
+WINDOW = 2_000
+ROUNDS = 50
+ROUND_OPS = ("open_round", "seal", "submit_result", "vote", "finalize")
+BEFORE = Path(__file__).parent / "results" / "ledger_before.json"
 
 
 def h(label: str) -> bytes:
@@ -50,13 +58,16 @@ class Federation:
         self.validators = [self._member(200 + i, Role.VALIDATOR, 100 + 50 * i) for i in range(validators)]
         self.trainers = [self._member(1_000 + i, Role.TRAINER, 10) for i in range(trainers)]
         self.by = {m.address: m for m in [*self.aggregators, *self.validators]}
-        spec = TaskSpec(h("bench task"), 100 * E, 1_000, to_fixed(1_000), COMMITTEE, 6667, 3_600, 3_600)
+        spec = TaskSpec(h("bench task"), 100 * E, ROUNDS, to_fixed(1_000), COMMITTEE, 6667, WINDOW, WINDOW)
+        ledger.transfer_utility(self.owner.address, 100 * E * ROUNDS)  # the escrowed reward budget
         self.task = self.owner.create_task(spec)
+        for m in [*self.aggregators, *self.validators, *self.trainers]:
+            m.join_task(self.task)
 
     def _member(self, i: int, role: Role, stake: int) -> Ledger:
         m = self.ledger.dev(i)
         self.ledger.transfer_utility(m.address, 1_000 * E)
-        m.register(role, h(f"x25519 {i}"))
+        m.register(role, Identity(h(f"x25519 {i}")).public_bytes)
         if stake:
             m.stake(stake * E)
         return m
@@ -81,7 +92,7 @@ class Federation:
         t0 = time.perf_counter()  # off chain: the cohort from the index, the reward and reputation trees
         cohort = self.ledger.cohort(self.task, info.round_id, len(self.trainers))
         tree = reward_tree(self.task, info.round_id, dict.fromkeys(cohort, 20 * E // max(len(cohort), 1)))
-        rep = reputation_tree(self.task, info.round_id, dict.fromkeys(info.committee, 6_000)) if reputation else None
+        rep = reputation_tree(self.task, info.round_id, dict.fromkeys(cohort[:5], 6_000)) if reputation else None
         offchain = time.perf_counter() - t0
         self.by[info.aggregator].submit_result(
             self.task,
@@ -120,10 +131,10 @@ def gas_per_operation() -> dict[str, Any]:
                     t.claim_reward(fed.task, info.round_id, tree.values[t.address], tree.proof(t.address))
             if rep is not None:
                 epoch = ledger.reputation_epoch(fed.task, info.round_id)
-                for v in info.committee:
-                    fed.owner.apply_reputation(epoch, v, 6_000, rep.proof(v))
+                for t in rep.values:  # roots score trainers (aggregators and validators: chain facts)
+                    fed.owner.apply_reputation(epoch, t, 6_000, rep.proof(t))
         info = fed.owner.open_round(fed.task, ledger.task(fed.task).privacy_spent)
-        ledger.advance_time(3_601)
+        ledger.advance_time(WINDOW + 1)
         fed.owner.reopen(fed.task, info.round_id)
         pid = fed.validators[-1].propose(GovAction.SLASH_BPS, value=2_000)
         ledger.advance_time(1)
@@ -182,10 +193,10 @@ def seconds_per_round(backend: Backend, rounds: int) -> dict[str, Any]:
         return {
             "chain": backend.kind,
             "rounds": rounds,
-            "transactions_per_round": 3 + COMMITTEE,
+            "transactions_per_round": 4 + COMMITTEE,
             "seconds_per_round_mean": round(statistics.mean(secs), 4),
             "seconds_per_round_max": round(max(secs), 4),
-            "transactions_per_second": round((3 + COMMITTEE) / statistics.mean(secs), 1),
+            "transactions_per_second": round((4 + COMMITTEE) / statistics.mean(secs), 1),
         }
 
 
@@ -238,7 +249,7 @@ def slashing_gas() -> dict[str, Any]:
         fresh()
 
         info = fed.owner.open_round(fed.task, 0)
-        ledger.advance_time(3_601)
+        ledger.advance_time(WINDOW + 1)
         fed.owner.reopen(fed.task, info.round_id)
         out["reopen_missed_deadline"] = last("reopen")  # one slash: the aggregator
         fresh()
@@ -250,7 +261,7 @@ def slashing_gas() -> dict[str, Any]:
             weight = {v: int(tm.committee_weight_of(fed.task, info.round_id, v).call()) for v in info.committee}
             for v in sorted(info.committee, key=weight.__getitem__)[:voters]:
                 fed.by[v].vote(fed.task, info.round_id, True)
-            ledger.advance_time(3_601)
+            ledger.advance_time(WINDOW + 1)
             fed.owner.reopen(fed.task, info.round_id)
             timeout[len(info.committee) - voters] = last("reopen")
             fresh()
@@ -294,12 +305,23 @@ def contract_sizes() -> dict[str, Any]:
     }
 
 
+def before_and_after(after: dict[str, Any]) -> dict[str, Any]:
+    """Mean gas of each operation on main before the issue-12 rules and now (None: no such operation)."""
+    if not BEFORE.exists():
+        return {}
+    before = json.loads(BEFORE.read_text())["gas_per_operation"]
+    ops = sorted(set(before) | set(after))
+    return {op: {"before": before.get(op, {}).get("mean"), "after": after.get(op, {}).get("mean")} for op in ops}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = [10, 100] if quick else [10, 100, 1_000]
     rounds = 2 if quick else 5
+    gas = gas_per_operation()
     return {
         "contract_sizes": contract_sizes(),
-        "gas_per_operation": gas_per_operation(),
+        "gas_per_operation": gas,
+        "gas_before_and_after": before_and_after(gas),
         "slashing_gas": slashing_gas(),
         "transactions_per_round": transactions_per_round(sizes, rounds),
         "chain_seconds_per_round": [

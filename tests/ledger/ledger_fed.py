@@ -10,6 +10,7 @@ import pytest
 from fedledger.ledger import DeployParams, Ledger, Role, RoundInfo, RoundResult, TaskSpec, to_fixed
 from fedledger.ledger.anvil import find_anvil
 from fedledger.ledger.claims import ClaimTree, reward_tree
+from fedledger.secagg.keys import Identity
 
 E = 10**18
 
@@ -24,6 +25,11 @@ TEST_PARAMS = DeployParams(
     timelock=300,
     gov_quorum_bps=2_000,
     proposal_threshold=100 * E,
+    task_deposit=100 * E,
+    min_window=60,
+    max_window=2_000,
+    min_committee=3,
+    max_committee=32,
 )
 TASK = TaskSpec(
     spec_hash=hashlib.sha256(b"task spec").digest(),
@@ -41,6 +47,11 @@ needs_anvil = pytest.mark.skipif(find_anvil() is None, reason="anvil is not inst
 
 def h(label: str | bytes) -> bytes:
     return hashlib.sha256(label if isinstance(label, bytes) else label.encode()).digest()
+
+
+def key(label: str | bytes) -> bytes:
+    """A valid Ed25519 identity key (registration refuses malformed and small-order keys), public for tests."""
+    return Identity(h(label)).public_bytes
 
 
 @dataclass
@@ -128,7 +139,7 @@ def build_fed(ledger: Ledger, *, validator_stakes: tuple[int, ...] = (100, 150, 
     def member(i: int, role: Role, stake: int) -> Ledger:
         m = ledger.dev(i)
         ledger.transfer_utility(m.address, 10_000 * E)
-        m.register(role, h(f"x25519 {i}"), h(f"meta {i}"))
+        m.register(role, key(f"x25519 {i}"), h(f"meta {i}"))
         if stake:
             m.stake(stake * E)
         return m
@@ -138,6 +149,8 @@ def build_fed(ledger: Ledger, *, validator_stakes: tuple[int, ...] = (100, 150, 
     validators = [member(20 + i, Role.VALIDATOR, s) for i, s in enumerate(validator_stakes)]
     trainers = [member(40 + i, Role.TRAINER, 10) for i in range(4)]
     task_id = owner.create_task(TASK)
+    for m in [*aggregators, *validators, *trainers]:
+        m.join_task(task_id)
     return Fed(ledger, owner, aggregators, validators, trainers, task_id)
 
 

@@ -37,6 +37,8 @@ def test_up_then_status_then_deploy(tmp_path, capsys) -> None:
         "staking",
         "reputation",
         "rewards",
+        "blockhash_randomness",
+        "registry",
         "task_manager",
         "governance",
     }

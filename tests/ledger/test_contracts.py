@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from ledger_fed import TASK, TEST_PARAMS, E, Fed, h
+from ledger_fed import TASK, TEST_PARAMS, E, Fed, h, key
 
 from fedledger.core.errors import PrivacyBudgetExceeded
-from fedledger.ledger import GovAction, Role, RoundStatus, to_fixed
+from fedledger.ledger import GovAction, Role, RoundStatus, TaskParam, to_fixed
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.ledger.errors import (
     AlreadyClaimed,
@@ -23,6 +23,7 @@ from fedledger.ledger.errors import (
     UnbondingNotOver,
     WrongState,
 )
+from fedledger.secagg import InvalidKey
 
 pytestmark = [pytest.mark.anvil]
 
@@ -73,7 +74,9 @@ def test_wiring_happens_once(fed: Fed) -> None:
     with pytest.raises(WrongState, match="minter already set"):
         fed.ledger._tx("wire", fed.ledger.contracts["reward_token"].functions.set_minter(tm))
     with pytest.raises(WrongState, match="already wired"):
-        fed.ledger._tx("wire", fed.ledger.contracts["staking"].functions.wire(tm, tm))
+        fed.ledger._tx("wire", fed.ledger.contracts["staking"].functions.wire(tm, tm, tm))
+    with pytest.raises(WrongState, match="already wired"):
+        fed.ledger._tx("wire", fed.ledger.contracts["registry"].functions.wire(tm))
 
 
 # ---------------------------------------------------------------- registry and staking
@@ -81,31 +84,40 @@ def test_wiring_happens_once(fed: Fed) -> None:
 
 def test_registration_rules(fed: Fed) -> None:
     with pytest.raises(WrongState, match="already registered"):
-        fed.trainers[0].register(Role.TRAINER, h("k"))
+        fed.trainers[0].register(Role.TRAINER, key("k"))
     newcomer = fed.ledger.dev(90)
     with pytest.raises(InvalidArgument, match="unknown role"):
-        newcomer._tx("register", newcomer.contracts["task_manager"].functions.register(9, h("k"), h("m")))
-    with pytest.raises(InvalidArgument, match="empty key-agreement key"):
+        newcomer._tx("register", newcomer.contracts["registry"].functions.register(9, h("k"), h("m")))
+    with pytest.raises(InvalidKey):  # the client refuses a small-order key before any transaction...
         newcomer.register(Role.TRAINER, b"\x00" * 32)
+    with pytest.raises(InvalidArgument, match="empty key-agreement key"):  # ...and the contract an empty one
+        newcomer._tx("register", newcomer.contracts["registry"].functions.register(int(Role.TRAINER), b"\x00" * 32,
+                                                                                   h("m")))
     with pytest.raises(WrongState, match="not a registered member"):
         newcomer.stake(1)
-    member = newcomer.register(Role.TRAINER, h("x25519 newcomer"), h("meta"))
-    assert (member.role, member.pubkey, member.stake, member.weight) == (Role.TRAINER, h("x25519 newcomer"), 0, 0)
+    member = newcomer.register(Role.TRAINER, key("x25519 newcomer"), h("meta"))
+    assert (member.role, member.pubkey, member.stake, member.weight) == (Role.TRAINER, key("x25519 newcomer"), 0, 0)
     assert (
         fed.ledger.events("MemberRegistered", member=newcomer.address)[0].args["pubkey"] == "0x" + member.pubkey.hex()
     )
-    newcomer.update_member(h("rotated"))
-    assert fed.ledger.member(newcomer.address).pubkey == h("rotated")
+    registered = fed.ledger.events("MemberRegistered", member=newcomer.address)[0].args
+    assert registered["pool_index"] == len(fed.trainers) + 1  # its number among the trainers: a label
+    with pytest.raises(InvalidKey):
+        newcomer.update_member(bytes.fromhex("ec" + "ff" * 30 + "7f"))  # y = -1: the order-2 point
+    newcomer.update_member(key("rotated"))
+    assert fed.ledger.member(newcomer.address).pubkey == key("rotated")
 
 
 def test_stake_respects_the_role_minimum(fed: Fed) -> None:
     agg = fed.ledger.dev(91)
     fed.ledger.transfer_utility(agg.address, 1_000 * E)
-    agg.register(Role.AGGREGATOR, h("k91"))
+    agg.register(Role.AGGREGATOR, key("k91"))
     with pytest.raises(InsufficientStake, match="below the role's minimum stake"):
         agg.stake(99 * E)
     agg.stake(100 * E)
-    assert agg.member().weight == 100 * E
+    assert agg.member().weight == 0  # a member weighs only in the tasks it joined
+    agg.join_task(fed.task_id)
+    assert agg.weight_in(fed.task_id) == 100 * E
     with pytest.raises(InsufficientStake, match="remaining stake below the role's minimum"):
         agg.unbond(1 * E)
     with pytest.raises(InsufficientStake, match="exceeds the active stake"):
@@ -118,7 +130,7 @@ def test_unbonding_respects_the_delay(fed: Fed) -> None:
     v = fed.validators[4]
     before = fed.ledger.utility_balance(v.address)
     v.unbond(300 * E)
-    assert v.stake_of() == 0 and v.member().weight == 0
+    assert v.stake_of() == 0 and v.weight_in(fed.task_id) == 0
     amount, release = v.unbonding_of()
     assert amount == 300 * E and release == fed.ledger.timestamp + TEST_PARAMS.unbonding_delay
     with pytest.raises(UnbondingNotOver):
@@ -164,7 +176,8 @@ def test_a_full_round(fed: Fed) -> None:
     root, pool, claimed = fed.ledger.reward_pool(fed.task_id, info.round_id)
     assert (root, pool, claimed) == (tree.root, TASK.reward_per_round - share * len(info.committee), 0)
     fed.ledger.verify_selection(fed.task_id, info.round_id)
-    assert [e.name for e in fed.ledger.events(task_id=fed.task_id, round_id=info.round_id)][:1] == ["RoundOpened"]
+    names = [e.name for e in fed.ledger.events(task_id=fed.task_id, round_id=info.round_id)]
+    assert names[:2] == ["RoundCommitted", "RoundOpened"]
 
 
 def test_non_committee_and_double_votes_revert(fed: Fed) -> None:
@@ -221,7 +234,9 @@ def test_rejection_then_reopen(fed: Fed) -> None:
     assert fed.ledger.reward_balance(info.committee[0]) == 0
     with pytest.raises(WrongState, match="current round not finalized"):
         fed.open()
-    again = fed.validators[0].reopen(fed.task_id, info.round_id)  # anyone may reopen a rejected round
+    with pytest.raises(NotAuthorized, match="only the task owner reopens before the grace period"):
+        fed.validators[0].reopen(fed.task_id, info.round_id)
+    again = fed.owner.reopen(fed.task_id, info.round_id)  # the owner at once, anyone else a window later
     assert (again.round_id, again.attempt) == (info.round_id, 1) and again.seed != info.seed
     fed.ledger.verify_selection(fed.task_id, info.round_id)
     fed.submit(again)
@@ -241,7 +256,10 @@ def test_missed_deadline_reopens_with_a_new_aggregator_and_slashes(fed: Fed) -> 
         late.submit_result(fed.task_id, info.round_id, _result())
     treasury = fed.ledger.contracts["governance"].address
     bonded = late.stake_of()
-    again = fed.trainers[0].reopen(fed.task_id, info.round_id)
+    with pytest.raises(NotAuthorized, match="only the task owner reopens before the grace period"):
+        fed.trainers[0].reopen(fed.task_id, info.round_id)
+    fed.ledger.advance_time(TASK.submit_window)
+    again = fed.trainers[0].reopen(fed.task_id, info.round_id)  # anyone, once the grace period is over
     slashed = bonded * TEST_PARAMS.slash_bps // 10_000
     assert late.stake_of() == bonded - slashed
     assert fed.ledger.utility_balance(treasury) == slashed
@@ -356,19 +374,22 @@ def test_single_leaf_tree_claims_with_an_empty_proof(fed: Fed) -> None:
 
 def test_reputation_root_updates_scores_and_weights(fed: Fed) -> None:
     info = fed.open()
-    v = fed.validators[0]
-    scores = {v.address: 9_000, fed.validators[1].address: 1_000, fed.trainers[0].address: 7_000}
+    v = fed.trainers[0]
+    scores = {v.address: 9_000, fed.trainers[1].address: 1_000, fed.validators[0].address: 7_000}
     tree = reputation_tree(fed.task_id, info.round_id, scores)
     fed.submit(info, rep=tree.root)
     fed.vote_all(info)
     fed.owner.finalize(fed.task_id, info.round_id)
     epoch = fed.ledger.reputation_epoch(fed.task_id, info.round_id)
-    assert epoch == 1 and fed.ledger.reputation_of(v.address) == 5_000
+    assert epoch == 1 and fed.ledger.reputation_of(v.address, fed.task_id) == 5_000
     with pytest.raises(InvalidProof):
         fed.trainers[3].apply_reputation(epoch, v.address, 10_000, tree.proof(v.address))
     fed.trainers[3].apply_reputation(epoch, v.address, 9_000, tree.proof(v.address))  # anyone may apply
-    assert fed.ledger.reputation_of(v.address) == 9_000
-    assert v.member().weight == v.stake_of() * (5_000 + 9_000) // 10_000
+    assert fed.ledger.reputation_of(v.address, fed.task_id) == 9_000
+    assert v.weight_in(fed.task_id) == v.stake_of() * (5_000 + 9_000) // 10_000
+    # a root scores trainers only: aggregators and validators are scored from what the chain sees
+    with pytest.raises(InvalidArgument, match="roots score trainers only"):
+        fed.trainers[3].apply_reputation(epoch, fed.validators[0].address, 7_000, tree.proof(fed.validators[0].address))
     with pytest.raises(WrongState, match="stale epoch"):
         fed.trainers[3].apply_reputation(epoch, v.address, 9_000, tree.proof(v.address))
     with pytest.raises(InvalidArgument, match="unknown epoch"):
@@ -391,11 +412,20 @@ def test_selection_matches_the_off_chain_draw_over_many_rounds(fed: Fed) -> None
     assert len(seen) >= 3
 
 
-def test_committee_shrinks_to_the_eligible_validators(fed: Fed) -> None:
+def test_a_round_never_opens_or_seals_with_a_short_committee(fed: Fed) -> None:
+    """No shrinking committee: with fewer eligible validators than the committee size nothing opens."""
     for v in fed.validators[2:]:
         v.unbond(v.stake_of())
-    info = fed.open()
-    assert sorted(info.committee) == sorted(v.address for v in fed.validators[:2])
+    with pytest.raises(WrongState, match="too few validators joined for a full committee"):
+        fed.open()
+    fed.validators[2].stake(100 * E)  # three eligible again: the round opens, committed but not drawn
+    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
+    fed.validators[2].unbond(100 * E)  # ... and loses one before the seal
+    with pytest.raises(WrongState, match="too few validators joined for a full committee"):
+        fed.owner.seal_round(fed.task_id, round_id)
+    fed.validators[3].stake(100 * E)
+    info = fed.trainers[0].seal_round(fed.task_id, round_id)  # anyone seals
+    assert len(info.committee) == TASK.committee_size and fed.validators[2].address not in info.committee
     fed.ledger.verify_selection(fed.task_id, info.round_id)
 
 
@@ -445,7 +475,7 @@ def test_governance_votes_use_the_stake_snapshot(fed: Fed) -> None:
     pid = fed.validators[0].propose(GovAction.TASK_QUORUM, key=fed.task_id, value=9_000)
     whale = fed.ledger.dev(92)
     fed.ledger.transfer_utility(whale.address, 100_000 * E)
-    whale.register(Role.VALIDATOR, h("whale"))
+    whale.register(Role.VALIDATOR, key("whale"))
     whale.stake(100_000 * E)  # after the snapshot: no voting power on this proposal
     with pytest.raises(InsufficientStake, match="no voting power"):
         whale.vote_proposal(pid, True)
@@ -476,12 +506,14 @@ def test_governance_setters_reach_tasks_stakes_and_treasury(fed: Fed) -> None:
     _pass(fed, GovAction.TASK_PRIVACY_BUDGET, key=fed.task_id, value=to_fixed(5))
     _pass(fed, GovAction.TASK_REWARD, key=fed.task_id, value=50 * E)
     _pass(fed, GovAction.MIN_STAKE, key=int(Role.TRAINER), value=20 * E)
+    _pass(fed, GovAction.TASK_BOUNDS, key=int(TaskParam.MIN_WINDOW), value=120)
+    assert fed.ledger.params()["min_window"] == 120
     task = fed.ledger.task(fed.task_id)
     assert (task.committee_size, task.privacy_budget, task.reward_per_round) == (4, to_fixed(5), 50 * E)
     assert fed.ledger.params()["min_stake_trainer"] == 20 * E
     # a trainer below the new minimum loses its weight once anyone refreshes it
-    fed.owner.refresh_weight(fed.trainers[0].address)
-    assert fed.ledger.member(fed.trainers[0].address).weight == 0
+    fed.owner.refresh_weight(fed.task_id, fed.trainers[0].address)
+    assert fed.ledger.weight_in(fed.task_id, fed.trainers[0].address) == 0
     info = fed.open()
     assert len(info.committee) == 4
     fed.ledger.verify_selection(fed.task_id, info.round_id)

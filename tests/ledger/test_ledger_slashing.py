@@ -83,7 +83,7 @@ def test_a_result_the_quorum_rejects_slashes_its_aggregator(fed: Fed) -> None:
     rejected = fed.ledger.events("RoundRejected", task_id=fed.task_id)[-1].args
     assert (rejected["slashed"], rejected["slashed_amount"]) == (agg.address, _cut(bonded))
     # the redo does not draw the rejected aggregator first (two aggregators: it draws the other)
-    again = fed.trainers[0].reopen(fed.task_id, info.round_id)
+    again = fed.owner.reopen(fed.task_id, info.round_id)
     assert again.attempt == 1 and again.aggregator != agg.address and again.seed != info.seed
     fed.ledger.verify_selection(fed.task_id, info.round_id)
     assert fed.ledger.events("RoundReopened", task_id=fed.task_id)[-1].args["excluded"] == agg.address
@@ -176,7 +176,10 @@ def test_a_vote_timeout_slashes_the_silent_members_not_the_aggregator(fed: Fed) 
     fed.ledger.advance_time(TASK.vote_window + 1)
     with pytest.raises(QuorumNotReached):
         fed.owner.finalize(fed.task_id, info.round_id)
-    again = fed.trainers[2].reopen(fed.task_id, info.round_id)  # anyone
+    with pytest.raises(NotAuthorized, match="before the grace period"):
+        fed.trainers[2].reopen(fed.task_id, info.round_id)
+    fed.ledger.advance_time(TASK.vote_window)
+    again = fed.trainers[2].reopen(fed.task_id, info.round_id)  # anyone, one window after the deadline
     slashes = fed.ledger.slashes(fed.task_id)
     assert sorted(s.member for s in slashes) == sorted(silent)
     for s in slashes:
@@ -393,6 +396,8 @@ def test_a_first_task_submission_replayed_against_a_second_task_reverts(fed: Fed
     into task 2's proofs root and dispute it there: the trainer never signed anything for task 2."""
     domain1 = _dispute_setup(fed)
     task2 = fed.owner.create_task(TASK)
+    for m in [*fed.aggregators, *fed.validators]:  # task 2's roles; the victim never joins task 2
+        m.join_task(task2)
     domain2 = _dispute_setup(fed, task_id=task2)
     victim = fed.trainers[1]
     bonded = victim.stake_of()
@@ -564,10 +569,11 @@ def test_stake_checkpoints_follow_slashes_for_governance_snapshots(fed: Fed) -> 
     info = fed.open()
     while info.aggregator != agg.address:  # the other aggregator misses deadlines until agg is drawn
         fed.ledger.advance_time(TASK.submit_window + 1)
-        info = fed.owner.reopen(fed.task_id, info.round_id)
+        fed.owner.recommit(fed.task_id, info.round_id)
         mark()
+        info = fed.owner.seal_round(fed.task_id, info.round_id)
     fed.ledger.advance_time(TASK.submit_window + 1)
-    fed.owner.reopen(fed.task_id, info.round_id)  # slashes agg
+    fed.owner.recommit(fed.task_id, info.round_id)  # slashes agg (in this block; the seal comes later)
     mark()
     agg.unbond(agg.stake_of() - 100 * E)
     mark()

@@ -47,18 +47,25 @@ def _check_invariants(fed: Fed, finalized: int) -> None:
     L = fed.ledger
     c = L.contracts
     staking, treasury, rewards = c["staking"].address, c["governance"].address, c["rewards"].address
+    escrow = c["task_manager"].address
     holders = [L.address, fed.owner.address, *(m.address for m in _members(fed))]
     utility = c["utility_token"].functions
     assert utility.totalSupply().call() == TEST_PARAMS.token_supply
     held = sum(L.utility_balance(a) for a in holders)
-    assert held + L.utility_balance(staking) + L.utility_balance(treasury) == TEST_PARAMS.token_supply
+    assert held + L.utility_balance(staking) + L.utility_balance(treasury) + L.utility_balance(escrow) == (
+        TEST_PARAMS.token_supply
+    )
+    # the task manager holds the owner's deposit and every reward it funded (paid or still escrowed)
+    funded = int(c["task_manager"].functions.total_funded().call())
+    assert L.utility_balance(escrow) == funded + TEST_PARAMS.task_deposit
     bonded = sum(L.stake_of(m.address) + L.unbonding_of(m.address)[0] for m in _members(fed))
     assert L.utility_balance(staking) == bonded
     assert c["staking"].functions.total_staked().call() == sum(L.stake_of(m.address) for m in _members(fed))
     assert L.utility_balance(treasury) == sum(s.amount for s in L.slashes())
 
     reward = c["reward_token"].functions
-    assert reward.totalSupply().call() == finalized * TASK.reward_per_round
+    assert reward.totalSupply().call() == finalized * TASK.reward_per_round <= funded
+    assert L.task(fed.task_id).escrow == funded - reward.totalSupply().call()
     assert sum(L.reward_balance(a) for a in holders) + L.reward_balance(rewards) == reward.totalSupply().call()
     unpaid = 0
     for r in range(1, L.task(fed.task_id).current_round + 1):
@@ -79,15 +86,15 @@ def _round(fed: Fed, kind: str, claims: int) -> int:
     except LedgerRevert:  # e.g. validators or aggregators all unbonded by earlier operations
         return 0
     if kind == "miss":
-        fed.ledger.advance_time(TASK.submit_window + 1)
+        fed.ledger.advance_time(2 * TASK.submit_window + 1)  # past the owner's grace period: anyone reopens
         info = fed.trainers[0].reopen(fed.task_id, info.round_id)
     if kind == "timeout":  # one member votes, the others stay silent past the deadline
         fed.submit(info, spent=task.privacy_spent / E)
         fed.at(info.committee[0]).vote(fed.task_id, info.round_id, True)
         fed.ledger.advance_time(TASK.vote_window + 1)
         try:
-            info = fed.trainers[0].reopen(fed.task_id, info.round_id)
-        except WrongState:  # a committee shrunk by unbonding: that one vote is the quorum
+            info = fed.owner.reopen(fed.task_id, info.round_id)
+        except WrongState:  # one vote of a heavy member can be the quorum
             fed.owner.finalize(fed.task_id, info.round_id)
             return 1
     tree = fed.rewards(info, amount=10 * E)

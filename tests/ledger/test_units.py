@@ -18,7 +18,16 @@ from fedledger.ledger import to_fixed
 from fedledger.ledger.anvil import MISSING_HINT, AnvilNode
 from fedledger.ledger.claims import leaf_data, reputation_tree, reward_tree
 from fedledger.ledger.compiler import CONTRACTS, CONTRACTS_DIR, MAX_CODE_SIZE, compile_all, source_digest
-from fedledger.ledger.errors import BudgetExceeded, ChainUnavailable, KeyLoadError, LedgerRevert, revert_class
+from fedledger.ledger.errors import (
+    REVERTS,
+    BudgetExceeded,
+    ChainUnavailable,
+    KeyLoadError,
+    LedgerRevert,
+    contract_reasons,
+    contract_sources,
+    revert_error,
+)
 from fedledger.ledger.keys import ENV_KEY, ENV_KEYSTORE, ENV_PASSWORD, load_signer
 from fedledger.ledger.selection import draw, select_aggregator, select_cohort, select_committee
 from fedledger.zk.onchain import DISPUTE_CONTRACT
@@ -45,14 +54,23 @@ def test_compile_cache_is_keyed_by_source(tmp_path, monkeypatch) -> None:
 
 
 def test_every_revert_reason_maps_to_a_specific_error() -> None:
-    reasons = set()
+    """The revert table is the contracts' own reasons, exactly: a new reason without an entry, or
+    an entry left behind by a removed reason, fails here."""
+    parsed = contract_reasons()
+    assert DISPUTE_CONTRACT.resolve() in [p.resolve() for p in contract_sources()]
+    assert len(parsed) > 100
+    missing = sorted(set(parsed) - set(REVERTS))
+    stale = sorted(set(REVERTS) - set(parsed))
+    assert (missing, stale) == ([], [])
+    assert all(cls is not LedgerRevert for cls in REVERTS.values())
+    # every quoted "module: reason" in a contract is a reason the parser saw (no revert form it misses)
+    quoted = set()
     for path in [*CONTRACTS_DIR.glob("*.vy"), DISPUTE_CONTRACT]:
-        reasons |= set(re.findall(r'"([a-z_0-9]+: [^"]+)"', path.read_text()))
-    assert len(reasons) > 80
-    generic = sorted(r for r in reasons if revert_class(r) is LedgerRevert)
-    assert generic == []
-    err = revert_class("tasks: round would exceed the privacy budget")("tasks: round would exceed the privacy budget")
+        quoted |= set(re.findall(r'"([a-z_0-9]+: [^"]+)"', path.read_text()))
+    assert quoted <= set(parsed)
+    err = revert_error("tasks: round would exceed the privacy budget", "open_round")
     assert isinstance(err, BudgetExceeded) and isinstance(err, PrivacyBudgetExceeded) and isinstance(err, LedgerError)
+    assert type(revert_error("tasks: something new")) is LedgerRevert  # unknown at run time: the base class
 
 
 def test_fixed_point_rounds_up() -> None:
@@ -69,10 +87,14 @@ def test_fixed_point_rounds_up() -> None:
 )
 def test_selection_draws_only_weighted_members_without_repeats(weights: list[int], seed: bytes, size: int) -> None:
     pool = [(Account.from_key((i + 1).to_bytes(32, "big")).address, w) for i, w in enumerate(weights)]
-    committee = select_committee(seed, pool, size)
     eligible = {a for a, w in pool if w > 0}
-    assert len(set(committee)) == len(committee) <= min(size, len(eligible))
-    assert set(committee) <= eligible
+    if len(eligible) < size:  # never a short committee: the contract refuses to seal, so does the replica
+        with pytest.raises(ValueError, match="needs"):
+            select_committee(seed, pool, size)
+    else:  # always a full one, even when 128 draws do not fill it (the pool-order walk does)
+        committee = select_committee(seed, pool, size)
+        assert len(set(committee)) == len(committee) == size
+        assert set(committee) <= eligible
     assert select_aggregator(seed, pool) in eligible
     # the bisection is the "first running sum above t" rule the Fenwick search implements
     prefix = list(accumulate(weights))

@@ -18,6 +18,7 @@ from fedledger.core.errors import DataError
 from fedledger.ledger import Ledger
 from fedledger.ledger.anvil import find_anvil
 from fedledger.report.html import write_report
+from fedledger.secagg.keys import Identity
 
 SECTIONS = ("summary", "accuracy", "privacy", "participation", "ledger", "config")
 DP_RUN = ["run", "--plain", "--dataset", "digits", "--clients", "8", "--rounds", "2", "--model", "logreg",
@@ -311,7 +312,7 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
             m = ledger.dev(account)
             if stake:
                 ledger.transfer_utility(m.address, stake * token)
-            m.register(role, domain_hash(Usage.SEED, b"report test", account.to_bytes(4, "big")))
+            m.register(role, Identity(domain_hash(Usage.SEED, b"report test", account.to_bytes(4, "big"))).public_bytes)
             if stake:
                 m.stake(stake * token)
             return m
@@ -320,8 +321,11 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         members += [join(40 + i, Role.VALIDATOR, 300) for i in range(3)]
         members += [join(100 + i, Role.TRAINER, 10) for i in range(4)]
         owner = join(1, Role.TASK_OWNER, 0)
+        ledger.transfer_utility(owner.address, 300 * token)  # the task's deposit and escrowed reward budget
         tid = owner.create_task(TaskSpec(spec_hash=domain_hash(Usage.TASK_SPEC, b"report test"),
                                          reward_per_round=100 * token, rounds=2, privacy_budget=1, committee_size=3))
+        for m in members:  # only members who joined the task are drawn for it
+            m.join_task(tid)
         (run_dir / "chain" / "federation.json").write_text(json.dumps({"task_id": tid, "members": 4}))
         by_address = {m.address: m for m in members}
         trainers = [m.address for m in members[5:]]
@@ -347,7 +351,7 @@ def _scripted_chain(run_dir: Path) -> dict[str, object]:
         info = owner.open_round(tid)
         late = info.aggregator
         bonded = ledger.stake_of(late)
-        ledger.advance_time(ledger.task(tid).submit_window + 1)
+        ledger.advance_time(2 * ledger.task(tid).submit_window + 1)  # past the owner's grace: anyone reopens
         again = by_address[trainers[0]].reopen(tid, 1)
         slashed = bonded - ledger.stake_of(late)  # (it may be drawn, rejected and slashed again later)
         scores1 = {trainers[0]: 9_000, trainers[1]: 2_000}

@@ -16,6 +16,7 @@ from web3.exceptions import ContractLogicError
 from zk_anvil import ANVIL
 from zk_support import SMALL
 
+from fedledger.secagg.keys import Identity
 from fedledger.zk.backend import Groth16Backend, proof_words
 from fedledger.zk.onchain import DisputeDomain, Submission, evidence_tree, sign_submission
 from fedledger.zk.update import ProofContext, UpdateProver, chunk_public_inputs, commit_update
@@ -92,7 +93,7 @@ def _world(tmp_path: Path, prover: UpdateProver, *, chunks: int = 1, register: b
     from fedledger.ledger import DeployParams, Ledger, Role, TaskSpec, to_fixed
     from fedledger.ledger.backends import AnvilBackend
 
-    params = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300)
+    params = DeployParams(unbonding_delay=5_000, voting_period=600, timelock=300, max_window=2_000, min_committee=1)
     backend = AnvilBackend(tmp_path)
     try:
         ledger = Ledger.attach(backend, params=params)
@@ -102,12 +103,18 @@ def _world(tmp_path: Path, prover: UpdateProver, *, chunks: int = 1, register: b
             for i, (role, stake) in enumerate(roles):
                 m = ledger.dev(i + 1)
                 ledger.transfer_utility(m.address, 1_000 * E18)
-                m.register(role, bytes([i + 1]) * 32)
+                m.register(role, Identity(bytes([i + 1]) * 32).public_bytes)
                 if stake:
                     m.stake(stake * E18)
                 members.append(m)
             owner, aggregator, validator, trainers = members[0], members[1], members[2], members[3:]
-            task = owner.create_task(TaskSpec(b"\x01" * 32, 10 * E18, 3, to_fixed(10), committee_size=1))
+            task = owner.create_task(
+                TaskSpec(
+                    b"\x01" * 32, 10 * E18, 3, to_fixed(10), committee_size=1, submit_window=1_000, vote_window=1_000
+                )
+            )
+            for m in members[1:]:  # only members who joined a task are drawn, named or slashed in it
+                m.join_task(task)
             verifier = owner.deploy_verifier(Groth16Backend.export_vyper(prover.keys))
             dispute = owner.deploy_dispute(
                 verifier, task, chunk_size=SMALL.chunk_size, chunks=chunks, bound2x=SMALL.bound2x, bound2e=SMALL.bound2e

@@ -75,6 +75,10 @@ class Backend(ABC):
     def advance_time(self, seconds: int) -> None:
         """Move the chain clock forward and mine a block (dev chains)."""
 
+    def mine(self) -> None:
+        """Mine one empty block (dev chains): a round's committed block must exist before it is sealed."""
+        self._require_dev("mining on demand")
+
     @abstractmethod
     def snapshot(self) -> Any: ...
 
@@ -159,6 +163,9 @@ class AnvilBackend(Backend):
         self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
+    def mine(self) -> None:
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
     def snapshot(self) -> Any:
         return self.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
 
@@ -203,6 +210,9 @@ class MemoryBackend(Backend):
     def advance_time(self, seconds: int) -> None:
         latest = int(self.w3.eth.get_block("latest")["timestamp"])
         self.tester.time_travel(latest + int(seconds))
+
+    def mine(self) -> None:
+        self.tester.mine_blocks(1)
 
     def snapshot(self) -> Any:
         return self.tester.take_snapshot()

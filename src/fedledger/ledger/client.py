@@ -9,7 +9,8 @@ the method's name and feeds the receipt's events to the index.
 
     with Ledger.connect("auto", run_dir) as owner:
         task = owner.create_task(TaskSpec(spec_hash, reward_per_round=..., rounds=10, privacy_budget=to_fixed(8)))
-        info = owner.open_round(task, privacy_bound=to_fixed(0.8))   # RoundInfo(seed, aggregator, committee)
+        for m in members: owner.as_account(m).join_task(task)        # only joined members are drawn
+        info = owner.open_round(task, privacy_bound=to_fixed(0.8))   # commit, then seal: RoundInfo
         owner.as_account(agg_key).submit_result(task, info.round_id, RoundResult(...))
         for v in committee_keys: owner.as_account(v).vote(task, info.round_id, accept=True)
         owner.finalize(task, info.round_id)
@@ -18,6 +19,7 @@ the method's name and feeds the receipt's events to the index.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +32,9 @@ from fedledger.core.errors import IntegrityError
 from fedledger.ledger.backends import AnvilBackend, Backend, open_backend
 from fedledger.ledger.compiler import compile_source
 from fedledger.ledger.deploy import DEPLOYMENT_FILE, Deployment, DeployParams, check_deployment, contracts_for, deploy
-from fedledger.ledger.errors import DeploymentError, InvalidArgument, LedgerError
+from fedledger.ledger.errors import DeploymentError, InvalidArgument, LedgerError, TransactionFailed
 from fedledger.ledger.index import EventIndex
-from fedledger.ledger.selection import select_aggregator, select_cohort, select_committee
+from fedledger.ledger.selection import pool_id, select_aggregator, select_cohort, select_committee
 from fedledger.ledger.tx import TxSender
 from fedledger.ledger.types import (
     ZERO32,
@@ -53,11 +55,14 @@ from fedledger.ledger.types import (
     TaskInfo,
     TaskSpec,
 )
+from fedledger.secagg.keys import check_identity_key
 
 if TYPE_CHECKING:
     from fedledger.zk.onchain import DisputeDomain, Submission
 
 INDEX_FILE = "index.sqlite"
+SEAL_WAIT = 120.0  # seconds to wait for a round's committed block on a chain that mines by itself
+SEAL_TRIES = 4  # re-commits (a lapsed block hash) before giving up
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -277,48 +282,74 @@ class Ledger:
 
     # ------------------------------------------------------------------ registry
     def register(self, role: Role, pubkey: bytes, metadata: bytes = ZERO32) -> Member:
-        """Register the signer with `role` and its X25519 key-agreement public key (32 bytes)."""
+        """Register the signer with `role` and its Ed25519 identity key (32 bytes; it signs the member's messages
+        and gives its X25519 key agreement). A malformed, non-canonical or small-order key is refused here
+        (`secagg.InvalidKey`), before any transaction: such a key would let anyone forge the member's signatures or
+        break its neighbours' key agreement."""
+        check_identity_key(pubkey)
         self._tx(
-            "register", self._fn("task_manager").register(int(role), _b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
+            "register", self._fn("registry").register(int(role), _b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
         )
         member = self.member()
         assert member is not None
         return member
 
     def update_member(self, pubkey: bytes, metadata: bytes = ZERO32) -> None:
+        check_identity_key(pubkey)
         self._tx(
-            "update_member", self._fn("task_manager").update_member(_b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
+            "update_member", self._fn("registry").update_member(_b32(pubkey, "pubkey"), _b32(metadata, "metadata"))
         )
 
-    def member(self, address: str | None = None) -> Member | None:
+    def member(self, address: str | None = None, task_id: int | None = None) -> Member | None:
+        """A registered member; `pool_index` and `weight` are its place and weight in task
+        `task_id`'s pool of its role (0 without a task or if it did not join it)."""
         a = to_checksum_address(address or self.address)
-        role, pubkey, metadata, pool_index = self._fn("task_manager").members(a).call()
+        role, pubkey, metadata = self._fn("registry").members(a).call()
         if role == 0:
             return None
+        pool = pool_id(task_id or 0, role)
         return Member(
             address=a,
             role=Role(role),
             pubkey=bytes(pubkey),
             metadata=bytes(metadata),
-            pool_index=int(pool_index),
+            pool_index=int(self._fn("registry").index_of(pool, a).call()) if task_id else 0,
             stake=self.stake_of(a),
-            weight=int(self._fn("task_manager").weight_of(a).call()),
+            weight=int(self._fn("registry").weight_in(pool, a).call()) if task_id else 0,
         )
 
-    def refresh_weight(self, address: str) -> None:
-        self._tx("refresh_weight", self._fn("task_manager").refresh_weight(to_checksum_address(address)))
+    def weight_in(self, task_id: int, address: str | None = None) -> int:
+        """The member's selection weight in a task it joined (0 otherwise)."""
+        m = self.member(address, task_id)
+        return 0 if m is None else m.weight
 
-    def pool(self, role: Role, *, before: tuple[int, int] | None = None) -> list[tuple[str, int]]:
-        """[(address, weight)] of a role's selection pool in pool order, from the event index.
+    def refresh_weight(self, task_id: int, address: str) -> None:
+        self._tx("refresh_weight", self._fn("registry").refresh_weight(task_id, to_checksum_address(address)))
+
+    def join_task(self, task_id: int) -> None:
+        """Opt in to a task with the signer's role and stake: it can now be drawn (or be in a
+        cohort) for the task, and the task's rules may slash its stake."""
+        self._tx("join_task", self._fn("registry").join_task(task_id))
+
+    def leave_task(self, task_id: int) -> None:
+        """Opt out of a task between its rounds."""
+        self._tx("leave_task", self._fn("registry").leave_task(task_id))
+
+    def joined(self, task_id: int, address: str | None = None) -> bool:
+        return bool(self._fn("registry").joined(task_id, to_checksum_address(address or self.address)).call())
+
+    def pool(self, task_id: int, role: Role, *, before: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+        """[(address, weight)] of a task's selection pool of a role, in pool order, from the event index.
 
         With `before=(block, log_index)` it is the pool as it stood just before that event, which
         is what the contract drew a round's roles from.
         """
         idx = self._s.index
-        members = idx.events("MemberRegistered", before=before, role=int(role))
-        order = {str(e.args["member"]): int(e.args["pool_index"]) for e in members}  # type: ignore[call-overload]
+        pid = pool_id(task_id, role)
+        entered = idx.events("PoolEntered", before=before, pool=pid)
+        order = {str(e.args["member"]): int(e.args["pool_index"]) for e in entered}  # type: ignore[call-overload]
         weights = dict.fromkeys(order, 0)
-        for e in idx.events("PoolWeightChanged", before=before, sync=False, role=int(role)):
+        for e in idx.events("PoolWeightChanged", before=before, sync=False, pool=pid):
             weights[str(e.args["member"])] = int(e.args["weight"])  # type: ignore[call-overload]
         return sorted(weights.items(), key=lambda kv: order[kv[0]])
 
@@ -346,6 +377,12 @@ class Ledger:
 
     # ------------------------------------------------------------------ tasks
     def create_task(self, spec: TaskSpec) -> TaskId:
+        """Create a task: the signer (a registered task owner) pays the deposit and the reward
+        budget (reward_per_round * rounds) in utility tokens into escrow, approved here first."""
+        tm = self._s.c["task_manager"].address
+        cost = spec.reward_per_round * spec.rounds + int(self._fn("task_manager").task_deposit().call())
+        if cost and int(self._fn("utility_token").allowance(self.address, tm).call()) < cost:
+            self._tx("approve", self._fn("utility_token").approve(tm, cost))
         receipt = self._tx(
             "create_task",
             self._fn("task_manager").create_task(
@@ -365,7 +402,16 @@ class Ledger:
         raw = self._fn("task_manager").tasks(task_id).call()
         if int(raw[0], 16) == 0:
             raise InvalidArgument(f"unknown task {task_id}", "task")
-        return TaskInfo(TaskId(task_id), raw[0], bytes(raw[1]), *map(int, raw[2:]))
+        n = [int(x) for x in raw[2:14]]
+        return TaskInfo(
+            TaskId(task_id), raw[0], bytes(raw[1]), n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9],
+            escrow=n[10], deposit=n[11], closed=bool(raw[14]),
+        )
+
+    def close_task(self, task_id: int) -> None:
+        """Task owner: close the task; the unspent budget (and the deposit, unless the task is
+        abandoned after opening a round and before finishing) go back to the owner."""
+        self._tx("close_task", self._fn("task_manager").close_task(task_id))
 
     def task_count(self) -> int:
         return int(self._fn("task_manager").task_count().call())
@@ -389,10 +435,40 @@ class Ledger:
 
     def open_round(self, task_id: int, privacy_bound: int | None = None) -> RoundInfo:
         """Task owner: open the next round. `privacy_bound` is the task's cumulative privacy spent
-        once this round is finalized (18-decimal fixed point); by default, what is spent already."""
+        once this round is finalized (18-decimal fixed point); by default, what is spent already.
+        Opening commits the round to a future block (`commit_round`); this then waits for that
+        block and seals the draw (`seal_round`), returning the round's roles."""
+        return self.seal_round(task_id, self.commit_round(task_id, privacy_bound))
+
+    def commit_round(self, task_id: int, privacy_bound: int | None = None) -> RoundId:
+        """Task owner: open the next round without sealing it: the round commits to a future block,
+        nobody (the caller included) can know its draw yet. Returns the round id."""
         if privacy_bound is None:
             privacy_bound = self.task(task_id).privacy_spent
-        return self._round_info(self._tx("open_round", self._fn("task_manager").open_round(task_id, privacy_bound)))
+        receipt = self._tx("open_round", self._fn("task_manager").open_round(task_id, privacy_bound))
+        return RoundId(int(self._events(receipt, "RoundCommitted")[0].args["round_id"]))  # type: ignore[call-overload]
+
+    def seal_round(self, task_id: int, round_id: int) -> RoundInfo:
+        """Anyone: fix a committed round's seed from the committed block and draw its aggregator
+        and committee. Waits for the block first (a dev chain mines one); a lapsed block makes
+        the contract commit again, and this tries again."""
+        for _ in range(SEAL_TRIES):
+            self._await_block(int(self._fn("task_manager").rounds(task_id, round_id).call()[18]) + 1)
+            receipt = self._tx("seal", self._fn("task_manager").seal(task_id, round_id))
+            if self._events(receipt, "RoundOpened"):
+                return self._round_info(receipt)
+        raise TransactionFailed(f"round {task_id}/{round_id}: the committed block lapsed {SEAL_TRIES} times")
+
+    def _await_block(self, number: int) -> None:
+        """Return once the chain's head is at least block `number` (dev chains mine empty blocks)."""
+        deadline = time.monotonic() + SEAL_WAIT
+        while self.block_number < number:
+            if self._s.backend.dev:
+                self._s.backend.mine()
+            elif time.monotonic() > deadline:
+                raise TransactionFailed(f"block {number} not mined within {SEAL_WAIT:.0f} s")
+            else:
+                time.sleep(1.0)
 
     def submit_result(
         self,
@@ -467,11 +543,18 @@ class Ledger:
         return RoundStatus(status)
 
     def reopen(self, task_id: int, round_id: int) -> RoundInfo:
-        """Anyone: restart a round with a new seed after a missed submission deadline (slashing the
+        """Restart a round with a new seed after a missed submission deadline (slashing the
         aggregator, MISSED_DEADLINE), after the vote deadline without a quorum either way (slashing
         each committee member that did not vote, MISSED_VOTE; not the aggregator) or after a
-        rejection. The slashes are in `slashes(task_id)`."""
-        return self._round_info(self._tx("reopen", self._fn("task_manager").reopen(task_id, round_id)))
+        rejection: the task owner at once, anyone else one window later. Each member is slashed
+        for a missed deadline or vote at most once per round. The slashes are in
+        `slashes(task_id)`. The new draw is sealed as in `open_round`."""
+        self.recommit(task_id, round_id)
+        return self.seal_round(task_id, round_id)
+
+    def recommit(self, task_id: int, round_id: int) -> None:
+        """`reopen` without sealing: the round commits to a future block."""
+        self._tx("reopen", self._fn("task_manager").reopen(task_id, round_id))
 
     def round(self, task_id: int, round_id: int) -> RoundRecord:
         tm = self._fn("task_manager")
@@ -497,6 +580,9 @@ class Ledger:
             committee_weight=int(r[15]),
             accept_weight=int(r[16]),
             reject_weight=int(r[17]),
+            commit_block=int(r[18]),
+            excluded=str(r[19]),
+            pools_version=int(r[20]),
             committee=tuple(str(a) for a in tm.committee(task_id, round_id).call()),
             faulty=tuple(str(a) for a in tm.faulty(task_id, round_id).call()),
         )
@@ -529,8 +615,8 @@ class Ledger:
         if reopened and int(str(reopened[-1].args["excluded"]), 16) != 0:
             excluded = str(reopened[-1].args["excluded"])
         size = self._committee_size_at(task_id, at)
-        aggregator = select_aggregator(seed, self.pool(Role.AGGREGATOR, before=at), excluded)
-        committee = select_committee(seed, self.pool(Role.VALIDATOR, before=at), size)
+        aggregator = select_aggregator(seed, self.pool(task_id, Role.AGGREGATOR, before=at), excluded)
+        committee = select_committee(seed, self.pool(task_id, Role.VALIDATOR, before=at), size)
         return aggregator, committee
 
     def _committee_size_at(self, task_id: int, at: tuple[int, int]) -> int:
@@ -547,10 +633,10 @@ class Ledger:
             raise IntegrityError(f"round {task_id}/{round_id}: on-chain selection differs from the off-chain draw")
 
     def cohort(self, task_id: int, round_id: int, size: int) -> list[str]:
-        """The round's trainer cohort: `size` eligible trainers (non-zero weight when the round
-        opened) ranked by the seed. Computed off chain by everyone; nothing is sent."""
+        """The round's trainer cohort: `size` trainers who joined the task with non-zero weight
+        when the round was sealed, ranked by the seed. Computed off chain by everyone; nothing is sent."""
         ev = self._opened_event(task_id, round_id, None)
-        trainers = [a for a, w in self.pool(Role.TRAINER, before=(ev.block_number, ev.log_index)) if w > 0]
+        trainers = [a for a, w in self.pool(task_id, Role.TRAINER, before=(ev.block_number, ev.log_index)) if w > 0]
         return select_cohort(_hexb(ev.args["seed"]), trainers, size)
 
     # ------------------------------------------------------------------ slashing
@@ -676,8 +762,14 @@ class Ledger:
         )
 
     # ------------------------------------------------------------------ reputation
-    def reputation_of(self, address: str | None = None) -> int:
-        return int(self._fn("reputation").score_of(to_checksum_address(address or self.address)).call())
+    def reputation_of(self, address: str | None = None, task_id: int | None = None) -> int:
+        """The member's score in a task (scores are per task); without a task, in the last task
+        it joined (the default score if it joined none)."""
+        a = to_checksum_address(address or self.address)
+        if task_id is None:
+            joined = self._fn("registry").joined_tasks(a).call()
+            task_id = int(joined[-1]) if joined else 0
+        return int(self._fn("reputation").score_of(task_id, a).call())
 
     def reputation_epoch(self, task_id: int, round_id: int) -> int:
         """The reputation epoch a finalized round opened (0 if its result carried no root)."""
@@ -736,6 +828,11 @@ class Ledger:
             "slash_bps": int(tm.slash_bps().call()),
             "validator_share_bps": int(tm.validator_share_bps().call()),
             "unbonding_delay": int(st.unbonding_delay().call()),
+            "task_deposit": int(tm.task_deposit().call()),
+            "min_window": int(tm.min_window().call()),
+            "max_window": int(tm.max_window().call()),
+            "min_committee": int(tm.min_committee().call()),
+            "max_committee": int(tm.max_committee().call()),
         }
         for role in (Role.TRAINER, Role.AGGREGATOR, Role.VALIDATOR, Role.TASK_OWNER):
             out[f"min_stake_{role.name.lower()}"] = int(st.min_stake(int(role)).call())

@@ -28,6 +28,8 @@ CONTRACTS = (
     "staking",
     "reputation",
     "rewards",
+    "blockhash_randomness",
+    "registry",
     "task_manager",
     "governance",
 )

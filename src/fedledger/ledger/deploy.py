@@ -42,6 +42,14 @@ class DeployParams:
     timelock: int = 2 * 86400
     gov_quorum_bps: int = 2_000
     proposal_threshold: int = 100 * TOKEN
+    #: what a task owner bonds per task (utility tokens, returned at close unless it abandons the task)
+    task_deposit: int = 100 * TOKEN
+    #: bounds of a task's submit and vote windows (seconds); twice the maximum stays below `unbonding_delay`
+    min_window: int = 60
+    max_window: int = 6 * 3600
+    #: bounds of a task's committee size
+    min_committee: int = 3
+    max_committee: int = 32
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ def _at(w3: Web3, address: str, abi: list[dict[str, object]]) -> Contract:
 
 
 def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployParams = DeployParams()) -> Deployment:
-    """Deploy and wire all contracts (12 transactions)."""
+    """Deploy and wire all contracts (15 transactions)."""
     arts = compile_all()
     start_block = int(w3.eth.block_number) + 1
     addr: dict[str, str] = {}
@@ -102,15 +110,21 @@ def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployPar
     create("staking", addr["utility_token"], params.unbonding_delay, list(params.min_stakes))
     create("reputation")
     create("rewards", addr["reward_token"])
+    create("blockhash_randomness")
+    create("registry", addr["staking"], addr["reputation"])
     create(
         "task_manager",
         addr["staking"],
         addr["reputation"],
         addr["rewards"],
         addr["reward_token"],
+        addr["utility_token"],
+        addr["blockhash_randomness"],
+        addr["registry"],
         params.max_reward_per_round,
         params.slash_bps,
         params.validator_share_bps,
+        [params.task_deposit, params.min_window, params.max_window, params.min_committee, params.max_committee],
     )
     create(
         "governance",
@@ -124,8 +138,12 @@ def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployPar
     )
     c = {name: _at(w3, a, arts[name].abi) for name, a in addr.items()}
     sender.transact(deployer, "wire:reward_token", c["reward_token"].functions.set_minter(addr["task_manager"]))
-    sender.transact(deployer, "wire:staking", c["staking"].functions.wire(addr["task_manager"], addr["governance"]))
-    sender.transact(deployer, "wire:reputation", c["reputation"].functions.wire(addr["task_manager"]))
+    wire_staking = c["staking"].functions.wire(addr["registry"], addr["task_manager"], addr["governance"])
+    sender.transact(deployer, "wire:staking", wire_staking)
+    sender.transact(
+        deployer, "wire:reputation", c["reputation"].functions.wire(addr["task_manager"], addr["registry"])
+    )
+    sender.transact(deployer, "wire:registry", c["registry"].functions.wire(addr["task_manager"]))
     sender.transact(deployer, "wire:rewards", c["rewards"].functions.wire(addr["task_manager"]))
     sender.transact(deployer, "wire:task_manager", c["task_manager"].functions.wire(addr["governance"]))
     return Deployment(

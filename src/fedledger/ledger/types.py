@@ -44,6 +44,7 @@ class RoundStatus(IntEnum):
     SUBMITTED = 2
     FINALIZED = 3
     REJECTED = 4
+    SEALING = 5  # committed to a future block; `seal` draws the roles once it exists
 
 
 class ReopenReason(IntEnum):
@@ -74,6 +75,17 @@ class GovAction(IntEnum):
     TASK_PRIVACY_BUDGET = 7
     TREASURY_GRANT = 8
     TASK_DISPUTE = 9  # key: task id, account: the task's dispute contract (zero address removes it)
+    TASK_BOUNDS = 10  # key: a `TaskParam`, value: its new value
+
+
+class TaskParam(IntEnum):
+    """The bounds every new task must respect (`GovAction.TASK_BOUNDS` key)."""
+
+    DEPOSIT = 10  # utility tokens an owner bonds per task
+    MIN_WINDOW = 11  # seconds
+    MAX_WINDOW = 12  # seconds; twice it stays below the staking unbonding delay
+    MIN_COMMITTEE = 13
+    MAX_COMMITTEE = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,11 @@ class TaskInfo:
     vote_window: int
     finalized_rounds: int
     current_round: int
+    #: reward budget still escrowed (utility tokens)
+    escrow: int = 0
+    #: the owner's deposit
+    deposit: int = 0
+    closed: bool = False
 
     @property
     def completed(self) -> bool:
@@ -178,6 +195,12 @@ class RoundRecord:
     reject_weight: int
     committee: tuple[str, ...] = field(default=())
     faulty: tuple[str, ...] = field(default=())
+    #: the block whose randomness seals the current attempt's draw
+    commit_block: int = 0
+    #: the aggregator not drawn first in this attempt (after a missed deadline or a rejection)
+    excluded: str = ""
+    #: the task's pools' version at the commitment (the seal re-commits if it changed)
+    pools_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,8 +171,9 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
 
 
 def _member_number(ledger: Ledger, address: str) -> int:
-    """A trainer's member number (its SecAgg+ id): its place in the trainer pool on chain, from 0."""
-    member = ledger.member(address)
-    if member is None:
+    """A trainer's member number (its SecAgg+ id): its registration number among the trainers, from 0 (the
+    `MemberRegistered` event's number in its role; fixed for life, unlike its place in a task's pool)."""
+    registered = ledger.events("MemberRegistered", member=address)
+    if not registered or ledger.member(address) is None:
         raise IntegrityError(f"cohort member {address} is not registered")
-    return member.pool_index - 1
+    return int(registered[0].args["pool_index"]) - 1

@@ -216,6 +216,9 @@ class TaskOwner(Role):
             elif r.status is RoundStatus.REJECTED:
                 self.ledger.reopen(self.task_id, r.round_id)
                 return True
+            elif r.status is RoundStatus.SEALING:  # committed (a crash before the seal): draw the roles now
+                self.ledger.seal_round(self.task_id, r.round_id)
+                return True
             elif r.status is RoundStatus.OPEN and idle and view.now > r.submit_deadline:
                 self.ledger.reopen(self.task_id, r.round_id)  # the contract slashes the late aggregator
                 return True

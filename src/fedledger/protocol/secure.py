@@ -438,7 +438,7 @@ def parse_transcript(transcript: Sequence[bytes], registry: Registry, base: Cont
                 out.proofs.setdefault(session, {})[member] = proof_from_json(_load(msg.payload))
             else:
                 out.reveals.setdefault(session, {})[member] = _load(msg.payload)
-        except (MessageError, SecAggError, KeyError, TypeError, ValueError) as e:
+        except (MessageError, ProtocolViolation, SecAggAbort, KeyError, TypeError, ValueError) as e:
             raise IntegrityError(f"transcript: a {kind} message of member {member} is malformed: {e}") from None
     return out
 

@@ -132,6 +132,8 @@ class Federation:
             join(TRAINER_BASE + i, Role.TRAINER, trainer_keys[i],
                  data_commitments[i] if data_commitments is not None else None)
         join(OWNER_ACCOUNT, Role.TASK_OWNER, key_of(OWNER_ACCOUNT, b"owner"))
+        owner = self.ledger.dev(OWNER_ACCOUNT)  # bonds the deposit and escrows the whole reward budget
+        self.ledger.transfer_utility(owner.address, REWARD_PER_ROUND * rounds + self.ledger.params()["task_deposit"])
         task = TaskSpec(
             spec_hash=spec_hash,
             reward_per_round=REWARD_PER_ROUND,
@@ -140,7 +142,12 @@ class Federation:
             committee_size=committee,
             quorum_bps=QUORUM_BPS,
         )
-        return int(self.ledger.dev(OWNER_ACCOUNT).create_task(task))
+        task_id = int(owner.create_task(task))
+        for account in [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),  # only joined members are drawn
+                        *(VALIDATOR_BASE + i for i in range(max(committee, 3))),
+                        *(TRAINER_BASE + i for i in range(members))]:
+            self.ledger.dev(account).join_task(task_id)
+        return task_id
 
     def registered_keys(self) -> dict[int, bytes]:
         """Each trainer's public key as registered on chain: the PKI of secure aggregation."""
@@ -279,7 +286,7 @@ class ChainRounds:
     def observe(self, round_id: int, cohort_size: int) -> RoundView:
         record = self.ledger.round(self.fed.task_id, round_id)
         key = (round_id, record.attempt)
-        if record.status is not RoundStatus.NONE and key not in self._cohorts:
+        if record.status not in (RoundStatus.NONE, RoundStatus.SEALING) and key not in self._cohorts:
             self._cohorts[key] = tuple(self.ledger.cohort(self.fed.task_id, round_id, cohort_size))
         previous = self.ledger.round(self.fed.task_id, round_id - 1) if round_id > 1 else None
         assert self.initial_model is not None
@@ -323,7 +330,7 @@ class ChainRounds:
             epoch = self.ledger.reputation_epoch(task, round_id)
             tree = reputation_tree(task, round_id, scores)
             for address, score in scores.items():
-                if self.ledger.reputation_of(address) != score:
+                if self.ledger.reputation_of(address, task) != score:
                     self.fed.at(address).apply_reputation(epoch, address, score, tree.proof(address))
 
     def balances(self) -> dict[str, dict[str, object]]:
@@ -334,7 +341,7 @@ class ChainRounds:
             for i, a in enumerate(accounts):
                 out[f"{label} {i}"] = {"address": a.address, "reward": self.ledger.reward_balance(a.address) / TOKEN,
                                        "stake": self.ledger.stake_of(a.address) / TOKEN,
-                                       "reputation": self.ledger.reputation_of(a.address)}
+                                       "reputation": self.ledger.reputation_of(a.address, self.fed.task_id)}
         return out
 
     # -- one round ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ interface ITaskManager:
     def set_task_committee_size(task_id: uint256, new_value: uint256): nonpayable
     def set_task_privacy_budget(task_id: uint256, new_value: uint256): nonpayable
     def set_task_dispute(task_id: uint256, dispute: address): nonpayable
+    def set_param(param: uint256, new_value: uint256): nonpayable
 
 
 # the whitelist: `key` is the task id or the role where the action needs one
@@ -40,6 +41,7 @@ TASK_COMMITTEE_SIZE: constant(uint256) = 6
 TASK_PRIVACY_BUDGET: constant(uint256) = 7
 TREASURY_GRANT: constant(uint256) = 8
 TASK_DISPUTE: constant(uint256) = 9  # key: task id, account: its dispute contract (zero removes it)
+TASK_BOUNDS: constant(uint256) = 10  # key: the task manager's parameter code (deposit, window and committee bounds)
 
 GRACE_PERIOD: constant(uint256) = 14 * 86400
 BPS: constant(uint256) = 10000
@@ -119,7 +121,7 @@ def __init__(
 @external
 def propose(action: uint256, key: uint256, new_value: uint256, account: address) -> uint256:
     """@notice Propose one whitelisted action. @return The proposal id (from 1)."""
-    assert action >= MAX_REWARD_PER_ROUND and action <= TASK_DISPUTE, "governance: action not whitelisted"
+    assert action >= MAX_REWARD_PER_ROUND and action <= TASK_BOUNDS, "governance: action not whitelisted"
     snapshot: uint256 = block.number - 1
     assert staticcall staking.stake_at(msg.sender, snapshot) >= max(proposal_threshold, 1), "governance: stake below the proposal threshold"
     if action == TREASURY_GRANT:
@@ -210,6 +212,8 @@ def execute(proposal_id: uint256):
         extcall task_manager.set_task_privacy_budget(p.key, p.new_value)
     elif p.action == TASK_DISPUTE:
         extcall task_manager.set_task_dispute(p.key, p.account)
+    elif p.action == TASK_BOUNDS:
+        extcall task_manager.set_param(p.key, p.new_value)
     else:
         assert extcall token.transfer(p.account, p.new_value, default_return_value=True), "governance: transfer failed"
     log Executed(proposal_id=proposal_id, action=p.action)

@@ -18,7 +18,7 @@
 from ethereum.ercs import IERC20
 
 
-interface ITaskManager:
+interface IRegistry:
     def role_of(member: address) -> uint256: view
     def on_stake_change(member: address): nonpayable
 
@@ -33,6 +33,7 @@ token: public(immutable(IERC20))
 unbonding_delay: public(immutable(uint256))
 _deployer: immutable(address)
 
+registry: public(address)
 task_manager: public(address)
 governance: public(address)
 treasury: public(address)
@@ -93,11 +94,16 @@ def __init__(token_: IERC20, unbonding_delay_: uint256, min_stakes: uint256[MAX_
 
 
 @external
-def wire(task_manager: address, governance: address):
-    """@notice One-time wiring by the deployer. The treasury starts as the governance contract."""
+def wire(registry: address, task_manager: address, governance: address):
+    """
+    @notice One-time wiring by the deployer: the registry (roles, told of every stake change),
+            the task manager (the only slasher) and governance. The treasury starts as the
+            governance contract.
+    """
     assert msg.sender == _deployer, "staking: only the deployer wires"
     assert self.task_manager == empty(address), "staking: already wired"
-    assert task_manager != empty(address) and governance != empty(address), "staking: zero address"
+    assert registry != empty(address) and task_manager != empty(address) and governance != empty(address), "staking: zero address"
+    self.registry = registry
     self.task_manager = task_manager
     self.governance = governance
     self.treasury = governance
@@ -107,7 +113,7 @@ def wire(task_manager: address, governance: address):
 @external
 def stake(amount: uint256):
     """@notice Add `amount` (pulled with `transferFrom`) to the caller's active stake."""
-    role: uint256 = staticcall ITaskManager(self.task_manager).role_of(msg.sender)
+    role: uint256 = staticcall IRegistry(self.registry).role_of(msg.sender)
     assert role != 0, "staking: not a registered member"
     assert amount > 0, "staking: zero amount"
     new_stake: uint256 = self.stake_of[msg.sender] + amount
@@ -115,7 +121,7 @@ def stake(amount: uint256):
     assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "staking: transfer failed"
     self._set_stake(msg.sender, new_stake)
     log Staked(member=msg.sender, amount=amount, stake=new_stake)
-    extcall ITaskManager(self.task_manager).on_stake_change(msg.sender)
+    extcall IRegistry(self.registry).on_stake_change(msg.sender)
 
 
 @external
@@ -128,14 +134,14 @@ def unbond(amount: uint256):
     current: uint256 = self.stake_of[msg.sender]
     assert amount <= current, "staking: amount exceeds the active stake"
     rest: uint256 = current - amount
-    role: uint256 = staticcall ITaskManager(self.task_manager).role_of(msg.sender)
+    role: uint256 = staticcall IRegistry(self.registry).role_of(msg.sender)
     assert rest == 0 or rest >= self.min_stake[role], "staking: remaining stake below the role's minimum"
     self._set_stake(msg.sender, rest)
     self.unbonding_of[msg.sender] += amount
     release: uint256 = block.timestamp + unbonding_delay
     self.release_time[msg.sender] = release
     log Unbonding(member=msg.sender, amount=amount, stake=rest, release_time=release)
-    extcall ITaskManager(self.task_manager).on_stake_change(msg.sender)
+    extcall IRegistry(self.registry).on_stake_change(msg.sender)
 
 
 @external
@@ -155,7 +161,8 @@ def slash(
 ) -> uint256:
     """
     @notice Take up to `amount` from `member` (active stake first, then unbonding) and send it to
-            the treasury. Only the task manager can slash; it refreshes the member's weight itself.
+            the treasury. Only the task manager can slash; the registry recomputes the member's
+            selection weights.
             `task_id`, `round_id` and `attempt` locate the offence; they are logged, not checked.
     @return The amount actually taken.
     """
@@ -181,6 +188,7 @@ def slash(
         round_id=round_id,
         attempt=attempt,
     )
+    extcall IRegistry(self.registry).on_stake_change(member)
     return taken
 
 
