@@ -40,6 +40,7 @@ from fedledger.ledger.errors import (
 )
 from fedledger.ledger.keys import ENV_KEY, ENV_KEYSTORE, ENV_PASSWORD, load_signer
 from fedledger.ledger.selection import draw, select_aggregator, select_cohort, select_committee
+from fedledger.ledger.types import ReopenReason, RoundStatus, SlashReason
 from fedledger.zk.onchain import DISPUTE_CONTRACT
 
 
@@ -98,6 +99,30 @@ def test_a_new_reason_maps_to_its_modules_error_and_an_unknown_module_is_unmappe
     new = {"votes: a reason added later": "votes.vy", "newmodule: a reason": "newmodule.vy"}
     assert build_reverts(new) == {"votes: a reason added later": MODULE_ERRORS["votes"]}
     assert unmapped_reasons(new) == ["newmodule: a reason"]
+
+
+def _vyper_constants(name: str) -> dict[str, int]:
+    text = (CONTRACTS_DIR / name).read_text()
+    return {k: int(v) for k, v in re.findall(r"^([A-Z_]+): constant\(uint256\) = (\d+)", text, re.M)}
+
+
+def test_python_codes_are_the_modules_constants() -> None:
+    """RoundStatus, ReopenReason and SlashReason decode what the modules encode, value for value."""
+    status = _vyper_constants("round_book.vy")
+    assert {s.name: s.value for s in RoundStatus} == {
+        "NONE": status["NO_ROUND"],
+        **{k: status[k] for k in ("OPEN", "SUBMITTED", "FINALIZED", "REJECTED", "SEALING")},
+    }
+    reopen = _vyper_constants("round_machine.vy")
+    assert {r.name: r.value for r in ReopenReason} == {
+        "MISSED_DEADLINE": reopen["MISSED_DEADLINE"],
+        "VOTE_TIMEOUT": reopen["VOTE_TIMEOUT"],
+        "REJECTED": reopen["REJECTED_RESULT"],
+    }
+    slash = _vyper_constants("slashing.vy")
+    assert {r.name: r.value for r in SlashReason} == {
+        k.removeprefix("SLASH_"): v for k, v in slash.items() if k.startswith("SLASH_")
+    }
 
 
 def test_fixed_point_rounds_up() -> None:

@@ -40,8 +40,6 @@ REJECTED_RESULT: constant(uint256) = 3
 
 SEAL_DELAY: constant(uint256) = 1  # a round commits to block.number + SEAL_DELAY
 SEED_TAG: constant(bytes32) = keccak256("fedledger/v1/seed")
-MAX_COMMITTEE: constant(uint256) = 32
-MAX_FAULTY: constant(uint256) = 32
 
 
 event RoundCommitted:
@@ -56,7 +54,7 @@ event RoundOpened:
     attempt: uint256
     seed: bytes32
     aggregator: indexed(address)
-    committee: DynArray[address, MAX_COMMITTEE]
+    committee: DynArray[address, round_book.MAX_COMMITTEE]
     committee_weight: uint256
     submit_deadline: uint256
     privacy_bound: uint256
@@ -74,7 +72,7 @@ event ResultSubmitted:
     reputation_root: bytes32
     reward_root: bytes32
     vote_deadline: uint256
-    faulty: DynArray[address, MAX_FAULTY]
+    faulty: DynArray[address, round_book.MAX_FAULTY]
     proofs_root: bytes32
     challenge: uint256
 
@@ -87,6 +85,7 @@ event RoundReopened:
     slashed_amount: uint256
     excluded: address
 
+
 @internal
 @view
 def _require_full_draw(task_id: uint256, committee_size: uint256):
@@ -97,8 +96,8 @@ def _require_full_draw(task_id: uint256, committee_size: uint256):
 @external
 def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     """
-    @notice task_book.Task owner: open the task's next round. It commits to a future block; `seal` draws
-            the round's roles once that block exists.
+    @notice The task owner: open the task's next round. It commits to a future block; `seal`
+            draws the round's roles once that block exists.
     @param privacy_bound The task's cumulative privacy spent once this round is finalized, as
            the owner's accountant computes it before the round; it may not pass the budget.
     @return The round id (from 1).
@@ -158,13 +157,13 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
     d: IRegistry.Draw = staticcall peers.registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
     total: uint256 = 0
-    for i: uint256 in range(MAX_COMMITTEE):
+    for i: uint256 in range(round_book.MAX_COMMITTEE):
         if i >= len(d.committee):
             break
         total += d.weights[i]
         round_book._member_weight[round_book._key(task_id, round_id, r.attempt, d.committee[i])] = d.weights[i]
     aggregator: address = d.aggregator
-    committee: DynArray[address, MAX_COMMITTEE] = d.committee
+    committee: DynArray[address, round_book.MAX_COMMITTEE] = d.committee
 
     submit_deadline: uint256 = block.timestamp + task_book.tasks[task_id].submit_window
     r.status = round_book.OPEN
@@ -210,7 +209,7 @@ def submit_result(
     privacy_spent: uint256,
     reputation_root: bytes32,
     reward_root: bytes32,
-    faulty: DynArray[address, MAX_FAULTY],
+    faulty: DynArray[address, round_book.MAX_FAULTY],
     proofs_root: bytes32,
     challenge: uint256,
 ):

@@ -62,6 +62,7 @@ from . import IReputation
 from . import IRewards
 from . import IRewardToken
 from . import IStaking
+from . import ITaskManager
 from . import dispute_hook
 from . import peers
 from . import round_book
@@ -71,6 +72,8 @@ from . import slashing
 from . import task_book
 from . import task_params
 from . import votes
+
+implements: ITaskManager
 
 initializes: peers
 initializes: task_params
