@@ -19,17 +19,28 @@ from fedledger.ledger.anvil import MISSING_HINT, AnvilNode
 from fedledger.ledger.claims import leaf_data, reputation_tree, reward_tree
 from fedledger.ledger.compiler import CONTRACTS, CONTRACTS_DIR, MAX_CODE_SIZE, compile_all, source_digest
 from fedledger.ledger.errors import (
+    MODULE_ERRORS,
+    REVERT_OVERRIDES,
     REVERTS,
+    AlreadySlashed,
+    AlreadyVoted,
     BudgetExceeded,
     ChainUnavailable,
     KeyLoadError,
     LedgerRevert,
+    NotAuthorized,
+    NotCommitteeMember,
+    QuorumNotReached,
+    build_reverts,
     contract_reasons,
     contract_sources,
+    reason_module,
     revert_error,
+    unmapped_reasons,
 )
 from fedledger.ledger.keys import ENV_KEY, ENV_KEYSTORE, ENV_PASSWORD, load_signer
 from fedledger.ledger.selection import draw, select_aggregator, select_cohort, select_committee
+from fedledger.ledger.types import ReopenReason, RoundStatus, SlashReason
 from fedledger.zk.onchain import DISPUTE_CONTRACT
 
 
@@ -54,23 +65,64 @@ def test_compile_cache_is_keyed_by_source(tmp_path, monkeypatch) -> None:
 
 
 def test_every_revert_reason_maps_to_a_specific_error() -> None:
-    """The revert table is the contracts' own reasons, exactly: a new reason without an entry, or
-    an entry left behind by a removed reason, fails here."""
+    """The revert table is generated from the contracts' own reasons: every reason's module has an
+    error, no override or module entry is left behind by a removed reason or module, and no
+    override repeats its module's error."""
     parsed = contract_reasons()
     assert DISPUTE_CONTRACT.resolve() in [p.resolve() for p in contract_sources()]
     assert len(parsed) > 100
-    missing = sorted(set(parsed) - set(REVERTS))
-    stale = sorted(set(REVERTS) - set(parsed))
-    assert (missing, stale) == ([], [])
+    assert unmapped_reasons(parsed) == []
+    stale_overrides = sorted(set(REVERT_OVERRIDES) - set(parsed))
+    unused_modules = sorted(set(MODULE_ERRORS) - {reason_module(r) for r in parsed})
+    redundant = sorted(r for r, cls in REVERT_OVERRIDES.items() if MODULE_ERRORS.get(reason_module(r)) is cls)
+    assert (stale_overrides, unused_modules, redundant) == ([], [], [])
+    assert set(REVERTS) == set(parsed)
     assert all(cls is not LedgerRevert for cls in REVERTS.values())
     # every quoted "module: reason" in a contract is a reason the parser saw (no revert form it misses)
     quoted = set()
     for path in [*CONTRACTS_DIR.glob("*.vy"), DISPUTE_CONTRACT]:
         quoted |= set(re.findall(r'"([a-z_0-9]+: [^"]+)"', path.read_text()))
     assert quoted <= set(parsed)
-    err = revert_error("tasks: round would exceed the privacy budget", "open_round")
+    # the reasons a caller acts on keep their errors across the module split
+    assert REVERTS["votes: not a committee member"] is NotCommitteeMember
+    assert REVERTS["votes: already voted"] is AlreadyVoted
+    assert REVERTS["settlement: quorum not reached"] is QuorumNotReached
+    assert REVERTS["dispute_hook: update already slashed this round"] is AlreadySlashed
+    assert REVERTS["dispute_hook: only a registered dispute contract slashes for proofs"] is NotAuthorized
+    assert REVERTS["round_machine: privacy spent above the round's bound"] is BudgetExceeded
+    err = revert_error("round_machine: round would exceed the privacy budget", "open_round")
     assert isinstance(err, BudgetExceeded) and isinstance(err, PrivacyBudgetExceeded) and isinstance(err, LedgerError)
     assert type(revert_error("tasks: something new")) is LedgerRevert  # unknown at run time: the base class
+
+
+def test_a_new_reason_maps_to_its_modules_error_and_an_unknown_module_is_unmapped() -> None:
+    new = {"votes: a reason added later": "votes.vy", "newmodule: a reason": "newmodule.vy"}
+    assert build_reverts(new) == {"votes: a reason added later": MODULE_ERRORS["votes"]}
+    assert unmapped_reasons(new) == ["newmodule: a reason"]
+
+
+def _vyper_constants(name: str) -> dict[str, int]:
+    text = (CONTRACTS_DIR / name).read_text()
+    return {k: int(v) for k, v in re.findall(r"^([A-Z_]+): constant\(uint256\) = (\d+)", text, re.M)}
+
+
+def test_python_codes_are_the_modules_constants() -> None:
+    """RoundStatus, ReopenReason and SlashReason decode what the modules encode, value for value."""
+    status = _vyper_constants("round_book.vy")
+    assert {s.name: s.value for s in RoundStatus} == {
+        "NONE": status["NO_ROUND"],
+        **{k: status[k] for k in ("OPEN", "SUBMITTED", "FINALIZED", "REJECTED", "SEALING")},
+    }
+    reopen = _vyper_constants("round_machine.vy")
+    assert {r.name: r.value for r in ReopenReason} == {
+        "MISSED_DEADLINE": reopen["MISSED_DEADLINE"],
+        "VOTE_TIMEOUT": reopen["VOTE_TIMEOUT"],
+        "REJECTED": reopen["REJECTED_RESULT"],
+    }
+    slash = _vyper_constants("slashing.vy")
+    assert {r.name: r.value for r in SlashReason} == {
+        k.removeprefix("SLASH_"): v for k, v in slash.items() if k.startswith("SLASH_")
+    }
 
 
 def test_fixed_point_rounds_up() -> None:

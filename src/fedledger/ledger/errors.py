@@ -1,11 +1,12 @@
 """Typed errors of the ledger client.
 
-Every contract revert carries a reason string prefixed by its contract ("tasks: not a committee
-member"). `revert_error` looks the exact string up in `REVERTS` (every reason of every contract,
-checked against the sources by a test) and raises the matching `LedgerRevert` subclass, so callers catch
-what they mean (`except NotCommitteeMember`) instead of parsing strings; the full reason stays
-on `.reason` and the operation on `.op`. All derive from `fedledger.core.errors.LedgerError`
-(exit code 6), so the command line ends them with one line.
+Every contract revert carries a reason string prefixed by its module ("votes: not a committee
+member"). `revert_error` looks the exact string up in `REVERTS`, generated from the sources at
+import: every reason an `assert` or `raise` of a contract carries, with its module's error
+(`MODULE_ERRORS`) unless `REVERT_OVERRIDES` names another, and raises that `LedgerRevert`
+subclass, so callers catch what they mean (`except NotCommitteeMember`) instead of parsing
+strings; the full reason stays on `.reason` and the operation on `.op`. All derive from
+`fedledger.core.errors.LedgerError` (exit code 6), so the command line ends them with one line.
 """
 
 from __future__ import annotations
@@ -103,168 +104,121 @@ class BudgetExceeded(LedgerRevert, PrivacyBudgetExceeded):
     exit_code = PrivacyBudgetExceeded.exit_code
 
 
-#: Every revert reason of the contracts (ledger/contracts and zk/contracts), verbatim, and the error
-#: it raises. `contract_reasons()` reads the reasons from the sources; tests/ledger/test_units.py
-#: fails when a reason in a contract has no entry here or an entry no contract has.
-REVERTS: dict[str, type[LedgerRevert]] = {
-    'dispute: already disputed': AlreadySlashed,
-    'dispute: bad challenge': InvalidArgument,
-    'dispute: empty task manager': InvalidArgument,
-    'dispute: empty update': InvalidArgument,
-    'dispute: malformed signature': NotAnOffence,
-    'dispute: no proofs root for round': WrongState,
-    'dispute: not in the proofs root': InvalidProof,
-    'dispute: not signed by the offender': NotAnOffence,
+#: The error a module's revert reasons raise, by the module prefix of the reason (`"votes: ..."`):
+#: a new `assert` in a module maps to its module's error without an edit here. Deployables whose
+#: reasons carry the contract's name use it ("tasks" for `task_manager.vy`, "dispute" for the
+#: zk `update_dispute.vy`).
+MODULE_ERRORS: dict[str, type[LedgerRevert]] = {
+    "dispute": InvalidArgument,
+    "dispute_hook": WrongState,
+    "erc20": InsufficientStake,
+    "governance": InvalidArgument,
+    "merkle": InvalidArgument,
+    "pools": WrongState,
+    "registry": WrongState,
+    "reputation": InvalidArgument,
+    "reward_token": NotAuthorized,
+    "rewards": WrongState,
+    "round_machine": WrongState,
+    "settlement": WrongState,
+    "staking": InvalidArgument,
+    "task_book": InvalidArgument,
+    "task_params": InvalidArgument,
+    "tasks": InvalidArgument,
+    "votes": WrongState,
+}
+
+#: The reasons whose error is not their module's (`MODULE_ERRORS`), exactly as the sources spell them.
+REVERT_OVERRIDES: dict[str, type[LedgerRevert]] = {
+    "dispute: already disputed": AlreadySlashed,
+    "dispute: malformed signature": NotAnOffence,
+    "dispute: no proofs root for round": WrongState,
+    "dispute: not in the proofs root": InvalidProof,
+    "dispute: not signed by the offender": NotAnOffence,
     "dispute: not the round's current attempt": WrongState,
-    'dispute: proof answers another challenge': NotAnOffence,
-    'dispute: proof verifies': NotAnOffence,
-    'dispute: zero task id': InvalidArgument,
-    'erc20: insufficient allowance': InsufficientStake,
-    'erc20: insufficient balance': InsufficientStake,
-    'erc20: mint to the zero address': InvalidArgument,
-    'erc20: transfer to the zero address': InvalidArgument,
-    'governance: action not whitelisted': InvalidArgument,
-    'governance: already executed': WrongState,
-    'governance: already queued': WrongState,
-    'governance: already voted': AlreadyVoted,
-    'governance: grant to the zero address': InvalidArgument,
-    'governance: no voting power at the snapshot': InsufficientStake,
-    'governance: not queued': WrongState,
-    'governance: proposal defeated': WrongState,
-    'governance: proposal expired': DeadlineError,
-    'governance: quorum not reached': QuorumNotReached,
-    'governance: quorum out of range': InvalidArgument,
-    'governance: stake below the proposal threshold': InsufficientStake,
-    'governance: timelock not over': DeadlineError,
-    'governance: transfer failed': InvalidArgument,
-    'governance: unknown proposal': InvalidArgument,
-    'governance: voting closed': DeadlineError,
-    'governance: voting still open': DeadlineError,
-    'merkle: leaf data must be 128 bytes': InvalidArgument,
-    'pools: not in the pool': WrongState,
-    'pools: pool is full': WrongState,
-    'registry: already joined': WrongState,
-    'registry: already registered': WrongState,
-    'registry: already wired': WrongState,
-    'registry: cannot leave during a round': WrongState,
-    'registry: empty key-agreement key': InvalidArgument,
-    'registry: no eligible aggregator joined': WrongState,
-    'registry: not a registered member': WrongState,
-    'registry: not joined': WrongState,
-    'registry: only staking': NotAuthorized,
-    'registry: only the deployer wires': NotAuthorized,
-    'registry: only trainers, aggregators and validators join tasks': NotAuthorized,
-    'registry: too few validators joined for a full committee': WrongState,
-    'registry: too many joined tasks': WrongState,
-    'registry: unknown or closed task': InvalidArgument,
-    'registry: unknown role': InvalidArgument,
-    'registry: zero address': InvalidArgument,
-    'reputation: already wired': WrongState,
-    'reputation: invalid Merkle proof': InvalidProof,
-    'reputation: only the deployer wires': NotAuthorized,
-    'reputation: only the task manager adjusts scores': NotAuthorized,
-    'reputation: only the task manager posts roots': NotAuthorized,
-    'reputation: roots score trainers only': InvalidArgument,
-    'reputation: score out of range': InvalidArgument,
-    'reputation: stale epoch': WrongState,
-    'reputation: unknown epoch': InvalidArgument,
-    'reputation: zero address': InvalidArgument,
-    'reward_token: minter already set': WrongState,
-    'reward_token: minter is the zero address': InvalidArgument,
-    'reward_token: only the deployer wires the minter': NotAuthorized,
-    'reward_token: only the task manager mints': NotAuthorized,
-    'rewards: already claimed': AlreadyClaimed,
-    'rewards: already wired': WrongState,
-    'rewards: empty root': InvalidArgument,
-    'rewards: invalid Merkle proof': InvalidProof,
-    'rewards: no reward root for this round': WrongState,
-    'rewards: only the deployer wires': NotAuthorized,
-    'rewards: only the task manager posts roots': NotAuthorized,
-    'rewards: root already posted': WrongState,
-    'rewards: round pool exhausted': PoolExhausted,
-    'rewards: transfer failed': InvalidArgument,
-    'rewards: zero address': InvalidArgument,
-    'staking: a slash needs a reason code': InvalidArgument,
-    'staking: already wired': WrongState,
-    'staking: amount exceeds the active stake': InsufficientStake,
-    'staking: amount out of range': InvalidArgument,
+    "dispute: proof answers another challenge": NotAnOffence,
+    "dispute: proof verifies": NotAnOffence,
+    "dispute_hook: offender did not join the task": InvalidArgument,
+    "dispute_hook: offender is not a trainer": InvalidArgument,
+    "dispute_hook: only a registered dispute contract slashes for proofs": NotAuthorized,
+    "dispute_hook: update already slashed this round": AlreadySlashed,
+    "erc20: mint to the zero address": InvalidArgument,
+    "erc20: transfer to the zero address": InvalidArgument,
+    "governance: already executed": WrongState,
+    "governance: already queued": WrongState,
+    "governance: already voted": AlreadyVoted,
+    "governance: no voting power at the snapshot": InsufficientStake,
+    "governance: not queued": WrongState,
+    "governance: proposal defeated": WrongState,
+    "governance: proposal expired": DeadlineError,
+    "governance: quorum not reached": QuorumNotReached,
+    "governance: stake below the proposal threshold": InsufficientStake,
+    "governance: timelock not over": DeadlineError,
+    "governance: voting closed": DeadlineError,
+    "governance: voting still open": DeadlineError,
+    "registry: empty key-agreement key": InvalidArgument,
+    "registry: only staking": NotAuthorized,
+    "registry: only the deployer wires": NotAuthorized,
+    "registry: only trainers, aggregators and validators join tasks": NotAuthorized,
+    "registry: unknown or closed task": InvalidArgument,
+    "registry: unknown role": InvalidArgument,
+    "registry: zero address": InvalidArgument,
+    "reputation: already wired": WrongState,
+    "reputation: invalid Merkle proof": InvalidProof,
+    "reputation: only the deployer wires": NotAuthorized,
+    "reputation: only the task manager adjusts scores": NotAuthorized,
+    "reputation: only the task manager posts roots": NotAuthorized,
+    "reputation: stale epoch": WrongState,
+    "reward_token: minter already set": WrongState,
+    "reward_token: minter is the zero address": InvalidArgument,
+    "rewards: already claimed": AlreadyClaimed,
+    "rewards: empty root": InvalidArgument,
+    "rewards: invalid Merkle proof": InvalidProof,
+    "rewards: only the deployer wires": NotAuthorized,
+    "rewards: only the task manager posts roots": NotAuthorized,
+    "rewards: round pool exhausted": PoolExhausted,
+    "rewards: transfer failed": InvalidArgument,
+    "rewards: zero address": InvalidArgument,
+    "round_machine: empty model hash": InvalidArgument,
+    "round_machine: faulty member is not a trainer": InvalidArgument,
+    "round_machine: faulty trainer did not join the task": InvalidArgument,
+    "round_machine: only the round's aggregator submits": NotAuthorized,
+    "round_machine: only the task owner opens rounds": NotAuthorized,
+    "round_machine: only the task owner reopens before the grace period": NotAuthorized,
+    "round_machine: privacy bound below what is already spent": InvalidArgument,
+    "round_machine: privacy spent above the round's bound": BudgetExceeded,
+    "round_machine: privacy spent below the task's": InvalidArgument,
+    "round_machine: round would exceed the privacy budget": BudgetExceeded,
+    "round_machine: seal block not mined yet": DeadlineError,
+    "round_machine: submission deadline not passed": DeadlineError,
+    "round_machine: submission deadline passed": DeadlineError,
+    "round_machine: unknown task": InvalidArgument,
+    "round_machine: voting deadline not passed": DeadlineError,
+    "settlement: basis points above 10000": InvalidArgument,
+    "settlement: quorum not reached": QuorumNotReached,
+    "staking: already wired": WrongState,
+    "staking: amount exceeds the active stake": InsufficientStake,
     "staking: below the role's minimum stake": InsufficientStake,
-    'staking: not a registered member': WrongState,
-    'staking: nothing to withdraw': InsufficientStake,
-    'staking: only governance': NotAuthorized,
-    'staking: only the deployer wires': NotAuthorized,
-    'staking: only the task manager slashes': NotAuthorized,
+    "staking: not a registered member": WrongState,
+    "staking: nothing to withdraw": InsufficientStake,
+    "staking: only governance": NotAuthorized,
+    "staking: only the deployer wires": NotAuthorized,
+    "staking: only the task manager slashes": NotAuthorized,
     "staking: remaining stake below the role's minimum": InsufficientStake,
-    'staking: snapshot block not yet final': WrongState,
-    'staking: transfer failed': InvalidArgument,
-    'staking: unbonding delay not over': UnbondingNotOver,
-    'staking: unknown role': InvalidArgument,
-    'staking: zero address': InvalidArgument,
-    'staking: zero amount': InvalidArgument,
-    'task_book: committee size out of range': InvalidArgument,
-    'task_book: dispute contract already serves a task': WrongState,
-    'task_book: privacy budget is fixed once a round has opened': WrongState,
-    'task_book: quorum out of range': InvalidArgument,
-    'task_book: reward above the funded budget': InvalidArgument,
-    'task_book: reward per round above the maximum': InvalidArgument,
-    'task_book: unknown task': InvalidArgument,
-    'task_params: basis points above 10000': InvalidArgument,
-    'task_params: committee bounds out of range': InvalidArgument,
-    'task_params: committee size out of range': InvalidArgument,
-    'task_params: only governance': NotAuthorized,
-    'task_params: reward per round above the maximum': InvalidArgument,
-    'task_params: unknown parameter': InvalidArgument,
-    'task_params: window above the maximum': InvalidArgument,
-    'task_params: window below the minimum': InvalidArgument,
-    'task_params: window bounds out of range': InvalidArgument,
-    'task_params: windows must stay below the unbonding delay': InvalidArgument,
-    'tasks: a result is pending': WrongState,
-    'tasks: all rounds are finalized': WrongState,
-    'tasks: already voted': AlreadyVoted,
-    'tasks: already wired': WrongState,
-    'tasks: basis points above 10000': InvalidArgument,
-    'tasks: current round not finalized': WrongState,
-    'tasks: empty model hash': InvalidArgument,
-    'tasks: empty spec hash': InvalidArgument,
-    'tasks: faulty member is not a trainer': InvalidArgument,
-    'tasks: faulty trainer did not join the task': InvalidArgument,
-    'tasks: no eligible aggregator joined': WrongState,
-    'tasks: no proofs root posted': WrongState,
-    'tasks: not a committee member': NotCommitteeMember,
-    "tasks: not the round's final attempt": WrongState,
-    'tasks: offender did not join the task': InvalidArgument,
-    'tasks: offender is not a trainer': InvalidArgument,
-    'tasks: only a registered dispute contract slashes for proofs': NotAuthorized,
-    'tasks: only a registered task owner creates tasks': NotAuthorized,
-    'tasks: only the deployer wires': NotAuthorized,
-    "tasks: only the round's aggregator submits": NotAuthorized,
-    'tasks: only the task owner closes the task': NotAuthorized,
-    'tasks: only the task owner opens rounds': NotAuthorized,
-    'tasks: only the task owner reopens before the grace period': NotAuthorized,
-    'tasks: privacy bound below what is already spent': InvalidArgument,
-    "tasks: privacy spent above the round's bound": BudgetExceeded,
-    "tasks: privacy spent below the task's": InvalidArgument,
-    'tasks: quorum not reached': QuorumNotReached,
-    'tasks: quorum out of range': InvalidArgument,
-    'tasks: round can be finalized': WrongState,
-    'tasks: round cannot be reopened': WrongState,
-    'tasks: round is not awaiting votes': WrongState,
-    'tasks: round is not open': WrongState,
-    'tasks: round is not sealing': WrongState,
-    'tasks: round not finalized': WrongState,
-    'tasks: round would exceed the privacy budget': BudgetExceeded,
-    'tasks: seal block not mined yet': DeadlineError,
-    'tasks: submission deadline not passed': DeadlineError,
-    'tasks: submission deadline passed': DeadlineError,
-    'tasks: task is closed': WrongState,
-    'tasks: too few validators joined for a full committee': WrongState,
-    'tasks: transfer failed': InvalidArgument,
-    'tasks: unknown task': InvalidArgument,
-    'tasks: update already slashed this round': AlreadySlashed,
-    'tasks: voting deadline not passed': DeadlineError,
-    'tasks: voting deadline passed': DeadlineError,
-    'tasks: zero address': InvalidArgument,
-    'tasks: zero rounds': InvalidArgument,
+    "staking: snapshot block not yet final": WrongState,
+    "staking: unbonding delay not over": UnbondingNotOver,
+    "task_book: dispute contract already serves a task": WrongState,
+    "task_book: privacy budget is fixed once a round has opened": WrongState,
+    "task_params: only governance": NotAuthorized,
+    "tasks: a result is pending": WrongState,
+    "tasks: already wired": WrongState,
+    "tasks: only a registered task owner creates tasks": NotAuthorized,
+    "tasks: only the deployer wires": NotAuthorized,
+    "tasks: only the task owner closes the task": NotAuthorized,
+    "tasks: task is closed": WrongState,
+    "votes: already voted": AlreadyVoted,
+    "votes: not a committee member": NotCommitteeMember,
+    "votes: voting deadline passed": DeadlineError,
 }
 
 _REASON = re.compile(r'(?:assert\s[^\n]*?,\s*|raise\s+)"([a-z_0-9]+: [^"]+)"')
@@ -283,6 +237,34 @@ def contract_reasons(paths: list[Path] | None = None) -> dict[str, str]:
         for m in _REASON.finditer(path.read_text()):
             out.setdefault(m.group(1), path.name)
     return out
+
+
+def reason_module(reason: str) -> str:
+    """The module prefix of a revert reason (`"votes"` for `"votes: already voted"`)."""
+    return reason.split(":", 1)[0].strip()
+
+
+def unmapped_reasons(reasons: dict[str, str] | None = None) -> list[str]:
+    """The reasons in the sources whose module has no entry in `MODULE_ERRORS` and no override
+    (a new module must choose its error; tests/ledger/test_units.py fails on any)."""
+    reasons = reasons if reasons is not None else contract_reasons()
+    return sorted(r for r in reasons if r not in REVERT_OVERRIDES and reason_module(r) not in MODULE_ERRORS)
+
+
+def build_reverts(reasons: dict[str, str] | None = None) -> dict[str, type[LedgerRevert]]:
+    """{reason: error class} for every reason in the sources: its override if it has one, else its
+    module's error (an unmapped reason is left out: it raises the base `LedgerRevert`)."""
+    out: dict[str, type[LedgerRevert]] = {}
+    for reason in reasons if reasons is not None else contract_reasons():
+        cls = REVERT_OVERRIDES.get(reason) or MODULE_ERRORS.get(reason_module(reason))
+        if cls is not None:
+            out[reason] = cls
+    return out
+
+
+#: Every revert reason of the contracts (ledger/contracts and zk/contracts), verbatim, and the error
+#: it raises, generated from the sources at import.
+REVERTS: dict[str, type[LedgerRevert]] = build_reverts()
 
 
 def revert_class(reason: str) -> type[LedgerRevert]:

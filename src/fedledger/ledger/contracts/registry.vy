@@ -14,6 +14,7 @@
                  nobody drawn or in a cohort walks out of a round it may be slashed in.
 """
 
+from . import ITaskManager
 from . import pools
 
 initializes: pools
@@ -27,11 +28,6 @@ interface IStaking:
 
 interface IReputation:
     def score_of(task_id: uint256, member: address) -> uint256: view
-
-
-interface ITaskManager:
-    def joinable(task_id: uint256) -> bool: view
-    def leavable(task_id: uint256) -> bool: view
 
 
 TRAINER: constant(uint256) = 1
