@@ -21,6 +21,7 @@ from fedledger.zk.update import (
     UpdateSpec,
     commit_update,
     constraint_breakdown,
+    constraint_breakdown_before,
     domain_size,
     modeled_chunk_seconds,
     plan_chunk,
@@ -65,13 +66,16 @@ def test_breakdown_is_the_compilers_count(spec, tmp_path) -> None:
     assert _r1cs_constraints(work / "main.r1cs") == constraint_breakdown(spec)["total"]
 
 
-def test_range_checks_dominate_and_the_commitment_is_packed() -> None:
-    b = constraint_breakdown(UpdateSpec(chunk_size=4096))
-    per_entry = {k: b[k] / 4096 for k in ("range_x", "range_e", "squares", "linear_form", "commitment")}
-    assert per_entry["range_x"] == 16 and per_entry["range_e"] == 12 and per_entry["squares"] == 2
+def test_one_range_check_per_entry_and_the_commitment_is_packed() -> None:
+    spec = UpdateSpec(chunk_size=4096)  # entry 16 bits, noise 12 bits: y = x + e in 17 bits
+    b = constraint_breakdown(spec)
+    per_entry = {k: b[k] / 4096 for k in ("range_y", "squares", "linear_form", "commitment")}
+    assert spec.value_bits == 17 and per_entry["range_y"] == 17 and per_entry["squares"] == 1
+    assert "range_x" not in b and "range_e" not in b  # one range check per entry, not two
     assert per_entry["linear_form"] < 1.01  # one Horner step per entry, no powers of r recomputed
-    assert per_entry["commitment"] < 5  # ~15 entries per hashed field element, not one
+    assert per_entry["commitment"] < 3.1  # 14 entries per hashed field element, not one
     assert b["total"] == sum(v for k, v in b.items() if k not in ("total", "per_entry_x1000"))
+    assert b["total"] / 4096 < 22.5 < 36 < constraint_breakdown_before(spec)["total"] / 4096
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,8 +4,11 @@ The input the trainer feeds into secure aggregation is y = x + e (signed integer
 its clipped, rotated, scaled and stochastically rounded update and e its discrete-Gaussian
 noise share. The proof shows, without revealing x or e:
 
-* every x_j fits in `entry_bits` bits (two's complement) and every e_j in `noise_bits` bits;
-* sum x_j^2 <= bound2x (the task's clipping bound in integer units) and sum e_j^2 <= bound2e;
+* every y_j fits in `value_bits` = max(entry_bits, noise_bits) + 1 bits (two's complement),
+  the width any honest x_j + e_j needs;
+* ||y|| <= sqrt(bound2x) + sqrt(bound2e): the update's bound (the task's clipping bound in
+  integer units) and the noise share's bound, folded into one norm (docs/zk.md argues why the
+  separate checks on x and e add nothing a verifier can rely on);
 * the committed vector is the one in the random linear check: s = sum_j r^j y_j + t.
 
 Vectors longer than one chunk (at most 4,096 entries) are proved chunk by chunk; each chunk
@@ -22,6 +25,7 @@ or mixed between members or rounds. Flow:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -74,20 +78,33 @@ class UpdateSpec:
             v = getattr(self, name)
             if not 2 <= v <= 32:
                 raise ConfigError(f"{name} must be in 2..32, got {v}")
-        if not 8 <= self.norm_bits <= 128:
-            raise ConfigError(f"norm_bits must be in 8..128, got {self.norm_bits}")
+        if not 8 <= self.norm_bits <= 120:
+            raise ConfigError(f"norm_bits must be in 8..120, got {self.norm_bits}")
         for name in ("bound2x", "bound2e"):
             v = getattr(self, name)
             if not 0 <= v < 2**self.norm_bits:
                 raise ConfigError(f"{name} must be in [0, 2^norm_bits), got {v}")
 
     @property
+    def value_bits(self) -> int:
+        """Width of the one range check per entry: y = x + e with x of `entry_bits` and e of
+        `noise_bits` bits lies in [-2^(w-1), 2^(w-1)) for w = max(entry_bits, noise_bits) + 1."""
+        return max(self.entry_bits, self.noise_bits) + 1
+
+    @property
+    def bound2y(self) -> int:
+        """The folded bound the circuit enforces on sum y^2: bound2x + bound2e + 2 floor(sqrt(
+        bound2x bound2e)) <= (sqrt(bound2x) + sqrt(bound2e))^2. Complete: <x, e> is an integer
+        at most ||x|| ||e|| <= sqrt(bound2x bound2e), so every honest y = x + e passes."""
+        return self.bound2x + self.bound2e + 2 * math.isqrt(self.bound2x * self.bound2e)
+
+    @property
     def circuit(self) -> Circuit:
         return Circuit(
-            name=f"update_n{self.chunk_size}_x{self.entry_bits}_e{self.noise_bits}_s{self.norm_bits}",
+            name=f"update2_n{self.chunk_size}_y{self.value_bits}_s{self.norm_bits}",
             source="update_chunk.circom",
             template="UpdateChunk",
-            args=(self.chunk_size, self.entry_bits, self.noise_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
+            args=(self.chunk_size, self.value_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
             public=PUBLIC_INPUTS,
         )
 
@@ -104,20 +121,41 @@ def _poseidon_constraints(n_inputs: int, constant_inputs: int = 0) -> int:
     return 3 * (8 * t + n_partial) - 3 * (1 + constant_inputs)
 
 
+def _sponge_constraints(elements: int) -> int:
+    blocks = -(-elements // 15)
+    return blocks * _poseidon_constraints(16) - 3 * (blocks * 15 - elements)
+
+
 def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
     """Where the update circuit's constraints go, per component (exact for `update_chunk.circom`:
-    it reproduces the compiler's counts, e.g. 37,969 for 1,024 entries and 31,951 for 850)."""
+    it reproduces the compiler's counts, checked against circom 2's .r1cs header in the tests)."""
+    n, by, bs = spec.chunk_size, spec.value_bits, spec.norm_bits
+    out = {
+        "range_y": n * by,  # the one range check per entry
+        "squares": n,
+        "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
+        "commitment": _sponge_constraints(-(-n // (253 // by))) + _poseidon_constraints(4, 1),
+        "running_states": 2 * _poseidon_constraints(7, 1),
+        # sum range (BS), m range (BS), m^2 and bound2x * bound2e (2), m^2 <= bb (2 BS + 1),
+        # sum <= folded bound (BS + 3), flags (2), first (2), last (3)
+        "sums_and_bounds": 5 * bs + 13,
+    }
+    out["total"] = sum(out.values())
+    out["per_entry_x1000"] = round(1000 * out["total"] / n)
+    return out
+
+
+def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
+    """The previous circuit's count (x and e range-checked, committed and normed separately):
+    36-37 constraints per entry, kept for the before/after figure of `bench_zk`."""
     n, bx, be, bs = spec.chunk_size, spec.entry_bits, spec.noise_bits, spec.norm_bits
     npx, npe = -(-n // (253 // bx)), -(-n // (253 // be))
-    blocks = -(-(npx + npe) // 15)
-    padding = blocks * 15 - (npx + npe)
-    sponge = blocks * _poseidon_constraints(16) - 3 * padding
     out = {
         "range_x": n * bx,
         "range_e": n * be,
         "squares": 2 * n,
-        "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
-        "commitment": sponge + _poseidon_constraints(4, 1),
+        "linear_form": n + 1,
+        "commitment": _sponge_constraints(npx + npe) + _poseidon_constraints(4, 1),
         "running_states": 2 * _poseidon_constraints(8, 1),
         "sums_and_bounds": 2 * bs + 2 * (bs + 1) + 8,
     }
@@ -249,18 +287,17 @@ def _shifted_pack(v: np.ndarray, bits: int) -> list[int]:
 
 
 def chunk_commitment(spec: UpdateSpec, ctx: int, k: int, rho: int, x: np.ndarray, e: np.ndarray) -> int:
-    """The Poseidon commitment the circuit recomputes for chunk k (x and e zero-padded)."""
+    """The Poseidon commitment the circuit recomputes for chunk k: to y = x + e, zero-padded."""
     n = spec.chunk_size
-    xp = np.zeros(n, dtype=np.int64)
-    ep = np.zeros(n, dtype=np.int64)
-    xp[: len(x)] = x
-    ep[: len(e)] = e
+    yp = np.zeros(n, dtype=np.int64)
+    yp[: len(x)] = np.asarray(x, dtype=np.int64) + np.asarray(e, dtype=np.int64)
     head = poseidon([TAG_COMMIT, ctx, k, rho])
-    return sponge(head, _shifted_pack(xp, spec.entry_bits) + _shifted_pack(ep, spec.noise_bits))
+    return sponge(head, _shifted_pack(yp, spec.value_bits))
 
 
-def running_state(ctx: int, k: int, sx: int, se: int, lin: int, t: int, salt: int) -> int:
-    return poseidon([TAG_STATE, ctx, k, sx, se, lin, t, salt])
+def running_state(ctx: int, k: int, sy: int, lin: int, t: int, salt: int) -> int:
+    """The hidden running state after k chunks: (sum y^2, sum_j r^j y_j, t), salted."""
+    return poseidon([TAG_STATE, ctx, k, sy, lin, t, salt])
 
 
 def _check_vectors(spec: UpdateSpec, x: np.ndarray, e: np.ndarray) -> None:
@@ -307,7 +344,7 @@ def commit_update(
     commits = tuple(
         chunk_commitment(spec, c, k, rhos[k], x[k * n : (k + 1) * n], e[k * n : (k + 1) * n]) for k in range(kk)
     )
-    state0 = running_state(c, 0, 0, 0, 0, t, salts[0])
+    state0 = running_state(c, 0, 0, 0, t, salts[0])
     return UpdateSecret(x, e, t, rhos, salts), UpdateCommitment(c, len(x), commits, state0)
 
 
@@ -339,39 +376,38 @@ def chunk_witnesses(
     """(s, circuit inputs per chunk, running states) for challenge r."""
     n, kk = spec.chunk_size, spec.n_chunks(posted.dim)
     c = posted.ctx
-    sx = se = lin = 0
+    y = np.zeros(kk * n, dtype=np.int64)
+    y[: posted.dim] = np.asarray(secret.x, dtype=np.int64) + np.asarray(secret.e, dtype=np.int64)
+    y = y.reshape(kk, n)
+    # m = floor(sqrt(bound2x bound2e)): the witness of the folded bound (the largest m allowed)
+    m = math.isqrt(spec.bound2x * spec.bound2e)
+    sy = lin = 0
     states = [posted.state0]
-    inputs: list[dict[str, object]] = []
     pending = []
     for k in range(kk):
-        xk = np.zeros(n, dtype=np.int64)
-        ek = np.zeros(n, dtype=np.int64)
-        seg_x = secret.x[k * n : (k + 1) * n]
-        xk[: len(seg_x)] = seg_x
-        ek[: len(seg_x)] = secret.e[k * n : (k + 1) * n]
-        xo, eo = xk.astype(object), ek.astype(object)
-        sx_o, se_o = sx + int(np.dot(xo, xo)), se + int(np.dot(eo, eo))
+        yk = y[k].tolist()
+        sy_o = sy + sum(v * v for v in yk)
         h = 0
-        for v in reversed((xk + ek).tolist()):
+        for v in reversed(yk):
             h = (h + v) * r % P
         lin_o = (lin + pow(r, k * n, P) * h) % P
-        states.append(running_state(c, k + 1, sx_o % P, se_o % P, lin_o, secret.t, secret.salts[k + 1]))
-        pending.append((k, xk, ek, sx, se, lin))
-        sx, se, lin = sx_o, se_o, lin_o
+        states.append(running_state(c, k + 1, sy_o % P, lin_o, secret.t, secret.salts[k + 1]))
+        pending.append((k, yk, sy, lin))
+        sy, lin = sy_o, lin_o
     s = (lin + secret.t) % P
-    for k, xk, ek, sxi, sei, lini in pending:
+    inputs: list[dict[str, object]] = []
+    for k, yk, syi, lini in pending:
         pub = chunk_public_inputs(spec, posted, k, states[k], states[k + 1], r, s)
         inp: dict[str, object] = dict(zip(PUBLIC_INPUTS, pub, strict=True))
         inp.update(
-            x=[int(v) % P for v in xk.tolist()],
-            e=[int(v) % P for v in ek.tolist()],
+            y=[v % P for v in yk],
             rho=secret.rhos[k],
-            sxIn=sxi % P,
-            seIn=sei % P,
+            syIn=syi % P,
             linIn=lini,
             t=secret.t,
             saltIn=secret.salts[k],
             saltOut=secret.salts[k + 1],
+            m=m,
         )
         inputs.append(inp)
     return s, inputs, states
