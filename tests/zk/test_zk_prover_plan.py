@@ -111,3 +111,21 @@ def test_parallel_prover_proofs_verify_and_match_the_statement(small_prover, rng
     one = small_prover.prove_update(secret, posted, 777)
     assert one.s == proof.s and [c.state_out for c in one.chunks] == [c.state_out for c in proof.chunks]
     assert np.all([len(c.proof) == 256 for c in proof.chunks])
+
+
+@pytest.mark.skipif(not CIRCOM.exists(), reason="needs circom2 in .cache/zk-node (see docs/zk.md)")
+def test_native_witness_path_matches_the_interpreter(small_prover, rng) -> None:
+    """The native witness (wire layout from circom2, values from update_signals) proves the same
+    statement as groth16py's wasm interpreter: both proofs verify, with the same s and states."""
+    from fedledger.zk.witness import PLAN_FILE
+
+    assert small_prover.native and (small_prover.keys.directory / PLAN_FILE).exists()
+    x, e = rng.integers(-300, 300, 2 * SMALL.chunk_size - 5), rng.integers(-50, 50, 2 * SMALL.chunk_size - 5)
+    secret, posted = commit_update(SMALL, ProofContext("t", 3, "m"), x, e, rng)
+    native = small_prover.prove_update(secret, posted, 4242)
+    with UpdateProver(SMALL, small_prover.backend, native=False) as wasm:
+        assert not wasm.native
+        interp = wasm.prove_update(secret, posted, 4242)
+    for proof in (native, interp):
+        verify_update(small_prover.keys, SMALL, posted, proof, 4242)
+    assert native.s == interp.s and [c.state_out for c in native.chunks] == [c.state_out for c in interp.chunks]

@@ -108,7 +108,7 @@ def test_forged_witness_helper_is_consistent(small_prover, rng) -> None:
 def test_entry_out_of_range_fails_to_prove(small_prover, rng, value) -> None:
     """One past the 17-bit range of y (BY = max(16, 12) + 1) under bounds so loose that only the
     range check can stop it."""
-    posted, inp = _forge(LOOSE, CTX.element, [3, value, -7], rng)
+    _posted, inp = _forge(LOOSE, CTX.element, [3, value, -7], rng)
     with pytest.raises(ProvingError):
         small_prover.prove_chunks([inp])
 
@@ -118,7 +118,7 @@ def test_field_wrapped_entry_with_a_small_norm_fails_to_prove(small_prover, rng)
     so the norm check alone would accept a huge entry; the range check rejects it."""
     i = pow(5, (P - 1) // 4, P)
     assert i * i % P == P - 1
-    posted, inp = _forge(SMALL, CTX.element, [i * 1000 % P, 1000], rng)
+    _posted, inp = _forge(SMALL, CTX.element, [i * 1000 % P, 1000], rng)
     assert sum(v * v for v in inp["y"]) % P == 0
     with pytest.raises(ProvingError):
         small_prover.prove_chunks([inp])
@@ -180,7 +180,7 @@ def test_folded_norm_at_the_bound_proves_and_one_over_fails(small_prover, rng) -
     exactly at it a (malicious) witness proves, one over it does not."""
     assert SMALL.bound2y == 10_000_000 + 1_000_000 + 2 * 3_162_277
     at = _squares_summing_to(SMALL.bound2y, SMALL.chunk_size)
-    posted, inp = _forge(SMALL, CTX.element, at, rng)
+    _posted, inp = _forge(SMALL, CTX.element, at, rng)
     small_prover.prove_chunks([inp])
     over = _squares_summing_to(SMALL.bound2y + 1, SMALL.chunk_size)
     _, inp = _forge(SMALL, CTX.element, over, rng)

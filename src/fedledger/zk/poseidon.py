@@ -140,3 +140,66 @@ def sponge(domain: int, elements: Sequence[int], rate: int = 15) -> int:
         block += [0] * (rate - len(block))
         h = poseidon([h, *block])
     return h
+
+
+def poseidon_signals(prefix: str, inputs: Sequence[int], out: dict[str, int]) -> int:
+    """circomlib `Poseidon(n)` evaluated signal by signal, the values stored under their circom
+    names (`prefix.pEx.ark[r].out[j]`, `prefix.pEx.sigmaF[r][j].in2`, ...) in `out`; returns the
+    hash. The native witness generator (`fedledger.zk.witness`) reads the wires from these."""
+    n = len(inputs)
+    prm = _params(n + 1)
+    t, c, m, pm, sm = prm.t, prm.c, prm.m, prm.p, prm.s
+    nf, n_p = _N_ROUNDS_F, prm.n_p
+    half = nf // 2
+    x = f"{prefix}.pEx"
+    for i, v in enumerate(inputs):
+        out[f"{prefix}.inputs[{i}]"] = out[f"{x}.inputs[{i}]"] = int(v) % P
+    out[f"{x}.initialState"] = 0
+
+    def ark(r: int, vals: list[int], off: int) -> list[int]:
+        res = [(vals[j] + c[j + off]) % P for j in range(t)]
+        for j in range(t):
+            out[f"{x}.ark[{r}].in[{j}]"] = vals[j]
+            out[f"{x}.ark[{r}].out[{j}]"] = res[j]
+        return res
+
+    def sigma(name: str, v: int) -> int:
+        v2 = v * v % P
+        v4 = v2 * v2 % P
+        o = v4 * v % P
+        out[f"{name}.in"], out[f"{name}.in2"], out[f"{name}.in4"], out[f"{name}.out"] = v, v2, v4, o
+        return o
+
+    def mix(r: int, vals: list[int], mat: tuple[tuple[int, ...], ...]) -> list[int]:
+        res = [sum(mat[j][i] * vals[j] for j in range(t)) % P for i in range(t)]
+        for j in range(t):
+            out[f"{x}.mix[{r}].in[{j}]"] = vals[j]
+            out[f"{x}.mix[{r}].out[{j}]"] = res[j]
+        return res
+
+    state = ark(0, [0, *(int(v) % P for v in inputs)], 0)
+    for r in range(half - 1):
+        sig = [sigma(f"{x}.sigmaF[{r}][{j}]", state[j]) for j in range(t)]
+        state = mix(r, ark(r + 1, sig, (r + 1) * t), m)
+    sig = [sigma(f"{x}.sigmaF[{half - 1}][{j}]", state[j]) for j in range(t)]
+    state = mix(half - 1, ark(half, sig, half * t), pm)
+    w = 2 * t - 1
+    for r in range(n_p):
+        s0 = sigma(f"{x}.sigmaP[{r}]", state[0])
+        ins = [(s0 + c[(half + 1) * t + r]) % P, *state[1:]]
+        row = sm[w * r : w * (r + 1)]
+        new = [sum(row[i] * ins[i] for i in range(t)) % P]
+        new += [(ins[i] + ins[0] * row[t + i - 1]) % P for i in range(1, t)]
+        for j in range(t):
+            out[f"{x}.mixS[{r}].in[{j}]"] = ins[j]
+            out[f"{x}.mixS[{r}].out[{j}]"] = new[j]
+        state = new
+    for r in range(half - 1):
+        sig = [sigma(f"{x}.sigmaF[{half + r}][{j}]", state[j]) for j in range(t)]
+        state = mix(half + r, ark(half + r + 1, sig, (half + 1) * t + n_p + r * t), m)
+    sig = [sigma(f"{x}.sigmaF[{nf - 1}][{j}]", state[j]) for j in range(t)]
+    h = sum(m[j][0] * sig[j] for j in range(t)) % P
+    for j in range(t):
+        out[f"{x}.mixLast[0].in[{j}]"] = sig[j]
+    out[f"{x}.mixLast[0].out"] = out[f"{x}.out[0]"] = out[f"{prefix}.out"] = h
+    return h

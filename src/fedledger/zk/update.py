@@ -27,18 +27,22 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
-from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, ProverPool
+from fedledger.zk.backend import CIRCUIT_DIR, Circuit, Groth16Backend, KeySet, ProverPool, prove_wtns_checked
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
-from fedledger.zk.poseidon import poseidon, sponge
+from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
+from fedledger.zk.witness import WitnessPlan, build_plan, write_wtns
 
 MAX_CHUNK = 4096
 TAG_COMMIT = hash_to_field("update/chunk-commitment")
@@ -416,28 +420,61 @@ def chunk_witnesses(
 class UpdateProver:
     """A long-lived prover: keys loaded once, chunks proved in parallel.
 
-    groth16py's prover runs on one thread (measured here: its wall time equals its CPU time,
-    with RAYON_NUM_THREADS 1 or 2), so parallelism comes from processes: with `workers > 1`
-    each worker process loads the proving key once at start and proves whole chunks, one per
-    core. `workers = None` takes one per core; `workers = 1` proves in the calling process.
+    Native path (when circom2 is available to lay out the wires once per circuit, see
+    `fedledger.zk.witness`): the calling thread computes each chunk's full witness natively
+    (`update_signals`, numpy for the per-entry part) and hands it to `workers` prover threads
+    running `groth16py.prove_wtns`, which releases the GIL; witness generation of chunk k+1
+    overlaps the proof of chunk k, and one proving key is loaded once for all threads.
+    Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so
+    parallelism comes from processes (`ProverPool`, each loads the key once).
+    `workers = None` takes one per core. `native=False` forces the fallback.
     """
 
-    def __init__(self, spec: UpdateSpec, backend: Groth16Backend | None = None, *, workers: int | None = 1):
+    def __init__(
+        self,
+        spec: UpdateSpec,
+        backend: Groth16Backend | None = None,
+        *,
+        workers: int | None = 1,
+        native: bool = True,
+    ):
         self.spec = spec
         self.backend = backend or Groth16Backend()
         self.keys: KeySet = self.backend.keys(spec.circuit)
         self.workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
-        self._pool: ProverPool | None = ProverPool(self.keys, self.workers)
+        self._pool: ProverPool | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._plan: WitnessPlan | None = None
+        self._cpu = 0.0
+        if native:
+            try:
+                self._plan = build_plan(spec.circuit.main, [str(CIRCUIT_DIR), circomlib_dir()], self.keys.directory)
+            except ConfigError:
+                self._plan = None
+        if self._plan is not None and self._plan.n_constraints == constraint_breakdown(spec)["total"]:
+            _ = self.keys.pk  # load now, once
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
+        else:
+            self._plan = None
+            self._pool = ProverPool(self.keys, self.workers)
+
+    @property
+    def native(self) -> bool:
+        """Whether witnesses are generated natively and proved with prove_wtns."""
+        return self._plan is not None
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU seconds the provers spent on proofs so far."""
-        return self._pool.cpu_seconds if self._pool is not None else 0.0
+        """CPU seconds spent on proofs so far (native path: the whole process, witnesses included)."""
+        return self._pool.cpu_seconds if self._pool is not None else self._cpu
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
 
     def __enter__(self) -> UpdateProver:
         return self
@@ -445,10 +482,32 @@ class UpdateProver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def prove_chunks(self, inputs: Sequence[Mapping[str, object]]) -> list[bytes]:
-        if self._pool is None:
+    def _prove_wtns(self, inp: Mapping[str, object], path: str) -> bytes:
+        try:
+            return prove_wtns_checked(self.keys, inp, path)
+        finally:
+            os.unlink(path)
+
+    def prove_chunks(self, inputs: Iterable[Mapping[str, object]]) -> list[bytes]:
+        if self._pool is not None:
+            return [proof for proof, _ in self._pool.prove_many(list(inputs))]
+        if self._threads is None or self._plan is None:
             raise ConfigError("this prover is closed")
-        return [proof for proof, _ in self._pool.prove_many(inputs)]
+        c0 = time.process_time()
+        futures = []
+        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        try:
+            for inp in inputs:  # witness k+1 is computed while the threads prove chunk k
+                wit = self._plan.witness(update_signals(self.spec, inp))
+                fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
+                os.close(fd)
+                write_wtns(Path(path), wit)
+                futures.append(self._threads.submit(self._prove_wtns, inp, path))
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+            self._cpu += time.process_time() - c0
 
     def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
         if not 0 < r < P:
@@ -554,3 +613,92 @@ def bundle_from_json(d: Mapping[str, object]) -> tuple[UpdateSpec, UpdateCommitm
         if isinstance(e, InvalidProof):
             raise
         raise InvalidProof(f"malformed update-proof bundle: {e}") from e
+
+
+# -- native witness ---------------------------------------------------------------------------
+
+_PRIVATE_INPUTS = ("y", "rho", "syIn", "linIn", "t", "saltIn", "saltOut", "m")
+
+
+def _bits(out: dict[str, int], prefix: str, value: int, width: int) -> None:
+    value %= P
+    out[f"{prefix}.in"] = value
+    for i in range(width):
+        out[f"{prefix}.out[{i}]"] = (value >> i) & 1
+
+
+def _less_eq(out: dict[str, int], prefix: str, a: int, b: int, n: int) -> None:
+    """circomlib LessEqThan(n) = LessThan(n) on (a, b + 1), LessThan through Num2Bits(n + 1)."""
+    a, b1 = a % P, (b + 1) % P
+    out[f"{prefix}.in[0]"], out[f"{prefix}.in[1]"] = a, b % P
+    out[f"{prefix}.lt.in[0]"], out[f"{prefix}.lt.in[1]"] = a, b1
+    _bits(out, f"{prefix}.lt.n2b", a + (1 << n) - b1, n + 1)
+    out[f"{prefix}.lt.out"] = out[f"{prefix}.out"] = 1 - out[f"{prefix}.lt.n2b.out[{n}]"]
+
+
+def update_signals(spec: UpdateSpec, inp: Mapping[str, object]) -> dict[str, int]:
+    """Every signal of `update_chunk.circom` for one chunk's input assignment, by circom name,
+    computed as the circuit computes it (the Python twin of the circuit, for the native witness;
+    a wrong value only makes the proof fail verification, which the prover checks)."""
+    n, by, bs = spec.chunk_size, spec.value_bits, spec.norm_bits
+    out: dict[str, int] = {}
+    for name in PUBLIC_INPUTS + _PRIVATE_INPUTS:
+        v = inp[name]
+        if isinstance(v, list):
+            for j, a in enumerate(v):
+                out[f"main.{name}[{j}]"] = int(a) % P
+        else:
+            out[f"main.{name}"] = int(v) % P  # type: ignore[call-overload]
+    g = {k: out[f"main.{k}"] for k in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]}
+    y = [int(a) % P for a in inp["y"]]  # type: ignore[union-attr]
+    ys = [v - P if v > P // 2 else v for v in y]  # signed view
+    off = 1 << (by - 1)
+    if all(-off <= v < off for v in ys):  # the honest case: bits with numpy
+        sh = np.asarray(ys, dtype=np.int64) + off
+        bits = ((sh[:, None] >> np.arange(by, dtype=np.int64)) & 1).tolist()
+        for j in range(n):
+            out[f"main.ry[{j}].in"] = int(sh[j])
+            row = bits[j]
+            for i in range(by):
+                out[f"main.ry[{j}].out[{i}]"] = row[i]
+    else:
+        for j in range(n):
+            _bits(out, f"main.ry[{j}]", y[j] + off, by)
+    sy = g["syIn"]
+    for j in range(n):
+        q = ys[j] * ys[j] % P
+        out[f"main.sq[{j}]"] = q
+        sy += q
+    sy %= P
+    out["main.syOut"] = sy
+    r = g["r"]
+    h = 0
+    out[f"main.h[{n}]"] = 0
+    for j in range(n - 1, -1, -1):
+        h = (h + y[j]) * r % P
+        out[f"main.h[{j}]"] = h
+    lin = (g["linIn"] + g["rOff"] * h) % P
+    out["main.linOut"] = lin
+    # commitment
+    head = poseidon_signals("main.head", [TAG_COMMIT, g["ctx"], g["k"], g["rho"]], out)
+    per = 253 // by
+    elems = [sum((y[q + i] + off) * (1 << (by * i)) for i in range(min(per, n - q))) % P for q in range(0, n, per)]
+    out["main.sp.domain"] = head
+    for q, v in enumerate(elems):
+        out[f"main.sp.in[{q}]"] = v
+    acc = head
+    for b in range(0, len(elems), 15):
+        block = elems[b : b + 15]
+        acc = poseidon_signals(f"main.sp.h[{b // 15}]", [acc, *block, *([0] * (15 - len(block)))], out)
+    out["main.sp.out"] = acc
+    # running states
+    poseidon_signals("main.hin", [TAG_STATE, g["ctx"], g["k"], g["syIn"], g["linIn"], g["t"], g["saltIn"]], out)
+    poseidon_signals("main.hout", [TAG_STATE, g["ctx"], g["k"] + 1, sy, lin, g["t"], g["saltOut"]], out)
+    # sums and bounds
+    m, bx, be = g["m"], g["bound2x"], g["bound2e"]
+    _bits(out, "main.bsy", sy, bs)
+    _bits(out, "main.bm", m, bs)
+    out["main.m2"], out["main.bb"] = m * m % P, bx * be % P
+    _less_eq(out, "main.okm", out["main.m2"], out["main.bb"], 2 * bs)
+    _less_eq(out, "main.oky", sy, bx + be + 2 * m, bs + 2)
+    return out
