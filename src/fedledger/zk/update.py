@@ -11,7 +11,7 @@ noise share. The proof shows, without revealing x or e:
   separate checks on x and e add nothing a verifier can rely on);
 * the committed vector is the one in the random linear check: s = sum_j r^j y_j + t.
 
-Vectors longer than one chunk (at most 4,096 entries) are proved chunk by chunk; each chunk
+Vectors longer than one chunk (at most 8,192 entries) are proved chunk by chunk; each chunk
 proof moves a hidden running state (Poseidon commitment to the partial sums and t) from
 `state_in` to `state_out`, and both the chunk commitment and the states are bound to the
 context (task, round, member) and the chunk index, so chunks cannot be reordered, dropped,
@@ -44,7 +44,8 @@ from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_fie
 from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
 from fedledger.zk.witness import WitnessPlan, build_plan, write_wtns
 
-MAX_CHUNK = 4096
+MAX_CHUNK = 8192
+DEFAULT_CHUNK = 4096
 TAG_COMMIT = hash_to_field("update/chunk-commitment")
 TAG_STATE = hash_to_field("update/running-state")
 PUBLIC_INPUTS = (
@@ -68,7 +69,7 @@ class UpdateSpec:
     """The task's proof parameters. Bit widths and chunk size fix the circuit (and its keys);
     the squared norm bounds are public inputs, so tasks can change them without a new setup."""
 
-    chunk_size: int = MAX_CHUNK
+    chunk_size: int = DEFAULT_CHUNK
     entry_bits: int = 16
     noise_bits: int = 12
     norm_bits: int = 64
@@ -168,14 +169,16 @@ def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
     return out
 
 
-# Prover cost model, measured on this machine with groth16py 0.2.0 (single-threaded prover, CPU
-# seconds): about 28 us per wire (witness generation and the MSMs; this circuit has as many wires
-# as constraints) and 11 us per point of the FFT domain (the next power of two at or above
-# constraints + public inputs + 1). Fitted on 850- and 1,024-entry chunks (31,951 and 37,969
-# constraints: 1.27 s and 1.81 s). The domain term is why a chunk just under a power of two
-# costs less per entry than one just over it.
-_SECONDS_PER_WIRE = 2.8e-5
-_SECONDS_PER_DOMAIN_POINT = 1.13e-5
+# Prover cost model of the native path (witness in Python/numpy, groth16py 0.2.0 `prove_wtns` on
+# one thread), CPU seconds measured on this machine: about 19 us per constraint (this circuit has
+# as many wires as constraints: the MSMs and the witness), 7.9 us per point of the FFT domain (the
+# next power of two at or above constraints + public inputs + 1) and 85 ms per chunk (the proof's
+# fixed cost, the per-chunk hashes in the witness, the verification). Fitted on 512-, 700- and
+# 1,024-entry chunks (0.46 s, 0.67 s, 0.80 s). The domain term is why a chunk just under a power
+# of two costs less per entry than one just over it; the fixed term favours fewer, larger chunks.
+_SECONDS_PER_WIRE = 1.9e-5
+_SECONDS_PER_DOMAIN_POINT = 7.9e-6
+_SECONDS_PER_CHUNK = 0.085
 
 
 def domain_size(spec: UpdateSpec) -> int:
@@ -186,7 +189,11 @@ def domain_size(spec: UpdateSpec) -> int:
 
 def modeled_chunk_seconds(spec: UpdateSpec) -> float:
     """Modeled single-core seconds to prove one chunk (see the cost model above)."""
-    return _SECONDS_PER_WIRE * constraint_breakdown(spec)["total"] + _SECONDS_PER_DOMAIN_POINT * domain_size(spec)
+    return (
+        _SECONDS_PER_WIRE * constraint_breakdown(spec)["total"]
+        + _SECONDS_PER_DOMAIN_POINT * domain_size(spec)
+        + _SECONDS_PER_CHUNK
+    )
 
 
 def plan_chunk(dim: int, workers: int = 2, *, entry_bits: int = 16, noise_bits: int = 12, norm_bits: int = 64) -> int:

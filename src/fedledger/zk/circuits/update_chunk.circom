@@ -1,6 +1,6 @@
 pragma circom 2.1.0;
 
-// Update proof for one chunk of at most 4,096 entries of a trainer's processed update.
+// Update proof for one chunk of at most 8,192 entries of a trainer's processed update.
 //
 // The trainer's secure-aggregation input is y = x + e, where x is the clipped, rotated,
 // scaled and rounded update and e its discrete-Gaussian noise share (both signed integers).
