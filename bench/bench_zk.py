@@ -83,9 +83,12 @@ def _prove_case(spec: UpdateSpec, dim: int, prover: UpdateProver, rng: np.random
     commit_s = time.perf_counter() - t0
     proof = prover.prove_update(secret, posted, R)
     total = commit_s + proof.prove_seconds
-    t0 = time.perf_counter()
-    verify_update(prover.keys, spec, posted, proof, R)
-    verify_s = time.perf_counter() - t0
+    times = []
+    for _ in range(5):  # the machine is shared: the median of 5 verifications of the bundle
+        t0 = time.perf_counter()
+        verify_update(prover.keys, spec, posted, proof, R)
+        times.append(time.perf_counter() - t0)
+    verify_s = float(np.median(times))
     return {
         "dim": dim,
         "chunks": len(proof.chunks),
