@@ -25,6 +25,7 @@ or mixed between members or rounds. Flow:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -643,47 +644,51 @@ def _less_eq(out: dict[str, int], prefix: str, a: int, b: int, n: int) -> None:
     out[f"{prefix}.lt.out"] = out[f"{prefix}.out"] = 1 - out[f"{prefix}.lt.n2b.out[{n}]"]
 
 
+@functools.cache
+def _entry_names(n: int, by: int) -> dict[str, list[str]]:
+    """The per-entry signal names of a chunk circuit, formatted once per shape."""
+    return {
+        "y": [f"main.y[{j}]" for j in range(n)],
+        "ry_in": [f"main.ry[{j}].in" for j in range(n)],
+        "ry_out": [f"main.ry[{j}].out[{i}]" for j in range(n) for i in range(by)],
+        "sq": [f"main.sq[{j}]" for j in range(n)],
+        "h": [f"main.h[{j}]" for j in range(n + 1)],
+    }
+
+
 def update_signals(spec: UpdateSpec, inp: Mapping[str, object]) -> dict[str, int]:
     """Every signal of `update_chunk.circom` for one chunk's input assignment, by circom name,
     computed as the circuit computes it (the Python twin of the circuit, for the native witness;
     a wrong value only makes the proof fail verification, which the prover checks)."""
     n, by, bs = spec.chunk_size, spec.value_bits, spec.norm_bits
+    names = _entry_names(n, by)
     out: dict[str, int] = {}
-    for name in PUBLIC_INPUTS + _PRIVATE_INPUTS:
-        v = inp[name]
-        if isinstance(v, list):
-            for j, a in enumerate(v):
-                out[f"main.{name}[{j}]"] = int(a) % P
-        else:
-            out[f"main.{name}"] = int(v) % P  # type: ignore[call-overload]
+    for name in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]:
+        out[f"main.{name}"] = int(inp[name]) % P  # type: ignore[call-overload]
     g = {k: out[f"main.{k}"] for k in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]}
     y = [int(a) % P for a in inp["y"]]  # type: ignore[union-attr]
+    out.update(zip(names["y"], y, strict=True))
     ys = [v - P if v > P // 2 else v for v in y]  # signed view
     off = 1 << (by - 1)
     if all(-off <= v < off for v in ys):  # the honest case: bits with numpy
         sh = np.asarray(ys, dtype=np.int64) + off
-        bits = ((sh[:, None] >> np.arange(by, dtype=np.int64)) & 1).tolist()
-        for j in range(n):
-            out[f"main.ry[{j}].in"] = int(sh[j])
-            row = bits[j]
-            for i in range(by):
-                out[f"main.ry[{j}].out[{i}]"] = row[i]
+        out.update(zip(names["ry_in"], sh.tolist(), strict=True))
+        bits = ((sh[:, None] >> np.arange(by, dtype=np.int64)) & 1).ravel().tolist()
+        out.update(zip(names["ry_out"], bits, strict=True))
     else:
         for j in range(n):
             _bits(out, f"main.ry[{j}]", y[j] + off, by)
-    sy = g["syIn"]
-    for j in range(n):
-        q = ys[j] * ys[j] % P
-        out[f"main.sq[{j}]"] = q
-        sy += q
-    sy %= P
+    sq = [v * v % P for v in ys]
+    out.update(zip(names["sq"], sq, strict=True))
+    sy = (g["syIn"] + sum(sq)) % P
     out["main.syOut"] = sy
     r = g["r"]
     h = 0
-    out[f"main.h[{n}]"] = 0
+    hs = [0] * (n + 1)
     for j in range(n - 1, -1, -1):
         h = (h + y[j]) * r % P
-        out[f"main.h[{j}]"] = h
+        hs[j] = h
+    out.update(zip(names["h"], hs, strict=True))
     lin = (g["linIn"] + g["rOff"] * h) % P
     out["main.linOut"] = lin
     # commitment
