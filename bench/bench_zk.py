@@ -388,11 +388,14 @@ def _prove_runs(
     }
 
 
-def _snarkjs(spec: UpdateSpec, prover: UpdateProver, rng: np.random.Generator, reps: int) -> dict[str, Any]:
+def _snarkjs(backend: Groth16Backend, rng: np.random.Generator, reps: int) -> dict[str, Any]:
     """The same circuit through snarkjs 0.7.6 (Node.js): compiled by circom2 to wasm + r1cs, a
     phase-2 zkey on a prepared Powers of Tau file (made once, cached), then per chunk `snarkjs
-    wtns calculate` + `snarkjs groth16 prove`, against groth16py's native path on the same chunk.
-    CPU of snarkjs is its child-process CPU (it runs worker threads)."""
+    wtns calculate` + `snarkjs groth16 prove`, against groth16py's native path on the same chunk
+    input. The chunk is the 512-entry chunk of a 1,024-entry update if the largest prepared
+    Powers of Tau file holds it, else the largest chunk it holds. CPU of snarkjs is its
+    child-process CPU (it runs worker threads)."""
+    import re
     import resource
     import shutil
 
@@ -401,14 +404,22 @@ def _snarkjs(spec: UpdateSpec, prover: UpdateProver, rng: np.random.Generator, r
     from fedledger.zk.update import chunk_witnesses
 
     node = ROOT / ".cache" / "zk-node" / "node_modules" / ".bin"
-    need = domain_size(spec).bit_length() - 1
-    ptau = next((ROOT / ".cache" / "zk-ceremony" / f"pot{k}.ptau" for k in range(need, 21)
-                 if (ROOT / ".cache" / "zk-ceremony" / f"pot{k}.ptau").exists()), None)
-    if not (node / "snarkjs").exists() or not (node / "circom2").exists() or ptau is None:
-        return {"skipped": f"needs snarkjs + circom2 in .cache/zk-node and .cache/zk-ceremony/pot{need}.ptau or larger"}
-    work = ROOT / ".cache" / "zk-ceremony" / f"snarkjs-{spec.circuit.name}-{spec.circuit.digest[:16]}"
+    cer = ROOT / ".cache" / "zk-ceremony"
+    pots = sorted((int(m.group(1)), f) for f in cer.glob("pot*.ptau") if (m := re.fullmatch(r"pot(\d+)\.ptau", f.name)))
+    if not (node / "snarkjs").exists() or not (node / "circom2").exists() or not pots:
+        return {"skipped": "needs snarkjs + circom2 in .cache/zk-node and a .cache/zk-ceremony/potNN.ptau"}
+    power, ptau = pots[-1]
+    n = 512
+    while domain_size(UpdateSpec(chunk_size=n)) > (1 << power):
+        n = n * 3 // 4 if n > 64 else n - 1
+    while domain_size(UpdateSpec(chunk_size=n + 1)) <= (1 << power) and n < 512:
+        n += 1
+    spec = UpdateSpec(chunk_size=n)
+    prover = UpdateProver(spec, backend, workers=1)
+    work = cer / f"snarkjs-{spec.circuit.name}-{spec.circuit.digest[:16]}"
     run = {"cwd": work, "check": True, "capture_output": True, "timeout": 3600}
-    out: dict[str, Any] = {"ptau": ptau.name, "chunk_size": spec.chunk_size}
+    out: dict[str, Any] = {"ptau": ptau.name, "chunk_size": spec.chunk_size,
+                           "constraints": constraint_breakdown(spec)["total"], "groth16py_path_native": prover.native}
     if not (work / "c1.zkey").exists():
         t0 = time.perf_counter()
         (work / "lib").mkdir(parents=True, exist_ok=True)
@@ -463,6 +474,7 @@ def _snarkjs(spec: UpdateSpec, prover: UpdateProver, rng: np.random.Generator, r
         "snarkjs_proof_verified": None if v is None else v.returncode == 0,
         "load_average": _load(),
     })
+    prover.close()
     return out
 
 
@@ -482,7 +494,7 @@ def _update_proofs(backend: Groth16Backend, quick: bool, setups: dict[str, Any])
             last = case["native"].pop("_last")
             if dim == 1024:
                 out["_last_1024"] = (spec, native.keys, last["_posted"], last["_proof"])
-                case["snarkjs_same_circuit"] = _snarkjs(spec, native, rng, reps=3)
+                case["snarkjs_same_circuit"] = _snarkjs(backend, rng, reps=3)
             if dim == 16_384:
                 out["_last_16384"] = (spec, native.keys, last["_posted"], last["_proof"])
         t0 = time.perf_counter()
