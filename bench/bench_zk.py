@@ -498,14 +498,21 @@ def _update_proofs(backend: Groth16Backend, quick: bool, setups: dict[str, Any])
             if dim == 16_384:
                 out["_last_16384"] = (spec, native.keys, last["_posted"], last["_proof"])
         t0 = time.perf_counter()
-        with UpdateProver(spec, backend, workers=2, native=False) as interp:
-            setups[f"{spec.circuit.name}_interpreter"] = round(time.perf_counter() - t0, 1)
-            case["interpreter"] = _prove_runs(spec, dim, interp, reps_interp, rng)
-            case["interpreter"].pop("_last")
-        case["cpu_ratio_interpreter_over_native"] = round(
-            case["interpreter"]["prover_cpu_s_median"] / case["native"]["prover_cpu_s_median"], 2)
-        case["wall_ratio_interpreter_over_native"] = round(
-            case["interpreter"]["prove_s_median"] / case["native"]["prove_s_median"], 2)
+        try:
+            with UpdateProver(spec, backend, workers=2, native=False) as interp:
+                setups[f"{spec.circuit.name}_interpreter"] = round(time.perf_counter() - t0, 1)
+                case["interpreter"] = _prove_runs(spec, dim, interp, reps_interp, rng)
+                case["interpreter"].pop("_last")
+        except Exception as err:  # a broken worker process must not lose the native figures
+            case["interpreter"] = {"error": f"{type(err).__name__}: {err}", "load_average": _load()}
+            continue_ratios = False
+        else:
+            continue_ratios = True
+        if continue_ratios:
+            case["cpu_ratio_interpreter_over_native"] = round(
+                case["interpreter"]["prover_cpu_s_median"] / case["native"]["prover_cpu_s_median"], 2)
+            case["wall_ratio_interpreter_over_native"] = round(
+                case["interpreter"]["prove_s_median"] / case["native"]["prove_s_median"], 2)
         out[f"update_{dim}"] = case
     return out
 
