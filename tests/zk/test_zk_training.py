@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from zk_support import SMALL
 
+from fedledger.core.errors import DataError
 from fedledger.zk.data_quality import DataPolicy, dataset_root, fixed_point
 from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.training import (
@@ -44,9 +45,12 @@ def keys(backend):
     return backend.keys(SPEC.circuit)
 
 
-def _commit(x: np.ndarray, seed: int = 1):
+def _commit(x: np.ndarray, seed: int = 1, noise: bool = False):
+    """Proof of training binds the trained update with a zero noise share (the update circuit
+    commits to y = x + e only)."""
     rng = np.random.default_rng(seed)
-    return commit_update(SMALL, CTX, x, rng.integers(-5, 5, len(x)), rng)
+    e = rng.integers(-5, 5, len(x)) if noise else np.zeros(len(x), dtype=np.int64)
+    return commit_update(SMALL, CTX, x, e, rng)
 
 
 @pytest.mark.slow
@@ -57,6 +61,9 @@ def test_training_proof_and_its_failures(backend, keys) -> None:
     root = dataset_root(SPEC.data, POLICY, feats, labels)
     proof = prove_training(backend, keys, SPEC, POLICY, W0, feats, labels, LR, secret, posted)
     verify_training(keys, SPEC, root, POLICY.lo, 6, LR, W0, posted, proof)
+    noisy_secret, noisy_posted = _commit(w_e - np.array(W0), noise=True)
+    with pytest.raises(DataError, match="zero noise share"):
+        prove_training(backend, keys, SPEC, POLICY, W0, feats, labels, LR, noisy_secret, noisy_posted)
 
     # verifying the statement with another learning rate, data set, start model or row count
     with pytest.raises(InvalidProof):

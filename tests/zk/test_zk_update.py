@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -11,11 +12,15 @@ from zk_support import SMALL
 from fedledger.core.errors import DataError, IntegrityError
 from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.field import P, signed
+from fedledger.zk.poseidon import poseidon, sponge
 from fedledger.zk.update import (
+    PUBLIC_INPUTS,
+    TAG_COMMIT,
     ChunkProof,
     ProofContext,
     UpdateCommitment,
     UpdateProof,
+    chunk_public_inputs,
     chunk_witnesses,
     commit_update,
     running_state,
@@ -61,22 +66,71 @@ def test_commitment_hides_and_binds_context(rng) -> None:
     assert a.digest() != b.digest()
 
 
-@pytest.mark.parametrize(
-    ("field", "index", "value", "message"),
-    [
-        ("x", 3, 2**15, "x"),  # one past the 16-bit range
-        ("x", 0, -(2**15) - 1, "x"),
-        ("e", 17, 2**11, "e"),  # one past the 12-bit noise range
-    ],
-)
-def test_entry_out_of_range_fails_to_prove(small_prover, rng, field, index, value, message) -> None:
-    x, e = _vectors(rng)
-    (x if field == "x" else e)[index] = value
-    with pytest.raises(DataError, match=message):
-        commit_update(SMALL, CTX, x, e, rng)
-    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+LOOSE = dataclasses.replace(SMALL, bound2x=2**40, bound2e=2**40)  # same circuit: bounds are public
+
+
+def _forge(spec, posted_ctx: int, y: list[int], rng: np.random.Generator) -> tuple[UpdateCommitment, dict]:
+    """A malicious one-chunk witness for arbitrary field values y, consistent in every other
+    constraint: commitment, running states, sums and s computed modulo p exactly as the circuit
+    computes them, m the largest honest value."""
+    n, by = spec.chunk_size, spec.value_bits
+    y = [v % P for v in y] + [0] * (n - len(y))
+    per = 253 // by
+    packed = [
+        sum((y[q + i] + (1 << (by - 1))) * (1 << (by * i)) for i in range(min(per, n - q))) % P
+        for q in range(0, n, per)
+    ]
+    rho, t, salt0, salt1 = (int(v) for v in rng.integers(1, 2**62, 4))
+    commit = sponge(poseidon([TAG_COMMIT, posted_ctx, 0, rho]), packed)
+    state0 = running_state(posted_ctx, 0, 0, 0, t, salt0)
+    sy = sum(v * v for v in y) % P
+    h = 0
+    for v in reversed(y):
+        h = (h + v) * R % P
+    state1 = running_state(posted_ctx, 1, sy, h, t, salt1)
+    posted = UpdateCommitment(posted_ctx, n, (commit,), state0)
+    s = (h + t) % P
+    inp = dict(zip(PUBLIC_INPUTS, chunk_public_inputs(spec, posted, 0, state0, state1, R, s), strict=True))
+    inp.update(y=y, rho=rho, syIn=0, linIn=0, t=t, saltIn=salt0, saltOut=salt1,
+               m=math.isqrt(spec.bound2x * spec.bound2e))
+    return posted, inp
+
+
+def test_forged_witness_helper_is_consistent(small_prover, rng) -> None:
+    """Control for the attacks below: the forging helper with in-range values proves and verifies."""
+    posted, inp = _forge(LOOSE, CTX.element, [2**16 - 1, -(2**16), 5], rng)
+    (proof,) = small_prover.prove_chunks([inp])
+    s = inp["s"]
+    verify_update(small_prover.keys, LOOSE, posted, UpdateProof(s, (ChunkProof(0, inp["stateOut"], proof),)), R)
+
+
+@pytest.mark.parametrize("value", [2**16, -(2**16) - 1, 2**40])
+def test_entry_out_of_range_fails_to_prove(small_prover, rng, value) -> None:
+    """One past the 17-bit range of y (BY = max(16, 12) + 1) under bounds so loose that only the
+    range check can stop it."""
+    _posted, inp = _forge(LOOSE, CTX.element, [3, value, -7], rng)
     with pytest.raises(ProvingError):
-        small_prover.prove_update(secret, posted, R)
+        small_prover.prove_chunks([inp])
+
+
+def test_field_wrapped_entry_with_a_small_norm_fails_to_prove(small_prover, rng) -> None:
+    """y_0 = i * 1000 with i^2 = -1 in F_p and y_1 = 1000: the squares cancel (sum y^2 = 0 mod p),
+    so the norm check alone would accept a huge entry; the range check rejects it."""
+    i = pow(5, (P - 1) // 4, P)
+    assert i * i % P == P - 1
+    _posted, inp = _forge(SMALL, CTX.element, [i * 1000 % P, 1000], rng)
+    assert sum(v * v for v in inp["y"]) % P == 0
+    with pytest.raises(ProvingError):
+        small_prover.prove_chunks([inp])
+
+
+def test_entries_outside_their_own_widths_are_refused_by_the_honest_trainer(rng) -> None:
+    """x and e keep their widths in the trainer's own check (the circuit checks y only)."""
+    for field, index, value in (("x", 3, 2**15), ("x", 0, -(2**15) - 1), ("e", 17, 2**11)):
+        x, e = _vectors(rng)
+        (x if field == "x" else e)[index] = value
+        with pytest.raises(DataError, match=field):
+            commit_update(SMALL, CTX, x, e, rng)
 
 
 def test_largest_entries_in_range_prove(small_prover, rng) -> None:
@@ -93,7 +147,7 @@ def test_largest_entries_in_range_prove(small_prover, rng) -> None:
 
 def test_norm_over_bound_fails_to_prove(small_prover, rng) -> None:
     x, e = _vectors(rng)
-    x[:] = 600  # 40 * 600^2 = 14.4e6 > 10e6, every entry in range
+    x[:], e[:] = 700, 0  # 40 * 700^2 = 19.6e6 > SMALL.bound2y = 17,324,554, every entry in range
     with pytest.raises(DataError, match="norm of x"):
         commit_update(SMALL, CTX, x, e, rng)
     secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
@@ -110,7 +164,55 @@ def test_norm_exactly_at_bound_proves(small_prover, rng) -> None:
     verify_update(small_prover.keys, SMALL, posted, small_prover.prove_update(secret, posted, R), R)
 
 
+def _squares_summing_to(total: int, n: int) -> list[int]:
+    """Greedy: n integers whose squares sum to exactly `total` (each step leaves < 2 sqrt(rest))."""
+    out = []
+    for _ in range(n):
+        v = math.isqrt(total)
+        out.append(v)
+        total -= v * v
+    assert total == 0
+    return out
+
+
+def test_folded_norm_at_the_bound_proves_and_one_over_fails(small_prover, rng) -> None:
+    """The circuit's bound is bound2y = bound2x + bound2e + 2 isqrt(bound2x bound2e) on y = x + e:
+    exactly at it a (malicious) witness proves, one over it does not."""
+    assert SMALL.bound2y == 10_000_000 + 1_000_000 + 2 * 3_162_277
+    at = _squares_summing_to(SMALL.bound2y, SMALL.chunk_size)
+    _posted, inp = _forge(SMALL, CTX.element, at, rng)
+    small_prover.prove_chunks([inp])
+    over = _squares_summing_to(SMALL.bound2y + 1, SMALL.chunk_size)
+    _, inp = _forge(SMALL, CTX.element, over, rng)
+    with pytest.raises(ProvingError):
+        small_prover.prove_chunks([inp])
+
+
+def test_a_larger_m_cannot_loosen_the_folded_bound(small_prover, rng) -> None:
+    """m is the prover's witness of floor(sqrt(bound2x bound2e)); a larger m would admit a larger
+    norm, and fails m^2 <= bound2x bound2e."""
+    over = _squares_summing_to(SMALL.bound2y + 2, SMALL.chunk_size)
+    _, inp = _forge(SMALL, CTX.element, over, rng)
+    inp["m"] += 1  # bound2x + bound2e + 2 (m + 1) = bound2y + 2 would now hold
+    with pytest.raises(ProvingError):
+        small_prover.prove_chunks([inp])
+
+
+def test_noise_share_bound_is_folded_into_the_norm(small_prover, rng) -> None:
+    """Deliberate: a noise share over its own bound but with ||x + e|| <= sqrt(bound2x) + sqrt(bound2e)
+    proves. It moves the aggregate no further than a split that respects both bounds could,
+    since e is the trainer's choice either way (docs/zk.md, "Where the constraints go")."""
+    x = np.zeros(DIM, dtype=np.int64)
+    e = np.zeros(DIM, dtype=np.int64)
+    e[:8] = 500  # sum e^2 = 2,000,000 > bound2e = 1,000,000; sum y^2 = 2e6 <= bound2y
+    with pytest.raises(DataError, match="noise"):
+        commit_update(SMALL, CTX, x, e, rng)
+    secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
+    verify_update(small_prover.keys, SMALL, posted, small_prover.prove_update(secret, posted, R), R)
+
+
 def test_noise_norm_over_bound_fails_to_prove(small_prover, rng) -> None:
+    """Noise far over its bound pushes y over the folded bound (40 * ~2000^2 > 17.3e6)."""
     x, e = _vectors(rng)
     e[:] = 2000  # in 12-bit range, 40 * 4e6 > 1e6
     secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
@@ -119,14 +221,14 @@ def test_noise_norm_over_bound_fails_to_prove(small_prover, rng) -> None:
 
 
 def test_first_chunk_cannot_start_from_negative_norm(small_prover, rng) -> None:
-    """A prover that posts an initial state with sum x^2 = -K (mod p) to pass the norm check."""
+    """A prover that posts an initial state with sum y^2 = -K (mod p) to pass the norm check."""
     x, e = _vectors(rng)
-    x[:] = 600
+    x[:], e[:] = 700, 0
     secret, posted = commit_update(SMALL, CTX, x, e, rng, check=False)
     _, inputs, _ = chunk_witnesses(SMALL, secret, posted, R)
     forged = dict(inputs[0])
-    forged["sxIn"] = P - 10_000_000
-    forged["stateIn"] = running_state(posted.ctx, 0, P - 10_000_000, 0, 0, secret.t, secret.salts[0])
+    forged["syIn"] = P - 10_000_000
+    forged["stateIn"] = running_state(posted.ctx, 0, P - 10_000_000, 0, secret.t, secret.salts[0])
     with pytest.raises(ProvingError):
         small_prover.prove_chunks([forged])
 
@@ -219,7 +321,7 @@ def test_bounds_are_enforced_by_the_verifier_not_the_prover(small_prover, honest
     loose = dataclasses.replace(SMALL, bound2x=10**12)
     rng = np.random.default_rng(3)
     x2 = x.copy()
-    x2[:] = 600
+    x2[:] = 800  # 40 * ~800^2 > SMALL.bound2y
     secret, posted = commit_update(loose, CTX, x2, e, rng)
     from fedledger.zk.update import UpdateProver
 

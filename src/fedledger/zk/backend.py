@@ -330,6 +330,18 @@ def prove_checked(
     return proof
 
 
+def prove_wtns_checked(keys: KeySet, inputs: Mapping[str, object], wtns_path: str) -> bytes:
+    """Prove from a full witness file (`groth16py.prove_wtns`: no wasm, releases the GIL), then
+    verify against the inputs' public values; ProvingError if the witness breaks a constraint."""
+    try:
+        proof = bytes(groth16py.prove_wtns(keys.pk, wtns_path))
+    except Exception as e:  # groth16py's own errors for a malformed witness file
+        raise ProvingError(f"{keys.circuit.name}: cannot prove from the witness: {e}") from None
+    if keys.verifier.verify(proof, public_values(keys.circuit, inputs)) is not True:
+        raise ProvingError(f"{keys.circuit.name}: witness does not satisfy the circuit (proof does not verify)")
+    return proof
+
+
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """The circom compiler prints statistics on fd 1; keep them off our CLI's stdout."""

@@ -234,7 +234,7 @@ def _carry_projection(
     c = op.commitment
     if c.digest() != ev.carry_digest or c.dim != len(ev.masked):
         return None
-    if c.ctx != carry_context(contexts[member]).element or c.state0 != running_state(c.ctx, 0, 0, 0, 0, 0, op.salt0):
+    if c.ctx != carry_context(contexts[member]).element or c.state0 != running_state(c.ctx, 0, 0, 0, 0, op.salt0):
         return None
     try:
         verify_update(carry_keys, carry_spec(spec), c, op.proof, r)

@@ -140,3 +140,107 @@ def sponge(domain: int, elements: Sequence[int], rate: int = 15) -> int:
         block += [0] * (rate - len(block))
         h = poseidon([h, *block])
     return h
+
+
+@functools.cache
+def _signal_names(prefix: str, n: int) -> tuple[str, ...]:
+    """The names `poseidon_signals` writes, in the order it computes them (formatted once)."""
+    out: dict[str, int] = {}
+    _poseidon_trace(prefix, [0] * n, out)
+    return tuple(out)
+
+
+def poseidon_signals(prefix: str, inputs: Sequence[int], out: dict[str, int]) -> int:
+    """circomlib `Poseidon(n)` evaluated signal by signal, the values stored under their circom
+    names (`prefix.pEx.ark[r].out[j]`, `prefix.pEx.sigmaF[r][j].in2`, ...) in `out`; returns the
+    hash. The native witness generator (`fedledger.zk.witness`) reads the wires from these."""
+    vals: list[int] = []
+    h = _poseidon_trace(prefix, inputs, None, vals)
+    out.update(zip(_signal_names(prefix, len(inputs)), vals, strict=True))
+    return h
+
+
+def _poseidon_trace(prefix: str, inputs: Sequence[int], out: dict[str, int] | None,
+                    vals: list[int] | None = None) -> int:
+    """Evaluate circomlib's PoseidonEx signal by signal: with `out`, store values by name; with
+    `vals`, append the same values in the same order (names come from `_signal_names`)."""
+    if out is None:
+        assert vals is not None
+        put = vals.append
+
+        def setv(_name: str, v: int) -> None:
+            put(v)
+    else:
+        def setv(name: str, v: int) -> None:
+            out[name] = v
+
+    n = len(inputs)
+    prm = _params(n + 1)
+    t, c, m, pm, sm = prm.t, prm.c, prm.m, prm.p, prm.s
+    nf, n_p = _N_ROUNDS_F, prm.n_p
+    half = nf // 2
+    x = f"{prefix}.pEx" if out is not None else ""
+    for i, v in enumerate(inputs):
+        setv(f"{prefix}.inputs[{i}]" if out is not None else "", int(v) % P)
+        setv(f"{x}.inputs[{i}]" if out is not None else "", int(v) % P)
+    setv(f"{x}.initialState" if out is not None else "", 0)
+    named = out is not None
+
+    def ark(r: int, vals_: list[int], off: int) -> list[int]:
+        res = [(vals_[j] + c[j + off]) % P for j in range(t)]
+        for j in range(t):
+            setv(f"{x}.ark[{r}].in[{j}]" if named else "", vals_[j])
+            setv(f"{x}.ark[{r}].out[{j}]" if named else "", res[j])
+        return res
+
+    def sigma(name: str, v: int) -> int:
+        v2 = v * v % P
+        v4 = v2 * v2 % P
+        o = v4 * v % P
+        if named:
+            setv(f"{name}.in", v)
+            setv(f"{name}.in2", v2)
+            setv(f"{name}.in4", v4)
+            setv(f"{name}.out", o)
+        else:
+            put(v)
+            put(v2)
+            put(v4)
+            put(o)
+        return o
+
+    def mix(r: int, vals_: list[int], mat: tuple[tuple[int, ...], ...]) -> list[int]:
+        res = [sum(mat[j][i] * vals_[j] for j in range(t)) % P for i in range(t)]
+        for j in range(t):
+            setv(f"{x}.mix[{r}].in[{j}]" if named else "", vals_[j])
+            setv(f"{x}.mix[{r}].out[{j}]" if named else "", res[j])
+        return res
+
+    state = ark(0, [0, *(int(v) % P for v in inputs)], 0)
+    for r in range(half - 1):
+        sig = [sigma(f"{x}.sigmaF[{r}][{j}]" if named else "", state[j]) for j in range(t)]
+        state = mix(r, ark(r + 1, sig, (r + 1) * t), m)
+    sig = [sigma(f"{x}.sigmaF[{half - 1}][{j}]" if named else "", state[j]) for j in range(t)]
+    state = mix(half - 1, ark(half, sig, half * t), pm)
+    w = 2 * t - 1
+    for r in range(n_p):
+        s0 = sigma(f"{x}.sigmaP[{r}]" if named else "", state[0])
+        ins = [(s0 + c[(half + 1) * t + r]) % P, *state[1:]]
+        row = sm[w * r : w * (r + 1)]
+        new = [sum(row[i] * ins[i] for i in range(t)) % P]
+        new += [(ins[i] + ins[0] * row[t + i - 1]) % P for i in range(1, t)]
+        for j in range(t):
+            setv(f"{x}.mixS[{r}].in[{j}]" if named else "", ins[j])
+            setv(f"{x}.mixS[{r}].out[{j}]" if named else "", new[j])
+        state = new
+    for r in range(half - 1):
+        sig = [sigma(f"{x}.sigmaF[{half + r}][{j}]" if named else "", state[j]) for j in range(t)]
+        state = mix(half + r, ark(half + r + 1, sig, (half + 1) * t + n_p + r * t), m)
+    sig = [sigma(f"{x}.sigmaF[{nf - 1}][{j}]" if named else "", state[j]) for j in range(t)]
+    h = sum(m[j][0] * sig[j] for j in range(t)) % P
+    for j in range(t):
+        setv(f"{x}.mixLast[0].in[{j}]" if named else "", sig[j])
+    setv(f"{x}.mixLast[0].out" if named else "", h)
+    setv(f"{x}.out[0]" if named else "", h)
+    setv(f"{prefix}.out" if named else "", h)
+    return h

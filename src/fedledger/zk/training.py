@@ -29,7 +29,7 @@ from fedledger.zk.backend import Circuit, Groth16Backend, KeySet
 from fedledger.zk.data_quality import TAG_ROW, DataPolicy, DataSpec, dataset_root
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P
-from fedledger.zk.update import TAG_COMMIT, UpdateCommitment, UpdateSecret, UpdateSpec, _shifted_pack
+from fedledger.zk.update import TAG_COMMIT, UpdateCommitment, UpdateSecret, UpdateSpec
 
 
 @dataclass(frozen=True)
@@ -218,9 +218,8 @@ def training_inputs(
     if feats.shape != (n, spec.features) or n > spec.capacity or n == 0:
         raise DataError(f"expected 1..{spec.capacity} rows of {spec.features} features")
     root = dataset_root(spec.data, policy, feats, labels)
-    u = spec.update
-    e_pad = np.zeros(u.chunk_size, dtype=np.int64)
-    e_pad[: len(secret.e)] = secret.e[: u.chunk_size]
+    if np.any(np.asarray(secret.e[: spec.update.chunk_size]) != 0):
+        raise DataError("proof of training commits to the trained update with a zero noise share (DP-free tasks)")
     pad = spec.capacity - n
     inputs: dict[str, object] = dict(
         zip(
@@ -242,7 +241,6 @@ def training_inputs(
         label=[int(v) for v in labels.tolist()] + [0] * pad,
         active=[1] * n + [0] * pad,
         rho=secret.rhos[0],
-        ePack=_shifted_pack(e_pad, u.noise_bits),
     )
     return inputs
 

@@ -4,11 +4,14 @@ The input the trainer feeds into secure aggregation is y = x + e (signed integer
 its clipped, rotated, scaled and stochastically rounded update and e its discrete-Gaussian
 noise share. The proof shows, without revealing x or e:
 
-* every x_j fits in `entry_bits` bits (two's complement) and every e_j in `noise_bits` bits;
-* sum x_j^2 <= bound2x (the task's clipping bound in integer units) and sum e_j^2 <= bound2e;
+* every y_j fits in `value_bits` = max(entry_bits, noise_bits) + 1 bits (two's complement),
+  the width any honest x_j + e_j needs;
+* ||y|| <= sqrt(bound2x) + sqrt(bound2e): the update's bound (the task's clipping bound in
+  integer units) and the noise share's bound, folded into one norm (docs/zk.md argues why the
+  separate checks on x and e add nothing a verifier can rely on);
 * the committed vector is the one in the random linear check: s = sum_j r^j y_j + t.
 
-Vectors longer than one chunk (at most 4,096 entries) are proved chunk by chunk; each chunk
+Vectors longer than one chunk (at most 8,192 entries) are proved chunk by chunk; each chunk
 proof moves a hidden running state (Poseidon commitment to the partial sums and t) from
 `state_in` to `state_out`, and both the chunk commitment and the states are bound to the
 context (task, round, member) and the chunk index, so chunks cannot be reordered, dropped,
@@ -22,22 +25,29 @@ or mixed between members or rounds. Flow:
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import ByteSource
-from fedledger.zk.backend import Circuit, Groth16Backend, KeySet, ProverPool
+from fedledger.zk.backend import CIRCUIT_DIR, Circuit, Groth16Backend, KeySet, ProverPool, prove_wtns_checked
 from fedledger.zk.errors import InvalidProof
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
-from fedledger.zk.poseidon import poseidon, sponge
+from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
+from fedledger.zk.witness import WitnessPlan, build_plan, write_wtns
 
-MAX_CHUNK = 4096
+MAX_CHUNK = 8192
+DEFAULT_CHUNK = 4096
 TAG_COMMIT = hash_to_field("update/chunk-commitment")
 TAG_STATE = hash_to_field("update/running-state")
 PUBLIC_INPUTS = (
@@ -61,7 +71,7 @@ class UpdateSpec:
     """The task's proof parameters. Bit widths and chunk size fix the circuit (and its keys);
     the squared norm bounds are public inputs, so tasks can change them without a new setup."""
 
-    chunk_size: int = MAX_CHUNK
+    chunk_size: int = DEFAULT_CHUNK
     entry_bits: int = 16
     noise_bits: int = 12
     norm_bits: int = 64
@@ -75,20 +85,33 @@ class UpdateSpec:
             v = getattr(self, name)
             if not 2 <= v <= 32:
                 raise ConfigError(f"{name} must be in 2..32, got {v}")
-        if not 8 <= self.norm_bits <= 128:
-            raise ConfigError(f"norm_bits must be in 8..128, got {self.norm_bits}")
+        if not 8 <= self.norm_bits <= 120:
+            raise ConfigError(f"norm_bits must be in 8..120, got {self.norm_bits}")
         for name in ("bound2x", "bound2e"):
             v = getattr(self, name)
             if not 0 <= v < 2**self.norm_bits:
                 raise ConfigError(f"{name} must be in [0, 2^norm_bits), got {v}")
 
     @property
+    def value_bits(self) -> int:
+        """Width of the one range check per entry: y = x + e with x of `entry_bits` and e of
+        `noise_bits` bits lies in [-2^(w-1), 2^(w-1)) for w = max(entry_bits, noise_bits) + 1."""
+        return max(self.entry_bits, self.noise_bits) + 1
+
+    @property
+    def bound2y(self) -> int:
+        """The folded bound the circuit enforces on sum y^2: bound2x + bound2e + 2 floor(sqrt(
+        bound2x bound2e)) <= (sqrt(bound2x) + sqrt(bound2e))^2. Complete: <x, e> is an integer
+        at most ||x|| ||e|| <= sqrt(bound2x bound2e), so every honest y = x + e passes."""
+        return self.bound2x + self.bound2e + 2 * math.isqrt(self.bound2x * self.bound2e)
+
+    @property
     def circuit(self) -> Circuit:
         return Circuit(
-            name=f"update_n{self.chunk_size}_x{self.entry_bits}_e{self.noise_bits}_s{self.norm_bits}",
+            name=f"update2_n{self.chunk_size}_y{self.value_bits}_s{self.norm_bits}",
             source="update_chunk.circom",
             template="UpdateChunk",
-            args=(self.chunk_size, self.entry_bits, self.noise_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
+            args=(self.chunk_size, self.value_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
             public=PUBLIC_INPUTS,
         )
 
@@ -105,20 +128,41 @@ def _poseidon_constraints(n_inputs: int, constant_inputs: int = 0) -> int:
     return 3 * (8 * t + n_partial) - 3 * (1 + constant_inputs)
 
 
+def _sponge_constraints(elements: int) -> int:
+    blocks = -(-elements // 15)
+    return blocks * _poseidon_constraints(16) - 3 * (blocks * 15 - elements)
+
+
 def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
     """Where the update circuit's constraints go, per component (exact for `update_chunk.circom`:
-    it reproduces the compiler's counts, e.g. 37,969 for 1,024 entries and 31,951 for 850)."""
+    it reproduces the compiler's counts, checked against circom 2's .r1cs header in the tests)."""
+    n, by, bs = spec.chunk_size, spec.value_bits, spec.norm_bits
+    out = {
+        "range_y": n * by,  # the one range check per entry
+        "squares": n,
+        "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
+        "commitment": _sponge_constraints(-(-n // (253 // by))) + _poseidon_constraints(4, 1),
+        "running_states": 2 * _poseidon_constraints(7, 1),
+        # sum range (BS), m range (BS), m^2 and bound2x * bound2e (2), m^2 <= bb (2 BS + 1),
+        # sum <= folded bound (BS + 3), flags (2), first (2), last (3)
+        "sums_and_bounds": 5 * bs + 13,
+    }
+    out["total"] = sum(out.values())
+    out["per_entry_x1000"] = round(1000 * out["total"] / n)
+    return out
+
+
+def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
+    """The previous circuit's count (x and e range-checked, committed and normed separately):
+    36-37 constraints per entry, kept for the before/after figure of `bench_zk`."""
     n, bx, be, bs = spec.chunk_size, spec.entry_bits, spec.noise_bits, spec.norm_bits
     npx, npe = -(-n // (253 // bx)), -(-n // (253 // be))
-    blocks = -(-(npx + npe) // 15)
-    padding = blocks * 15 - (npx + npe)
-    sponge = blocks * _poseidon_constraints(16) - 3 * padding
     out = {
         "range_x": n * bx,
         "range_e": n * be,
         "squares": 2 * n,
-        "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
-        "commitment": sponge + _poseidon_constraints(4, 1),
+        "linear_form": n + 1,
+        "commitment": _sponge_constraints(npx + npe) + _poseidon_constraints(4, 1),
         "running_states": 2 * _poseidon_constraints(8, 1),
         "sums_and_bounds": 2 * bs + 2 * (bs + 1) + 8,
     }
@@ -127,14 +171,16 @@ def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
     return out
 
 
-# Prover cost model, measured on this machine with groth16py 0.2.0 (single-threaded prover, CPU
-# seconds): about 28 us per wire (witness generation and the MSMs; this circuit has as many wires
-# as constraints) and 11 us per point of the FFT domain (the next power of two at or above
-# constraints + public inputs + 1). Fitted on 850- and 1,024-entry chunks (31,951 and 37,969
-# constraints: 1.27 s and 1.81 s). The domain term is why a chunk just under a power of two
-# costs less per entry than one just over it.
-_SECONDS_PER_WIRE = 2.8e-5
-_SECONDS_PER_DOMAIN_POINT = 1.13e-5
+# Prover cost model of the native path (witness in Python/numpy, groth16py 0.2.0 `prove_wtns` on
+# one thread), CPU seconds measured on this machine: about 19 us per constraint (this circuit has
+# as many wires as constraints: the MSMs and the witness), 7.9 us per point of the FFT domain (the
+# next power of two at or above constraints + public inputs + 1) and 85 ms per chunk (the proof's
+# fixed cost, the per-chunk hashes in the witness, the verification). Fitted on 512-, 700- and
+# 1,024-entry chunks (0.46 s, 0.67 s, 0.80 s). The domain term is why a chunk just under a power
+# of two costs less per entry than one just over it; the fixed term favours fewer, larger chunks.
+_SECONDS_PER_WIRE = 1.9e-5
+_SECONDS_PER_DOMAIN_POINT = 7.9e-6
+_SECONDS_PER_CHUNK = 0.085
 
 
 def domain_size(spec: UpdateSpec) -> int:
@@ -145,7 +191,11 @@ def domain_size(spec: UpdateSpec) -> int:
 
 def modeled_chunk_seconds(spec: UpdateSpec) -> float:
     """Modeled single-core seconds to prove one chunk (see the cost model above)."""
-    return _SECONDS_PER_WIRE * constraint_breakdown(spec)["total"] + _SECONDS_PER_DOMAIN_POINT * domain_size(spec)
+    return (
+        _SECONDS_PER_WIRE * constraint_breakdown(spec)["total"]
+        + _SECONDS_PER_DOMAIN_POINT * domain_size(spec)
+        + _SECONDS_PER_CHUNK
+    )
 
 
 def plan_chunk(dim: int, workers: int = 2, *, entry_bits: int = 16, noise_bits: int = 12, norm_bits: int = 64) -> int:
@@ -250,18 +300,17 @@ def _shifted_pack(v: np.ndarray, bits: int) -> list[int]:
 
 
 def chunk_commitment(spec: UpdateSpec, ctx: int, k: int, rho: int, x: np.ndarray, e: np.ndarray) -> int:
-    """The Poseidon commitment the circuit recomputes for chunk k (x and e zero-padded)."""
+    """The Poseidon commitment the circuit recomputes for chunk k: to y = x + e, zero-padded."""
     n = spec.chunk_size
-    xp = np.zeros(n, dtype=np.int64)
-    ep = np.zeros(n, dtype=np.int64)
-    xp[: len(x)] = x
-    ep[: len(e)] = e
+    yp = np.zeros(n, dtype=np.int64)
+    yp[: len(x)] = np.asarray(x, dtype=np.int64) + np.asarray(e, dtype=np.int64)
     head = poseidon([TAG_COMMIT, ctx, k, rho])
-    return sponge(head, _shifted_pack(xp, spec.entry_bits) + _shifted_pack(ep, spec.noise_bits))
+    return sponge(head, _shifted_pack(yp, spec.value_bits))
 
 
-def running_state(ctx: int, k: int, sx: int, se: int, lin: int, t: int, salt: int) -> int:
-    return poseidon([TAG_STATE, ctx, k, sx, se, lin, t, salt])
+def running_state(ctx: int, k: int, sy: int, lin: int, t: int, salt: int) -> int:
+    """The hidden running state after k chunks: (sum y^2, sum_j r^j y_j, t), salted."""
+    return poseidon([TAG_STATE, ctx, k, sy, lin, t, salt])
 
 
 def _check_vectors(spec: UpdateSpec, x: np.ndarray, e: np.ndarray) -> None:
@@ -310,7 +359,7 @@ def commit_update(
     commits = tuple(
         chunk_commitment(spec, c, k, rhos[k], x[k * n : (k + 1) * n], e[k * n : (k + 1) * n]) for k in range(kk)
     )
-    state0 = running_state(c, 0, 0, 0, 0, t, salts[0])
+    state0 = running_state(c, 0, 0, 0, t, salts[0])
     return UpdateSecret(x, e, t, rhos, salts), UpdateCommitment(c, len(x), commits, state0)
 
 
@@ -342,39 +391,38 @@ def chunk_witnesses(
     """(s, circuit inputs per chunk, running states) for challenge r."""
     n, kk = spec.chunk_size, spec.n_chunks(posted.dim)
     c = posted.ctx
-    sx = se = lin = 0
+    y = np.zeros(kk * n, dtype=np.int64)
+    y[: posted.dim] = np.asarray(secret.x, dtype=np.int64) + np.asarray(secret.e, dtype=np.int64)
+    y = y.reshape(kk, n)
+    # m = floor(sqrt(bound2x bound2e)): the witness of the folded bound (the largest m allowed)
+    m = math.isqrt(spec.bound2x * spec.bound2e)
+    sy = lin = 0
     states = [posted.state0]
-    inputs: list[dict[str, object]] = []
     pending = []
     for k in range(kk):
-        xk = np.zeros(n, dtype=np.int64)
-        ek = np.zeros(n, dtype=np.int64)
-        seg_x = secret.x[k * n : (k + 1) * n]
-        xk[: len(seg_x)] = seg_x
-        ek[: len(seg_x)] = secret.e[k * n : (k + 1) * n]
-        xo, eo = xk.astype(object), ek.astype(object)
-        sx_o, se_o = sx + int(np.dot(xo, xo)), se + int(np.dot(eo, eo))
+        yk = y[k].tolist()
+        sy_o = sy + sum(v * v for v in yk)
         h = 0
-        for v in reversed((xk + ek).tolist()):
+        for v in reversed(yk):
             h = (h + v) * r % P
         lin_o = (lin + pow(r, k * n, P) * h) % P
-        states.append(running_state(c, k + 1, sx_o % P, se_o % P, lin_o, secret.t, secret.salts[k + 1]))
-        pending.append((k, xk, ek, sx, se, lin))
-        sx, se, lin = sx_o, se_o, lin_o
+        states.append(running_state(c, k + 1, sy_o % P, lin_o, secret.t, secret.salts[k + 1]))
+        pending.append((k, yk, sy, lin))
+        sy, lin = sy_o, lin_o
     s = (lin + secret.t) % P
-    for k, xk, ek, sxi, sei, lini in pending:
+    inputs: list[dict[str, object]] = []
+    for k, yk, syi, lini in pending:
         pub = chunk_public_inputs(spec, posted, k, states[k], states[k + 1], r, s)
         inp: dict[str, object] = dict(zip(PUBLIC_INPUTS, pub, strict=True))
         inp.update(
-            x=[int(v) % P for v in xk.tolist()],
-            e=[int(v) % P for v in ek.tolist()],
+            y=[v % P for v in yk],
             rho=secret.rhos[k],
-            sxIn=sxi % P,
-            seIn=sei % P,
+            syIn=syi % P,
             linIn=lini,
             t=secret.t,
             saltIn=secret.salts[k],
             saltOut=secret.salts[k + 1],
+            m=m,
         )
         inputs.append(inp)
     return s, inputs, states
@@ -383,28 +431,61 @@ def chunk_witnesses(
 class UpdateProver:
     """A long-lived prover: keys loaded once, chunks proved in parallel.
 
-    groth16py's prover runs on one thread (measured here: its wall time equals its CPU time,
-    with RAYON_NUM_THREADS 1 or 2), so parallelism comes from processes: with `workers > 1`
-    each worker process loads the proving key once at start and proves whole chunks, one per
-    core. `workers = None` takes one per core; `workers = 1` proves in the calling process.
+    Native path (when circom2 is available to lay out the wires once per circuit, see
+    `fedledger.zk.witness`): the calling thread computes each chunk's full witness natively
+    (`update_signals`, numpy for the per-entry part) and hands it to `workers` prover threads
+    running `groth16py.prove_wtns`, which releases the GIL; witness generation of chunk k+1
+    overlaps the proof of chunk k, and one proving key is loaded once for all threads.
+    Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so
+    parallelism comes from processes (`ProverPool`, each loads the key once).
+    `workers = None` takes one per core. `native=False` forces the fallback.
     """
 
-    def __init__(self, spec: UpdateSpec, backend: Groth16Backend | None = None, *, workers: int | None = 1):
+    def __init__(
+        self,
+        spec: UpdateSpec,
+        backend: Groth16Backend | None = None,
+        *,
+        workers: int | None = 1,
+        native: bool = True,
+    ):
         self.spec = spec
         self.backend = backend or Groth16Backend()
         self.keys: KeySet = self.backend.keys(spec.circuit)
         self.workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
-        self._pool: ProverPool | None = ProverPool(self.keys, self.workers)
+        self._pool: ProverPool | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._plan: WitnessPlan | None = None
+        self._cpu = 0.0
+        if native:
+            try:
+                self._plan = build_plan(spec.circuit.main, [str(CIRCUIT_DIR), circomlib_dir()], self.keys.directory)
+            except ConfigError:
+                self._plan = None
+        if self._plan is not None and self._plan.n_constraints == constraint_breakdown(spec)["total"]:
+            _ = self.keys.pk  # load now, once
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
+        else:
+            self._plan = None
+            self._pool = ProverPool(self.keys, self.workers)
+
+    @property
+    def native(self) -> bool:
+        """Whether witnesses are generated natively and proved with prove_wtns."""
+        return self._plan is not None
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU seconds the provers spent on proofs so far."""
-        return self._pool.cpu_seconds if self._pool is not None else 0.0
+        """CPU seconds spent on proofs so far (native path: the whole process, witnesses included)."""
+        return self._pool.cpu_seconds if self._pool is not None else self._cpu
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
 
     def __enter__(self) -> UpdateProver:
         return self
@@ -412,10 +493,32 @@ class UpdateProver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def prove_chunks(self, inputs: Sequence[Mapping[str, object]]) -> list[bytes]:
-        if self._pool is None:
+    def _prove_wtns(self, inp: Mapping[str, object], path: str) -> bytes:
+        try:
+            return prove_wtns_checked(self.keys, inp, path)
+        finally:
+            os.unlink(path)
+
+    def prove_chunks(self, inputs: Iterable[Mapping[str, object]]) -> list[bytes]:
+        if self._pool is not None:
+            return [proof for proof, _ in self._pool.prove_many(list(inputs))]
+        if self._threads is None or self._plan is None:
             raise ConfigError("this prover is closed")
-        return [proof for proof, _ in self._pool.prove_many(inputs)]
+        c0 = time.process_time()
+        futures = []
+        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        try:
+            for inp in inputs:  # witness k+1 is computed while the threads prove chunk k
+                wit = self._plan.witness(update_signals(self.spec, inp))
+                fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
+                os.close(fd)
+                write_wtns(Path(path), wit)
+                futures.append(self._threads.submit(self._prove_wtns, inp, path))
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+            self._cpu += time.process_time() - c0
 
     def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
         if not 0 < r < P:
@@ -521,3 +624,96 @@ def bundle_from_json(d: Mapping[str, object]) -> tuple[UpdateSpec, UpdateCommitm
         if isinstance(e, InvalidProof):
             raise
         raise InvalidProof(f"malformed update-proof bundle: {e}") from e
+
+
+# -- native witness ---------------------------------------------------------------------------
+
+_PRIVATE_INPUTS = ("y", "rho", "syIn", "linIn", "t", "saltIn", "saltOut", "m")
+
+
+def _bits(out: dict[str, int], prefix: str, value: int, width: int) -> None:
+    value %= P
+    out[f"{prefix}.in"] = value
+    for i in range(width):
+        out[f"{prefix}.out[{i}]"] = (value >> i) & 1
+
+
+def _less_eq(out: dict[str, int], prefix: str, a: int, b: int, n: int) -> None:
+    """circomlib LessEqThan(n) = LessThan(n) on (a, b + 1), LessThan through Num2Bits(n + 1)."""
+    a, b1 = a % P, (b + 1) % P
+    out[f"{prefix}.in[0]"], out[f"{prefix}.in[1]"] = a, b % P
+    out[f"{prefix}.lt.in[0]"], out[f"{prefix}.lt.in[1]"] = a, b1
+    _bits(out, f"{prefix}.lt.n2b", a + (1 << n) - b1, n + 1)
+    out[f"{prefix}.lt.out"] = out[f"{prefix}.out"] = 1 - out[f"{prefix}.lt.n2b.out[{n}]"]
+
+
+@functools.cache
+def _entry_names(n: int, by: int) -> dict[str, list[str]]:
+    """The per-entry signal names of a chunk circuit, formatted once per shape."""
+    return {
+        "y": [f"main.y[{j}]" for j in range(n)],
+        "ry_in": [f"main.ry[{j}].in" for j in range(n)],
+        "ry_out": [f"main.ry[{j}].out[{i}]" for j in range(n) for i in range(by)],
+        "sq": [f"main.sq[{j}]" for j in range(n)],
+        "h": [f"main.h[{j}]" for j in range(n + 1)],
+    }
+
+
+def update_signals(spec: UpdateSpec, inp: Mapping[str, object]) -> dict[str, int]:
+    """Every signal of `update_chunk.circom` for one chunk's input assignment, by circom name,
+    computed as the circuit computes it (the Python twin of the circuit, for the native witness;
+    a wrong value only makes the proof fail verification, which the prover checks)."""
+    n, by, bs = spec.chunk_size, spec.value_bits, spec.norm_bits
+    names = _entry_names(n, by)
+    out: dict[str, int] = {}
+    for name in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]:
+        out[f"main.{name}"] = int(inp[name]) % P  # type: ignore[call-overload]
+    g = {k: out[f"main.{k}"] for k in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]}
+    y = [int(a) % P for a in inp["y"]]  # type: ignore[union-attr]
+    out.update(zip(names["y"], y, strict=True))
+    ys = [v - P if v > P // 2 else v for v in y]  # signed view
+    off = 1 << (by - 1)
+    if all(-off <= v < off for v in ys):  # the honest case: bits with numpy
+        sh = np.asarray(ys, dtype=np.int64) + off
+        out.update(zip(names["ry_in"], sh.tolist(), strict=True))
+        bits = ((sh[:, None] >> np.arange(by, dtype=np.int64)) & 1).ravel().tolist()
+        out.update(zip(names["ry_out"], bits, strict=True))
+    else:
+        for j in range(n):
+            _bits(out, f"main.ry[{j}]", y[j] + off, by)
+    sq = [v * v % P for v in ys]
+    out.update(zip(names["sq"], sq, strict=True))
+    sy = (g["syIn"] + sum(sq)) % P
+    out["main.syOut"] = sy
+    r = g["r"]
+    h = 0
+    hs = [0] * (n + 1)
+    for j in range(n - 1, -1, -1):
+        h = (h + y[j]) * r % P
+        hs[j] = h
+    out.update(zip(names["h"], hs, strict=True))
+    lin = (g["linIn"] + g["rOff"] * h) % P
+    out["main.linOut"] = lin
+    # commitment
+    head = poseidon_signals("main.head", [TAG_COMMIT, g["ctx"], g["k"], g["rho"]], out)
+    per = 253 // by
+    elems = [sum((y[q + i] + off) * (1 << (by * i)) for i in range(min(per, n - q))) % P for q in range(0, n, per)]
+    out["main.sp.domain"] = head
+    for q, v in enumerate(elems):
+        out[f"main.sp.in[{q}]"] = v
+    acc = head
+    for b in range(0, len(elems), 15):
+        block = elems[b : b + 15]
+        acc = poseidon_signals(f"main.sp.h[{b // 15}]", [acc, *block, *([0] * (15 - len(block)))], out)
+    out["main.sp.out"] = acc
+    # running states
+    poseidon_signals("main.hin", [TAG_STATE, g["ctx"], g["k"], g["syIn"], g["linIn"], g["t"], g["saltIn"]], out)
+    poseidon_signals("main.hout", [TAG_STATE, g["ctx"], g["k"] + 1, sy, lin, g["t"], g["saltOut"]], out)
+    # sums and bounds
+    m, bx, be = g["m"], g["bound2x"], g["bound2e"]
+    _bits(out, "main.bsy", sy, bs)
+    _bits(out, "main.bm", m, bs)
+    out["main.m2"], out["main.bb"] = m * m % P, bx * be % P
+    _less_eq(out, "main.okm", out["main.m2"], out["main.bb"], 2 * bs)
+    _less_eq(out, "main.oky", sy, bx + be + 2 * m, bs + 2)
+    return out

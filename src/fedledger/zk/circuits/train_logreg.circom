@@ -11,7 +11,7 @@ pragma circom 2.1.0;
 //     g_j    = sum_i err_i x_ij ,  g_bias = sum_i err_i * 2^FR
 //     w_j   -= floor(lr * g_j / (nActive * 2^(2 FR)))
 // and shows that `commit` is the update-proof commitment of chunk 0 (ctx, k = 0) to
-// x = w_E - w0 (and a noise share given by its packed elements), so the update proof and the
+// x = w_E - w0 (with a zero noise share: proof of training is for DP-free tasks), so the update proof and the
 // linear check then bind exactly this trained update.
 // Public inputs, in this order: root lo[F] nActive lr w0[F+1] ctx commit.
 
@@ -32,9 +32,6 @@ template TrainLogReg(R, DEPTH, F, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW, TAG
     signal input label[R];
     signal input active[R];
     signal input rho;
-    var PE = 253 \ BE;
-    var NPE = (N + PE - 1) \ PE;
-    signal input ePack[NPE];
 
     // The data set is the committed one.
     component data = DatasetRoot(R, DEPTH, F, FB, TAG_ROW);
@@ -121,28 +118,28 @@ template TrainLogReg(R, DEPTH, F, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW, TAG
     }
 
     // The update x = w_E - w0 enters the update proof's chunk-0 commitment.
-    var PX = 253 \ BX;
+    // Packed as the update circuit packs y = x + e with e = 0: BY = max(BX, BE) + 1 bits per
+    // entry, shifted by 2^(BY-1); x itself is range-checked to BX bits (BX < BY: injective).
+    var BY = (BX > BE ? BX : BE) + 1;
+    var PX = 253 \ BY;
     var NPX = (N + PX - 1) \ PX;
     component rangeX[F + 1];
     for (var j = 0; j <= F; j++) {
         rangeX[j] = Num2Bits(BX);
         rangeX[j].in <== W[E][j] - w0[j] + (1 << (BX - 1));
     }
-    component sp = Sponge(NPX + NPE);
+    component sp = Sponge(NPX);
     for (var qq = 0; qq < NPX; qq++) {
         var lc = 0;
         for (var i = 0; i < PX; i++) {
             var idx = qq * PX + i;
             if (idx < F + 1) {
-                lc += (W[E][idx] - w0[idx] + (1 << (BX - 1))) * (1 << (BX * i));
+                lc += (W[E][idx] - w0[idx] + (1 << (BY - 1))) * (1 << (BY * i));
             } else if (idx < N) {
-                lc += (1 << (BX - 1)) * (1 << (BX * i));
+                lc += (1 << (BY - 1)) * (1 << (BY * i));
             }
         }
         sp.in[qq] <== lc;
-    }
-    for (var qq = 0; qq < NPE; qq++) {
-        sp.in[NPX + qq] <== ePack[qq];
     }
     component head = Poseidon(4);
     head.inputs[0] <== TAG_COMMIT;

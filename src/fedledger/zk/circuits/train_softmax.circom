@@ -35,9 +35,6 @@ template TrainSoftmax(R, DEPTH, F, C, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW,
     signal input label[R];
     signal input active[R];
     signal input rho;
-    var PE = 253 \ BE;
-    var NPE = (N + PE - 1) \ PE;
-    signal input ePack[NPE];
 
     component data = DatasetRoot(R, DEPTH, F, FB, TAG_ROW);
     for (var f = 0; f < F; f++) { data.lo[f] <== lo[f]; }
@@ -191,28 +188,28 @@ template TrainSoftmax(R, DEPTH, F, C, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW,
     }
 
     // The update x = W_E - w0 enters the update proof's chunk-0 commitment.
-    var PX = 253 \ BX;
+    // Packed as the update circuit packs y = x + e with e = 0: BY = max(BX, BE) + 1 bits per
+    // entry, shifted by 2^(BY-1); x itself is range-checked to BX bits (BX < BY: injective).
+    var BY = (BX > BE ? BX : BE) + 1;
+    var PX = 253 \ BY;
     var NPX = (N + PX - 1) \ PX;
     component rangeX[D];
     for (var j = 0; j < D; j++) {
         rangeX[j] = Num2Bits(BX);
         rangeX[j].in <== W[E][j] - w0[j] + (1 << (BX - 1));
     }
-    component sp = Sponge(NPX + NPE);
+    component sp = Sponge(NPX);
     for (var qq = 0; qq < NPX; qq++) {
         var lc = 0;
         for (var i = 0; i < PX; i++) {
             var idx = qq * PX + i;
             if (idx < D) {
-                lc += (W[E][idx] - w0[idx] + (1 << (BX - 1))) * (1 << (BX * i));
+                lc += (W[E][idx] - w0[idx] + (1 << (BY - 1))) * (1 << (BY * i));
             } else if (idx < N) {
-                lc += (1 << (BX - 1)) * (1 << (BX * i));
+                lc += (1 << (BY - 1)) * (1 << (BY * i));
             }
         }
         sp.in[qq] <== lc;
-    }
-    for (var qq = 0; qq < NPE; qq++) {
-        sp.in[NPX + qq] <== ePack[qq];
     }
     component head = Poseidon(4);
     head.inputs[0] <== TAG_COMMIT;
