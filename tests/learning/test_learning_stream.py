@@ -175,7 +175,12 @@ def test_a_round_sum_refuses_chunks_out_of_order_twice_or_missing() -> None:
         total.add(2, torch.ones(3, 2))
     total.add(2, torch.ones(2, 2))
     assert torch.equal(total.step(torch.zeros(2)), torch.ones(2))
-    assert not streams(SequentialTrainer(build_model("logreg", (6,), 2), LocalRecipe()), build_strategy("fedavg"))
+    sequential = SequentialTrainer(build_model("logreg", (6,), 2), LocalRecipe())
+    assert not streams(sequential, build_strategy("fedavg"))
+    with pytest.raises(ValueError, match="batched trainer"):
+        train_and_aggregate(sequential, build_strategy("fedavg"), torch.zeros(14), torch.zeros(4, 6),
+                            torch.zeros(4, dtype=torch.long), _cohort(np.array([2, 2]), LocalRecipe()),
+                            torch.Generator())
 
 
 def _sim(**extra) -> Simulation:

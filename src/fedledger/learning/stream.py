@@ -68,7 +68,7 @@ def streams(trainer: BatchedTrainer | SequentialTrainer, strategy: Strategy) -> 
 
 
 def train_and_aggregate(
-    trainer: BatchedTrainer,
+    trainer: BatchedTrainer | SequentialTrainer,
     strategy: Strategy,
     global_flat: torch.Tensor,
     X: torch.Tensor,
@@ -85,6 +85,8 @@ def train_and_aggregate(
     `num_samples` are the aggregation weights' sample counts (default: the cohort's counts); `chunk`
     is passed to `train_chunks` (None: one block per chunk).
     """
+    if not isinstance(trainer, BatchedTrainer):
+        raise ValueError("streamed rounds need the batched trainer (see streams())")
     samples = cohort.counts if num_samples is None else num_samples
     total = RoundSum(strategy, samples, trainer.recipe.nova_normalizer(cohort.steps), trainer.layout.dim)
     losses = torch.zeros(len(cohort.counts))
