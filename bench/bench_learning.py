@@ -298,14 +298,14 @@ def scale(quick: bool) -> dict[str, Any]:
     flower_fits = True
     for members in sizes:
         row: dict[str, Any] = {}
-        partition = CACHE / "bench-learning" / f"fashion_mnist_iid_{members}.npz"
-        if flower is not None and not partition.exists():
-            partition.parent.mkdir(parents=True, exist_ok=True)
-            _fedledger(members, ROOT / "src", 0, export=partition)
         row["after"] = _per_round(_fedledger(members, ROOT / "src", 3), timed_from=2)
         if before_src is not None:
             row["before"] = _per_round(_fedledger(members, before_src, 3), timed_from=2)
         if flower is not None and flower_fits:
+            partition = CACHE / "bench-learning" / f"fashion_mnist_iid_{members}.npz"
+            if not partition.exists():
+                partition.parent.mkdir(parents=True, exist_ok=True)
+                _fedledger(members, ROOT / "src", 0, export=partition)
             rounds = 2 if members <= 1000 else 1  # larger federations: one round, with the actors' start-up
             res = _measured([str(flower), str(ROOT / "bench" / "flower_learning.py"), str(partition), str(rounds)],
                             {**os.environ, "PYTHONPATH": ""}, SCALE_TIMEOUT)
