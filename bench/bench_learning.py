@@ -1,13 +1,26 @@
 """Foundation benchmarks (issue 3): federated vs centralized accuracy, time per round, simulation overhead.
 
 Each accuracy figure is the median over several seeds; every ratio is measured in the same run.
+
+`scale` (issue 15): seconds per round and peak memory of the plain simulation at 1,000, 5,000 and
+15,000 Fashion-MNIST members, for this checkout, for the code before streaming (extracted from git)
+and for Flower 1.42's Ray simulation on the same partition, each in a fresh process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import statistics
+import subprocess
+import sys
+import tarfile
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,14 +138,213 @@ def _best_of(repeats: int, fn: Any) -> float:
     return min(times)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache"
+#: the last commit before the streaming trainer: "before" runs its src/ (the whole cohort in one batch)
+BEFORE_COMMIT = "1ab1a7ac1cc15f276bd88c07ee363b498270795c"
+FLOWER_VENV = CACHE / "flower-venv"
+#: Flower's simulation engine needs Ray; it gets its own venv so that Ray's pins never touch ours
+FLOWER_PINS = ["flwr[simulation]==1.42.0", "ray==2.55.1", f"torch=={torch.__version__.split('+')[0]}"]
+SCALE_CONFIG = {"dataset": "fashion_mnist", "partition": "iid", "model": "logreg", "local_epochs": 1,
+                "batch_size": 32, "lr": 0.1, "seed": 0}
+SCALE_TIMEOUT = 600  # seconds per configuration: "where they fit in 10 minutes"
+
+
+def _before_src() -> Path:
+    """src/ of BEFORE_COMMIT, extracted once from this checkout's git history."""
+    out = CACHE / "bench-before" / BEFORE_COMMIT[:12]
+    if not (out / "src" / "fedledger").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE_COMMIT, "src"],
+                                 capture_output=True, check=True).stdout
+        tmp = out / "src.tar"
+        tmp.write_bytes(archive)
+        with tarfile.open(tmp) as tar:
+            tar.extractall(out, filter="data")
+        tmp.unlink()
+    return out / "src"
+
+
+def _flower_python() -> Path:
+    """The Flower venv's interpreter, created (pip, the ordinary client) on first use."""
+    python = FLOWER_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(FLOWER_VENV)], check=True, capture_output=True)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *FLOWER_PINS], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            shutil.rmtree(FLOWER_VENV, ignore_errors=True)
+            raise RuntimeError(f"pip install {' '.join(FLOWER_PINS)} failed: {done.stderr.strip()[-300:]}")
+    return python
+
+
+def _tree_pss_kib(root: int) -> int:
+    """Proportional set size summed over `root` and its descendants (shared pages counted once overall)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def _measured(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Run `cmd` (one JSON line on stdout), sampling its process tree's PSS every 0.5 s."""
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in [proc.pid, *_descendants(proc.pid)]:  # only the processes this run started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+        stop.set()
+        return {"error": f"did not finish within {timeout:.0f} s", "load_average": [load_before, os.getloadavg()]}
+    finally:
+        stop.set()
+        sampler.join()
+    result: dict[str, Any] = {"wall_seconds": time.perf_counter() - started,
+                              "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
+                              "peak_tree_pss_mib_sampled": peak[0] / 1024}
+    if proc.returncode != 0:
+        return {**result, "error": f"exit {proc.returncode}: {err.strip()[-600:]}"}
+    return {**result, **json.loads(out.strip().splitlines()[-1])}
+
+
+def _descendants(root: int) -> list[int]:
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
+        found += kids
+        frontier += kids
+    return found
+
+
+def _per_round(res: dict[str, Any], timed_from: int) -> dict[str, Any]:
+    """Seconds per round (median over the rounds after the warm-up), accuracies, peak memory."""
+    if "error" in res:
+        return res
+    rounds = res["rounds"]
+    timed = [r for r in rounds if r["round"] >= timed_from]
+    cpu = [r["cpu_seconds"] for r in timed if "cpu_seconds" in r]
+    return {**res, "seconds_per_round": statistics.median(r["seconds"] for r in timed) if timed else None,
+            "cpu_seconds_per_round": statistics.median(cpu) if cpu else None,
+            "accuracy_by_round": [r["accuracy"] for r in rounds]}
+
+
+def _fedledger(members: int, src: Path, rounds: int, export: Path | None = None) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    cmd = [sys.executable, str(ROOT / "bench" / "learning_scale.py"),
+           json.dumps({**SCALE_CONFIG, "clients": members}), str(rounds)]
+    if export is not None:
+        cmd.append(str(export))
+    return _measured(cmd, env, SCALE_TIMEOUT)
+
+
+def scale(quick: bool) -> dict[str, Any]:
+    """Plain simulation at scale (issue 15): this checkout ("after": cohort streamed in chunks), the code
+    before streaming ("before": BEFORE_COMMIT, the whole cohort in one batch) and Flower 1.42 (Ray
+    simulation engine, one ClientApp actor per core) on the same partition and initial weights.
+
+    fedledger: 3 rounds, round 1 is the warm-up, seconds per round = median of rounds 2-3 (each includes
+    the test-set evaluation); peak = the process's VmHWM (setup and data included). Flower: 2 rounds
+    with round 2 timed up to 1,000 members, else 1 round (which includes starting the actors); peak =
+    the PSS of its process tree (driver, Ray's services and workers) sampled every 0.5 s, so a short
+    spike may be missed; a size that does not finish in SCALE_TIMEOUT is recorded and larger ones skipped.
+    """
+    sizes = [300, 1000] if quick else [1000, 5000, 15000]
+    try:
+        before_src: Path | None = _before_src()
+        before_note = f"src/ of commit {BEFORE_COMMIT}"
+    except (OSError, subprocess.CalledProcessError) as e:
+        before_src, before_note = None, f"unavailable: {e}"
+    try:
+        flower: Path | None = _flower_python()
+        flower_note = "flwr 1.42.0 simulation (Ray 2.55.1) in " + str(FLOWER_VENV.relative_to(ROOT))
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        flower, flower_note = None, f"unavailable: {e}"
+    out: dict[str, Any] = {"config": SCALE_CONFIG, "before": before_note, "flower": flower_note, "members": {}}
+    flower_fits = True
+    for members in sizes:
+        row: dict[str, Any] = {}
+        row["after"] = _per_round(_fedledger(members, ROOT / "src", 3), timed_from=2)
+        if before_src is not None:
+            row["before"] = _per_round(_fedledger(members, before_src, 3), timed_from=2)
+        if flower is not None and flower_fits:
+            partition = CACHE / "bench-learning" / f"fashion_mnist_iid_{members}.npz"
+            if not partition.exists():
+                partition.parent.mkdir(parents=True, exist_ok=True)
+                _fedledger(members, ROOT / "src", 0, export=partition)
+            rounds = 2 if members <= 1000 else 1  # larger federations: one round, with the actors' start-up
+            res = _measured([str(flower), str(ROOT / "bench" / "flower_learning.py"), str(partition), str(rounds)],
+                            {**os.environ, "PYTHONPATH": ""}, SCALE_TIMEOUT)
+            row["flower"] = _per_round(res, timed_from=rounds)
+            flower_fits = "error" not in row["flower"]
+        elif flower is not None:
+            row["flower"] = {"error": f"skipped: a smaller federation did not fit in {SCALE_TIMEOUT} s"}
+        _ratios(row)
+        out["members"][str(members)] = row
+        print(f"[learning] scale {members}: " + json.dumps({k: {m: v.get(m) for m in (
+            "seconds_per_round", "peak_rss_mib", "peak_tree_pss_mib_sampled", "error")} for k, v in row.items()
+            if isinstance(v, dict)}), flush=True)
+    return out
+
+
+def _ratios(row: dict[str, Any]) -> None:
+    after = row.get("after", {})
+    if after.get("seconds_per_round") is None:
+        return
+    for other in ("before", "flower"):
+        theirs = row.get(other, {})
+        if theirs.get("seconds_per_round"):
+            row[f"speedup_vs_{other}"] = theirs["seconds_per_round"] / after["seconds_per_round"]
+    if row.get("before", {}).get("peak_rss_mib"):
+        row["peak_memory_ratio_before_over_after"] = row["before"]["peak_rss_mib"] / after["peak_rss_mib"]
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     return {
         "digits_mlp_10_dirichlet0.5": digits_mlp(quick),
         "fashion_mnist_cnn_20_dirichlet0.3": fashion_cnn(quick),
         "randhie_by_site": randhie_by_site(quick),
         "simulation_overhead_1000_members": simulation_overhead(quick),
+        "scale_fashion_mnist_logreg": scale(quick),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    if sys.argv[1:2] == ["scale"]:  # one part alone: python -m bench.bench_learning scale [--quick]
+        print(json.dumps(scale("--quick" in sys.argv), indent=2))
+    else:
+        print(json.dumps(run(), indent=2))

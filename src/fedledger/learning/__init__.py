@@ -10,7 +10,8 @@ from fedledger.learning.local import (
     evaluate,
     make_trainer,
 )
-from fedledger.learning.strategies import STRATEGIES, RoundUpdates, Strategy, build_strategy
+from fedledger.learning.strategies import STRATEGIES, RoundUpdates, Strategy, build_strategy, weighted_sum
+from fedledger.learning.stream import RoundSum, StreamedRound, streams, train_and_aggregate
 
 __all__ = [
     "STRATEGIES",
@@ -18,11 +19,16 @@ __all__ = [
     "Cohort",
     "LocalRecipe",
     "LocalResult",
+    "RoundSum",
     "RoundUpdates",
     "SequentialTrainer",
     "Strategy",
+    "StreamedRound",
     "budget_steps",
     "build_strategy",
     "evaluate",
     "make_trainer",
+    "streams",
+    "train_and_aggregate",
+    "weighted_sum",
 ]

@@ -6,6 +6,19 @@ one `[members, d]` tensor, and each step computes every active member's minibatc
 over *steps*, never over members or parameters, so simulating 1,000 members costs about as much
 as the same local work done centrally.
 
+Memory is bounded by a block, not the cohort. Each step runs one vmap call per *block* of at most
+`block` members (by default as many as fit in `block_bytes` of working memory), and `train_chunks`
+trains the cohort in consecutive *chunks* of whole blocks, yielding each chunk's results as soon as
+they are ready for callers that reduce them on the fly (`fedledger.learning.stream`). The chunk size
+never changes a bit of any member's update: the random sample orders are drawn from the generator in
+member order (torch's CPU generator fills a tensor serially, so drawing [a, w] then [b, w] gives the
+rows of one [a + b, w] draw), and every kernel call sees the same block of members with the same
+inputs. The block size may change the last bits (BLAS picks its kernels and thread split by shape);
+a cohort that fits in one block is computed exactly as by one vmap call over all of it.
+
+A minibatch is `min(batch_size, largest count in the cohort)` rows wide: when every member has fewer
+samples than a batch, the rows past the largest count would all have weight zero.
+
 `SequentialTrainer` is the fallback for models with buffers (BatchNorm) that vmap cannot batch,
 and the reference the batched trainer is tested against.
 
@@ -17,6 +30,7 @@ so that `FedNova` can undo the bias toward members that did more steps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,20 +102,40 @@ class LocalResult:
     normalizers: np.ndarray  # float64 [M]: FedNova a_i
 
 
-def _positions(counts: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One random order of each member's own samples, padded rows never chosen: int64 [M, max count]."""
-    width = int(counts.max())
+def _positions(counts: torch.Tensor, gen: torch.Generator, width: int | None = None) -> torch.Tensor:
+    """One random order of each member's own samples, padded rows never chosen: int64 [M, width].
+
+    `width` (default: the largest count) must be the same for every chunk of a cohort, so that the
+    chunks consume the generator exactly as the whole cohort would.
+    """
+    width = int(counts.max()) if width is None else width
     keys = torch.rand((len(counts), width), generator=gen)
     keys[torch.arange(width)[None, :] >= counts[:, None]] = 2.0
     return torch.argsort(keys, dim=1)
 
 
-class BatchedTrainer:
-    """Trains a cohort of members together with vmap; see the module docstring."""
+#: working memory one block of the batched trainer may use (parameters, optimizer state, gradients, inputs)
+DEFAULT_BLOCK_BYTES = 256 * 2**20
 
-    def __init__(self, model: nn.Module, recipe: LocalRecipe) -> None:
+
+class BatchedTrainer:
+    """Trains a cohort of members together with vmap, block by block; see the module docstring.
+
+    `block`: members per vmap call (None: as many as fit in `block_bytes`). The block fixes the
+    floating-point rounding (one batched kernel call of that shape per block and step); how many blocks
+    a chunk of `train_chunks` holds never changes a bit.
+    """
+
+    def __init__(
+        self, model: nn.Module, recipe: LocalRecipe, *, block: int | None = None,
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ) -> None:
+        if block is not None and block < 1:
+            raise ValueError(f"a block holds at least one member, not {block}")
         self.model = model
         self.recipe = recipe
+        self.block = block
+        self.block_bytes = block_bytes
         self.layout = ParamLayout.of(dict(model.named_parameters()))
         self.buffers = {k: v.detach() for k, v in model.named_buffers()}
         self._step_grad = vmap(grad_and_value(self._loss), in_dims=(0, 0, 0, 0))
@@ -110,6 +144,18 @@ class BatchedTrainer:
     def supports(model: nn.Module) -> bool:
         """vmap needs a stateless forward pass: no buffers that training would update."""
         return not any(True for _ in model.buffers())
+
+    def block_members(self, width: int, features: int) -> int:
+        """Members per vmap call: `block`, or an estimate of how many fit in `block_bytes`.
+
+        Per member: parameters, two optimizer moments, gradients and about four temporaries of d
+        floats, and the gathered minibatch with two copies inside the vmapped forward and backward.
+        It depends on the model and the cohort's minibatch width, never on the chunk size.
+        """
+        if self.block is not None:
+            return self.block
+        per_member = 4 * (8 * self.layout.dim + 3 * width * features)
+        return max(1, self.block_bytes // per_member)
 
     def _loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         params = self.layout.unflatten(flat)
@@ -125,31 +171,82 @@ class BatchedTrainer:
         cohort: Cohort,
         gen: torch.Generator,
     ) -> LocalResult:
+        """The whole cohort's results at once (memory grows with the cohort: deltas [M, d])."""
+        parts = [part for _, part in self.train_chunks(global_flat, X, y, cohort, gen)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return LocalResult(torch.zeros(0, self.layout.dim), torch.zeros(0), cohort.steps,
+                               self.recipe.nova_normalizer(cohort.steps))
+        return LocalResult(torch.cat([p.deltas for p in parts]), torch.cat([p.losses for p in parts]),
+                           cohort.steps, self.recipe.nova_normalizer(cohort.steps))
+
+    def train_chunks(
+        self,
+        global_flat: torch.Tensor,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        cohort: Cohort,
+        gen: torch.Generator,
+        *,
+        chunk: int | None = None,
+    ) -> Iterator[tuple[int, LocalResult]]:
+        """(first member's index in the cohort, results of the members from there), chunk after chunk in
+        member order. A chunk is `chunk` members rounded up to whole blocks (None: one block); the caller
+        may drop a chunk's tensors once it has used them, so memory is bounded by the chunk."""
+        members = len(cohort.counts)
+        if members == 0:
+            return
+        counts = torch.as_tensor(cohort.counts)
+        keys_width = int(counts.max())
+        width = min(self.recipe.batch_size, keys_width)
+        block = self.block_members(width, int(np.prod(X.shape[1:])))
+        size = block if chunk is None else block * max(1, -(-chunk // block))
+        start = global_flat.detach().float()
+        for lo in range(0, members, size):
+            hi = min(members, lo + size)
+            order = _positions(counts[lo:hi], gen, keys_width)
+            part = Cohort(cohort.offsets[lo:hi], cohort.counts[lo:hi], cohort.steps[lo:hi])
+            yield lo, self._train_chunk(start, X, y, part, order, width, block)
+
+    def _train_chunk(
+        self, start: torch.Tensor, X: torch.Tensor, y: torch.Tensor, cohort: Cohort, order: torch.Tensor,
+        width: int, block: int,
+    ) -> LocalResult:
+        """Every step of the chunk's members, one vmap call per block of `block` members and step; chunks
+        start at multiples of the block, so each call sees the same members whatever the chunk size."""
         r = self.recipe
         members = len(cohort.counts)
         counts = torch.as_tensor(cohort.counts)
         offsets = torch.as_tensor(cohort.offsets)
         steps = torch.as_tensor(cohort.steps)
-        order = _positions(counts, gen)
         batch = r.batch_size
-        in_batch = torch.arange(batch)
+        in_batch = torch.arange(width)
         weights_all = (in_batch[None, :] < counts[:, None]).float()  # members with fewer samples than a batch
 
-        start = global_flat.detach().float()
         w = start.expand(members, -1).clone()
         state = _OptimizerState(r, w.shape)
         loss_sum = torch.zeros(members)
+        everyone = torch.arange(members)
         for k in range(int(steps.max())):
-            active = torch.nonzero(steps > k).squeeze(1)
-            pos = (k * batch + in_batch[None, :]) % counts[active, None]
-            idx = offsets[active, None] + torch.gather(order[active], 1, pos)
-            grads, losses = self._step_grad(w[active], X[idx], y[idx], weights_all[active])
-            if r.weight_decay:
-                grads = grads + r.weight_decay * w[active]
-            if r.proximal_mu:
-                grads = grads + r.proximal_mu * (w[active] - start)
-            w[active] -= state.direction(active, grads, k)
-            loss_sum[active] += losses.detach()
+            for lo in range(0, members, block):
+                hi = min(members, lo + block)
+                active = torch.nonzero(steps[lo:hi] > k).squeeze(1)
+                if len(active) == 0:
+                    continue
+                # every member of the block active (the common case): a slice, not a gathered copy
+                rows: torch.Tensor | slice = slice(lo, hi) if len(active) == hi - lo else active + lo
+                # step k uses the member's samples k * batch_size, ... in its random order, wrapping around
+                pos = (k * batch + in_batch[None, :]) % counts[rows, None]
+                idx = offsets[rows, None] + torch.gather(order[rows], 1, pos)
+                grads, losses = self._step_grad(w[rows], X[idx], y[idx], weights_all[rows])
+                if r.weight_decay:
+                    grads = grads + r.weight_decay * w[rows]
+                if r.proximal_mu:
+                    grads = grads + r.proximal_mu * (w[rows] - start)
+                w[rows] -= state.direction(everyone[rows], grads, k)
+                loss_sum[rows] += losses.detach()
+                del grads, losses, idx
         mean_loss = loss_sum / steps.float()
         return LocalResult(w - start, mean_loss, cohort.steps, r.nova_normalizer(cohort.steps))
 
@@ -232,9 +329,11 @@ class SequentialTrainer:
         )
 
 
-def make_trainer(model: nn.Module, recipe: LocalRecipe, *, batched: bool = True) -> BatchedTrainer | SequentialTrainer:
+def make_trainer(
+    model: nn.Module, recipe: LocalRecipe, *, batched: bool = True, block: int | None = None
+) -> BatchedTrainer | SequentialTrainer:
     if batched and BatchedTrainer.supports(model):
-        return BatchedTrainer(model, recipe)
+        return BatchedTrainer(model, recipe, block=block)
     return SequentialTrainer(model, recipe)
 
 
@@ -268,6 +367,7 @@ def probabilities(model: nn.Module, flat: torch.Tensor, X: torch.Tensor) -> torc
 
 
 __all__ = [
+    "DEFAULT_BLOCK_BYTES",
     "BatchedTrainer",
     "Cohort",
     "LocalRecipe",

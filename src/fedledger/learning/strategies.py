@@ -4,6 +4,13 @@ Every strategy works on the stacked updates `deltas [M, d]` (trained minus globa
 weights, is fully vectorized, and keeps its own state (server optimizer moments) so that it can be
 checkpointed with `state_dict()` / `load_state_dict()`.
 
+The mean-like strategies (FedAvg, FedNova and the server optimizers) depend on the updates only
+through one weighted sum `c @ deltas` whose coefficients `c` are known before training (they come from
+sample counts and local steps): `coefficients()` gives them and `step_from_sum()` finishes the step,
+so a round can be summed chunk by chunk as members finish (`fedledger.learning.stream`) without ever
+holding every update. `weighted_sum` fixes the summation order (member by member, in float64), so the
+streamed sum and `step()` over the stacked updates give the same bits.
+
 References:
 - FedAvg: McMahan et al., AISTATS 2017.
 - FedAdagrad, FedAdam, FedYogi: Reddi et al., "Adaptive Federated Optimization", ICLR 2021, Alg. 2
@@ -34,8 +41,46 @@ class RoundUpdates:
         return (n / n.sum()).float()
 
 
+def sample_weights(num_samples: np.ndarray) -> np.ndarray:
+    """Each member's share of the round's samples, float64."""
+    n = np.asarray(num_samples, dtype=np.float64)
+    return n / n.sum()
+
+
+#: rows scaled at a time by `weighted_sum` (bounds its float64 temporary)
+_SUM_ROWS = 256
+
+
+def weighted_sum(coefficients: torch.Tensor, deltas: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
+    """`total + sum_i coefficients[i] * deltas[i]` in float64, added member after member in row order:
+    ((total + c_0 d_0) + c_1 d_1) + ...
+
+    The order is part of the definition: summing a cohort's rows in one call or in consecutive chunks
+    (passing the running `total` on) gives the same bits. A prefix sum is sequential by definition
+    (`np.add.accumulate`: out[i] = out[i - 1] + in[i], each prefix exposed), unlike `sum`, which may
+    sum pairwise; its last row is that order, vectorized across the d coordinates.
+    """
+    c = torch.as_tensor(coefficients, dtype=torch.float64).numpy()
+    if len(c) != len(deltas):
+        raise ValueError(f"{len(c)} coefficients for {len(deltas)} updates")
+    rows = deltas.detach().numpy()
+    acc = np.zeros(rows.shape[1]) if total is None else total.numpy()
+    block = np.empty((_SUM_ROWS + 1, rows.shape[1]))
+    for lo in range(0, len(c), _SUM_ROWS):
+        n = min(_SUM_ROWS, len(c) - lo)
+        block[0] = acc
+        np.multiply(rows[lo : lo + n], c[lo : lo + n, None], out=block[1 : n + 1])
+        np.add.accumulate(block[: n + 1], axis=0, out=block[: n + 1])
+        acc[:] = block[n]
+    out = torch.from_numpy(acc)
+    if total is not None:
+        return total
+    return out
+
+
 class Strategy:
-    """Turns one round's updates into a global step; subclasses override `direction`."""
+    """Turns one round's updates into a global step; subclasses override `coefficients` and
+    `_direction_from_sum` (mean-like) or `direction` (robust, needing every update)."""
 
     name = "base"
     #: robust aggregators assume updates are visible to the server (no secure aggregation)
@@ -44,11 +89,28 @@ class Strategy:
     def __init__(self, server_lr: float = 1.0) -> None:
         self.server_lr = server_lr
 
+    def coefficients(self, num_samples: np.ndarray, normalizers: np.ndarray) -> np.ndarray | None:
+        """float64 c such that `direction` depends on the updates only through `c @ deltas`; None when
+        the strategy needs every update (robust aggregators)."""
+        if self.needs_individual_updates:
+            return None
+        return sample_weights(num_samples)
+
+    def _direction_from_sum(self, mixed: torch.Tensor) -> torch.Tensor:
+        """The step direction from the round's weighted sum (float32); may update server state."""
+        return mixed
+
     def direction(self, updates: RoundUpdates) -> torch.Tensor:
-        return updates.weights @ updates.deltas
+        c = self.coefficients(updates.num_samples, updates.normalizers)
+        assert c is not None, f"{self.name} must override direction"
+        return self._direction_from_sum(weighted_sum(torch.from_numpy(c), updates.deltas).float())
 
     def step(self, global_flat: torch.Tensor, updates: RoundUpdates) -> torch.Tensor:
         return global_flat + self.server_lr * self.direction(updates)
+
+    def step_from_sum(self, global_flat: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """`step` for a round whose `weighted_sum(coefficients(...), deltas)` was computed elsewhere."""
+        return global_flat + self.server_lr * self._direction_from_sum(mixed.float())
 
     def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
         """Weights w with `step(x) == x + w @ deltas`, for strategies linear in the updates; else None.
@@ -68,7 +130,7 @@ class FedAvg(Strategy):
     name = "fedavg"
 
     def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
-        return self.server_lr * updates.weights.double().numpy()
+        return self.server_lr * sample_weights(updates.num_samples)
 
 
 class FedNova(Strategy):
@@ -76,16 +138,16 @@ class FedNova(Strategy):
 
     name = "fednova"
 
-    def direction(self, updates: RoundUpdates) -> torch.Tensor:
-        a = torch.as_tensor(updates.normalizers, dtype=torch.float32)
-        p = updates.weights
-        tau_eff = float(p @ a)
-        return tau_eff * ((p / a) @ updates.deltas)
+    def coefficients(self, num_samples: np.ndarray, normalizers: np.ndarray) -> np.ndarray | None:
+        """tau_eff * p_i / a_i with tau_eff = sum_i p_i a_i (Wang et al. 2020, eq. 7)."""
+        a = np.asarray(normalizers, dtype=np.float64)
+        p = sample_weights(num_samples)
+        return float(p @ a) * (p / a)
 
     def linear_weights(self, updates: RoundUpdates) -> np.ndarray | None:
-        a = torch.as_tensor(updates.normalizers, dtype=torch.float32)
-        p = updates.weights
-        return self.server_lr * (float(p @ a) * (p / a)).double().numpy()
+        c = self.coefficients(updates.num_samples, updates.normalizers)
+        assert c is not None
+        return self.server_lr * c
 
 
 @dataclass
@@ -106,8 +168,7 @@ class _Adaptive(Strategy):
     def _second_moment(self, v: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def direction(self, updates: RoundUpdates) -> torch.Tensor:
-        delta = updates.weights @ updates.deltas
+    def _direction_from_sum(self, delta: torch.Tensor) -> torch.Tensor:
         if self._s.m is None or self._s.v is None:
             self._s.m = torch.zeros_like(delta)
             self._s.v = torch.full_like(delta, self.tau**2)

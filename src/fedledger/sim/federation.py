@@ -43,6 +43,7 @@ from fedledger.learning import (
     evaluate,
     make_trainer,
 )
+from fedledger.learning.stream import streams, train_and_aggregate
 from fedledger.ledger import RoundStatus, to_fixed
 from fedledger.models import build_model, get_flat, set_flat
 from fedledger.privacy import (
@@ -328,7 +329,10 @@ class Simulation:
         """Train the surviving members and aggregate; the whole cohort's work in one batch."""
         members = selected[survives]
         step = _RoundStep(participants=len(members))
-        if len(members):
+        if len(members) and self.ddp is None and self.cfg.privacy.dp == "none" and self.training_proofs is None \
+                and streams(self.trainer, self.strategy):
+            step = self._train_and_aggregate(rnd, members)  # chunk by chunk: memory bounded by the chunk
+        elif len(members):
             with self.clock.stage("training"):
                 contributors, local = self._train(rnd, members, self.global_flat, attempt)
             local = replace(local, deltas=self.attacks.tamper_updates(contributors, local.deltas, self._first_updates))
@@ -376,6 +380,25 @@ class Simulation:
         self._check_finite(rnd, members, result.losses, result.deltas)
         self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
         return members, result
+
+    def _train_and_aggregate(self, rnd: int, members: np.ndarray) -> _RoundStep:
+        """The plain path: each chunk of members is checked, tampered with by the attacks, and added to the
+        round's sum as soon as it is trained (fedledger.learning.stream); no step holds every update."""
+        steps = budget_steps(self.full_steps[members], self.budgets[members])
+        cohort = Cohort(self.pool.offsets[members], self.pool.counts[members], steps)
+
+        def on_chunk(first: int, part: LocalResult) -> torch.Tensor:
+            rows = members[first : first + len(part.losses)]
+            if not torch.isfinite(part.deltas.sum() + part.losses.sum()):  # a NaN or inf anywhere shows in the sum
+                self._check_finite(rnd, rows, part.losses, part.deltas)
+            return self.attacks.tamper_updates(rows, part.deltas, self._first_updates)
+
+        with self.clock.stage("training"):
+            done = train_and_aggregate(self.trainer, self.strategy, self.global_flat, self.pool.X, self.pool.y,
+                                       cohort, torch_generator(self.cfg.seed, "round", rnd), on_chunk=on_chunk)
+        self.examples_processed += int((steps * np.minimum(self.cfg.batch_size, cohort.counts)).sum())
+        self.global_flat = done.model
+        return _RoundStep(participants=len(members), train_loss=float(done.losses.mean()), contributors=members)
 
     def _train_dpsgd(self, rnd: int, members: np.ndarray, start: torch.Tensor,
                      attempt: int = 0) -> tuple[np.ndarray, LocalResult]:
