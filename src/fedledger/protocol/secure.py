@@ -701,8 +701,7 @@ class AggregatorSession:
         if s.stage == ServerStage.SHARE:
             return set(s.advertised)
         if s.stage == ServerStage.MASKED:
-            want = set(s.shared)
-            return want | (want & set(s.masked)) if not self.rules.proofs else want
+            return set(s.shared)
         if s.stage == ServerStage.CONSISTENCY:
             return set(s.survivors)
         return set(s.list_signatures)
