@@ -303,7 +303,7 @@ def scale(quick: bool) -> dict[str, Any]:
     figure the other load on the machine does not inflate); peak = the process's VmHWM (setup and data
     included). "after_stacked" runs this checkout's materialized path (every update at once, then one
     step) for the model-equality check (`model_equality`). Flower: 2 rounds
-    with round 2 timed up to 1,000 members, else 1 round (which includes starting the actors); peak =
+    with round 2 timed up to 5,000 members, else 1 round (which includes starting the actors); peak =
     the PSS of its process tree (driver, Ray's services and workers) sampled every 0.5 s, so a short
     spike may be missed; a size that does not finish in SCALE_TIMEOUT is recorded and larger ones skipped.
     """
@@ -331,7 +331,7 @@ def scale(quick: bool) -> dict[str, Any]:
             if not partition.exists():
                 partition.parent.mkdir(parents=True, exist_ok=True)
                 _fedledger(members, ROOT / "src", 0, export=partition)
-            rounds = 2 if members <= 1000 else 1  # larger federations: one round, with the actors' start-up
+            rounds = 2 if members <= 5000 else 1  # the largest: one round, with the actors' start-up
             res = _measured([str(flower), str(ROOT / "bench" / "flower_learning.py"), str(partition), str(rounds)],
                             {**os.environ, "PYTHONPATH": ""}, SCALE_TIMEOUT)
             row["flower"] = _per_round(res, timed_from=rounds)
