@@ -32,7 +32,7 @@ from fedledger.core.errors import ConfigError, IntegrityError, PrivacyBudgetExce
 from fedledger.core.hashing import hex32
 from fedledger.core.rng import Entropy, Purpose, derive_seed, entropy_for, numpy_rng, torch_generator
 from fedledger.core.vectors import from_bytes, to_bytes
-from fedledger.data import FederatedData, Split, load_federated
+from fedledger.data import FederatedData, Split, load_data
 from fedledger.learning import (
     Cohort,
     LocalRecipe,
@@ -221,15 +221,7 @@ class Simulation:
         self.cfg = cfg
         # the one place a run decides where its secrets come from (docs/privacy.md, "Randomness")
         self.entropy: Entropy = entropy_for(cfg.deterministic, cfg.seed)
-        self.data = data or load_federated(
-            cfg.dataset,
-            cfg.partition,
-            cfg.clients,
-            seed=cfg.seed,
-            holdout_fraction=cfg.holdout_fraction,
-            test_fraction=cfg.test_fraction,
-            max_samples=cfg.max_samples,
-        )
+        self.data = data or load_data(cfg)  # a bundled data set, the user's own table, or their data factory
         self.model = model or build_model(cfg.model, self.data.input_shape, self.data.num_classes, seed=cfg.seed)
         self.recipe = recipe_of(cfg)
         self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched)
@@ -599,6 +591,9 @@ class Simulation:
         first = 1
         if out is not None:
             first = self._resume(out, result)
+            from fedledger.sim.export import save_model_record
+
+            save_model_record(out, self)  # what rebuilds the model and prepares its inputs (fedledger export)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
         self.chain = chain  # its roles stay readable after the run (tests inspect what they saw)
         try:
@@ -831,6 +826,8 @@ class Simulation:
         # ledger for a fixed number of rounds.
         fixed_rounds = self.cfg.privacy.dp != "none" or self.cfg.ledger.enabled
         free = {"out", "baseline"} | (set() if fixed_rounds else {"rounds"})
+        if not self.cfg.data.own:  # runs on bundled data keep the fingerprint they had before [data] existed
+            free.add("data")
         cfg = self.cfg.model_dump(exclude=free)
         return json.dumps(cfg, sort_keys=True)
 
