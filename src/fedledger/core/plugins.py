@@ -90,7 +90,12 @@ def spec_of(fn: Callable[..., Any], what: str = "factory") -> str:
     if not name or "<" in name or "." in name:
         raise ConfigError(f"{what} {fn!r} must be a module-level function (a spec names it in the run's config)")
     module = getattr(fn, "__module__", None) or ""
-    source = inspect.getsourcefile(fn) if inspect.isfunction(fn) else None
+    try:
+        source = inspect.getsourcefile(fn) if inspect.isfunction(fn) or inspect.isclass(fn) else None
+    except TypeError:  # a built-in
+        source = None
+    if source is not None and not Path(source).is_file():  # code typed at a prompt or given to python -c
+        source = None
     installed = source is not None and any(part in ("site-packages", "dist-packages") for part in Path(source).parts)
     # An installed package (or fedledger itself) is named by module; a user's own file by its path, which works
     # whatever the current directory and sys.path are when the spec is loaded again (a resume, an export).
