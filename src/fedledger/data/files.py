@@ -110,7 +110,7 @@ def table_to_raw(
     for j, col in enumerate(cats):
         values = frame[col]
         present = values.notna().to_numpy()
-        strings = values.astype(str).to_numpy()
+        strings = values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
         lv = np.unique(strings[present])
         codes[:, j] = np.where(present, np.searchsorted(lv, strings), -1)
         levels.append(tuple(map(str, lv)))

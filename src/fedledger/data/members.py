@@ -38,7 +38,8 @@ def as_split(member: Any, what: str) -> Split:
     """One member's examples as a Split (float32 features, int64 labels)."""
     if isinstance(member, tuple | list) and len(member) == 2:
         X, y = _array(member[0]), _array(member[1])
-    elif hasattr(member, "__getitem__") and hasattr(member, "__len__"):  # a map-style torch Dataset
+    elif hasattr(member, "__getitem__") and hasattr(member, "__len__") and not isinstance(member, str | bytes):
+        # a map-style torch Dataset
         n = len(member)
         if n == 0:
             raise DataError(f"{what} is empty")
