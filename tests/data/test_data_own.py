@@ -185,7 +185,7 @@ def test_a_factory_that_raises_or_miscounts_is_one_line() -> None:
     def broken(clients: int, seed: int):
         raise FileNotFoundError("/data/site-a.csv")
 
-    with pytest.raises(DataError, match="data factory 'loader.py:broken' failed: FileNotFoundError: /data/site-a.csv"):
+    with pytest.raises(DataError, match=r"factory 'loader\.py:broken' failed: FileNotFoundError: /data/site-a\.csv"):
         call_factory(broken, "loader.py:broken", 3, 0, dataset="own", holdout_fraction=0.2, test_fraction=0.2)
     with pytest.raises(DataError, match="returned 3 members; the config asks for clients = 4"):
         call_factory(lambda c, s: _members(3), "x.py:f", 4, 0, dataset="own", holdout_fraction=0.2,
