@@ -260,6 +260,7 @@ class Simulation:
         self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._secure: SecureRules | None = None
         self.chain: ChainRounds | None = None
+        self._model_record_saved = False
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -591,9 +592,6 @@ class Simulation:
         first = 1
         if out is not None:
             first = self._resume(out, result)
-            from fedledger.sim.export import save_model_record
-
-            save_model_record(out, self)  # what rebuilds the model and prepares its inputs (fedledger export)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
         self.chain = chain  # its roles stay readable after the run (tests inspect what they saw)
         try:
@@ -833,6 +831,11 @@ class Simulation:
 
     def _checkpoint(self, out: Path, result: RunResult) -> None:
         out.mkdir(parents=True, exist_ok=True)
+        if not self._model_record_saved:  # what rebuilds the model and prepares its inputs (fedledger export)
+            from fedledger.sim.export import save_model_record
+
+            save_model_record(out, self)
+            self._model_record_saved = True
         state = {
             "fingerprint": self._fingerprint(),
             "global": self.global_flat,
