@@ -642,7 +642,10 @@ class Simulation:
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
-            spec=self.cfg.model_dump(exclude={"out", "baseline"}),
+            # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
+            # its initial weights) from the spec alone, for a user's own data as for a bundled set
+            spec={**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
+                  "num_classes": self.data.num_classes},
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
