@@ -206,3 +206,16 @@ def test_factory_named_in_a_config_file(tmp_path) -> None:
     assert cfg.dataset == "loader"
     data = load_data(cfg)
     assert len(data.members) == 4 and len(data.test) == 20 and data.class_names == ("no", "yes")
+
+
+def test_saved_image_preprocessing_reproduces_the_training_inputs() -> None:
+    from fedledger.data import RawData
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, size=(60, 1, 28, 28), dtype=np.uint8)
+    raw = RawData(kind="image", features=pixels, feature_names=("pixel",), categorical=np.zeros((60, 0), np.int32),
+                  categorical_names=(), categorical_levels=(), y=rng.integers(0, 3, 60).astype(np.int64),
+                  class_names=("a", "b", "c"))
+    data = federate(raw, "imgs", "iid", 2, seed=0)
+    std = Standardization.from_json(data.standardization.to_json())
+    assert std.kind == "image" and np.array_equal(std.transform(pixels[data.test.index]), data.test.X)
