@@ -6,6 +6,7 @@ Invalid values raise `ConfigError` with one line that names the field and the va
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -177,6 +178,14 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PATH_KEYS = ("model", "data.path", "data.factory")
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    section, _, leaf = key.rpartition(".")
+    return {section: {leaf: value}} if section else {leaf: value}
+
+
 def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths a config file names (its own data file, data factory and model factory file) made absolute against
     `base`, the file's directory, so a project runs from any working directory (`fedledger new`)."""
@@ -215,11 +224,14 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        if key in _PATH_KEYS and isinstance(value, str):  # a path on the command line is relative to where it ran
+            value = resolve_paths(_nest(key, value), Path.cwd())
+            value = value[key] if "." not in key else value["data"][key.partition(".")[2]]
         section, _, leaf = key.rpartition(".")
         target = values.setdefault(section, {}) if section else values
         target[leaf] = value
     if base:
-        base = _merge({}, base)
+        base = copy.deepcopy(base)  # never the caller's dict: WHOLE_SYSTEM is shared by every run in a process
         if values.get("privacy", {}).get("dp", base.get("privacy", {}).get("dp")) != "member":
             base.get("privacy", {}).pop("secagg", None)
             base.pop("proofs", None)
