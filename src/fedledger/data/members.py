@@ -38,6 +38,8 @@ def as_split(member: Any, what: str) -> Split:
     """One member's examples as a Split (float32 features, int64 labels)."""
     if isinstance(member, tuple | list) and len(member) == 2:
         X, y = _array(member[0]), _array(member[1])
+    elif len(getattr(member, "tensors", ())) == 2:  # a TensorDataset: its two tensors, without a per-item loop
+        X, y = _array(member.tensors[0]), _array(member.tensors[1])
     elif hasattr(member, "__getitem__") and hasattr(member, "__len__") and not isinstance(member, str | bytes):
         # a map-style torch Dataset
         n = len(member)

@@ -135,7 +135,7 @@ class Standardization:
             numeric[:, j] = np.asarray(_to_float(frame[c]), dtype=np.float64)
         codes = np.full((n, len(self.categorical)), -1, dtype=np.int32)
         for j, (c, levels) in enumerate(self.categorical):
-            lookup = {level: i for i, level in enumerate(levels)}
+            lookup: dict[str | None, int] = {level: i for i, level in enumerate(levels)}
             codes[:, j] = [lookup.get(_level(v), -1) for v in frame[c]]
         return self._numeric(numeric, codes)
 
