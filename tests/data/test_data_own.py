@@ -219,3 +219,15 @@ def test_saved_image_preprocessing_reproduces_the_training_inputs() -> None:
     data = federate(raw, "imgs", "iid", 2, seed=0)
     std = Standardization.from_json(data.standardization.to_json())
     assert std.kind == "image" and np.array_equal(std.transform(pixels[data.test.index]), data.test.X)
+
+
+def test_parquet_with_pyarrow(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    frame = _table()
+    frame.to_parquet(tmp_path / "t.parquet")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    values = {"partition": "natural", "clients": 4, "data": {"label": "outcome", "key": "site"}}
+    from_parquet = load_data(build_config({**values, "data": {**values["data"], "path": str(tmp_path / "t.parquet")}}))
+    from_csv = load_data(build_config({**values, "data": {**values["data"], "path": str(tmp_path / "t.csv")}}))
+    assert np.array_equal(from_parquet.test.X, from_csv.test.X)
+    assert [m.name for m in from_parquet.members] == [m.name for m in from_csv.members]
