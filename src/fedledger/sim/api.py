@@ -25,7 +25,7 @@ from typing import Any
 
 from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
 from fedledger.core.errors import ConfigError
-from fedledger.core.plugins import spec_of
+from fedledger.core.plugins import resolve_file_spec, spec_of
 from fedledger.data import FederatedData, load_data
 from fedledger.data.members import call_factory, from_members
 from fedledger.sim.federation import RoundRecord, RunResult, Simulation
@@ -79,7 +79,8 @@ class Federation:
                  whole_system: bool = False, **overrides: Any) -> None:
         cfg = build(config, whole_system=whole_system, **overrides)
         if model is not None:
-            cfg = cfg.replace(model=model if isinstance(model, str) else spec_of(model, "model factory"))
+            spec = resolve_file_spec(model, Path.cwd()) if isinstance(model, str) else spec_of(model, "model factory")
+            cfg = cfg.replace(model=spec)
         self._data: FederatedData | None = None
         self._factory: Callable[..., Any] | None = None
         if isinstance(data, str | Path):
