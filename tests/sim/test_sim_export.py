@@ -15,6 +15,9 @@ from fedledger.cli.main import main
 from fedledger.core.config import build_config
 from fedledger.core.errors import ConfigError, DataError, IntegrityError
 from fedledger.data import load_data, load_raw
+from fedledger.learning import evaluate
+from fedledger.learning.local import probabilities
+from fedledger.models import build_model
 from fedledger.models.export import MANIFEST, WEIGHTS
 
 RUN = ["run", "--plain", "--dataset", "digits", "--model", "logreg", "--rounds", "2", "--clients", "5", "--quiet"]
@@ -50,6 +53,12 @@ def test_exported_model_predicts_what_the_run_measured(finished_run: Path, tmp_p
     accuracy = float((logits.argmax(1).numpy() == test.y).mean())
     results = json.loads((finished_run / "results.json").read_text())
     assert accuracy == results["final_accuracy"]
+    # example by example, the same predictions as the run's own evaluation of its final model
+    flat = torch.load(finished_run / "checkpoint.pt", weights_only=True)["global"]
+    run_probabilities = probabilities(build_model("logreg", (64,), 10), flat, torch.from_numpy(test.X))
+    assert torch.equal(run_probabilities.argmax(1), logits.argmax(1))
+    assert evaluate(build_model("logreg", (64,), 10), flat, torch.from_numpy(test.X),
+                    torch.from_numpy(test.y))[0] == accuracy
     manifest = json.loads((dest / MANIFEST).read_text())
     assert manifest["model_hash"] == results["final_model_hash"]
     assert manifest["architecture"] == {"model": "logreg", "input_shape": [64], "num_classes": 10, "seed": 0,
