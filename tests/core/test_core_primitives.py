@@ -83,3 +83,22 @@ def test_bad_config_is_one_clear_error(tmp_path, text: str, message: str) -> Non
 def test_missing_config_file(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_leaving_member_dp_does_not_change_the_whole_system_for_later_runs() -> None:
+    import copy
+
+    from fedledger.core.config import WHOLE_SYSTEM
+
+    before = copy.deepcopy(WHOLE_SYSTEM)
+    assert load_config(None, {"privacy.dp": "none"}, base=WHOLE_SYSTEM).privacy.secagg is False
+    assert before == WHOLE_SYSTEM
+    assert load_config(None, {}, base=WHOLE_SYSTEM).privacy.secagg is True
+
+
+def test_paths_given_as_overrides_are_relative_to_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"model": "nets/a.py:build", "data.path": "t.csv", "data.label": "y"})
+    assert cfg.model == f"{tmp_path.resolve() / 'nets' / 'a.py'}:build"
+    assert cfg.data.path == str(tmp_path.resolve() / "t.csv")
+    assert load_config(None, {"model": "mylab.models:build"}).model == "mylab.models:build"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
-from fedledger.cli import audit_cmd, chain_cmd, report_cmd, zk_cmd
+from fedledger.cli import audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, zk_cmd
 from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
 from fedledger.core.errors import FedLedgerError
 
@@ -38,7 +38,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clients", type=int, help="number of members")
     p.add_argument("--fraction", type=float, help="share of members sampled each round")
     p.add_argument("--rounds", type=int)
-    p.add_argument("--model", help=f"one of {', '.join(MODELS)}, or package.module:factory")
+    p.add_argument("--model", help=f"one of {', '.join(MODELS)}, or your own: path/to/file.py:factory or "
+                                   "package.module:factory, called as factory(input_shape: tuple[int, ...], "
+                                   "num_classes: int) -> torch.nn.Module")
     p.add_argument("--strategy", choices=sorted(STRATEGIES))
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="local optimizer")
     p.add_argument("--local-epochs", type=float, dest="local_epochs")
@@ -199,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     zk_cmd.register(sub)
     audit_cmd.register(sub)
     report_cmd.register(sub)
+    export_cmd.register(sub)
+    new_cmd.register(sub)
     return parser
 
 

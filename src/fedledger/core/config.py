@@ -6,6 +6,7 @@ Invalid values raise `ConfigError` with one line that names the field and the va
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,32 @@ class ChainConfig(_Frozen):
         raise ValueError("chain must be auto, memory or an http(s):// URL")
 
 
+class DataConfig(_Frozen):
+    """A user's own data: a table (`path`, CSV or Parquet) or a Python data factory (`factory`); see docs/api.md.
+
+    Relative paths in a config file are relative to that file. With neither set, `dataset` names a bundled set.
+    """
+
+    path: str | None = Field(None, description="CSV (or Parquet, with pyarrow) file, one row per example")
+    label: str = Field("label", description="the column holding the label")
+    key: str | None = Field(None, description="column the natural partition splits by (e.g. a hospital site)")
+    features: tuple[str, ...] | None = Field(None, description="feature columns (default: all but label and key)")
+    categorical: tuple[str, ...] = Field((), description="columns one-hot encoded even if they hold numbers")
+    drop: tuple[str, ...] = Field((), description="columns left out")
+    factory: str | None = Field(
+        None, description="path/to/file.py:name or package.module:name, called as factory(clients, seed)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.path is not None and self.factory is not None:
+            raise ValueError("give either path (a table) or factory (Python), not both")
+        return self
+
+    @property
+    def own(self) -> bool:
+        return self.path is not None or self.factory is not None
+
+
 class FederationConfig(_Frozen):
     dataset: str = "digits"
     partition: str = "dirichlet:0.5"
@@ -92,6 +119,18 @@ class FederationConfig(_Frozen):
     attack: str = Field("", description="attacks to inject, e.g. 'label_flip:0.3,malicious_aggregator'")
     privacy: PrivacyConfig = PrivacyConfig()
     ledger: ChainConfig = ChainConfig()
+    data: DataConfig = DataConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_own_data(cls, values: Any) -> Any:
+        # own data is named after its file or factory unless the config names it (`dataset` then is a label)
+        if isinstance(values, dict) and "dataset" not in values and isinstance(values.get("data"), dict):
+            source = values["data"].get("path") or values["data"].get("factory")
+            if source:
+                stem = Path(str(source).rpartition(":")[0] if values["data"].get("factory") else str(source)).name
+                values = {**values, "dataset": stem.split(".")[0] or "own"}
+        return values
 
     @model_validator(mode="after")
     def _deterministic_only_on_dev_chains(self) -> FederationConfig:
@@ -139,6 +178,33 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PATH_KEYS = ("model", "data.path", "data.factory")
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    section, _, leaf = key.rpartition(".")
+    return {section: {leaf: value}} if section else {leaf: value}
+
+
+def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths a config file names (its own data file, data factory and model factory file) made absolute against
+    `base`, the file's directory, so a project runs from any working directory (`fedledger new`)."""
+    from fedledger.core.plugins import resolve_file_spec
+
+    out = dict(values)
+    if isinstance(out.get("model"), str):
+        out["model"] = resolve_file_spec(out["model"], base)
+    data = out.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        if isinstance(data.get("path"), str) and not Path(data["path"]).is_absolute():
+            data["path"] = str((base / data["path"]).resolve())
+        if isinstance(data.get("factory"), str):
+            data["factory"] = resolve_file_spec(data["factory"], base)
+        out["data"] = data
+    return out
+
+
 def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None,
                 base: dict[str, Any] | None = None) -> FederationConfig:
     """`base` (if any), then a TOML file (if any), then non-None overrides (dotted keys reach sections).
@@ -154,14 +220,18 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        values = resolve_paths(values, Path(path).parent)
     for key, value in (overrides or {}).items():
         if value is None:
             continue
+        if key in _PATH_KEYS and isinstance(value, str):  # a path on the command line is relative to where it ran
+            value = resolve_paths(_nest(key, value), Path.cwd())
+            value = value[key] if "." not in key else value["data"][key.partition(".")[2]]
         section, _, leaf = key.rpartition(".")
         target = values.setdefault(section, {}) if section else values
         target[leaf] = value
     if base:
-        base = _merge({}, base)
+        base = copy.deepcopy(base)  # never the caller's dict: WHOLE_SYSTEM is shared by every run in a process
         if values.get("privacy", {}).get("dp", base.get("privacy", {}).get("dp")) != "member":
             base.get("privacy", {}).pop("secagg", None)
             base.pop("proofs", None)

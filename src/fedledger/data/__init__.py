@@ -5,7 +5,9 @@ train and a holdout `Split` (float32 features, int64 labels), a global test `Spl
 and `pooled_train()` for the centralized baseline. See docs/data.md.
 """
 
-from fedledger.data.federate import load_federated
+from fedledger.data.federate import federate, load_data, load_federated
+from fedledger.data.files import read_table, table_to_raw
+from fedledger.data.members import from_members
 from fedledger.data.partition import (
     IID,
     PARTITION_FORMS,
@@ -37,10 +39,15 @@ __all__ = [
     "Shards",
     "Split",
     "Standardization",
+    "federate",
+    "from_members",
     "get_dataset",
     "label_skew",
+    "load_data",
     "load_federated",
     "load_raw",
     "parse_partition",
+    "read_table",
     "stratified_pick",
+    "table_to_raw",
 ]

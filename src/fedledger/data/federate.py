@@ -16,15 +16,18 @@ works on units, so one person's rows never straddle train, holdout and test.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from fedledger.core.config import FederationConfig
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.rng import numpy_rng
 from fedledger.data.partition import Natural, Partitioner, parse_partition, stratified_pick
 from fedledger.data.preprocess import fit_transform
 from fedledger.data.registry import get_dataset, load_raw
+from fedledger.data.sources import RawData
 from fedledger.data.types import FederatedData, Member, Split
 
 
@@ -93,8 +96,32 @@ def load_federated(
     if isinstance(partitioner, Natural) and info.natural_key is None:
         keyed = ", ".join(f"{d.name} ({d.natural_key})" for d in _keyed())
         raise ConfigError(f"data set {dataset!r} has no natural key; the natural partition works for: {keyed}")
-    clients = int(clients)
     raw = load_raw(dataset, cache_dir=cache_dir)
+    data = federate(raw, dataset, partitioner, clients, seed=seed, holdout_fraction=holdout_fraction,
+                    test_fraction=test_fraction, max_samples=max_samples)
+    if data.input_shape != info.input_shape:
+        raise DataError(f"{dataset}: loaded features have shape {data.input_shape}, registry says {info.input_shape}")
+    return replace(data, num_classes=info.num_classes)
+
+
+def federate(
+    raw: RawData,
+    dataset: str,
+    partition: str | Partitioner,
+    clients: int,
+    *,
+    seed: int,
+    holdout_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    max_samples: int | None = None,
+) -> FederatedData:
+    """The steps of `load_federated` on data already parsed (`raw`, named `dataset` in the random streams):
+    a bundled data set, or a user's own table (`fedledger.data.files`)."""
+    partitioner = parse_partition(partition) if isinstance(partition, str) else partition
+    _check_args(clients, holdout_fraction, test_fraction, max_samples)
+    if isinstance(partitioner, Natural) and raw.key is None:
+        raise ConfigError(f"data set {dataset!r} has no natural key; the natural partition needs one")
+    clients = int(clients)
     units = _Units(raw.unit, len(raw))
     label = raw.y[units.first_row]
     key = raw.key[units.first_row] if raw.key is not None else None
@@ -152,8 +179,6 @@ def load_federated(
         [np.repeat(np.tile([True, False], clients), seg_rows), np.zeros(test_rows.shape[0], dtype=bool)]
     )
     x, standardization = fit_transform(raw, rows, is_train)
-    if x.shape[1:] != info.input_shape:
-        raise DataError(f"{dataset}: loaded features have shape {x.shape[1:]}, registry says {info.input_shape}")
     y = raw.y[rows].astype(np.int64)
 
     def split(lo: int, hi: int) -> Split:
@@ -170,13 +195,14 @@ def load_federated(
     )
     return FederatedData(
         dataset=dataset,
-        input_shape=info.input_shape,
-        num_classes=info.num_classes,
+        input_shape=tuple(int(d) for d in x.shape[1:]),
+        num_classes=max(len(raw.class_names), int(raw.y.max()) + 1 if len(raw) else 0),
         members=members,
         test=split(int(bounds[-1]), rows.shape[0]),
         partition=partitioner.spec,
         seed=seed,
         standardization=standardization,
+        class_names=tuple(raw.class_names),
     )
 
 
@@ -184,3 +210,31 @@ def _keyed() -> list:
     from fedledger.data.registry import DATASETS
 
     return [d for d in DATASETS.values() if d.natural_key]
+
+
+def load_data(cfg: FederationConfig, *, cache_dir: Path | None = None) -> FederatedData:
+    """The federation's data as `cfg` describes it: a bundled data set (`dataset`), the user's own table
+    (`[data] path`, partitioned by `partition`; `natural` splits by `[data] key`), or the user's data
+    factory (`[data] factory`, called as factory(clients, seed))."""
+    src = cfg.data
+    if src.factory is not None:
+        from fedledger.core.plugins import load_object
+        from fedledger.data.members import call_factory
+
+        factory = load_object(src.factory, "data factory")
+        return call_factory(factory, src.factory, cfg.clients, cfg.seed, dataset=cfg.dataset,
+                            holdout_fraction=cfg.holdout_fraction, test_fraction=cfg.test_fraction)
+    if src.path is not None:
+        from fedledger.data.files import read_table
+
+        partitioner = parse_partition(cfg.partition)
+        if isinstance(partitioner, Natural) and src.key is None:
+            raise ConfigError("the natural partition of your own table needs [data] key = COLUMN (e.g. a site)")
+        raw = read_table(src.path, label=src.label, key=src.key, features=src.features,
+                         categorical=src.categorical, drop=src.drop)
+        return federate(raw, cfg.dataset, partitioner, cfg.clients, seed=cfg.seed,
+                        holdout_fraction=cfg.holdout_fraction, test_fraction=cfg.test_fraction,
+                        max_samples=cfg.max_samples)
+    return load_federated(cfg.dataset, cfg.partition, cfg.clients, seed=cfg.seed,
+                          holdout_fraction=cfg.holdout_fraction, test_fraction=cfg.test_fraction,
+                          max_samples=cfg.max_samples, cache_dir=cache_dir)

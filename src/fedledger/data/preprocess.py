@@ -53,7 +53,7 @@ def _images(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndarr
     x -= np.float32(mean / std)
     return x, Standardization(
         mean=np.array([mean]), scale=np.array([std]), impute=np.zeros(0),
-        feature_names=("pixel",), fitted_on=int(train.sum()),
+        feature_names=("pixel",), fitted_on=int(train.sum()), kind="image",
     )  # fmt: skip
 
 
@@ -92,4 +92,7 @@ def _tabular(raw: RawData, rows: np.ndarray, train: np.ndarray) -> tuple[np.ndar
         impute=median,
         feature_names=tuple(names),
         fitted_on=int(train.sum()),
+        kind="tabular",
+        numeric_names=tuple(raw.feature_names),
+        categorical=tuple(zip(raw.categorical_names, raw.categorical_levels, strict=True)),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,9 @@ class Standardization:
     `mean`/`scale` have one entry per model input feature (images: one entry, the pixel statistics
     after scaling to [0, 1]); one-hot columns have mean 0, scale 1. `impute` holds the value that
     replaced NaNs in each raw numeric column (the training median).
+
+    It is the preprocessing a trained model expects: a run saves it (`DIR/model.json`), an export carries
+    it, and `transform` / `transform_frame` apply it to new raw examples exactly as training did.
     """
 
     mean: np.ndarray
@@ -97,6 +101,101 @@ class Standardization:
     impute: np.ndarray
     feature_names: tuple[str, ...]
     fitted_on: int  # number of training rows the statistics came from
+    kind: str = "tabular"  # "image": uint8 pixels scaled to [0, 1] first; "tabular": numeric + one-hot columns
+    numeric_names: tuple[str, ...] = ()  # raw numeric columns, in model input order (tabular)
+    categorical: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, levels): one-hot after the numeric ones
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Raw features -> float32 model input, as in training.
+
+        Images: pixels (uint8 0..255, any shape [n, C, H, W]). Tabular: the raw numeric columns
+        [n, len(numeric_names)] (NaN = missing), only when there are no categorical columns (else use
+        `transform_frame`).
+        """
+        if self.kind == "image":
+            mean, std = float(self.mean[0]), float(self.scale[0])
+            x = np.empty(np.shape(features), dtype=np.float32)
+            np.multiply(features, np.float32(1.0 / (255.0 * std)), out=x, dtype=np.float32)
+            x -= np.float32(mean / std)
+            return x
+        if self.categorical:
+            raise DataError("this preprocessing one-hot encodes categorical columns: use transform_frame(table)")
+        return self._numeric(np.asarray(features, dtype=np.float64), np.zeros((len(features), 0), dtype=np.int32))
+
+    def transform_frame(self, frame: Any) -> np.ndarray:
+        """A table (pandas DataFrame, or a mapping of column name to values) with the raw columns ->
+        float32 model input. Unknown categories become all-zero one-hot blocks, like missing ones."""
+        names = [*self.numeric_names, *(c for c, _ in self.categorical)]
+        missing = [c for c in names if c not in frame]
+        if missing:
+            raise DataError(f"the table lacks column(s) the model was trained on: {', '.join(missing)}")
+        n = len(frame[names[0]]) if names else 0
+        numeric = np.empty((n, len(self.numeric_names)), dtype=np.float64)
+        for j, c in enumerate(self.numeric_names):
+            numeric[:, j] = np.asarray(_to_float(frame[c]), dtype=np.float64)
+        codes = np.full((n, len(self.categorical)), -1, dtype=np.int32)
+        for j, (c, levels) in enumerate(self.categorical):
+            lookup: dict[str | None, int] = {level: i for i, level in enumerate(levels)}
+            codes[:, j] = [lookup.get(_level(v), -1) for v in frame[c]]
+        return self._numeric(numeric, codes)
+
+    def _numeric(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        k = len(self.impute)
+        if numeric.ndim != 2 or numeric.shape[1] != k:
+            raise DataError(f"expected {k} raw numeric column(s) {list(self.numeric_names)}, got shape {numeric.shape}")
+        missing = np.isnan(numeric)
+        if missing.any():
+            numeric = np.where(missing, self.impute, numeric)
+        n = numeric.shape[0]
+        x = np.empty((n, len(self.mean)), dtype=np.float32)
+        x[:, :k] = (numeric - self.mean[:k]) / self.scale[:k]
+        offset = k
+        for j, (_, levels) in enumerate(self.categorical):
+            block = np.zeros((n, len(levels)), dtype=np.float32)
+            present = codes[:, j] >= 0
+            block[np.flatnonzero(present), codes[present, j]] = 1.0
+            x[:, offset : offset + len(levels)] = block
+            offset += len(levels)
+        return x
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object that `from_json` turns back into the same statistics (floats round-trip exactly)."""
+        return {
+            "kind": self.kind,
+            "mean": [float(v) for v in self.mean],
+            "scale": [float(v) for v in self.scale],
+            "impute": [float(v) for v in self.impute],
+            "feature_names": list(self.feature_names),
+            "numeric_names": list(self.numeric_names),
+            "categorical": [[c, list(levels)] for c, levels in self.categorical],
+            "fitted_on": self.fitted_on,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Standardization:
+        try:
+            return cls(
+                mean=np.array(obj["mean"], dtype=np.float64),
+                scale=np.array(obj["scale"], dtype=np.float64),
+                impute=np.array(obj["impute"], dtype=np.float64),
+                feature_names=tuple(obj["feature_names"]),
+                fitted_on=int(obj["fitted_on"]),
+                kind=str(obj.get("kind", "tabular")),
+                numeric_names=tuple(obj.get("numeric_names", ())),
+                categorical=tuple((str(c), tuple(map(str, levels))) for c, levels in obj.get("categorical", ())),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"preprocessing record is malformed: {type(e).__name__}: {e}") from None
+
+
+def _to_float(values: Any) -> Any:
+    return [np.nan if v is None else v for v in values] if isinstance(values, list) else values
+
+
+def _level(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +208,7 @@ class FederatedData:
     partition: str = ""
     seed: int = 0
     standardization: Standardization | None = field(default=None, repr=False)
+    class_names: tuple[str, ...] = ()  # label names, index = class (empty: the labels are their own names)
 
     def pooled_train(self) -> Split:
         """Every member's training split, concatenated in member order (the centralized baseline)."""

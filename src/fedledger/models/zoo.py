@@ -7,7 +7,6 @@ avoid BatchNorm and dropout so that members can be trained together with `torch.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 
@@ -15,8 +14,12 @@ import torch
 from torch import nn
 
 from fedledger.core.errors import ConfigError
+from fedledger.core.plugins import load_object
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
+
+#: What a user model factory looks like, for help texts and error messages.
+FACTORY_SIGNATURE = "factory(input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module"
 
 
 def _features(input_shape: tuple[int, ...]) -> int:
@@ -76,31 +79,34 @@ MODELS: dict[str, ModelFactory] = {
 }
 
 
-def _import_factory(spec: str) -> ModelFactory:
-    module_name, _, attr = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"cannot import model factory {spec!r}: {e}") from None
-    if not callable(factory):
-        raise ConfigError(f"model factory {spec!r} is not callable")
-    return factory
-
-
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, seed: int = 0) -> nn.Module:
-    """A named model, or `package.module:factory` for a user model factory(input_shape, num_classes).
+    """A named model, or a user model factory named `path/to/file.py:factory` or `package.module:factory`.
 
-    Initial weights depend only on `seed`, so every member of a federation starts from the same model.
+    The factory is called as `factory(input_shape, num_classes)` (input_shape: the shape of one example, e.g.
+    (64,) or (1, 28, 28); num_classes: the number of labels) and returns a torch.nn.Module mapping a batch
+    [n, *input_shape] to logits [n, num_classes]. Initial weights depend only on `seed`, so every member of a
+    federation starts from the same model. A factory that fails raises ConfigError (one line).
     """
     if name in MODELS:
         factory = MODELS[name]
     elif ":" in name:
-        factory = _import_factory(name)
+        factory = load_object(name, "model factory")
     else:
-        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or module:factory)")
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (or path/to/file.py:factory, "
+            "package.module:factory)"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = factory(tuple(input_shape), num_classes)
+        try:
+            model = factory(tuple(input_shape), num_classes)
+        except ConfigError:
+            raise
+        except Exception as e:  # user code: reported in one line, not a traceback
+            raise ConfigError(
+                f"model factory {name!r} failed for input_shape={tuple(input_shape)}, num_classes={num_classes}: "
+                f"{type(e).__name__}: {e} (expected {FACTORY_SIGNATURE})"
+            ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {name!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -30,7 +30,6 @@ from typing import TypeVar
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import DataError, IntegrityError
 from fedledger.core.vectors import to_bytes
-from fedledger.data import DATASETS
 from fedledger.ledger import Ledger, RoundStatus
 from fedledger.ledger.backends import open_backend
 from fedledger.ledger.claims import reward_tree
@@ -38,7 +37,7 @@ from fedledger.ledger.client import _Session
 from fedledger.ledger.types import ZERO32
 from fedledger.models import build_model, get_flat
 from fedledger.protocol.roles import Network, RoundChecker, RoundView
-from fedledger.protocol.rules import task_rules
+from fedledger.protocol.rules import model_shape, task_rules
 from fedledger.protocol.signing import Registry
 
 T = TypeVar("T")
@@ -80,8 +79,8 @@ class _Round:
 
 
 def initial_model_hash(spec: dict[str, object]) -> bytes:
-    info = DATASETS[str(spec["dataset"])]
-    model = build_model(str(spec["model"]), info.input_shape, info.num_classes, seed=int(str(spec["seed"])))
+    shape, classes = model_shape(spec)
+    model = build_model(str(spec["model"]), shape, classes, seed=int(str(spec["seed"])))
     return BlobStore.address(to_bytes(get_flat(model)))
 
 

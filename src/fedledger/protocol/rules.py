@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedledger.core.config import FederationConfig, build_config
+from fedledger.core.errors import DataError
 from fedledger.core.rng import derive_seed
 from fedledger.data import DATASETS
 from fedledger.learning import build_strategy
@@ -81,6 +82,18 @@ class TaskRules:
     private: bool  # privacy is accounted (a non-zero privacy spent may be posted)
 
 
+def model_shape(spec: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of the task's model: recorded in the spec, or (older specs) the bundled
+    data set's registry entry."""
+    if "input_shape" in spec and "num_classes" in spec:
+        return tuple(int(d) for d in spec["input_shape"]), int(spec["num_classes"])
+    info = DATASETS.get(str(spec.get("dataset")))
+    if info is None:
+        raise DataError(f"the task spec names data set {spec.get('dataset')!r}, which is not bundled, and records no "
+                        "input shape: the model cannot be rebuilt from the spec")
+    return info.input_shape, info.num_classes
+
+
 def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None) -> TaskRules:
     """The rules of the task whose spec is `spec` (`FederationConfig` fields)."""
     cfg = build_config({k: v for k, v in spec.items() if k in FederationConfig.model_fields})
@@ -93,8 +106,8 @@ def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None
     p = cfg.privacy
     if p.dp == "member" and p.secagg and cfg.proofs != "training":
         if dim is None:
-            info = DATASETS[cfg.dataset]
-            dim = int(get_flat(build_model(cfg.model, info.input_shape, info.num_classes, seed=cfg.seed)).numel())
+            shape, classes = model_shape(spec)
+            dim = int(get_flat(build_model(cfg.model, shape, classes, seed=cfg.seed)).numel())
         ddp = distributed_dp(cfg, dim)
         assert ddp.secagg_params is not None
         spec_ = spec_for(ddp.plan) if cfg.proofs == "update" else None

@@ -32,7 +32,7 @@ from fedledger.core.errors import ConfigError, IntegrityError, PrivacyBudgetExce
 from fedledger.core.hashing import hex32
 from fedledger.core.rng import Entropy, Purpose, derive_seed, entropy_for, numpy_rng, torch_generator
 from fedledger.core.vectors import from_bytes, to_bytes
-from fedledger.data import FederatedData, Split, load_federated
+from fedledger.data import FederatedData, Split, load_data
 from fedledger.learning import (
     Cohort,
     LocalRecipe,
@@ -221,15 +221,7 @@ class Simulation:
         self.cfg = cfg
         # the one place a run decides where its secrets come from (docs/privacy.md, "Randomness")
         self.entropy: Entropy = entropy_for(cfg.deterministic, cfg.seed)
-        self.data = data or load_federated(
-            cfg.dataset,
-            cfg.partition,
-            cfg.clients,
-            seed=cfg.seed,
-            holdout_fraction=cfg.holdout_fraction,
-            test_fraction=cfg.test_fraction,
-            max_samples=cfg.max_samples,
-        )
+        self.data = data or load_data(cfg)  # a bundled data set, the user's own table, or their data factory
         self.model = model or build_model(cfg.model, self.data.input_shape, self.data.num_classes, seed=cfg.seed)
         self.recipe = recipe_of(cfg)
         self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched)
@@ -268,6 +260,7 @@ class Simulation:
         self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._secure: SecureRules | None = None
         self.chain: ChainRounds | None = None
+        self._model_record_saved = False
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
@@ -649,7 +642,10 @@ class Simulation:
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
-            spec=self.cfg.model_dump(exclude={"out", "baseline"}),
+            # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
+            # its initial weights) from the spec alone, for a user's own data as for a bundled set
+            spec={**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
+                  "num_classes": self.data.num_classes},
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
@@ -831,11 +827,18 @@ class Simulation:
         # ledger for a fixed number of rounds.
         fixed_rounds = self.cfg.privacy.dp != "none" or self.cfg.ledger.enabled
         free = {"out", "baseline"} | (set() if fixed_rounds else {"rounds"})
+        if not self.cfg.data.own:  # runs on bundled data keep the fingerprint they had before [data] existed
+            free.add("data")
         cfg = self.cfg.model_dump(exclude=free)
         return json.dumps(cfg, sort_keys=True)
 
     def _checkpoint(self, out: Path, result: RunResult) -> None:
         out.mkdir(parents=True, exist_ok=True)
+        if not self._model_record_saved:  # what rebuilds the model and prepares its inputs (fedledger export)
+            from fedledger.sim.export import save_model_record
+
+            save_model_record(out, self)
+            self._model_record_saved = True
         state = {
             "fingerprint": self._fingerprint(),
             "global": self.global_flat,
