@@ -17,10 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from fedledger.core.errors import ConfigError, DataError
-from fedledger.core.rng import Purpose, entropy_for
 
 if TYPE_CHECKING:  # imported lazily at run time so that `fedledger --help` stays fast
     from fedledger.zk.backend import Groth16Backend
@@ -113,6 +110,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fedledger.core.rng import Purpose, entropy_for
     from fedledger.zk.backend import DevelopmentSetupWarning
     from fedledger.zk.update import ProofContext, UpdateProver, bundle_to_json, commit_update
 

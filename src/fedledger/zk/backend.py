@@ -191,7 +191,7 @@ class Groth16Backend:
         d = self.key_dir(circuit)
         with self._locked(d):
             if force or not (d / "setup.json").exists():
-                print(f"WARNING: {DEV_BANNER} (circuit {circuit.name})", file=sys.stderr)
+                # the DevelopmentSetupWarning `_load` raises below is the one notice (the CLI prints it once)
                 t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
                     main = Path(tmp) / f"{circuit.name}.circom"
@@ -342,23 +342,34 @@ def prove_wtns_checked(keys: KeySet, inputs: Mapping[str, object], wtns_path: st
     return proof
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """The circom compiler prints statistics on fd 1; keep them off our CLI's stdout."""
+    """The circom compiler prints statistics, with terminal colour codes, on fd 1: keep them off our CLI's
+    stdout and pass them on to stderr as plain `circom: ...` lines."""
     try:
         fd = sys.stdout.fileno()
+        err = sys.stderr
     except (AttributeError, OSError, ValueError):
         yield
         return
     sys.stdout.flush()
     saved = os.dup(fd)
-    try:
-        os.dup2(sys.stderr.fileno(), fd)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, fd)
-        os.close(saved)
+    with tempfile.TemporaryFile() as captured:
+        try:
+            os.dup2(captured.fileno(), fd)
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            text = _ANSI.sub("", captured.read().decode("utf-8", "replace"))
+            lines = [f"circom: {line.strip()}" for line in text.splitlines() if line.strip()]
+            if lines:
+                print("\n".join(lines), file=err, flush=True)
 
 
 def proof_to_snarkjs(proof: bytes) -> dict[str, Any]:
