@@ -703,7 +703,7 @@ class Simulation:
             prover=self.proofs.prover if secure and self.proofs is not None else None,
             entropy=self.entropy, strategy=self._fresh_strategy,
             private=self.cfg.privacy.dp != "none", wrap=wrap)
-        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage)
+        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage, chain.ledger.backend)
         self._work = work
         return chain
 
@@ -1019,13 +1019,19 @@ def _accuracy(model: nn.Module, held: tuple[torch.Tensor, torch.Tensor], flat: t
     return evaluate(model, flat, *held)[0]
 
 
-def _kill_if_asked(round_id: int, stage: str) -> None:
+def _kill_if_asked(round_id: int, stage: str, backend: Any = None) -> None:
     """Fault injection for crash tests: FEDLEDGER_KILL_AT=ROUND:STAGE (open, submitted, rejected, finalized)
-    kills this process with SIGKILL the first time the round reaches that stage."""
+    kills this process with SIGKILL the first time the round reaches that stage; ROUND:STAGE:node kills the
+    managed chain node this process started instead (a node that dies under a run)."""
     target = os.environ.get(KILL_ENV, "")
     if target == f"{round_id}:{stage}":
         os.environ.pop(KILL_ENV)
         os.kill(os.getpid(), signal.SIGKILL)
+    node = getattr(backend, "node", None)
+    if target == f"{round_id}:{stage}:node" and node is not None and node.proc is not None:
+        os.environ.pop(KILL_ENV)
+        node.proc.kill()
+        node.proc.wait()
 
 
 def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.Tensor] | None = None) -> float:
