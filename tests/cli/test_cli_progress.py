@@ -127,3 +127,4 @@ def test_a_run_killed_in_round_2_leaves_round_1_in_results_json(tmp_path: Path) 
     saved = json.loads((out / "results.json").read_text())
     assert [r["round"] for r in saved["rounds"]] == [1]
     assert saved["config"]["rounds"] == 2 and saved["rounds"][0]["finalized"] is True
+    assert saved["ledger"]["finalized_rounds"] == 1  # the chain's view so far, in the final schema

@@ -7,6 +7,7 @@ a traceback means a bug in fedledger.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
@@ -37,13 +38,14 @@ class _Parser(argparse.ArgumentParser):
 class _Help(argparse.RawDescriptionHelpFormatter):
     """Shows each option's default (for `run`: the default of the configuration it sets)."""
 
-    defaults: dict[str, str] | None = None
+    def _config_defaults(self) -> dict[str, str] | None:
+        return None
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if "%(default)" in text or action.dest in (argparse.SUPPRESS, "help", "version"):
             return text
-        shown = _shown_default(action, self.defaults)
+        shown = _shown_default(action, self._config_defaults())
         return f"{text} (default: {shown})".strip() if shown is not None else text
 
 
@@ -59,11 +61,11 @@ def _shown_default(action: argparse.Action, run_defaults: dict[str, str] | None)
 
 
 class _RunHelp(_Help):
-    @property  # type: ignore[override]
-    def defaults(self) -> dict[str, str]:
+    def _config_defaults(self) -> dict[str, str] | None:
         return run_defaults()
 
 
+@functools.cache
 def run_defaults() -> dict[str, str]:
     """The default of every `run` flag as the help shows it: the whole system's, and --plain's where it differs."""
     from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
@@ -91,7 +93,8 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", formatter_class=_RunHelp, help="run a federation and write DIR/results.json and DIR/accuracy.png",
+    p = sub.add_parser("run", formatter_class=_RunHelp,
+                       help="run a federation and write DIR/results.json and DIR/accuracy.png",
                        description="Runs the whole system by default: every round on a managed chain with a "
                                    "validator committee, member-level DP through SecAgg+ and a zero-knowledge proof "
                                    "per update. --plain runs plain federated learning instead.")
@@ -286,7 +289,8 @@ def one_line(err: BaseException) -> FedLedgerError | None:
     """A fault outside fedledger's own errors that a user can meet (a node that stopped answering, a file
     that cannot be written), as the FedLedgerError to report; None for a bug (it keeps its traceback)."""
     module = type(err).__module__
-    if module.startswith(("requests", "urllib3", "http.client")) or isinstance(err, ConnectionError):
+    if module.startswith(("requests", "urllib3", "http.client")) or isinstance(err, ConnectionError) \
+            or (module.startswith("web3") and "Connection" in type(err).__name__):
         from fedledger.ledger.backends import unreachable_reason
 
         return LedgerError(f"the chain node stopped answering ({unreachable_reason(err)}); what finished is saved: "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import Any, TextIO
 
 #: the order stages are listed in a round line
@@ -31,7 +30,7 @@ def round_line(record: Any, total: int) -> str:
         parts.append(f"chain {status} (attempt {record.attempts or 1}, {record.chain_txs} txs)")
     if record.proofs:
         parts.append(f"proofs {record.proofs.get('verified', 0)}/{record.proofs.get('made', 0)} verified")
-    stages = sorted(record.stages.items(), key=lambda kv: (STAGE_ORDER + (kv[0],)).index(kv[0]))
+    stages = sorted(record.stages.items(), key=lambda kv: (*STAGE_ORDER, kv[0]).index(kv[0]))
     shown = [f"{name} {seconds:.1f} s" for name, seconds in stages if seconds >= 0.05]
     if shown:
         parts.append("[" + ", ".join(shown) + "]")

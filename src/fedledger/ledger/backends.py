@@ -267,7 +267,8 @@ def unreachable_reason(err: BaseException) -> str:
     text = f"{type(err).__name__} {err}"
     for needle, words in (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
                           ("nodename nor servname", "unknown host"), ("Temporary failure in name", "unknown host"),
-                          ("timed out", "timed out"), ("Timeout", "timed out"), ("Connection reset", "connection reset"),
+                          ("timed out", "timed out"), ("Timeout", "timed out"),
+                          ("Connection reset", "connection reset"),
                           ("RemoteDisconnected", "connection closed"), ("No route to host", "no route to host")):
         if needle in text:
             return words

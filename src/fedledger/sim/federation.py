@@ -620,6 +620,7 @@ class Simulation:
                 if out is not None:
                     result.final_accuracy, result.final_model_hash = record.accuracy, record.model_hash
                     result.privacy = self.privacy_report()
+                    result.ledger = chain.summary() if chain is not None else None
                     write_results(out, result.to_json())
                 if on_round:
                     on_round(record)
