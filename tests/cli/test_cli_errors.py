@@ -232,6 +232,9 @@ def test_a_run_whose_node_died_resumes_and_its_audit_ignores_a_corrupt_federatio
     assert code == 0, err
     assert stdout.splitlines()[0] == "resumed after round 1"  # said at the start, not after the run
     assert len(json.loads((out / "results.json").read_text())["rounds"]) == 3
+    code, stdout, err = cli(["chain", "status", "--out", str(out)], capfd)
+    assert code == 0 and "managed anvil on" in stdout, err
+    assert "http://" not in stdout  # the node this command started is gone when it exits: no URL to try
     (out / "chain" / "federation.json").write_text("{not json")  # audit trusts only the chain and the blobs
     code, stdout, err = cli(["audit", str(out)], capfd)
     assert code == 0 and stdout.startswith("audit ok: task 1, 3 finalized rounds"), err

@@ -288,13 +288,16 @@ def _help_everywhere(parser: argparse.ArgumentParser) -> None:
 def one_line(err: BaseException) -> FedLedgerError | None:
     """A fault outside fedledger's own errors that a user can meet (a node that stopped answering, a file
     that cannot be written), as the FedLedgerError to report; None for a bug (it keeps its traceback)."""
-    module = type(err).__module__
-    if module.startswith(("requests", "urllib3", "http.client")) or isinstance(err, ConnectionError) \
-            or (module.startswith("web3") and "Connection" in type(err).__name__):
-        from fedledger.ledger.backends import unreachable_reason
+    seen: BaseException | None = err
+    while seen is not None:  # the connection error may be the cause of what reached us
+        module = type(seen).__module__
+        if module.startswith(("requests", "urllib3", "http.client")) or isinstance(seen, ConnectionError) \
+                or (module.startswith("web3") and "Connection" in type(seen).__name__):
+            from fedledger.ledger.backends import unreachable_reason
 
-        return LedgerError(f"the chain node stopped answering ({unreachable_reason(err)}); what finished is saved: "
-                           "run the same command again to resume")
+            return LedgerError(f"the chain node stopped answering ({unreachable_reason(seen)}); what finished is "
+                               "saved: run the same command again to resume")
+        seen = seen.__cause__ or seen.__context__
     if isinstance(err, OSError) and err.filename is not None:
         return FedLedgerError(f"{err.strerror or type(err).__name__}: {err.filename}")
     return None
