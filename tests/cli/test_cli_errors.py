@@ -230,7 +230,7 @@ def test_a_run_whose_node_died_resumes_and_its_audit_ignores_a_corrupt_federatio
     assert [r["round"] for r in json.loads((out / "results.json").read_text())["rounds"]] == [1]
     code, stdout, err = cli([a for a in argv if a != "--quiet"], capfd)
     assert code == 0, err
-    assert stdout.splitlines()[0] == "resumed after round 1"  # said at the start, not after the run
+    assert stdout.splitlines()[1] == "resumed after round 1"  # said at the start, not after the run
     assert len(json.loads((out / "results.json").read_text())["rounds"]) == 3
     code, stdout, err = cli(["chain", "status", "--out", str(out)], capfd)
     assert code == 0 and "managed anvil on" in stdout, err
@@ -306,4 +306,4 @@ def test_whole_system_run_warns_about_development_keys_once_without_a_source_lin
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("DEVELOPMENT-ONLY") == 1, done.stderr
     assert ".py:" not in done.stderr and "\x1b[" not in done.stderr + done.stdout
-    assert done.stdout.splitlines()[0].startswith("round 1/1 ")
+    assert done.stdout.splitlines()[1].startswith("round 1/1 ")

@@ -37,14 +37,15 @@ def test_one_line_per_round_when_stdout_is_a_pipe_and_resume_is_said_first(tmp_p
     first = _cli(*ARGV, "--rounds", "2", "--out", out)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0].startswith("round 1/2 ") and lines[1].startswith("round 2/2 ")
-    for line in lines[:2]:
+    assert lines[0] == f"run: 2 rounds of digits / logreg / fedavg, 3 members, no chain, dp none, proofs none -> {out}"
+    assert lines[1].startswith("round 1/2 ") and lines[2].startswith("round 2/2 ")
+    for line in lines[1:3]:
         assert " acc 0." in line and " loss " in line and "[training " in line
     again = _cli(*ARGV, "--rounds", "3", "--out", out)
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()
-    assert lines[0] == "resumed after round 2" and lines[1].startswith("round 3/3 ")
-    assert "resumed" not in "".join(lines[2:])
+    assert lines[1] == "resumed after round 2" and lines[2].startswith("round 3/3 ")  # before any round's work
+    assert "resumed" not in "".join(lines[3:])
 
 
 class _Recorder(io.StringIO):
@@ -123,7 +124,7 @@ def test_a_run_killed_in_round_2_leaves_round_1_in_results_json(tmp_path: Path) 
     env = {**_env(), "FEDLEDGER_KILL_AT": "2:open"}  # SIGKILL as round 2 opens on the chain
     done = _cli(*ARGV, "--rounds", "2", "--chain", "memory", "--out", str(out), env=env)
     assert done.returncode == -9
-    assert done.stdout.splitlines()[0].startswith("round 1/2 ")
+    assert done.stdout.splitlines()[1].startswith("round 1/2 ")
     saved = json.loads((out / "results.json").read_text())
     assert [r["round"] for r in saved["rounds"]] == [1]
     assert saved["config"]["rounds"] == 2 and saved["rounds"][0]["finalized"] is True

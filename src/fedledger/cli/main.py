@@ -202,6 +202,13 @@ def check_out_dir(out: Path) -> None:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
 
 
+def describe_run(cfg: FederationConfig) -> str:
+    """The run in one line, said before any work."""
+    chain = f"chain {cfg.ledger.chain}" if cfg.ledger.enabled else "no chain"
+    return (f"run: {cfg.rounds} rounds of {cfg.dataset} / {cfg.model} / {cfg.strategy}, {cfg.clients} members, "
+            f"{chain}, dp {cfg.privacy.dp}, proofs {cfg.proofs} -> {cfg.out}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from fedledger.cli.progress import RunProgress
 
@@ -213,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fedledger.sim.federation import write_results
 
     progress = RunProgress(cfg.rounds, quiet=args.quiet)
+    progress.starting(describe_run(cfg))
     sim = Simulation(cfg)
     sim.clock.on_stage = progress.stage
     try:

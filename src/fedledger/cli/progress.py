@@ -4,6 +4,7 @@ On a terminal the bar shows the round, the stage running now (training, privacy,
 validation), the elapsed time and an estimate of the time left from the rounds done so far. When stdout
 is not a terminal (`make demo`, `run > log`, CI) each finished round prints one line, flushed at once:
 
+    run: 10 rounds of digits / mlp / fedavg, 10 members, chain auto, dp member, proofs update -> runs/latest
     round 3/10  12.4 s  acc 0.9120  loss 0.3112  eps 1.23  chain finalized (attempt 1, 14 txs)  [training 1.1 s, ...]
 """
 
@@ -64,6 +65,11 @@ class RunProgress:
     def _tick(self, bar: Any) -> None:
         while not self._stop.wait(1.0):
             bar.refresh()
+
+    def starting(self, what: str) -> None:
+        """Said once before any work (loading data, keys and the chain can take a while)."""
+        if not self.quiet:
+            print(what, file=self.stream, flush=True)
 
     def resumed(self, after_round: int) -> None:
         self.done = after_round
