@@ -55,9 +55,9 @@ class RunProgress:
         if self.bar is None and self.terminal and not self.quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self.done, desc="round", unit="round", leave=False,
-                            file=self.stream, dynamic_ncols=True,
-                            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining} {postfix}")
+            self.bar = tqdm(total=self.total, initial=self.done, desc=f"round {self.done + 1}", unit="round",
+                            leave=False, file=self.stream, dynamic_ncols=True,
+                            bar_format="rounds {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix} | {desc}")
             # redraw every second, so the elapsed time moves while a long stage (proofs) runs
             threading.Thread(target=self._tick, args=(self.bar,), daemon=True, name="progress").start()
         return self.bar
@@ -92,7 +92,7 @@ class RunProgress:
         bar.set_postfix_str(f"acc {record.accuracy:.3f}"
                             + (f" eps {record.epsilon_spent:.3g}" if record.epsilon_spent is not None else ""),
                             refresh=False)
-        bar.set_description_str(f"round {min(record.round + 1, self.total)}", refresh=False)
+        bar.set_description_str(f"round {min(record.round + 1, self.total)}: starting", refresh=False)
         bar.update(record.round - bar.n)
         bar.write(round_line(record, self.total), file=self.stream)
 
