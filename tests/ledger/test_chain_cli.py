@@ -51,7 +51,11 @@ def test_up_then_status_then_deploy(tmp_path, capsys) -> None:
 
 
 def test_status_without_a_deployment_is_one_clear_line(tmp_path, capsys) -> None:
-    assert run("chain", "status", "--out", str(tmp_path / "empty")) == 6
+    assert run("chain", "status", "--out", str(tmp_path / "empty")) == 3  # no chain state: nothing is created
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "no chain state" in out[0] and not (tmp_path / "empty").exists()
+    (tmp_path / "bare" / "chain").mkdir(parents=True)  # a chain directory without contracts
+    assert run("chain", "status", "--out", str(tmp_path / "bare")) == 6
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "fedledger chain deploy" in out[0]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("audit", help="re-verify every finalized round from the chain and the blob store")
-    p.add_argument("dir", type=Path, help="the run's output directory")
-    p.add_argument("--chain", default="auto",
+    p.add_argument("dir", type=Path, metavar="DIR", help="the run's output directory")
+    p.add_argument("--chain", default="auto", metavar="auto|memory|URL",
                    help="auto (the run's anvil state), memory, or the JSON-RPC URL of any node with the chain")
-    p.add_argument("--task", type=int, default=None,
+    p.add_argument("--task", type=int, default=None, metavar="N",
                    help="task id on the chain (default: the one task whose spec blob DIR holds)")
     p.add_argument("--json", action="store_true", help="print the audit report as JSON")
     p.set_defaults(func=cmd_audit)

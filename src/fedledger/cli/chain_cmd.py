@@ -28,10 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = chain.add_subparsers(dest="chain_command", required=True)
 
     def common(p: argparse.ArgumentParser, *, chain_flag: bool = True) -> None:
-        p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help="run directory (chain state in OUT/chain)")
+        p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+                       help="run directory (chain state in DIR/chain)")
         if chain_flag:
-            p.add_argument("--chain", default="auto", help="auto (managed anvil), memory (py-evm) or an http(s):// URL")
-            p.add_argument("--keystore", type=Path, help="encrypted JSON keystore for an RPC chain")
+            p.add_argument("--chain", default="auto", metavar="auto|memory|URL",
+                           help="auto (managed anvil), memory (py-evm) or an http(s):// URL")
+            p.add_argument("--keystore", type=Path, metavar="FILE", help="encrypted JSON keystore for an RPC chain")
 
     p = sub.add_parser("up", help="start the managed anvil for a run directory and deploy (or find) the contracts")
     common(p, chain_flag=False)
@@ -112,7 +114,12 @@ def _print_status(payload: dict[str, Any]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from fedledger.core.errors import DataError
     from fedledger.ledger import Ledger
+
+    if args.chain == "auto" and not (args.out / "chain").is_dir():  # reading must not create a chain directory
+        raise DataError(f"no chain state in {args.out} (no {args.out / 'chain'} directory): name a run with --out DIR, "
+                        "start one with `fedledger chain up --out DIR`, or give a node with --chain URL")
 
     with Ledger.connect(
         args.chain, args.out, deploy_if_missing=args.chain == "memory", keystore=args.keystore

@@ -7,25 +7,94 @@ a traceback means a bug in fedledger.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import functools
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fedledger import __version__
 from fedledger.cli import audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, zk_cmd
-from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
-from fedledger.core.errors import FedLedgerError
+from fedledger.core.errors import ConfigError, FedLedgerError, LedgerError
+
+if TYPE_CHECKING:  # `fedledger --help` imports neither pydantic nor torch (tests/cli/test_cli_errors.py pins it)
+    from fedledger.core.config import FederationConfig
+
+#: names of the built-in data sets, strategies and models, spelled out here so that parsing the command line
+#: imports no registry (each pulls in torch); tests/cli/test_cli_errors.py checks them against the registries
+DATASET_NAMES = ("breast_cancer", "digits", "fashion_mnist", "lending_club", "randhie")
+STRATEGY_NAMES = ("fedadagrad", "fedadam", "fedavg", "fednova", "fedyogi", "median", "multikrum", "trimmed_mean")
+MODEL_NAMES = ("logreg", "mlp", "tabular", "cnn")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (no usage dump), pointing to --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (for `run`: the default of the configuration it sets)."""
+
+    def _config_defaults(self) -> dict[str, str] | None:
+        return None
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.dest in (argparse.SUPPRESS, "help", "version"):
+            return text
+        shown = _shown_default(action, self._config_defaults())
+        return f"{text} (default: {shown})".strip() if shown is not None else text
+
+
+def _shown_default(action: argparse.Action, run_defaults: dict[str, str] | None) -> str | None:
+    if action.nargs == 0 and not isinstance(action, argparse.BooleanOptionalAction):
+        return None  # a flag: its help says what it turns on
+    if run_defaults is not None and action.dest in run_defaults:
+        return run_defaults[action.dest]
+    default = action.default
+    if default is None or default is argparse.SUPPRESS or isinstance(default, bool) or action.nargs == 0:
+        return None
+    return str(default)
+
+
+class _RunHelp(_Help):
+    def _config_defaults(self) -> dict[str, str] | None:
+        return run_defaults()
+
+
+@functools.cache
+def run_defaults() -> dict[str, str]:
+    """The default of every `run` flag as the help shows it: the whole system's, and --plain's where it differs."""
+    from fedledger.core.config import WHOLE_SYSTEM, FederationConfig, load_config
+
+    whole = _flat(load_config(None, None, base=WHOLE_SYSTEM).model_dump())
+    plain = _flat(FederationConfig().model_dump())
+    for flat in (whole, plain):
+        flat["ledger.chain"] = flat["ledger.chain"] if flat["ledger.enabled"] else "off"
+    out = {}
+    for key, value in whole.items():
+        if isinstance(value, bool) and not value and plain[key] is False:
+            continue
+        text = "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        if plain[key] != value:
+            text += f"; with --plain {'unset' if plain[key] is None else str(plain[key]).lower()}"
+        out[key] = text
+    return out
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    from fedledger.data import DATASETS
-    from fedledger.learning import STRATEGIES
-    from fedledger.models import MODELS
-
-    p = sub.add_parser("run", help="run a federation and write DIR/results.json and DIR/accuracy.png",
+    p = sub.add_parser("run", formatter_class=_RunHelp,
+                       help="run a federation and write DIR/results.json and DIR/accuracy.png",
                        description="Runs the whole system by default: every round on a managed chain with a "
                                    "validator committee, member-level DP through SecAgg+ and a zero-knowledge proof "
                                    "per update. --plain runs plain federated learning instead.")
@@ -33,23 +102,23 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true",
                    help="start from plain federated learning (no chain, no DP, no proofs) instead of the whole "
                         "system; the config file and flags add to it")
-    p.add_argument("--dataset", choices=sorted(DATASETS))
+    p.add_argument("--dataset", choices=DATASET_NAMES, metavar="NAME", help="one of %(choices)s")
     p.add_argument("--partition", help="iid | dirichlet:ALPHA | shards:K | natural")
     p.add_argument("--clients", type=int, help="number of members")
     p.add_argument("--fraction", type=float, help="share of members sampled each round")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--model", help=f"one of {', '.join(MODELS)}, or your own: path/to/file.py:factory or "
-                                   "package.module:factory, called as factory(input_shape: tuple[int, ...], "
-                                   "num_classes: int) -> torch.nn.Module")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES))
+    p.add_argument("--rounds", type=int, help="rounds to run")
+    p.add_argument("--model", metavar="NAME", help=f"one of {', '.join(MODEL_NAMES)}, or your own: path/to/file.py:factory or "
+                                                   "package.module:factory, called as factory(input_shape: tuple[int, ...], "
+                                                   "num_classes: int) -> torch.nn.Module")
+    p.add_argument("--strategy", choices=STRATEGY_NAMES, metavar="NAME", help="server strategy: one of %(choices)s")
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="local optimizer")
-    p.add_argument("--local-epochs", type=float, dest="local_epochs")
+    p.add_argument("--local-epochs", type=float, dest="local_epochs", help="local epochs per round")
     p.add_argument("--local-steps", type=int, dest="local_steps", help="fixed local steps (overrides epochs)")
-    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="local minibatch size")
     p.add_argument("--lr", type=float, help="local learning rate")
-    p.add_argument("--momentum", type=float)
+    p.add_argument("--momentum", type=float, help="local SGD momentum")
     p.add_argument("--proximal-mu", type=float, dest="proximal_mu", help="FedProx proximal term")
-    p.add_argument("--server-lr", type=float, dest="server_lr")
+    p.add_argument("--server-lr", type=float, dest="server_lr", help="server step size (unset: the strategy's own)")
     p.add_argument("--heterogeneity", type=float, help="spread of member compute budgets, 0..1")
     p.add_argument("--dropout", type=float, help="chance that a sampled member drops out of a round")
     p.add_argument("--max-samples", type=int, dest="max_samples", help="cap on samples (quick runs)")
@@ -58,7 +127,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="also derive every secret (keys, DP noise, SecAgg+ and commitment randomness) from --seed, "
                         "so a run reproduces bit for bit: simulations and tests only (results.json and the round "
                         "evidence say so; refused with an external --chain URL). Default: secrets from os.urandom")
-    p.add_argument("--out", help="output directory; running again on it resumes")
+    p.add_argument("--out", metavar="DIR", help="output directory; running again on it resumes")
     p.add_argument("--baseline", action="store_true", default=None, help="also train centrally, same budget")
     p.add_argument("--no-batched", dest="batched", action="store_false", default=None,
                    help="train members one by one instead of vmap-batched")
@@ -66,7 +135,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--dp", choices=["none", "record", "member"], dest="privacy.dp",
                       help="record: DP-SGD inside each member; member: distributed DP through secure aggregation")
     priv.add_argument("--epsilon", type=float, dest="privacy.epsilon", help="privacy budget over the whole run")
-    priv.add_argument("--delta", type=float, dest="privacy.delta")
+    priv.add_argument("--delta", type=float, dest="privacy.delta", help="the delta of (epsilon, delta)-DP")
     priv.add_argument("--clip-norm", type=float, dest="privacy.clip_norm",
                       help="L2 clip: per example (record) or per update (member)")
     priv.add_argument("--adaptive-clip", action="store_true", default=None, dest="privacy.adaptive_clip",
@@ -80,7 +149,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
                       help="claim amplification by subsampling (only if cohorts are not public)")
     p.add_argument("--chain", dest="ledger.chain", metavar="auto|memory|URL|off",
-                   help="record, validate and settle every round on a ledger: auto = managed anvil (default), "
+                   help="record, validate and settle every round on a ledger: auto = managed anvil, "
                         "memory = in-process py-evm, a JSON-RPC URL, or off")
     p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (with --chain)")
     p.add_argument("--proofs", choices=["none", "update", "training"],
@@ -89,7 +158,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                                     "mask_swap:F, inflate:F, impersonate:F, replay:F, malicious_aggregator, "
                                     "framing_aggregator, privacy_underreport, lazy_validator[:K]; faults: "
                                     "late_aggregator, silent_validator[:K] (comma-separated)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, round lines or table")
+    for action in p._actions:  # `--epsilon EPSILON`, not `--epsilon PRIVACY.EPSILON`
+        if action.metavar is None and action.nargs != 0 and action.choices is None and "." in action.dest:
+            action.metavar = action.dest.rpartition(".")[2].upper()
     p.set_defaults(func=cmd_run)
 
 
@@ -104,6 +176,8 @@ _RUN_FIELDS = [
 
 
 def config_from_args(args: argparse.Namespace) -> FederationConfig:
+    from fedledger.core.config import WHOLE_SYSTEM, load_config
+
     overrides: dict[str, Any] = {k: getattr(args, k) for k in _RUN_FIELDS}
     if overrides["ledger.chain"] == "off":
         overrides["ledger.chain"] = None
@@ -113,20 +187,50 @@ def config_from_args(args: argparse.Namespace) -> FederationConfig:
     return load_config(args.config, overrides, base=None if args.plain else WHOLE_SYSTEM)
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an --out that is a file or cannot be written, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --out {out}: {e.strerror or e}") from None
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
+
+
+def describe_run(cfg: FederationConfig) -> str:
+    """The run in one line, said before any work."""
+    chain = f"chain {cfg.ledger.chain}" if cfg.ledger.enabled else "no chain"
+    return (f"run: {cfg.rounds} rounds of {cfg.dataset} / {cfg.model} / {cfg.strategy}, {cfg.clients} members, "
+            f"{chain}, dp {cfg.privacy.dp}, proofs {cfg.proofs} -> {cfg.out}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from fedledger.report.plots import accuracy_plot
-    from fedledger.sim import Simulation
+    from fedledger.cli.progress import RunProgress
 
     cfg = config_from_args(args)
     out = Path(cfg.out)
+    check_out_dir(out)
+    from fedledger.report.plots import accuracy_plot
+    from fedledger.sim import Simulation
+    from fedledger.sim.federation import write_results
+
+    progress = RunProgress(cfg.rounds, quiet=args.quiet)
+    progress.starting(describe_run(cfg))
     sim = Simulation(cfg)
-    bar = _progress(cfg, quiet=args.quiet)
-    result = sim.run(out, on_round=bar.update_round)
-    bar.close()
-    if result.resumed_from and not args.quiet:
-        print(f"resumed {out} after round {result.resumed_from}")
+    sim.clock.on_stage = progress.stage
+    try:
+        result = sim.run(out, on_round=progress.round_done, on_resume=progress.resumed)
+    finally:
+        progress.close()
     payload = result.to_json()
-    _write_json(out / "results.json", payload)
+    write_results(out, payload)
     accuracy_plot(
         out / "accuracy.png",
         [r.round for r in result.rounds],
@@ -139,30 +243,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary_table(payload))
         print(f"results: {out / 'results.json'}   plot: {out / 'accuracy.png'}")
     return 0
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
-class _progress:
-    def __init__(self, cfg: FederationConfig, *, quiet: bool) -> None:
-        from tqdm import tqdm
-
-        # disable=None: no bar when stdout is not a terminal (logs, CI), only the summary table
-        self.bar = tqdm(total=cfg.rounds, desc="rounds", unit="round", disable=True if quiet else None, leave=False)
-
-    def update_round(self, record: Any) -> None:
-        if self.bar.n == 0 and record.round > 1:
-            self.bar.update(record.round - 1)
-        self.bar.set_postfix(acc=f"{record.accuracy:.3f}", loss=f"{record.loss:.3f}")
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
@@ -193,9 +273,9 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedledger", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fedledger", description=__doc__.splitlines()[0], formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
     chain_cmd.register(sub)
     zk_cmd.register(sub)
@@ -203,12 +283,60 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.register(sub)
     export_cmd.register(sub)
     new_cmd.register(sub)
+    _help_everywhere(parser)
     return parser
+
+
+def _help_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's help shows defaults (the run command keeps its own formatter)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if child.formatter_class is argparse.HelpFormatter:
+                    child.formatter_class = _Help
+                _help_everywhere(child)
+
+
+def one_line(err: BaseException) -> FedLedgerError | None:
+    """A fault outside fedledger's own errors that a user can meet (a node that stopped answering, a file
+    that cannot be written), as the FedLedgerError to report; None for a bug (it keeps its traceback)."""
+    seen: BaseException | None = err
+    while seen is not None:  # the connection error may be the cause of what reached us
+        module = type(seen).__module__
+        if module.startswith(("requests", "urllib3", "http.client")) or isinstance(seen, ConnectionError) \
+                or (module.startswith("web3") and "Connection" in type(seen).__name__):
+            from fedledger.ledger.backends import unreachable_reason
+
+            return LedgerError(f"the chain node stopped answering ({unreachable_reason(seen)}); what finished is "
+                               "saved: run the same command again to resume")
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, OSError) and err.filename is not None:
+        return FedLedgerError(f"{err.strerror or type(err).__name__}: {err.filename}")
+    return None
+
+
+_warned: set[str] = set()
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """fedledger's own warnings as one `fedledger: warning:` line, each text once per process."""
+    if not category.__module__.startswith("fedledger"):
+        _default_showwarning(message, category, filename, lineno, file, line)
+        return
+    text = str(message)
+    if text not in _warned:
+        _warned.add(text)
+        print(f"fedledger: warning: {text}", file=sys.stderr, flush=True)
+
+
+_default_showwarning = warnings.showwarning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args))
     except FedLedgerError as e:
@@ -217,6 +345,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fedledger: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        mapped = one_line(e)
+        if mapped is None:
+            raise
+        print(f"fedledger: error: {mapped}", file=sys.stderr)
+        return mapped.exit_code
+    finally:
+        warnings.showwarning = _default_showwarning
 
 
 if __name__ == "__main__":

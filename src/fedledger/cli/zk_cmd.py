@@ -17,10 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from fedledger.core.errors import ConfigError, DataError
-from fedledger.core.rng import Purpose, entropy_for
 
 if TYPE_CHECKING:  # imported lazily at run time so that `fedledger --help` stays fast
     from fedledger.zk.backend import Groth16Backend
@@ -38,32 +35,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--bound2x", type=int, default=2**40, help="squared L2 bound of the update")
         p.add_argument("--bound2e", type=int, default=2**40, help="squared L2 bound of the noise share")
         p.add_argument(
-            "--cache", type=Path, help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)"
+            "--cache", type=Path, metavar="DIR",
+            help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)",
         )
 
     p = sub.add_parser("setup", help="create (development) or import (ceremony) keys for the update circuit")
     spec_flags(p)
-    p.add_argument("--zkey", type=Path, help="snarkjs phase-2 .zkey for this circuit (production path)")
-    p.add_argument("--vyper", type=Path, help="also write the Vyper verifier contract here")
+    p.add_argument("--zkey", type=Path, metavar="FILE", help="snarkjs phase-2 .zkey for this circuit (production path)")
+    p.add_argument("--vyper", type=Path, metavar="FILE", help="also write the Vyper verifier contract here")
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("prove", help="commit to an update and prove it well formed")
     spec_flags(p)
-    p.add_argument("--update", type=Path, required=True, help=".npz with int64 arrays x and e")
-    p.add_argument("--task", required=True)
-    p.add_argument("--round", type=int, required=True, dest="round_id")
-    p.add_argument("--member", required=True)
+    p.add_argument("--update", type=Path, required=True, metavar="FILE", help=".npz with int64 arrays x and e")
+    p.add_argument("--task", required=True, help="task id the proof is bound to")
+    p.add_argument("--round", type=int, required=True, dest="round_id", metavar="N", help="round the proof is bound to")
+    p.add_argument("--member", required=True, help="member the proof is bound to")
     p.add_argument("--challenge", required=True, help="the linear-check challenge r (decimal or 0x-hex)")
     p.add_argument("--seed", type=int, default=None,
                    help="derive the commitment randomness from this seed: reproducible and NOT hiding (tests only); "
                         "default: the OS CSPRNG")
-    p.add_argument("--workers", type=int, default=1, help="prover processes (keys loaded once each)")
-    p.add_argument("--out", type=Path, required=True, help="bundle JSON to write")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="prover processes (keys loaded once each)")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="bundle JSON to write")
     p.set_defaults(func=cmd_prove)
 
     p = sub.add_parser("verify", help="verify an update-proof bundle (exit 5 if it does not verify)")
-    p.add_argument("bundle", type=Path)
-    p.add_argument("--cache", type=Path, help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)")
+    p.add_argument("bundle", type=Path, help="bundle JSON written by `fedledger zk prove`")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="key directory (default $FEDLEDGER_CACHE/zk or ~/.cache/fedledger/zk)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -113,6 +112,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fedledger.core.rng import Purpose, entropy_for
     from fedledger.zk.backend import DevelopmentSetupWarning
     from fedledger.zk.update import ProofContext, UpdateProver, bundle_to_json, commit_update
 

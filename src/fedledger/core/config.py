@@ -7,6 +7,7 @@ Invalid values raise `ConfigError` with one line that names the field and the va
 from __future__ import annotations
 
 import copy
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -147,9 +148,26 @@ class FederationConfig(_Frozen):
         return build_config({**self.model_dump(), **changes})
 
 
+def _section_model(loc: tuple[object, ...]) -> type[BaseModel]:
+    """The config model that holds the key at `loc` (FederationConfig or one of its sections)."""
+    model: type[BaseModel] = FederationConfig
+    for part in loc[:-1]:
+        field_info = model.model_fields.get(str(part))
+        annotation = field_info.annotation if field_info is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return model
+
+
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        valid = sorted(_section_model(first["loc"]).model_fields)
+        close = difflib.get_close_matches(str(first["loc"][-1]), valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        return f"unknown key {where!r}: {hint}"
     return f"invalid {where}: {first['msg']}"
 
 
@@ -215,9 +233,15 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            values = tomllib.loads(Path(path).read_text())
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file {path} is a directory") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}): TOML files are UTF-8") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
         values = resolve_paths(values, Path(path).parent)

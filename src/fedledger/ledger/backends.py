@@ -154,7 +154,10 @@ class AnvilBackend(Backend):
         return self.node is not None
 
     def describe(self) -> str:
-        return f"anvil at {self.url}" + ("" if self.owner else " (attached)")
+        # a node this process started stops when it exits: name its saved state, not a URL that will be dead
+        if self.owner:
+            return f"managed anvil on {self.chain_dir}" if self.chain_dir is not None else "temporary anvil"
+        return f"anvil at {self.url} (attached)"
 
     def fund(self, address: str, wei: int) -> None:
         self.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]
@@ -232,7 +235,7 @@ class RpcBackend(Backend):
         try:
             self.w3.eth.chain_id  # noqa: B018 - a probe
         except Exception as e:  # requests' and web3's connection errors differ per version
-            raise ChainUnavailable(f"cannot reach the JSON-RPC node at {url}: {e}") from None
+            raise ChainUnavailable(f"cannot reach the JSON-RPC node at {url} ({unreachable_reason(e)})") from None
         self._keystore = keystore
         self._signer: LocalAccount | None = None
 
@@ -257,6 +260,19 @@ class RpcBackend(Backend):
 
     def revert(self, snap: Any) -> None:
         self._require_dev("snapshots")
+
+
+def unreachable_reason(err: BaseException) -> str:
+    """A few words for why a node did not answer, instead of the HTTP stack's nested repr."""
+    text = f"{type(err).__name__} {err}"
+    for needle, words in (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
+                          ("nodename nor servname", "unknown host"), ("Temporary failure in name", "unknown host"),
+                          ("timed out", "timed out"), ("Timeout", "timed out"),
+                          ("Connection reset", "connection reset"),
+                          ("RemoteDisconnected", "connection closed"), ("No route to host", "no route to host")):
+        if needle in text:
+            return words
+    return type(err).__name__
 
 
 def open_backend(

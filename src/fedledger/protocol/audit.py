@@ -112,9 +112,23 @@ def _ledger(chain: str, run_dir: Path) -> Ledger:
 def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) -> AuditReport:
     """Audit the task whose blobs `run_dir` holds, on `chain`: "auto" (the run's own anvil state), "memory",
     or the JSON-RPC URL of a node the run directory does not control."""
+    if not run_dir.exists():
+        raise DataError(f"{run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir} is not a directory: give the run's output directory (its --out)")
+    if chain == "memory":
+        raise DataError("an in-memory chain (--chain memory) lives only inside the process that ran it, so there is "
+                        "nothing to audit; audit a run made with --chain auto, or name its node with --chain URL")
     if chain == "auto" and not (run_dir / "chain").is_dir():
         raise DataError(f"{run_dir} has no chain state (no chain/ directory): was it run with --chain? "
                         "Or audit against a node: --chain URL")
+    if chain == "auto" and not (run_dir / "chain" / "deployment.json").is_file():
+        # nothing to start a node on: a --chain memory run keeps no chain once it ends
+        raise DataError(f"{run_dir} holds no saved chain (no chain/deployment.json): a --chain memory run keeps "
+                        "no chain after it ends, so there is nothing to audit; audit a run made with --chain auto, "
+                        "or name the node that holds it with --chain URL")
+    if not (run_dir / "blobs").is_dir():
+        raise DataError(f"{run_dir} has no blob store (no blobs/ directory): is it a run's output directory?")
     blobs = BlobStore(run_dir / "blobs")
     with _ledger(chain, run_dir) as ledger:
         task_id = find_task(ledger, blobs, task_id)

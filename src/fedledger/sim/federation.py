@@ -28,7 +28,7 @@ from torch import nn
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.config import FederationConfig
-from fedledger.core.errors import ConfigError, IntegrityError, PrivacyBudgetExceeded, TrainingError
+from fedledger.core.errors import ConfigError, DataError, IntegrityError, PrivacyBudgetExceeded, TrainingError
 from fedledger.core.hashing import hex32
 from fedledger.core.rng import Entropy, Purpose, derive_seed, entropy_for, numpy_rng, torch_generator
 from fedledger.core.vectors import from_bytes, to_bytes
@@ -585,13 +585,19 @@ class Simulation:
 
     # -- a whole run -------------------------------------------------------------------------------
     def run(
-        self, out: Path | None = None, on_round: Callable[[RoundRecord], None] | None = None
+        self, out: Path | None = None, on_round: Callable[[RoundRecord], None] | None = None,
+        on_resume: Callable[[int], None] | None = None,
     ) -> RunResult:
+        """Run the remaining rounds. With `out`, after every round the checkpoint and `out/results.json` (the
+        results so far, same schema as the final one) are replaced atomically, then `on_round(record)` is
+        called; `on_resume(n)` is called before any work when the run resumes after round n."""
         started = time.perf_counter()
         result = RunResult(config=self.cfg.model_dump(), randomness=self.entropy.describe())
         first = 1
         if out is not None:
             first = self._resume(out, result)
+            if result.resumed_from and on_resume is not None:
+                on_resume(result.resumed_from)
         chain = self._open_chain(out) if self.cfg.ledger.enabled else None
         self.chain = chain  # its roles stay readable after the run (tests inspect what they saw)
         try:
@@ -604,6 +610,11 @@ class Simulation:
                 if rnd == first and (result.resumed_from or found not in (None, RoundStatus.NONE)):
                     result.recovery = {"round": rnd, "found_on_chain": found.name.lower() if found else None,
                                        "seconds_to_finalize": time.perf_counter() - started}
+                if out is not None:
+                    result.final_accuracy, result.final_model_hash = record.accuracy, record.model_hash
+                    result.privacy = self.privacy_report()
+                    result.ledger = chain.summary() if chain is not None else None
+                    write_results(out, result.to_json())
                 if on_round:
                     on_round(record)
             if chain is not None:
@@ -689,7 +700,7 @@ class Simulation:
             prover=self.proofs.prover if secure and self.proofs is not None else None,
             entropy=self.entropy, strategy=self._fresh_strategy,
             private=self.cfg.privacy.dp != "none", wrap=wrap)
-        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage)
+        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage, chain.ledger.backend)
         self._work = work
         return chain
 
@@ -857,10 +868,16 @@ class Simulation:
         path = out / CHECKPOINT
         if not path.exists():
             return 1
-        state = torch.load(path, weights_only=True)
-        if state["fingerprint"] != self._fingerprint():
+        try:
+            state = torch.load(path, weights_only=True)
+            saved = state["fingerprint"]
+        except Exception as e:  # torch raises RuntimeError, EOFError, pickle or zip errors for a damaged file
+            raise DataError(f"cannot resume: {path} is truncated or damaged ({type(e).__name__}); move it away to "
+                            "start the run over, or choose another --out") from None
+        if saved != self._fingerprint():
             raise ConfigError(
-                f"{out} holds a run with a different configuration; choose another --out or delete {path}"
+                f"{out} holds a run with a different configuration ({_config_change(saved, self._fingerprint())}); "
+                f"choose another --out or delete {path}"
             )
         self.global_flat = state["global"]
         self.strategy.load_state_dict(state["strategy"])
@@ -872,6 +889,39 @@ class Simulation:
         result.rounds = [RoundRecord(**r) for r in state["rounds"]]
         result.resumed_from = len(result.rounds)
         return len(result.rounds) + 1
+
+
+RESULTS = "results.json"
+
+
+def write_results(out: Path, payload: dict[str, Any]) -> Path:
+    """Replace `out/results.json` atomically: a reader sees the previous version or the new one, never a part."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    tmp = out / (RESULTS + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def _config_change(saved: str, now: str) -> str:
+    """The fields that differ between two checkpoint fingerprints, as `field: saved -> now`."""
+    try:
+        before, after = _flatten(json.loads(saved)), _flatten(json.loads(now))
+    except ValueError:
+        return "unreadable saved configuration"
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k, "(unset)") != after.get(k, "(unset)"))
+    shown = [f"{k}: {before.get(k, '(unset)')!r} in the run, {after.get(k, '(unset)')!r} now" for k in changed[:3]]
+    return "; ".join(shown) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
 class _BatchedWork:
@@ -973,13 +1023,19 @@ def _accuracy(model: nn.Module, held: tuple[torch.Tensor, torch.Tensor], flat: t
     return evaluate(model, flat, *held)[0]
 
 
-def _kill_if_asked(round_id: int, stage: str) -> None:
+def _kill_if_asked(round_id: int, stage: str, backend: Any = None) -> None:
     """Fault injection for crash tests: FEDLEDGER_KILL_AT=ROUND:STAGE (open, submitted, rejected, finalized)
-    kills this process with SIGKILL the first time the round reaches that stage."""
+    kills this process with SIGKILL the first time the round reaches that stage; ROUND:STAGE:node kills the
+    managed chain node this process started instead (a node that dies under a run)."""
     target = os.environ.get(KILL_ENV, "")
     if target == f"{round_id}:{stage}":
         os.environ.pop(KILL_ENV)
         os.kill(os.getpid(), signal.SIGKILL)
+    node = getattr(backend, "node", None)
+    if target == f"{round_id}:{stage}:node" and node is not None and node.proc is not None:
+        os.environ.pop(KILL_ENV)
+        node.proc.kill()
+        node.proc.wait()
 
 
 def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.Tensor] | None = None) -> float:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fedledger.core.blobstore import BlobStore
-from fedledger.core.errors import IntegrityError
+from fedledger.core.errors import DataError, IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import Entropy
 from fedledger.core.vectors import to_bytes
@@ -82,10 +82,14 @@ class Federation:
         self.ledger = ledger
         self.path = out / "chain" / FEDERATION_FILE
         if self.path.exists():
-            saved = json.loads(self.path.read_text())
-            if saved["members"] != members:
-                raise IntegrityError(f"{self.path} describes {saved['members']} members, this run has {members}")
-            self.task_id = int(saved["task_id"])
+            try:
+                saved = json.loads(self.path.read_text())
+                saved_members, self.task_id = int(saved["members"]), int(saved["task_id"])
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+                raise DataError(f"{self.path} is damaged ({type(e).__name__}: it should hold the task id and the "
+                                "member count); restore it, or choose another --out") from None
+            if saved_members != members:
+                raise IntegrityError(f"{self.path} describes {saved_members} members, this run has {members}")
             if ledger.task_count() < self.task_id:
                 raise IntegrityError(
                     f"{self.path} names task {self.task_id}, but the chain has no such task (an in-memory chain "

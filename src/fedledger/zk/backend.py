@@ -191,7 +191,8 @@ class Groth16Backend:
         d = self.key_dir(circuit)
         with self._locked(d):
             if force or not (d / "setup.json").exists():
-                print(f"WARNING: {DEV_BANNER} (circuit {circuit.name})", file=sys.stderr)
+                # said before the (long) setup; `_load` repeats it, and the CLI prints each warning text once
+                warnings.warn(f"{DEV_BANNER} (circuit {circuit.name})", DevelopmentSetupWarning, stacklevel=3)
                 t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
                     main = Path(tmp) / f"{circuit.name}.circom"
@@ -342,23 +343,35 @@ def prove_wtns_checked(keys: KeySet, inputs: Mapping[str, object], wtns_path: st
     return proof
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """The circom compiler prints statistics on fd 1; keep them off our CLI's stdout."""
+    """The circom compiler prints statistics, with terminal colour codes, on fd 1: keep them off our CLI's
+    stdout and pass them on to stderr as plain `circom: ...` lines."""
+    fd = 1  # the compiler writes to the process's fd 1, whatever sys.stdout is
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
+        saved = os.dup(fd)
+    except OSError:  # no fd 1 at all
         yield
         return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        os.dup2(sys.stderr.fileno(), fd)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, fd)
-        os.close(saved)
+    with tempfile.TemporaryFile() as captured:
+        try:
+            os.dup2(captured.fileno(), fd)
+            yield
+        finally:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                sys.stdout.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            text = _ANSI.sub("", captured.read().decode("utf-8", "replace"))
+            lines = [f"circom: {line.strip()}" for line in text.splitlines() if line.strip()]
+            if lines:
+                print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def proof_to_snarkjs(proof: bytes) -> dict[str, Any]:
