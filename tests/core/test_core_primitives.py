@@ -71,7 +71,12 @@ def test_config_from_toml_with_overrides(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("rounds = 0", "invalid rounds"), ("colour = 1", "unknown key .colour.: valid keys: attack, baseline"), ("roundss = 1", "did you mean .rounds."), ("rounds = [", "not valid TOML")],
+    [
+        ("rounds = 0", "invalid rounds"),
+        ("colour = 1", "unknown key .colour.: valid keys: attack, baseline"),
+        ("roundss = 1", "did you mean .rounds."),
+        ("rounds = [", "not valid TOML"),
+    ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
