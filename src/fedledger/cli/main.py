@@ -108,7 +108,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fraction", type=float, help="share of members sampled each round")
     p.add_argument("--rounds", type=int, help="rounds to run")
     p.add_argument("--model", metavar="NAME",
-                   help=f"one of {', '.join(MODEL_NAMES)}, or your own: path/to/file.py:factory or package.module:factory, "
+                   help=f"one of {', '.join(MODEL_NAMES)}, or your own: path/to/file.py:factory or "
+                        "package.module:factory, "
                         "called as factory(input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module")
     p.add_argument("--strategy", choices=STRATEGY_NAMES, metavar="NAME", help="server strategy: one of %(choices)s")
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="local optimizer")
