@@ -17,7 +17,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from bench.before import BEFORE_COMMIT, CACHE, ROOT
+from bench.before import before_src as _before_src
 from fedledger.core.config import build_config
 from fedledger.learning import Cohort, SequentialTrainer, evaluate
 from fedledger.learning.local import probabilities
@@ -138,31 +139,14 @@ def _best_of(repeats: int, fn: Any) -> float:
     return min(times)
 
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".cache"
-#: the last commit before the streaming trainer: "before" runs its src/ (the whole cohort in one batch)
-BEFORE_COMMIT = "1ab1a7ac1cc15f276bd88c07ee363b498270795c"
+#: BEFORE_COMMIT is the last commit before the streaming trainer: "before" runs its src/ (the whole cohort in
+#: one batch), extracted by bench/before.py
 FLOWER_VENV = CACHE / "flower-venv"
 #: Flower's simulation engine needs Ray; it gets its own venv so that Ray's pins never touch ours
 FLOWER_PINS = ["flwr[simulation]==1.42.0", "ray==2.55.1", f"torch=={torch.__version__.split('+')[0]}"]
 SCALE_CONFIG = {"dataset": "fashion_mnist", "partition": "iid", "model": "logreg", "local_epochs": 1,
                 "batch_size": 32, "lr": 0.1, "seed": 0}
 SCALE_TIMEOUT = 600  # seconds per configuration: "where they fit in 10 minutes"
-
-
-def _before_src() -> Path:
-    """src/ of BEFORE_COMMIT, extracted once from this checkout's git history."""
-    out = CACHE / "bench-before" / BEFORE_COMMIT[:12]
-    if not (out / "src" / "fedledger").is_dir():
-        out.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", BEFORE_COMMIT, "src"],
-                                 capture_output=True, check=True).stdout
-        tmp = out / "src.tar"
-        tmp.write_bytes(archive)
-        with tarfile.open(tmp) as tar:
-            tar.extractall(out, filter="data")
-        tmp.unlink()
-    return out / "src"
 
 
 def _flower_python() -> Path:

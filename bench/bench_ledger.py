@@ -8,8 +8,10 @@
   of them in the round's cohort and in its reward tree: open + seal + submit + one vote per committee
   member + finalize, the same number whatever the trainer count (claims are pulled by members later,
   off the round);
-- gas before and after: every operation's mean gas next to main's figures, recorded before the
-  chain rules of issue 12 in bench/results/ledger_before.json;
+- gas before and after: every operation's mean gas next to the same figures of the code before the
+  chain rules of issue 12 (bench/before.py's BEFORE_COMMIT: its src/ and its own bench_ledger.py, run
+  in a fresh process in the same run; written to bench/results/ledger_before.json, which is read back
+  only when that commit is not in this checkout's history);
 - seconds of chain work per round (open to finalize, committee of 5, no learning) on anvil and on
   the in-process py-evm chain (`memory`);
 - the contracts' runtime sizes against the 24,576-byte limit;
@@ -24,11 +26,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.before import BEFORE_COMMIT, before_tree
 from fedledger.ledger import DeployParams, GovAction, Ledger, Role, RoundResult, TaskSpec, to_fixed
 from fedledger.ledger.backends import AnvilBackend, Backend, MemoryBackend
 from fedledger.ledger.claims import reputation_tree, reward_tree
@@ -305,11 +312,44 @@ def contract_sizes() -> dict[str, Any]:
     }
 
 
-def before_and_after(after: dict[str, Any]) -> dict[str, Any]:
-    """Mean gas of each operation on main before the issue-12 rules and now (None: no such operation)."""
-    if not BEFORE.exists():
-        return {}
-    before = json.loads(BEFORE.read_text())["gas_per_operation"]
+#: run inside the before commit's tree (its src/ and bench/ on the path, not this checkout's: `python -P`)
+_BEFORE_SCRIPT = """
+import json, os, subprocess
+import bench.bench_ledger as b
+print(json.dumps({"commit": open(".commit").read().strip() if os.path.exists(".commit") else None,
+                  "contract_sizes": b.contract_sizes(), "gas_per_operation": b.gas_per_operation(),
+                  "slashing_gas": b.slashing_gas(),
+                  "transactions_per_round": b.transactions_per_round(%r, %d)}))
+"""
+
+
+def measure_before(sizes: list[int], rounds: int) -> dict[str, Any]:
+    """BEFORE_COMMIT's own bench_ledger on its own src/, in a fresh process: gas per operation, contract sizes,
+    the slashing paths' gas, transactions per round. Written to BEFORE; if the commit cannot be extracted, the
+    last such file is used."""
+    try:
+        tree = before_tree(BEFORE_COMMIT, ("src", "bench"))
+    except (OSError, subprocess.CalledProcessError) as e:
+        if BEFORE.exists():
+            return {**json.loads(BEFORE.read_text()), "note": f"read from {BEFORE.name}: {e}"}
+        return {"error": f"the before code is unavailable: {e}"}
+    env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+    done = subprocess.run([sys.executable, "-P", "-c", _BEFORE_SCRIPT % (sizes, rounds)], env=env, cwd=tree,
+                          capture_output=True, text=True, timeout=3_600)
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-800:]}"}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    BEFORE.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def before_and_after(after: dict[str, Any], before_figures: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Mean gas of each operation before the issue-12 rules and now (None: no such operation)."""
+    if before_figures is None or "gas_per_operation" not in before_figures:
+        if not BEFORE.exists():
+            return {}
+        before_figures = json.loads(BEFORE.read_text())
+    before = before_figures["gas_per_operation"]
     ops = sorted(set(before) | set(after))
     return {op: {"before": before.get(op, {}).get("mean"), "after": after.get(op, {}).get("mean")} for op in ops}
 
@@ -318,17 +358,31 @@ def run(quick: bool = False) -> dict[str, Any]:
     sizes = [10, 100] if quick else [10, 100, 1_000]
     rounds = 2 if quick else 5
     gas = gas_per_operation()
+    before = measure_before(sizes[:2], rounds)
     return {
         "contract_sizes": contract_sizes(),
         "gas_per_operation": gas,
-        "gas_before_and_after": before_and_after(gas),
+        "before": {"commit": BEFORE_COMMIT, **{k: before[k] for k in (
+            "contract_sizes", "transactions_per_round", "slashing_gas", "error", "note") if k in before}},
+        "gas_before_and_after": before_and_after(gas, before),
         "slashing_gas": slashing_gas(),
         "transactions_per_round": transactions_per_round(sizes, rounds),
         "chain_seconds_per_round": [
             seconds_per_round(AnvilBackend(), rounds),
             seconds_per_round(MemoryBackend(), 2 if quick else 3),
         ],
+        **_stamp(),
     }
+
+
+def _stamp() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "git_commit": commit,
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 if __name__ == "__main__":
