@@ -134,3 +134,26 @@ def test_a_member_that_masks_another_vector_is_named_left_out_and_slashed(tmp_pa
     with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
         assert {s["member"] for s in slashes} == {ledger.dev(100 + i).address for i in named}  # trainer i: 100 + i
     audit_run(tmp_path)
+
+
+def test_an_honest_aggregator_is_not_slashed_for_an_accuracy_drop_of_a_recomputed_round(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validators whose own held-out data says every new model is much worse (non-IID validators, DP noise,
+    poisoned members) still accept a model they recomputed from the members' signed updates: the drop is not
+    the aggregator's doing, and a rejection would slash it and (under DP) spend a privacy release."""
+    from fedledger.protocol import roles
+
+    original = roles.Validator.__init__
+
+    def pessimistic(self, *args, **kwargs) -> None:
+        accuracy: dict[bytes, float] = {}
+
+        def evaluate(model) -> float:  # each model first seen scores 0.5 below the one before it
+            return accuracy.setdefault(model.numpy().tobytes(), max(0.0, 1.0 - 0.5 * len(accuracy)))
+
+        original(self, *args, **{**kwargs, "evaluate": evaluate})
+
+    monkeypatch.setattr(roles.Validator, "__init__", pessimistic)
+    res = _run(tmp_path, rounds=2, dropout=0.0)
+    assert all(r.finalized and r.attempts == 1 for r in res.rounds)
+    assert res.ledger is not None and res.ledger["slashed"] == []
