@@ -162,3 +162,28 @@ def test_only_masked_inputs_shares_and_proofs_reach_the_aggregator(tmp_path: Pat
         assert session.client is not None and session.client.record is not None
         for seed in (session.client.record.self_seed, *session.client.record.pair_seeds.values()):
             assert seed not in blob and seed.hex().encode() not in blob
+
+
+def test_an_attempt_past_the_planned_releases_stops_before_any_member_masks_an_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rejected attempt was a release (the aggregator saw its sum). With no spare release planned, the
+    attempt after round 1's rejection would pass the budget: the run stops with the reason before that attempt
+    starts, not at the contract's check when its result is posted."""
+    from fedledger.core.errors import PrivacyBudgetExceeded
+
+    masked_attempts: list[int] = []
+    send = InProcessTransport.send
+
+    def recording(self: InProcessTransport, envelope: object) -> None:
+        if envelope.topic.startswith("secagg"):  # type: ignore[attr-defined]
+            msg = decode(Signed.from_bytes(envelope.payload).payload)  # type: ignore[attr-defined]
+            if isinstance(msg, MaskedInput):
+                masked_attempts.append(msg.header.session.attempt)
+        send(self, envelope)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InProcessTransport, "send", recording)
+    sim = Simulation(build_config({**SECURE, "rounds": 1, "attack": "malicious_aggregator",
+                                   "privacy": {**SECURE["privacy"], "spare_releases": 0}}))
+    with pytest.raises(PrivacyBudgetExceeded, match="round 1 attempt 2: .*spare releases"):
+        sim.run(tmp_path)
+    assert masked_attempts and set(masked_attempts) == {0}

@@ -700,7 +700,7 @@ class Simulation:
             prover=self.proofs.prover if secure and self.proofs is not None else None,
             entropy=self.entropy, strategy=self._fresh_strategy,
             private=self.cfg.privacy.dp != "none", wrap=wrap)
-        chain.on_progress = lambda stage, view: _kill_if_asked(view.record.round_id, stage, chain.ledger.backend)
+        chain.on_progress = partial(self._on_chain_progress, chain)
         self._work = work
         return chain
 
@@ -821,6 +821,20 @@ class Simulation:
         if p.dp == "record":
             return p.epsilon
         return None
+
+    def _check_release(self, rnd: int, attempt: int, released: int) -> None:
+        """Refuse to start attempt `attempt` of round `rnd` (from 0) when its release, after `released` earlier
+        ones, would pass the allowance: before any member masks an input, not when the result is posted."""
+        if released + attempt + 1 > self._release_allowance(rnd):
+            raise PrivacyBudgetExceeded(
+                f"round {rnd} attempt {attempt + 1}: the earlier attempts used the spare releases the noise was "
+                f"planned for ({self.cfg.privacy.spare_releases}); another release would pass the budget "
+                "(raise --spare-releases for a run that may be redone more often)")
+
+    def _on_chain_progress(self, chain: ChainRounds, stage: str, view: RoundView) -> None:
+        if stage == "open" and self._secure is not None and self.ddp is not None:
+            self._check_release(view.record.round_id, view.record.attempt, self.ddp.rounds_done)
+        _kill_if_asked(view.record.round_id, stage, chain.ledger.backend)
 
     def _release_allowance(self, rnd: int) -> int:
         """Member-level releases that may be spent once round `rnd` is finalized: every planned release but one
@@ -979,11 +993,7 @@ class _SimAggregation:
             sim.ddp.rounds_done += attempt
             if attempt:
                 sim.epsilon_member_level = sim.ddp.plan.epsilon_after(sim.ddp.rounds_done)
-            if sim.ddp.rounds_done + 1 > sim._release_allowance(rnd):
-                raise PrivacyBudgetExceeded(
-                    f"round {rnd} attempt {attempt + 1}: the earlier attempts used the spare releases the noise was "
-                    f"planned for ({sim.cfg.privacy.spare_releases}); another release would pass the budget "
-                    "(raise --spare-releases for a run that may be redone more often)")
+            sim._check_release(rnd, attempt, sim.ddp.rounds_done - attempt)
             selected = chain.cohort_members(view)
             survives = np.array([not sim._drops(chain, int(m), view.key) for m in selected], dtype=bool)
             step = sim._compute(rnd, selected, survives, attempt)
