@@ -184,6 +184,6 @@ def test_an_attempt_past_the_planned_releases_stops_before_any_member_masks_an_i
     monkeypatch.setattr(InProcessTransport, "send", recording)
     sim = Simulation(build_config({**SECURE, "rounds": 1, "attack": "malicious_aggregator",
                                    "privacy": {**SECURE["privacy"], "spare_releases": 0}}))
-    with pytest.raises(PrivacyBudgetExceeded, match="round 1 attempt 2: .*spare releases"):
+    with pytest.raises(PrivacyBudgetExceeded, match=r"round 1 attempt 2: .*spare releases"):
         sim.run(tmp_path)
     assert masked_attempts and set(masked_attempts) == {0}
