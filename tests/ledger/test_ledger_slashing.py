@@ -505,6 +505,11 @@ def test_only_the_registered_dispute_contract_slashes(fed: Fed) -> None:
     assert fed.trainers[1].stake_of() == bonded and fed.ledger.slashes() == []
 
 
+def _shifted(address: str, delta: int) -> str:
+    """Another address: `address` + delta mod 2^160, as 20 bytes (leading zeros kept)."""
+    return to_checksum_address(((int(address, 16) + delta) % 2**160).to_bytes(20, "big"))
+
+
 _FIELDS = ("task", "round", "attempt", "member", "a", "b", "c", "input", "chain", "contract")
 
 
@@ -528,7 +533,7 @@ def test_any_tampering_of_the_signed_struct_changes_the_digest_the_contract_chec
         sig_domain = dataclasses.replace(domain, chain_id=domain.chain_id + delta)
     elif field == "contract":
         sig_domain = dataclasses.replace(
-            domain, dispute=to_checksum_address((int(domain.dispute, 16) + delta) % 2**160)
+            domain, dispute=_shifted(domain.dispute, delta)
         )
     sub = sign_submission(bytes(signer.account.key), sig_domain, round_id, attempt, proof, public)
     if field == "round":
@@ -536,7 +541,7 @@ def test_any_tampering_of_the_signed_struct_changes_the_digest_the_contract_chec
     elif field == "attempt":
         attempt += delta
     elif field == "member":
-        member = to_checksum_address((int(member, 16) + delta) % 2**160)
+        member = _shifted(member, delta)
     elif field in ("a", "b", "c"):
         offset = {"a": 0, "b": 64, "c": 192}[field] + 32 * (index % {"a": 2, "b": 4, "c": 2}[field])
         word = (int.from_bytes(proof[offset : offset + 32], "big") + delta) % 2**256
