@@ -51,7 +51,7 @@ from fedledger.privacy.rotation import Rotation
 from fedledger.protocol.messages import MessageError
 from fedledger.protocol.signing import Context, Registry, Signed
 from fedledger.secagg.channel import seed_commitment
-from fedledger.secagg.client import ClientConfig, ClientState, client_handle, client_start
+from fedledger.secagg.client import ClientConfig, ClientStage, ClientState, client_handle, client_start
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
@@ -166,6 +166,14 @@ def commitment_from_json(d: Mapping[str, Any]) -> UpdateCommitment:
 
 def proof_to_json(p: UpdateProof) -> dict[str, Any]:
     return {"s": hex(p.s), "chunks": [[c.index, hex(c.state_out), c.proof.hex()] for c in p.chunks]}
+
+
+def proof_answers(d: Mapping[str, Any]) -> int | None:
+    """The challenge a proof message says it answers (None if it names none)."""
+    try:
+        return _felt(d["r"])
+    except (KeyError, TypeError, ValueError, MessageError):
+        return None
 
 
 def proof_from_json(d: Mapping[str, Any]) -> UpdateProof:
@@ -301,7 +309,16 @@ class TrainerSession:
         return s
 
     def start(self, session: int, members: Sequence[int]) -> list[Message]:
-        """Begin SecAgg+ session `session` among `members` (AdvertiseKeys)."""
+        """Begin SecAgg+ session `session` among `members` (AdvertiseKeys).
+
+        A later session re-sums the same input, so the difference of two sums over member sets that differ by
+        one member is that member's input: a session after the first starts only once this member revealed in
+        blame for the one before (an aggregator cannot start it unasked), among survivors of that session."""
+        if session:
+            prior = self.client
+            if (session != self.session + 1 or self.session not in self.revealed or prior is None
+                    or not set(members) <= set(prior.survivors)):
+                raise MessageError(f"session {session} was not started by blame over session {self.session}")
         self.session = session
         graph = self.rules.graph(self.ctx, members, session)
         cfg = ClientConfig(self.rules.session(self.ctx, session), self.member, self.identity, self.pki,
@@ -344,7 +361,9 @@ class TrainerSession:
                 self.rules.challenge_seed(round_seed, session), postings):
             raise MessageError("the challenge is not derived from the round seed and our posting")
         self.proved_sessions.add(session)
-        return _json(proof_to_json(prover.prove_update(self.secret, self.posted, r)))
+        # the proof says which challenge it answers: validators never read a proof made for an r the aggregator
+        # showed only to this member as this member's fault
+        return _json({**proof_to_json(prover.prove_update(self.secret, self.posted, r)), "r": hex(r)})
 
     def reveal(self, session: int, r: int) -> bytes:
         """Blame: the self-mask seed, the carries and kappa for each pair, for session `session`."""
@@ -352,6 +371,13 @@ class TrainerSession:
         record = self.client.record
         if record is None or session in self.revealed or session not in self.carries:
             raise MessageError("nothing to reveal for this session")
+        # only for the session this client ran to the end as a certified survivor: >= t of its neighbours signed
+        # a survivor list naming it, so they revealed shares of its self-mask seed, never enough shares of its
+        # masking key to rebuild it. A member left out (a dropout to the server) whose masking key was rebuilt
+        # would otherwise hand over the other half and its input would be unmasked.
+        if (session != self.session or self.client.stage != ClientStage.DONE
+                or self.member not in self.client.survivors):
+            raise MessageError("blame for a session this member did not finish as a survivor")
         self.revealed.add(session)
         p = self.rules.params
         kappas = {str(j): hex(kappa(r, expand_mask(seed, p.length, p.bits, b"pair"), field_mask(seed)))
@@ -400,6 +426,7 @@ class _Parsed:
     secagg: dict[int, list[tuple[int, Message]]] = field(default_factory=dict)  # session -> [(member, msg)]
     postings: dict[int, dict[int, tuple[UpdateCommitment, bytes]]] = field(default_factory=dict)
     proofs: dict[int, dict[int, UpdateProof]] = field(default_factory=dict)
+    answers: dict[int, dict[int, int | None]] = field(default_factory=dict)  # the challenge each proof says it answers
     reveals: dict[int, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
 
 
@@ -435,7 +462,9 @@ def parse_transcript(transcript: Sequence[bytes], registry: Registry, base: Cont
                 out.postings.setdefault(session, {})[member] = (commitment_from_json(body["commitment"]),
                                                                  bytes.fromhex(body["carry_digest"]))
             elif kind == PROOF:
-                out.proofs.setdefault(session, {})[member] = proof_from_json(_load(msg.payload))
+                body = _load(msg.payload)
+                out.proofs.setdefault(session, {})[member] = proof_from_json(body)
+                out.answers.setdefault(session, {})[member] = proof_answers(body)
             else:
                 out.reveals.setdefault(session, {})[member] = _load(msg.payload)
         except (MessageError, ProtocolViolation, SecAggAbort, KeyError, TypeError, ValueError) as e:
@@ -522,7 +551,9 @@ def _screen(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSt
     invalid: list[int] = []
     for m in posted_by:
         commitment = postings[m][0]
-        if m not in proofs:
+        if m not in proofs or parsed.answers.get(session, {}).get(m) != r:
+            # no proof, or one for another challenge than the postings give (the aggregator showed this member
+            # another r, or the member answered another): left out, never named faulty on it
             unproved.append(m)
             continue
         try:
@@ -677,7 +708,9 @@ class AggregatorSession:
                 self.parsed.postings.setdefault(session, {})[member] = (
                     commitment_from_json(body["commitment"]), bytes.fromhex(body["carry_digest"]))
             elif kind == PROOF and self.stage == "prove" and member in self._expected():
-                self.parsed.proofs.setdefault(session, {})[member] = proof_from_json(_load(payload))
+                body = _load(payload)
+                self.parsed.proofs.setdefault(session, {})[member] = proof_from_json(body)
+                self.parsed.answers.setdefault(session, {})[member] = proof_answers(body)
             elif kind == REVEAL and self.stage == "blame" and member in self._expected():
                 _load(payload)
                 self.parsed.reveals.setdefault(session, {})[member] = _load(payload)
