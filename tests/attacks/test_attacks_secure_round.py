@@ -6,7 +6,8 @@ Each test asserts the security property. The three here were found open on the i
 and are fixed beside them (`protocol/secure.py`): a trainer reveals in blame only for a session it finished as a
 certified survivor; it starts a second SecAgg+ session only after revealing in blame over the first, among that
 session's survivors; a proof message names the challenge it answers, and a proof for another challenge than the
-transcript's postings give leaves its member out, never names it faulty.
+transcript's postings give leaves its member out, never names it faulty. A sum unmasked in blame's first session
+is accounted even when the second session is not released (found: privacy spent stayed 0).
 """
 
 from __future__ import annotations
@@ -372,3 +373,45 @@ def test_blames_second_session_does_not_isolate_an_honest_member(tmp_path: Path,
         wrapped = _mask_bits(sim.chain.trainers[victim]._sessions[key].wrapped, cfg.privacy.bits)
         assert not np.array_equal(recovered, wrapped), \
             f"sum0 - sum1 - (colluder's input) is honest member {victim}'s exact input"
+
+
+# -- 5. an unmasked sum that is never accounted: blame, then a second session below min_survivors -------------
+
+
+class UnaccountedAggregator(Aggregator):
+    """Colludes with a `mask_swap` trainer so the linear check of session 0 fails after session 0's sum was
+    unmasked; then ignores every session-1 proof, so session 1 keeps fewer members than the noise is sized for
+    and is 'not released'. The round finalizes as not released: privacy spent does not move, though the
+    aggregator holds session 0's sum."""
+
+    seen: dict[tuple[int, int], np.ndarray]
+
+    @classmethod
+    def wrapping(cls, role: Aggregator) -> UnaccountedAggregator:
+        out = _rewrap(cls, role)
+        out.seen = {}
+        return out
+
+    def admit(self, member: int, kind: str, session: int) -> bool:
+        return not (kind == PROOF and session == 1)
+
+    def publish(self, view: RoundView, output: Any) -> Any:
+        assert self.last_session is not None
+        first = self.last_session.outcomes[0]
+        if first.total is not None:
+            self.seen[view.key] = first.total
+        return output
+
+
+def test_every_unmasked_sum_is_accounted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_drops: None) -> None:
+    armed = _arm(monkeypatch, UnaccountedAggregator.wrapping)
+    sim = _run(tmp_path, proofs="update", attack="mask_swap:0.1", **WITH_MARGIN)
+    res = sim.result  # type: ignore[attr-defined]
+    seen = {k for a in armed for k in a.seen}  # type: ignore[attr-defined]
+    assert res.rounds[0].finalized and (1, res.rounds[0].attempts - 1) in seen  # the finalized attempt unmasked a sum
+    from fedledger.protocol.secure import privacy_spent
+    rules = sim._secure
+    assert rules is not None
+    # the security property: the chain accounts at least one release for a round whose sum was unmasked
+    assert res.ledger["privacy_spent"] >= privacy_spent(rules, res.rounds[0].attempts) - 1e-12, \
+        f"privacy spent {res.ledger['privacy_spent']} though {res.rounds[0].attempts} sum(s) were unmasked"

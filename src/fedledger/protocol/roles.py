@@ -497,7 +497,8 @@ class Aggregator(Role):
         replayed = session.replayed
         before = state_before(view, self.blobs, self.rules)
         previous = from_bytes(self.blobs.get(view.global_model))
-        rec = recompute(self.rules, previous, before, replayed.final, view.record.round_id, view.key[1])
+        rec = recompute(self.rules, previous, before, replayed.final, view.record.round_id, view.key[1],
+                        unmasked=replayed.unmasked)
         address = {m: a for a, m in members.items()}
         contributors = tuple(address[m] for m in replayed.final.survivors) if rec.released else ()
         return RoundOutput(model=rec.model, contributors=contributors,
@@ -692,7 +693,8 @@ class RoundChecker:
                           base=self.net.context(self.task_id, view.key), members=members, round_seed=r.seed)
         before = state_before(view, self.blobs, self.rules)
         previous = from_bytes(self.blobs.get(view.global_model))
-        rec = recompute(self.rules, previous, before, replayed.final, r.round_id, view.key[1])
+        rec = recompute(self.rules, previous, before, replayed.final, r.round_id, view.key[1],
+                        unmasked=replayed.unmasked)
         if rec.model.shape != checked.model.shape or not torch.allclose(rec.model, checked.model, atol=1e-6, rtol=0):
             gap = float((rec.model - checked.model).abs().max()) if rec.model.shape == checked.model.shape else -1
             raise IntegrityError(f"the model is not the one the transcript's sum gives (max difference {gap:.3g})")

@@ -414,6 +414,11 @@ class Replayed:
         return self.sessions[-1]
 
     @property
+    def unmasked(self) -> bool:
+        """Whether any session's sum was unmasked (released to the aggregator), the final one or not."""
+        return any(s.total is not None for s in self.sessions)
+
+    @property
     def faulty(self) -> tuple[int, ...]:
         out: set[int] = set()
         for s in self.sessions:
@@ -620,17 +625,24 @@ class Recomputed:
 
 
 def recompute(rules: SecureRules, previous: torch.Tensor, before: SecureState, final: SessionOutcome,
-              round_id: int, attempt: int = 0) -> Recomputed:
+              round_id: int, attempt: int = 0, *, unmasked: bool = False) -> Recomputed:
     """Decode the released sum, apply the strategy: the model the round must have posted.
 
     Every earlier attempt of the round counts as a release (its sum may have been unmasked before it was
     rejected or reopened; the noise of a new attempt is fresh, so each one is accounted), whether or not
-    this attempt's sum is released."""
+    this attempt's sum is released. `unmasked`: an earlier session of this attempt had its sum unmasked
+    (blame's second session then re-sums the same noisy inputs); that sum was released to the aggregator, so
+    the attempt is accounted even if the final session is not released."""
     if attempt:
         before = SecureState(before.clip_norm, before.released + attempt, before.strategy_state)
-    if final.total is None:
-        return Recomputed(previous.clone(), before, released=False)
     plan = rules.plan
+    if final.total is None:
+        if not unmasked:
+            return Recomputed(previous.clone(), before, released=False)
+        if before.released >= plan.rounds:
+            raise IntegrityError(f"all {plan.rounds} planned releases are already spent")
+        return Recomputed(previous.clone(), SecureState(before.clip_norm, before.released + 1, before.strategy_state),
+                          released=False)
     if before.released >= plan.rounds:
         raise IntegrityError(f"all {plan.rounds} planned releases are already spent")
     k = len(final.survivors)
