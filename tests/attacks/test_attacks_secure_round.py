@@ -7,7 +7,8 @@ and are fixed beside them (`protocol/secure.py`): a trainer reveals in blame onl
 certified survivor; it starts a second SecAgg+ session only after revealing in blame over the first, among that
 session's survivors; a proof message names the challenge it answers, and a proof for another challenge than the
 transcript's postings give leaves its member out, never names it faulty. A sum unmasked in blame's first session
-is accounted even when the second session is not released (found: privacy spent stayed 0).
+is accounted even when the second session is not released (found: privacy spent stayed 0). A malformed blame
+reveal names its sender (found: a list of kappas or an int64 overflow crashed the aggregator and validators).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fedledger.core.config import build_config
 from fedledger.ledger import SlashReason
 from fedledger.ledger.anvil import find_anvil
-from fedledger.protocol.roles import Aggregator, RoundView, _drain
+from fedledger.protocol.roles import Aggregator, RoundView, Trainer, _drain
 from fedledger.protocol.secure import PROOF, _json, topic
 from fedledger.secagg.channel import pairwise_seed
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
@@ -415,3 +416,32 @@ def test_every_unmasked_sum_is_accounted(tmp_path: Path, monkeypatch: pytest.Mon
     # the security property: the chain accounts at least one release for a round whose sum was unmasked
     assert res.ledger["privacy_spent"] >= privacy_spent(rules, res.rounds[0].attempts) - 1e-12, \
         f"privacy spent {res.ledger['privacy_spent']} though {res.rounds[0].attempts} sum(s) were unmasked"
+
+
+# -- 6. one trainer's malformed blame reveal crashes the aggregator (and every validator) ---------------------
+
+
+def _malformed_reveals(monkeypatch: pytest.MonkeyPatch, body: dict[str, Any]) -> None:
+    """The `mask_swap` trainers (their swap makes the linear check fail: blame) answer blame with `body`'s fields
+    replacing theirs, signed with their own key: their own fault, which blame must name, not crash on."""
+    from fedledger.sim.attacks import MaskSwapTrainer
+
+    send = Trainer.send
+
+    def malformed(self: Trainer, recipient: str, key: tuple[int, int], t: str, payload: bytes) -> None:
+        if t.startswith("reveal/"):
+            payload = _json({**json.loads(payload), **body})
+        send(self, recipient, key, t, payload)
+
+    monkeypatch.setattr(MaskSwapTrainer, "send", malformed)
+
+
+@pytest.mark.parametrize("body", [{"kappas": []}, {"carries": [2**70]}], ids=["kappas-list", "carry-overflow"])
+def test_a_malformed_reveal_names_its_sender_and_never_crashes_the_round(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_drops: None, body: dict[str, Any]) -> None:
+    _malformed_reveals(monkeypatch, body)
+    sim = _run(tmp_path, proofs="update", attack="mask_swap:0.1", **WITH_MARGIN)
+    res = sim.result  # type: ignore[attr-defined]
+    cheaters = {sim.chain.fed.trainers[m].address for m in sim.attacks.members_doing("mask_swap")}
+    assert all(r.finalized and r.attempts == 1 for r in res.rounds)
+    assert {s["member"] for s in res.ledger["slashed"]} == cheaters

@@ -591,11 +591,13 @@ def _blame(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSta
             silent.append(m)
             continue
         try:
+            if not isinstance(body, Mapping) or not isinstance(body.get("kappas"), Mapping):
+                raise MessageError("a reveal is an object with an object of kappas")
             seed = bytes.fromhex(body["self_seed"])
             carries = np.asarray(body["carries"], dtype=np.int64)
             kappas = {int(j): _felt(v) for j, v in body["kappas"].items()}
-        except (KeyError, TypeError, ValueError, MessageError):
-            culprits.append(m)  # its own signed reveal is malformed
+        except (KeyError, TypeError, ValueError, OverflowError, MessageError):
+            culprits.append(m)  # its own signed reveal is malformed (whatever JSON it holds: never a crash)
             continue
         if seed_commitment(context, m, seed) != server.shared[m].seed_commitment:
             culprits.append(m)
