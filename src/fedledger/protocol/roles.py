@@ -728,6 +728,13 @@ class RoundChecker:
             updates.append((msg.sender, update))
         if tuple(a for a, _ in updates) != tuple(checked.settlement.contributors):
             raise IntegrityError("the contributors are not the senders of the evidence's signed updates")
+        if ev.deltas is None and self.strategy is not None and updates and self.strategy().linear_weights(
+                RoundUpdates(torch.from_numpy(np.stack([u.update for _, u in updates])),
+                             np.array([u.num_examples for _, u in updates]),
+                             np.array([u.normalizer for _, u in updates], dtype=np.float64))) is not None:
+            # the model is linear in the signed updates: without their rows the model would not be recomputed at
+            # all (only the accuracy check would stand between a tampered model and finality)
+            raise IntegrityError("the evidence leaves out the update rows the strategy's model is linear in")
         if ev.deltas is not None:
             rows = np.stack([u.update for _, u in updates]) if updates else np.zeros((0, ev.deltas.shape[1]))
             if ev.deltas.shape != rows.shape or not np.array_equal(ev.deltas.astype(np.float32), rows):
