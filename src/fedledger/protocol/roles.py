@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from fedledger.core.blobstore import BlobStore
-from fedledger.core.errors import ConfigError, IntegrityError
+from fedledger.core.errors import ConfigError, FedLedgerError, IntegrityError
 from fedledger.core.merkle import MerkleTree
 from fedledger.core.rng import Entropy, Purpose, SystemEntropy
 from fedledger.core.vectors import from_bytes, to_bytes
@@ -672,11 +673,26 @@ class RoundChecker:
     private: bool = False  # privacy is accounted: a non-zero privacy spent may be posted
 
     def verify(self, view: RoundView) -> CheckedRound:
-        """Raise `IntegrityError` naming the first item that does not check."""
+        """Raise `IntegrityError` naming the first item that does not check.
+
+        Everything here reads blobs the aggregator chose: whatever they hold, the answer is a verdict, never an
+        exception out of the checker (a validator that cannot vote is slashed for the missed vote, the aggregator
+        that posted unparseable evidence is not)."""
+        try:
+            return self._verify(view)
+        except FedLedgerError:
+            raise  # IntegrityError is the verdict; a ledger or configuration error is not the evidence's
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError, EOFError,
+                pickle.UnpicklingError) as e:
+            raise IntegrityError(f"the evidence does not parse: {type(e).__name__}: {e}") from None
+
+    def _verify(self, view: RoundView) -> CheckedRound:
         r = view.record
         checked = check_round(self.blobs, r.model_hash, r.evidence_root)
         if checked.previous_model != view.global_model:
             raise IntegrityError("the round does not start from the last finalized model")
+        if checked.model.shape != from_bytes(self.blobs.get(view.global_model)).shape:
+            raise IntegrityError("the model does not have the shape of the model the round starts from")
         expected_faulty: tuple[str, ...] | None = None
         if self.rules is not None:
             expected_faulty = self._recompute_secure(view, checked)
