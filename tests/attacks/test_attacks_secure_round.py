@@ -445,3 +445,66 @@ def test_a_malformed_reveal_names_its_sender_and_never_crashes_the_round(
     cheaters = {sim.chain.fed.trainers[m].address for m in sim.attacks.members_doing("mask_swap")}
     assert all(r.finalized and r.attempts == 1 for r in res.rounds)
     assert {s["member"] for s in res.ledger["slashed"]} == cheaters
+
+
+# -- 7. a trainer that deals shares of another self-mask seed than it committed to: the round aborts ---------
+
+
+class MisdealingTrainer(Trainer):
+    """Deals its neighbours Shamir shares of a random seed, not of the self-mask seed it commits to and masks
+    with. Every share opens the salted commitment it signed, so every holder accepts it; at unmasking the
+    rebuilt seed does not match the seed commitment and SecAgg+ aborts (`server._unmask`: 'dealt shares that do
+    not rebuild their committed secrets'). The aggregator's session fails, nothing is posted, and the owner's
+    reopen slashes the aggregator for the missed deadline; the cheater is named nowhere on chain."""
+
+    dealing = False
+
+    @classmethod
+    def wrapping(cls, role: Trainer) -> MisdealingTrainer:
+        return _rewrap(cls, role)
+
+    def step(self, view: RoundView, idle: bool) -> bool:
+        MisdealingTrainer.dealing = True
+        try:
+            return super().step(view, idle)
+        finally:
+            MisdealingTrainer.dealing = False
+
+
+@pytest.mark.xfail(strict=True, reason="attack: a member whose dealt shares do not rebuild its committed self-mask "
+                                       "seed makes SecAgg+ abort after unmasking; no result is posted and the "
+                                       "honest aggregator is slashed for the missed deadline, every attempt")
+def test_a_member_that_deals_bad_shares_is_named_and_the_round_completes(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedledger.core.errors import IntegrityError
+    from fedledger.ledger import Ledger
+    from fedledger.secagg import client as secagg_client
+
+    split = secagg_client.shamir.split_many
+
+    def misdeal(secrets_: np.ndarray, xs: np.ndarray, t: int, rng: Any) -> np.ndarray:
+        if MisdealingTrainer.dealing:
+            secrets_ = secrets_.copy()
+            secrets_[0] = np.frombuffer(secrets.token_bytes(secrets_.shape[1]), dtype=np.uint8)
+        return split(secrets_, xs, t, rng)
+
+    monkeypatch.setattr(secagg_client.shamir, "split_many", misdeal)
+    build = ChainRounds.build_roles
+
+    def build_roles(self: ChainRounds, **kw: Any) -> None:
+        build(self, **kw)
+        self.trainers[0] = MisdealingTrainer.wrapping(self.trainers[0])
+
+    monkeypatch.setattr(ChainRounds, "build_roles", build_roles)
+    import contextlib
+    sim = Simulation(build_config(BASE))
+    with contextlib.suppress(IntegrityError):  # the round is redone until the driver gives up
+        sim.run(tmp_path)
+    reasons = [s.reason for a in sim.chain.aggregators for s in a._sessions.values() if s.stage == "failed"]
+    assert reasons and all("do not rebuild their committed secrets" in r for r in reasons)  # the misdealing
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        slashes = ledger.slashes()
+        finalized = ledger.task(1).finalized_rounds
+    missed = [s for s in slashes if s.reason is SlashReason.MISSED_DEADLINE]
+    # the security property: one member's bad dealing neither stops the round nor costs the aggregator its stake
+    assert finalized == 1 and not missed, f"{len(missed)} honest aggregator(s) slashed, {finalized} rounds final"
