@@ -508,3 +508,83 @@ def test_a_member_that_deals_bad_shares_is_named_and_the_round_completes(tmp_pat
     missed = [s for s in slashes if s.reason is SlashReason.MISSED_DEADLINE]
     # the security property: one member's bad dealing neither stops the round nor costs the aggregator its stake
     assert finalized == 1 and not missed, f"{len(missed)} honest aggregator(s) slashed, {finalized} rounds final"
+
+
+# -- 8. a mask-swapper that lies about one pairwise kappa: blame names nobody, the round fails -----------------
+
+
+class KappaLyingTrainer(Trainer):
+    """Proves its honest input, masks another (`mask_swap`), and in blame reports one pairwise kappa off by
+    exactly what makes its own equation hold. `zk.binding.blame` then names nobody: the lie only shows as a
+    pair of disagreeing kappas (`disputed`), which the protocol never settles (`adjudicate` is not called). The
+    aggregator's session fails ('the linear check failed and blame named nobody'), nothing is posted, and the
+    owner's reopen slashes the honest aggregator for the missed deadline."""
+
+    proof_s: dict[tuple[tuple[int, int], int], int]
+
+    @classmethod
+    def wrapping(cls, role: Trainer) -> KappaLyingTrainer:
+        out = _rewrap(cls, role)
+        out.proof_s = {}
+        return out
+
+    def prepare_input(self, session: Any) -> Any:
+        assert self.rules is not None
+        session.wrapped[0] = (int(session.wrapped[0]) + 1) % (1 << self.rules.plan.bits)
+        return session
+
+    def send(self, recipient: str, key: tuple[int, int], t: str, payload: bytes) -> None:
+        kind, _, s = t.partition("/")
+        if kind == "proof":
+            self.proof_s[(key, int(s))] = int(json.loads(payload)["s"], 16)
+        elif kind == "reveal":
+            payload = self._lie(key, int(s), json.loads(payload))
+        super().send(recipient, key, t, payload)
+
+    def _lie(self, key: tuple[int, int], s: int, body: dict[str, Any]) -> bytes:
+        from fedledger.zk.binding import field_mask, project
+        from fedledger.zk.field import P
+
+        assert self.rules is not None
+        p, r = self.rules.params, self._challenges[(key, s)]
+        session = self._sessions[key]
+        z, u = session.masked[s]
+        seed = bytes.fromhex(body["self_seed"])
+        self_projection = (project(r, expand_mask(seed, p.length, p.bits, b"self")) + field_mask(seed)) % P
+        kappas = {int(j): int(v, 16) for j, v in body["kappas"].items()}
+        sigma = {j: 1 if self.member < j else -1 for j in kappas}
+        lhs = (self.proof_s[(key, s)] + self_projection + sum(sigma[j] * k for j, k in kappas.items())) % P
+        rhs = (project(r, z) + u + pow(2, p.bits, P) * project(r, session.carries[s])) % P
+        j = min(kappas)
+        body["kappas"][str(j)] = hex((kappas[j] + sigma[j] * (rhs - lhs)) % P)  # now its own equation holds
+        return _json(body)
+
+
+@pytest.mark.xfail(strict=True, reason="attack: a cheater that fixes its blame equation with one false kappa is "
+                                       "only 'disputed'; blame names nobody, the round fails and the honest "
+                                       "aggregator is slashed for the missed deadline")
+def test_a_false_kappa_in_blame_names_its_sender(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 no_drops: None) -> None:
+    import contextlib
+
+    from fedledger.core.errors import IntegrityError
+    from fedledger.ledger import Ledger
+
+    build = ChainRounds.build_roles
+
+    def build_roles(self: ChainRounds, **kw: Any) -> None:
+        build(self, **kw)
+        self.trainers[0] = KappaLyingTrainer.wrapping(self.trainers[0])
+
+    monkeypatch.setattr(ChainRounds, "build_roles", build_roles)
+    sim = Simulation(build_config({**BASE, "proofs": "update", **WITH_MARGIN}))
+    with contextlib.suppress(IntegrityError):
+        sim.run(tmp_path)
+    reasons = [s.reason for a in sim.chain.aggregators for s in a._sessions.values() if s.stage == "failed"]
+    assert reasons and all("blame named nobody" in r for r in reasons)
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        slashes = ledger.slashes()
+        finalized = ledger.task(1).finalized_rounds
+    missed = [s for s in slashes if s.reason is SlashReason.MISSED_DEADLINE]
+    # the security property: the liar is named (and slashed), the round completes, no aggregator pays for it
+    assert finalized == 1 and not missed, f"{len(missed)} honest aggregator(s) slashed, {finalized} rounds final"
