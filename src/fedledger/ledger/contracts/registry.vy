@@ -125,8 +125,14 @@ def register(role: uint256, pubkey: bytes32, metadata: bytes32):
 
 @external
 def update_member(pubkey: bytes32, metadata: bytes32):
-    """@notice Rotate the caller's key-agreement key or metadata hash."""
+    """
+    @notice Rotate the caller's key-agreement key or metadata hash, only while it has joined no
+            task: every signed message of a round is checked against the key its sender had
+            when the round opened, and the metadata bounds a trainer's weight, so neither may
+            change under a task (a member leaves its tasks between rounds first).
+    """
     assert self.members[msg.sender].role != 0, "registry: not a registered member"
+    assert len(self._joined_tasks[msg.sender]) == 0, "registry: leave every task before changing the key or the metadata"
     assert pubkey != empty(bytes32), "registry: empty key-agreement key"
     self.members[msg.sender].pubkey = pubkey
     self.members[msg.sender].metadata = metadata
