@@ -1,7 +1,8 @@
 """Red-team attacks on the contracts (issue 12's rules) that still work, on the real contracts on anvil.
 
 Each test asserts the security property; while the hole is open it fails (`xfail(strict=True)`), and flips to
-a failure (remove the marker) once it is fixed.
+a failure (remove the marker) once it is fixed. The stakeless variant is fixed (joining takes the role's minimum
+stake); the reroll by a staked member is open.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from eth_utils import keccak
 from ledger_fed import Fed, h, key
 
 from fedledger.ledger import Role, RoundStatus, to_fixed
+from fedledger.ledger.errors import InsufficientStake
 from fedledger.ledger.selection import select_aggregator
 
 pytestmark = [pytest.mark.anvil]
@@ -49,16 +51,17 @@ def test_a_member_cannot_reroll_a_committed_draw_by_touching_the_pools(fed: Fed)
     assert info.aggregator == first, "the attacker rerolled the aggregator draw with 1-wei top-ups"
 
 
-@pytest.mark.xfail(strict=True, reason="attack: a stakeless trainer joining the task bumps the pools' version, so "
-                                       "an outsider joining before every seal keeps the round from ever opening")
 def test_a_stakeless_outsider_cannot_keep_a_round_from_sealing(fed: Fed) -> None:
+    """Found open: a stakeless trainer's join changed the pools' version, so an outsider joining before every seal
+    kept the round from ever opening (and could fill a pool). Fixed: joining takes the role's minimum stake."""
     tm = fed.ledger.contracts["task_manager"].functions
     round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
     for i in range(5):
         fed.ledger.backend.mine()
         sybil = fed.ledger.dev(300 + i)  # no tokens, no stake: registering and joining cost only gas
         sybil.register(Role.TRAINER, key(f"sybil {i}"), h(f"sybil {i}"))
-        sybil.join_task(fed.task_id)
+        with pytest.raises(InsufficientStake, match="before joining a task"):
+            sybil.join_task(fed.task_id)
         assert fed.ledger.stake_of(sybil.address) == 0
         fed.owner._tx("seal", tm.seal(fed.task_id, round_id))  # the honest seal, right after
         if fed.ledger.round(fed.task_id, round_id).status is RoundStatus.OPEN:

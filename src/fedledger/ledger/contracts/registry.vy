@@ -163,6 +163,10 @@ def join_task(task_id: uint256):
     assert staticcall ITaskManager(self.task_manager).joinable(task_id), "registry: unknown or closed task"
     assert not self.joined[task_id][msg.sender], "registry: already joined"
     assert len(self._joined_tasks[msg.sender]) < MAX_JOINED, "registry: too many joined tasks"
+    # a member joins with the stake the task's rules may slash: a stakeless address entering a pool would
+    # change its version for free (every seal committed after it would commit again) and fill it
+    stake: uint256 = staticcall staking.stake_of(msg.sender)
+    assert stake > 0 and stake >= staticcall staking.min_stake(role), "registry: stake at least the role's minimum before joining a task"
     self.joined[task_id][msg.sender] = True
     self._joined_tasks[msg.sender].append(task_id)
     pools._enter(self._pool(task_id, role), msg.sender)
