@@ -525,6 +525,11 @@ def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, Publi
                 if len(server.masked) < rules.plan.min_survivors:
                     return replace(outcome, survivors=tuple(sorted(server.masked)))  # not released
             server, _ = server_advance(server)
+    except SecAggAbort as e:
+        if not e.faulty:
+            raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
+        # stopped on members named with their own signed messages: not released, and they are faulty
+        return replace(outcome, survivors=(), total=None, secagg_faulty=tuple(sorted(e.faulty)))
     except SecAggError as e:
         raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
     assert server.result is not None
@@ -779,6 +784,18 @@ class AggregatorSession:
             return []
         try:
             return self._close()
+        except SecAggAbort as e:
+            if not e.faulty:
+                self.stage, self.reason = "failed", str(e)
+                return []
+            # SecAgg+ stopped on members its own state names with their own signed messages (a dealer whose
+            # shares do not rebuild its committed secret, ...): nothing is released, and the round is posted as
+            # such with them named, as validators replay it (`_replay_session`); else one member's bad dealing
+            # would leave the round without a result and the aggregator slashed for the missed deadline
+            self.outcomes.append(replace(self.outcome or SessionOutcome(self.members), survivors=(), total=None,
+                                         secagg_faulty=tuple(sorted(e.faulty))))
+            self.stage, self.reason = "done", str(e)
+            return []
         except (*SecAggError, IntegrityError) as e:
             self.stage, self.reason = "failed", str(e)
             return []
