@@ -589,3 +589,31 @@ def test_a_false_kappa_in_blame_names_its_sender(tmp_path: Path, monkeypatch: py
     missed = [s for s in slashes if s.reason is SlashReason.MISSED_DEADLINE]
     # the security property: the liar is named (and slashed), the round completes, no aggregator pays for it
     assert finalized == 1 and not missed, f"{len(missed)} honest aggregator(s) slashed, {finalized} rounds final"
+
+
+# -- 9. members that go silent mid-protocol beyond the threshold: the honest aggregator pays -----------------
+
+
+@pytest.mark.xfail(strict=True, reason="attack: trainers that advertise and share keys and then go silent (more than "
+                                       "SecAgg+ tolerates) abort the session naming nobody; nothing is posted and "
+                                       "the honest aggregator is slashed for the missed deadline")
+def test_members_going_silent_beyond_the_threshold_do_not_cost_the_aggregator_its_stake(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # four of six trainers (colluding, or simply offline) go silent after their masked input, in the first attempt
+    send = Trainer.send
+
+    def silent_after_masking(self: Trainer, recipient: str, key: tuple[int, int], t: str, payload: bytes) -> None:
+        if key == (1, 0) and self.member < 4 and t.startswith("secagg/"):
+            inner = decode(payload)
+            if type(inner).__name__ in ("SurvivorSignature", "UnmaskShares"):
+                return
+        send(self, recipient, key, t, payload)
+
+    monkeypatch.setattr(Trainer, "send", silent_after_masking)
+    sim = _run(tmp_path)
+    res = sim.result  # type: ignore[attr-defined]
+    reasons = [s.reason for a in sim.chain.aggregators for s in a._sessions.values() if s.stage == "failed"]
+    assert reasons and all("secure aggregation aborted" in r for r in reasons)
+    missed = [s for s in res.ledger["slashed"] if s["reason"] == SlashReason.MISSED_DEADLINE.name.lower()]
+    # the security property: the aggregator did nothing wrong, so it keeps its stake
+    assert not missed, f"the honest aggregator was slashed for a deadline the silent members made it miss: {missed}"
