@@ -10,14 +10,16 @@ transcript's postings give leaves its member out, never names it faulty. A sum u
 is accounted even when the second session is not released (found: privacy spent stayed 0). A malformed blame
 reveal names its sender (found: a list of kappas or an int64 overflow crashed the aggregator and validators). A
 member whose dealt shares do not rebuild its committed secret is named and the round posted as not released (found:
-SecAgg+ aborted, nothing was posted and each honest aggregator was slashed for the missed deadline).
+SecAgg+ aborted, nothing was posted and each honest aggregator was slashed for the missed deadline). A trainer signs
+no survivor list shorter than the noise is sized for (found: only the aggregator's own code refused to unmask a sum
+of fewer members).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -617,3 +619,46 @@ def test_members_going_silent_beyond_the_threshold_do_not_cost_the_aggregator_it
     missed = [s for s in res.ledger["slashed"] if s["reason"] == SlashReason.MISSED_DEADLINE.name.lower()]
     # the security property: the aggregator did nothing wrong, so it keeps its stake
     assert not missed, f"the honest aggregator was slashed for a deadline the silent members made it miss: {missed}"
+
+
+# -- 10. a sum over fewer members than the noise is sized for ---------------------------------------------------
+
+
+class ShortSumAggregator(Aggregator):
+    """Drops two of six members after their key shares (dropouts to SecAgg+; four survivors are still above the
+    SecAgg+ threshold) and unmasks the other four's sum, though the noise is sized for six survivors
+    (`plan.min_survivors`): the check that refuses such a release is in the aggregator's own code
+    (`AggregatorSession`), so the attacker runs it with its own bound."""
+
+    dropped: frozenset[int] = frozenset({0, 1})
+
+    @classmethod
+    def wrapping(cls, role: Aggregator) -> ShortSumAggregator:
+        out = _rewrap(cls, role)
+        assert out.rules is not None
+        out.rules = replace(out.rules, plan=replace(out.rules.plan, min_survivors=1))  # its own copy of the rule
+        return out
+
+    def admit(self, member: int, kind: str, session: int) -> bool:
+        sessions = [s for s in self._sessions.values() if s.server is not None]
+        past_shares = any(member in s.server.shared for s in sessions)
+        return member not in self.dropped or (kind == "secagg" and not past_shares)
+
+
+def test_no_sum_over_fewer_members_than_the_noise_is_sized_for_is_unmasked(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    from fedledger.core.errors import IntegrityError
+
+    armed = _arm(monkeypatch, ShortSumAggregator.wrapping)
+    sim = Simulation(build_config(BASE))
+    with contextlib.suppress(IntegrityError):  # its results are rejected: it does not care, it has the sum
+        sim.run(tmp_path)
+    assert sim.ddp is not None
+    need = sim.ddp.plan.min_survivors
+    assert any(s.server is not None and s.server.survivors for a in armed for s in a._sessions.values())  # it tried
+    short = [(k, s.server.survivors) for a in armed for k, s in a._sessions.items()
+             if s.server is not None and s.server.result is not None and len(s.server.survivors) < need]
+    # the security property: the aggregator never holds a sum over fewer members than the noise is sized for
+    assert not short, f"sums unmasked over {[len(v) for _, v in short]} members; the noise is sized for {need}"

@@ -63,6 +63,7 @@ from fedledger.secagg.messages import (
     MaskedInput,
     Message,
     ShareKeys,
+    SurvivorList,
     SurvivorSignature,
     UnmaskShares,
     decode,
@@ -330,6 +331,12 @@ class TrainerSession:
     def handle(self, msg: Message) -> list[tuple[str, bytes]]:
         """A SecAgg+ message from the server: the replies, as (kind, payload)."""
         assert self.client is not None
+        if isinstance(msg, SurvivorList) and len(msg.survivors) < self.rules.plan.min_survivors:
+            # the noise is sized for min_survivors members: a smaller sum would be released with less noise than
+            # the task's privacy plan says. Not signing (nor revealing shares) is this member's own check; the
+            # aggregator's is in the aggregator's code path and protects nobody from it
+            raise MessageError(f"a survivor list of {len(msg.survivors)} members: the noise is sized for "
+                               f"{self.rules.plan.min_survivors}")
         self.client, replies = client_handle(self.client, msg, self.rand)
         out: list[tuple[str, bytes]] = [(SECAGG, r.to_bytes()) for r in replies]
         for r in replies:
