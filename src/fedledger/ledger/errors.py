@@ -160,6 +160,7 @@ REVERT_OVERRIDES: dict[str, type[LedgerRevert]] = {
     "registry: only staking": NotAuthorized,
     "registry: only the deployer wires": NotAuthorized,
     "registry: only trainers, aggregators and validators join tasks": NotAuthorized,
+    "registry: stake at least the role's minimum before joining a task": InsufficientStake,
     "registry: unknown or closed task": InvalidArgument,
     "registry: unknown role": InvalidArgument,
     "registry: zero address": InvalidArgument,

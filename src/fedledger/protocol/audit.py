@@ -8,9 +8,10 @@ For each finalized round, in order:
 - chain of models: the round's evidence names, as its starting point, the model the previous finalized
   round recorded (round 1: the initial model rebuilt from the task spec);
 - the round, recomputed as a validator recomputes it (`roles.RoundChecker`): every signed message in the
-  transcript against the keys registered on chain; under secure aggregation the SecAgg+ sum, the model,
-  every proof, the linear check, blame and the faulty list, the state carried to the next round and the
-  privacy spent; with visible updates the signed updates and the strategy's weights;
+  transcript against the keys registered on chain as they stood when the round opened (`registry_at`);
+  under secure aggregation the SecAgg+ sum, the model, every proof, the linear check, blame and the faulty
+  list, the state carried to the next round and the privacy spent; with visible updates the signed updates
+  and the strategy's weights;
 - finality: the accepting stake reached two thirds of the committee's stake and the task's quorum;
 - rewards: the reward root of the recomputed settlement is the one the round posted, and the rewards
   contract pays out against that root;
@@ -143,11 +144,6 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
         pool = task.reward_per_round - task.reward_per_round * bps // 10_000
         tm = ledger.deployment.addresses["task_manager"]
 
-        def lookup(address: str) -> tuple[bytes, bytes] | None:
-            member = ledger.member(address)
-            return None if member is None else (member.pubkey, member.metadata)
-
-        registry = Registry(lookup)
         previous = initial_model_hash(spec)
         previous_root: bytes | None = None
         spent = 0
@@ -159,7 +155,7 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
             r.check("selection", ledger.verify_selection, task_id, round_id)
             cohort = tuple(ledger.cohort(task_id, round_id, rules.cohort))
             members = {a: _member_number(ledger, a) for a in cohort}
-            net = Network(ledger.backend.chain_id, tm, registry, members)
+            net = Network(ledger.backend.chain_id, tm, registry_at(ledger, record.opened_block), members)
             view = RoundView(record, cohort, previous, previous_root, 0)
             checker = RoundChecker(task_id, blobs, pool, net, rules.secure, rules.strategy, rules.private)
             checked = r.check("evidence", checker.verify, view)
@@ -181,6 +177,26 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
                 report.recomputed.append(round_id)
         report.privacy_spent = spent / 10**18
     return report
+
+
+def registry_at(ledger: Ledger, block: int) -> Registry:
+    """The chain as PKI as it stood at `block` (a round's opening): each member's key and metadata from its last
+    `MemberRegistered`/`MemberUpdated` event up to that block. A key rotated later (`Registry.update_member`,
+    possible only outside every task) does not change what an old round's signed messages are checked against."""
+
+    def lookup(address: str) -> tuple[bytes, bytes] | None:
+        events = [e for name in ("MemberRegistered", "MemberUpdated") for e in ledger.events(name, member=address)
+                  if e.block_number <= block]
+        if not events:
+            return None
+        last = max(events, key=lambda e: (e.block_number, e.log_index)).args
+        return _hex(last["pubkey"]), _hex(last["metadata"])
+
+    return Registry(lookup)
+
+
+def _hex(value: object) -> bytes:
+    return value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
 
 
 def _member_number(ledger: Ledger, address: str) -> int:

@@ -51,7 +51,7 @@ from fedledger.privacy.rotation import Rotation
 from fedledger.protocol.messages import MessageError
 from fedledger.protocol.signing import Context, Registry, Signed
 from fedledger.secagg.channel import seed_commitment
-from fedledger.secagg.client import ClientConfig, ClientState, client_handle, client_start
+from fedledger.secagg.client import ClientConfig, ClientStage, ClientState, client_handle, client_start
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
@@ -63,6 +63,7 @@ from fedledger.secagg.messages import (
     MaskedInput,
     Message,
     ShareKeys,
+    SurvivorList,
     SurvivorSignature,
     UnmaskShares,
     decode,
@@ -166,6 +167,14 @@ def commitment_from_json(d: Mapping[str, Any]) -> UpdateCommitment:
 
 def proof_to_json(p: UpdateProof) -> dict[str, Any]:
     return {"s": hex(p.s), "chunks": [[c.index, hex(c.state_out), c.proof.hex()] for c in p.chunks]}
+
+
+def proof_answers(d: Mapping[str, Any]) -> int | None:
+    """The challenge a proof message says it answers (None if it names none)."""
+    try:
+        return _felt(d["r"])
+    except (KeyError, TypeError, ValueError, MessageError):
+        return None
 
 
 def proof_from_json(d: Mapping[str, Any]) -> UpdateProof:
@@ -301,7 +310,16 @@ class TrainerSession:
         return s
 
     def start(self, session: int, members: Sequence[int]) -> list[Message]:
-        """Begin SecAgg+ session `session` among `members` (AdvertiseKeys)."""
+        """Begin SecAgg+ session `session` among `members` (AdvertiseKeys).
+
+        A later session re-sums the same input, so the difference of two sums over member sets that differ by
+        one member is that member's input: a session after the first starts only once this member revealed in
+        blame for the one before (an aggregator cannot start it unasked), among survivors of that session."""
+        if session:
+            prior = self.client
+            if (session != self.session + 1 or self.session not in self.revealed or prior is None
+                    or not set(members) <= set(prior.survivors)):
+                raise MessageError(f"session {session} was not started by blame over session {self.session}")
         self.session = session
         graph = self.rules.graph(self.ctx, members, session)
         cfg = ClientConfig(self.rules.session(self.ctx, session), self.member, self.identity, self.pki,
@@ -313,6 +331,12 @@ class TrainerSession:
     def handle(self, msg: Message) -> list[tuple[str, bytes]]:
         """A SecAgg+ message from the server: the replies, as (kind, payload)."""
         assert self.client is not None
+        if isinstance(msg, SurvivorList) and len(msg.survivors) < self.rules.plan.min_survivors:
+            # the noise is sized for min_survivors members: a smaller sum would be released with less noise than
+            # the task's privacy plan says. Not signing (nor revealing shares) is this member's own check; the
+            # aggregator's is in the aggregator's code path and protects nobody from it
+            raise MessageError(f"a survivor list of {len(msg.survivors)} members: the noise is sized for "
+                               f"{self.rules.plan.min_survivors}")
         self.client, replies = client_handle(self.client, msg, self.rand)
         out: list[tuple[str, bytes]] = [(SECAGG, r.to_bytes()) for r in replies]
         for r in replies:
@@ -344,7 +368,9 @@ class TrainerSession:
                 self.rules.challenge_seed(round_seed, session), postings):
             raise MessageError("the challenge is not derived from the round seed and our posting")
         self.proved_sessions.add(session)
-        return _json(proof_to_json(prover.prove_update(self.secret, self.posted, r)))
+        # the proof says which challenge it answers: validators never read a proof made for an r the aggregator
+        # showed only to this member as this member's fault
+        return _json({**proof_to_json(prover.prove_update(self.secret, self.posted, r)), "r": hex(r)})
 
     def reveal(self, session: int, r: int) -> bytes:
         """Blame: the self-mask seed, the carries and kappa for each pair, for session `session`."""
@@ -352,6 +378,13 @@ class TrainerSession:
         record = self.client.record
         if record is None or session in self.revealed or session not in self.carries:
             raise MessageError("nothing to reveal for this session")
+        # only for the session this client ran to the end as a certified survivor: >= t of its neighbours signed
+        # a survivor list naming it, so they revealed shares of its self-mask seed, never enough shares of its
+        # masking key to rebuild it. A member left out (a dropout to the server) whose masking key was rebuilt
+        # would otherwise hand over the other half and its input would be unmasked.
+        if (session != self.session or self.client.stage != ClientStage.DONE
+                or self.member not in self.client.survivors):
+            raise MessageError("blame for a session this member did not finish as a survivor")
         self.revealed.add(session)
         p = self.rules.params
         kappas = {str(j): hex(kappa(r, expand_mask(seed, p.length, p.bits, b"pair"), field_mask(seed)))
@@ -388,6 +421,11 @@ class Replayed:
         return self.sessions[-1]
 
     @property
+    def unmasked(self) -> bool:
+        """Whether any session's sum was unmasked (released to the aggregator), the final one or not."""
+        return any(s.total is not None for s in self.sessions)
+
+    @property
     def faulty(self) -> tuple[int, ...]:
         out: set[int] = set()
         for s in self.sessions:
@@ -400,6 +438,7 @@ class _Parsed:
     secagg: dict[int, list[tuple[int, Message]]] = field(default_factory=dict)  # session -> [(member, msg)]
     postings: dict[int, dict[int, tuple[UpdateCommitment, bytes]]] = field(default_factory=dict)
     proofs: dict[int, dict[int, UpdateProof]] = field(default_factory=dict)
+    answers: dict[int, dict[int, int | None]] = field(default_factory=dict)  # the challenge each proof says it answers
     reveals: dict[int, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
 
 
@@ -435,7 +474,9 @@ def parse_transcript(transcript: Sequence[bytes], registry: Registry, base: Cont
                 out.postings.setdefault(session, {})[member] = (commitment_from_json(body["commitment"]),
                                                                  bytes.fromhex(body["carry_digest"]))
             elif kind == PROOF:
-                out.proofs.setdefault(session, {})[member] = proof_from_json(_load(msg.payload))
+                body = _load(msg.payload)
+                out.proofs.setdefault(session, {})[member] = proof_from_json(body)
+                out.answers.setdefault(session, {})[member] = proof_answers(body)
             else:
                 out.reveals.setdefault(session, {})[member] = _load(msg.payload)
         except (MessageError, ProtocolViolation, SecAggAbort, KeyError, TypeError, ValueError) as e:
@@ -491,6 +532,11 @@ def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, Publi
                 if len(server.masked) < rules.plan.min_survivors:
                     return replace(outcome, survivors=tuple(sorted(server.masked)))  # not released
             server, _ = server_advance(server)
+    except SecAggAbort as e:
+        if not e.faulty:
+            raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
+        # stopped on members named with their own signed messages: not released, and they are faulty
+        return replace(outcome, survivors=(), total=None, secagg_faulty=tuple(sorted(e.faulty)))
     except SecAggError as e:
         raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
     assert server.result is not None
@@ -522,7 +568,9 @@ def _screen(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSt
     invalid: list[int] = []
     for m in posted_by:
         commitment = postings[m][0]
-        if m not in proofs:
+        if m not in proofs or parsed.answers.get(session, {}).get(m) != r:
+            # no proof, or one for another challenge than the postings give (the aggregator showed this member
+            # another r, or the member answered another): left out, never named faulty on it
             unproved.append(m)
             continue
         try:
@@ -555,11 +603,13 @@ def _blame(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSta
             silent.append(m)
             continue
         try:
+            if not isinstance(body, Mapping) or not isinstance(body.get("kappas"), Mapping):
+                raise MessageError("a reveal is an object with an object of kappas")
             seed = bytes.fromhex(body["self_seed"])
             carries = np.asarray(body["carries"], dtype=np.int64)
             kappas = {int(j): _felt(v) for j, v in body["kappas"].items()}
-        except (KeyError, TypeError, ValueError, MessageError):
-            culprits.append(m)  # its own signed reveal is malformed
+        except (KeyError, TypeError, ValueError, OverflowError, MessageError):
+            culprits.append(m)  # its own signed reveal is malformed (whatever JSON it holds: never a crash)
             continue
         if seed_commitment(context, m, seed) != server.shared[m].seed_commitment:
             culprits.append(m)
@@ -589,17 +639,24 @@ class Recomputed:
 
 
 def recompute(rules: SecureRules, previous: torch.Tensor, before: SecureState, final: SessionOutcome,
-              round_id: int, attempt: int = 0) -> Recomputed:
+              round_id: int, attempt: int = 0, *, unmasked: bool = False) -> Recomputed:
     """Decode the released sum, apply the strategy: the model the round must have posted.
 
     Every earlier attempt of the round counts as a release (its sum may have been unmasked before it was
     rejected or reopened; the noise of a new attempt is fresh, so each one is accounted), whether or not
-    this attempt's sum is released."""
+    this attempt's sum is released. `unmasked`: an earlier session of this attempt had its sum unmasked
+    (blame's second session then re-sums the same noisy inputs); that sum was released to the aggregator, so
+    the attempt is accounted even if the final session is not released."""
     if attempt:
         before = SecureState(before.clip_norm, before.released + attempt, before.strategy_state)
-    if final.total is None:
-        return Recomputed(previous.clone(), before, released=False)
     plan = rules.plan
+    if final.total is None:
+        if not unmasked:
+            return Recomputed(previous.clone(), before, released=False)
+        if before.released >= plan.rounds:
+            raise IntegrityError(f"all {plan.rounds} planned releases are already spent")
+        return Recomputed(previous.clone(), SecureState(before.clip_norm, before.released + 1, before.strategy_state),
+                          released=False)
     if before.released >= plan.rounds:
         raise IntegrityError(f"all {plan.rounds} planned releases are already spent")
     k = len(final.survivors)
@@ -677,7 +734,9 @@ class AggregatorSession:
                 self.parsed.postings.setdefault(session, {})[member] = (
                     commitment_from_json(body["commitment"]), bytes.fromhex(body["carry_digest"]))
             elif kind == PROOF and self.stage == "prove" and member in self._expected():
-                self.parsed.proofs.setdefault(session, {})[member] = proof_from_json(_load(payload))
+                body = _load(payload)
+                self.parsed.proofs.setdefault(session, {})[member] = proof_from_json(body)
+                self.parsed.answers.setdefault(session, {})[member] = proof_answers(body)
             elif kind == REVEAL and self.stage == "blame" and member in self._expected():
                 _load(payload)
                 self.parsed.reveals.setdefault(session, {})[member] = _load(payload)
@@ -731,6 +790,18 @@ class AggregatorSession:
             return []
         try:
             return self._close()
+        except SecAggAbort as e:
+            if not e.faulty:
+                self.stage, self.reason = "failed", str(e)
+                return []
+            # SecAgg+ stopped on members its own state names with their own signed messages (a dealer whose
+            # shares do not rebuild its committed secret, ...): nothing is released, and the round is posted as
+            # such with them named, as validators replay it (`_replay_session`); else one member's bad dealing
+            # would leave the round without a result and the aggregator slashed for the missed deadline
+            self.outcomes.append(replace(self.outcome or SessionOutcome(self.members), survivors=(), total=None,
+                                         secagg_faulty=tuple(sorted(e.faulty))))
+            self.stage, self.reason = "done", str(e)
+            return []
         except (*SecAggError, IntegrityError) as e:
             self.stage, self.reason = "failed", str(e)
             return []

@@ -125,8 +125,14 @@ def register(role: uint256, pubkey: bytes32, metadata: bytes32):
 
 @external
 def update_member(pubkey: bytes32, metadata: bytes32):
-    """@notice Rotate the caller's key-agreement key or metadata hash."""
+    """
+    @notice Rotate the caller's key-agreement key or metadata hash, only while it has joined no
+            task: every signed message of a round is checked against the key its sender had
+            when the round opened, and the metadata bounds a trainer's weight, so neither may
+            change under a task (a member leaves its tasks between rounds first).
+    """
     assert self.members[msg.sender].role != 0, "registry: not a registered member"
+    assert len(self._joined_tasks[msg.sender]) == 0, "registry: leave every task before changing the key or the metadata"
     assert pubkey != empty(bytes32), "registry: empty key-agreement key"
     self.members[msg.sender].pubkey = pubkey
     self.members[msg.sender].metadata = metadata
@@ -157,6 +163,10 @@ def join_task(task_id: uint256):
     assert staticcall ITaskManager(self.task_manager).joinable(task_id), "registry: unknown or closed task"
     assert not self.joined[task_id][msg.sender], "registry: already joined"
     assert len(self._joined_tasks[msg.sender]) < MAX_JOINED, "registry: too many joined tasks"
+    # a member joins with the stake the task's rules may slash: a stakeless address entering a pool would
+    # change its version for free (every seal committed after it would commit again) and fill it
+    stake: uint256 = staticcall staking.stake_of(msg.sender)
+    assert stake > 0 and stake >= staticcall staking.min_stake(role), "registry: stake at least the role's minimum before joining a task"
     self.joined[task_id][msg.sender] = True
     self._joined_tasks[msg.sender].append(task_id)
     pools._enter(self._pool(task_id, role), msg.sender)
