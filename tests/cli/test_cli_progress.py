@@ -40,7 +40,9 @@ def test_one_line_per_round_when_stdout_is_a_pipe_and_resume_is_said_first(tmp_p
     assert lines[0] == f"run: 2 rounds of digits / logreg / fedavg, 3 members, no chain, dp none, proofs none -> {out}"
     assert lines[1].startswith("round 1/2 ") and lines[2].startswith("round 2/2 ")
     for line in lines[1:3]:
-        assert " acc 0." in line and " loss " in line and "[training " in line
+        assert " acc 0." in line and " loss " in line
+        if float(line.split()[2]) >= 0.1:  # stages under 0.05 s are not listed; a round this fast may have none
+            assert "[training " in line
     again = _cli(*ARGV, "--rounds", "3", "--out", out)
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()
