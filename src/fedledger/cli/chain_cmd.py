@@ -3,6 +3,7 @@
     fedledger chain up     [--out DIR] [--force-deploy] [--once]   # managed anvil for DIR, deployed
     fedledger chain status [--out DIR] [--chain auto|memory|URL] [--json]
     fedledger chain deploy [--out DIR] [--chain auto|memory|URL] [--force] [--keystore FILE]
+    fedledger chain advance SECONDS [--out DIR]                    # dev chains: move the clock on
 
 The chain state, the deployment file and the event index live in DIR/chain/. `up` keeps the node
 running until Ctrl-C (or SIGTERM), so `status` or a run in another terminal attaches to it;
@@ -50,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(p)
     p.add_argument("--force", action="store_true", help="deploy even if a deployment is already there")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("advance", help="dev chains: move the chain's clock on (past a deadline or a timelock)")
+    common(p, chain_flag=False)
+    p.add_argument("seconds", type=int, help="seconds to move on")
+    p.set_defaults(func=cmd_advance)
 
 
 def _addresses(ledger: Any) -> dict[str, str]:
@@ -141,6 +147,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"  {name:<14} {address}")
         if ledger.backend.chain_dir is not None and ledger.backend.kind != "memory":
             print(f"deployment file: {ledger.backend.chain_dir / 'deployment.json'}")
+    return 0
+
+
+def cmd_advance(args: argparse.Namespace) -> int:
+    from fedledger.core.errors import ConfigError, DataError
+    from fedledger.ledger import Ledger
+
+    if args.seconds <= 0:
+        raise ConfigError(f"seconds must be positive, not {args.seconds}")
+    if not (args.out / "chain").is_dir():
+        raise DataError(f"no chain state in {args.out} (no {args.out / 'chain'} directory)")
+    with Ledger.connect("auto", args.out, deploy_if_missing=False) as ledger:
+        ledger.advance_time(args.seconds)
+        ledger.persist()
+        print(f"block {ledger.block_number}, chain time {ledger.timestamp}")
     return 0
 
 

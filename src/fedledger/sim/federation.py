@@ -619,7 +619,7 @@ class Simulation:
                     on_round(record)
             if chain is not None:
                 if self.cfg.ledger.claim_rewards:
-                    chain.claim_rewards(self.cfg.rounds)
+                    chain.claim_rewards()
                 result.ledger = chain.summary()
         finally:
             if chain is not None:

@@ -36,9 +36,8 @@ from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import Entropy
 from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Ledger, Role, RoundStatus, TaskSpec, to_fixed
-from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.protocol import roles
-from fedledger.protocol.evidence import Evidence, RoundManifest
+from fedledger.protocol.claims import apply_latest_reputation, claim_rewards
 from fedledger.protocol.roles import (
     Aggregation,
     Aggregator,
@@ -310,32 +309,11 @@ class ChainRounds:
         return np.sort(np.array([self.fed.index_of[a] for a in self._cohorts[key]], dtype=np.int64))
 
     # -- after the rounds --------------------------------------------------------------------------
-    def claim_rewards(self, rounds: int) -> None:
+    def claim_rewards(self) -> None:
         """Each trainer claims its reward for every finalized round and applies its latest reputation score,
         with Merkle proofs built from the rounds' evidence (one transaction each, off the rounds' path)."""
-        task = self.fed.task_id
-        latest: tuple[int, dict[str, int]] | None = None
-        for round_id in range(1, rounds + 1):
-            record = self.ledger.round(task, round_id)
-            if record.status is not RoundStatus.FINALIZED:
-                continue
-            settlement = Evidence.from_bytes(self.blobs.get(RoundManifest.find(self.blobs, record.evidence_root)
-                                                            .evidence)).settlement
-            if settlement.rewards:
-                tree = reward_tree(task, round_id, settlement.rewards)
-                for address, amount in settlement.rewards.items():
-                    member = self.fed.at(address)
-                    if not member.is_claimed(task, round_id):
-                        member.claim_reward(task, round_id, amount, tree.proof(address))
-            if settlement.reputation:
-                latest = (round_id, settlement.reputation)
-        if latest is not None:
-            round_id, scores = latest
-            epoch = self.ledger.reputation_epoch(task, round_id)
-            tree = reputation_tree(task, round_id, scores)
-            for address, score in scores.items():
-                if self.ledger.reputation_of(address, task) != score:
-                    self.fed.at(address).apply_reputation(epoch, address, score, tree.proof(address))
+        claim_rewards(self.ledger, self.blobs, self.fed.task_id, signer=self.fed.at)
+        apply_latest_reputation(self.ledger, self.blobs, self.fed.task_id, signer=self.fed.at)
 
     def balances(self) -> dict[str, dict[str, object]]:
         """Reward tokens, stake and reputation of every account, in whole tokens."""
