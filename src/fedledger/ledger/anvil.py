@@ -186,6 +186,7 @@ class AnvilNode:
                 _live.add(self)
             try:
                 self._wait_ready()
+                self._keep_the_clock()
                 if self.info_path is not None:
                     self.info_path.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
                 return self
@@ -206,6 +207,15 @@ class AnvilNode:
             text = self._log.read().decode(errors="replace").strip().splitlines()
             return text[-1] if text else ""
         return ""
+
+    def _keep_the_clock(self) -> None:
+        """Blocks never go back in time across a restart: anvil does not save the clock offset that
+        `evm_increaseTime` set, so a state whose last block is ahead of the wall clock gets the offset again
+        (else the next block would be older than the last, and a deadline already past would lie ahead)."""
+        latest = rpc(self.url, "eth_getBlockByNumber", ["latest", False])
+        ahead = int(latest["timestamp"], 16) - int(time.time())
+        if ahead > 0:
+            rpc(self.url, "evm_increaseTime", [ahead + 1])
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
