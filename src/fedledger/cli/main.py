@@ -205,6 +205,9 @@ def check_out_dir(out: Path) -> None:
         raise ConfigError(f"cannot write to --out {out}: {e.strerror or e}") from None
 
 
+LONG_RUN_S = 120  # runs modeled to take longer say so before they start
+
+
 def describe_run(cfg: FederationConfig) -> str:
     """The run in one line, said before any work."""
     chain = f"chain {cfg.ledger.chain}" if cfg.ledger.enabled else "no chain"
@@ -214,6 +217,7 @@ def describe_run(cfg: FederationConfig) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fedledger.cli.progress import RunProgress
+    from fedledger.sim.estimate import estimate_run
 
     cfg = config_from_args(args)
     out = Path(cfg.out)
@@ -224,6 +228,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress = RunProgress(cfg.rounds, quiet=args.quiet)
     progress.starting(describe_run(cfg))
+    estimate = estimate_run(cfg)
+    if estimate.total_s > LONG_RUN_S:
+        progress.starting(f"{estimate.describe()}; --proofs none, fewer --rounds or --plain for a quicker look")
     sim = Simulation(cfg)
     sim.clock.on_stage = progress.stage
     try:
