@@ -321,6 +321,16 @@ def test_a_stake_top_up_after_the_committed_block_changes_nothing_in_the_draw(fe
         assert int(tm.committee_weight_of(fed.task_id, round_id, v).call()) == weights[v]
     assert rec.committee_weight == sum(weights[v] for v in rec.committee)
     fed.ledger.verify_selection(fed.task_id, round_id)  # the off-chain replica agrees
+    # the changes take effect from the next commitment on: a reopen draws from the pools as they are now
+    fed.ledger.advance_time(TASK.submit_window + 1)
+    again = fed.owner.reopen(fed.task_id, round_id)
+    now = {r: fed.ledger.pool(fed.task_id, r) for r in (Role.AGGREGATOR, Role.VALIDATOR)}
+    assert again.aggregator == select_aggregator(again.seed, now[Role.AGGREGATOR], rec.aggregator)
+    assert again.aggregator != fed.aggregators[0].address  # it unbonded before this commitment: no weight
+    assert again.committee == tuple(select_committee(again.seed, now[Role.VALIDATOR], TASK.committee_size))
+    weights = dict(now[Role.VALIDATOR])
+    assert again.committee_weight == sum(weights[v] for v in again.committee)
+    fed.ledger.verify_selection(fed.task_id, round_id)
 
 
 # ---------------------------------------------------------------- 5. the privacy budget

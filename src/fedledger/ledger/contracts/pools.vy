@@ -9,12 +9,14 @@
         weight change, a prefix sum and a weighted draw each cost O(log n) storage accesses,
         never O(n).
         Policy-free: the consumer decides who enters a pool and what a weight is.
-        A pool can be frozen (`_freeze`): draws (`_draw`, `_next_after`, `_frozen_weight`,
-        `_frozen_eligible`) then read the pool as it stood at its last freeze, whatever changed
-        since; a change takes effect for draws from the next freeze on. The snapshot is kept
-        copy-on-write: the first change after a freeze of the pool's size, total and count, of
-        a tree node or of a member's weight saves the old value tagged with the freeze's number,
-        so a freeze is O(1) and a change stays O(log n). A pool never frozen draws as it is.
+        A pool can be frozen (`_freeze`): until it is thawed (`_thaw`, once the draw is done),
+        draws (`_draw`, `_next_after`, `_frozen_weight`, `_frozen_eligible`) read the pool as it
+        stood at the freeze, whatever changed since; a change takes effect for draws from the
+        next freeze on. The snapshot is kept copy-on-write: while frozen, the first change of
+        the pool's size, total and count, of a tree node or of a member's weight saves the old
+        value tagged with the freeze's number, so a freeze is O(1), a change stays O(log n), and
+        a draw from a pool nothing changed in since its freeze reads the live tree only. A pool
+        not frozen draws as it is, and its changes save nothing.
 @custom:security A draw maps a uniform 256-bit value to a member with probability weight/total
                  (bias below total/2**256). Pools hold at most POOL_CAP members. Weights and
                  totals stay below 2**192 (the saved values share a slot with their tag).
@@ -42,7 +44,7 @@ struct Head:
     eligible: uint256
 
 
-# the number of the pool's last freeze (0: never frozen)
+# the number of the pool's last freeze: odd while frozen, even once thawed (0: never frozen)
 frozen: public(HashMap[uint256, uint256])
 # the pool's size, total and count at its last freeze, once something changed after it
 _head: HashMap[uint256, Head]
@@ -94,7 +96,7 @@ def _set_weight(pool: uint256, member: address, weight: uint256):
     if weight == old:
         return
     f: uint256 = self.frozen[pool]
-    if f != 0:
+    if f % 2 == 1:
         self._save_head(pool)
         if self._old_weight[pool][member] >> TAG_SHIFT != f:
             self._old_weight[pool][member] = (f << TAG_SHIFT) | old
@@ -121,7 +123,7 @@ def _tree_add(pool: uint256, index: uint256, delta: uint256, up: bool):
     for _: uint256 in range(POOL_LOG + 1):
         if i > n:
             break
-        if f != 0 and self._old_node[pool][i] >> TAG_SHIFT != f:
+        if f % 2 == 1 and self._old_node[pool][i] >> TAG_SHIFT != f:
             self._old_node[pool][i] = (f << TAG_SHIFT) | self._tree[pool][i]
         if up:
             self._tree[pool][i] += delta
@@ -133,7 +135,8 @@ def _tree_add(pool: uint256, index: uint256, delta: uint256, up: bool):
 @internal
 @view
 def _prefix(pool: uint256, index: uint256, at_freeze: bool) -> uint256:
-    """The sum of the weights of members 1..index (now, or at the pool's last freeze)."""
+    """The sum of the weights of members 1..index (now, or at the pool's freeze if something changed
+    since: `at_freeze`)."""
     total: uint256 = 0
     i: uint256 = index
     for _: uint256 in range(POOL_LOG + 1):
@@ -149,33 +152,49 @@ def _prefix(pool: uint256, index: uint256, at_freeze: bool) -> uint256:
 
 @internal
 def _freeze(pool: uint256):
-    """Fix the pool's state for draws: they read it as it is now until the next freeze."""
-    self.frozen[pool] += 1
+    """Fix the pool's state for draws: they read it as it is now until it is thawed (a new odd
+    number: tags saved under an earlier freeze never match it)."""
+    f: uint256 = self.frozen[pool]
+    self.frozen[pool] = f + 1 + f % 2
+
+
+@internal
+def _thaw(pool: uint256):
+    """The draw is done: changes take effect at once again and save nothing."""
+    f: uint256 = self.frozen[pool]
+    if f % 2 == 1:
+        self.frozen[pool] = f + 1
 
 
 @internal
 def _save_head(pool: uint256):
     f: uint256 = self.frozen[pool]
-    if f != 0 and self._head[pool].frozen != f:
+    if f % 2 == 1 and self._head[pool].frozen != f:
         self._head[pool] = Head(frozen=f, size=self.size[pool], total=self.total[pool], eligible=self.eligible[pool])
 
 
 @internal
 @view
-def _frozen_head(pool: uint256) -> Head:
-    """The pool's size, total and count at its last freeze (as it is, if never frozen)."""
-    h: Head = self._head[pool]
-    if self.frozen[pool] == 0 or h.frozen != self.frozen[pool]:
-        return Head(frozen=self.frozen[pool], size=self.size[pool], total=self.total[pool], eligible=self.eligible[pool])
-    return h
+def _changed(pool: uint256) -> bool:
+    """Whether the frozen pool changed since its freeze (every change saves the head first)."""
+    f: uint256 = self.frozen[pool]
+    return f % 2 == 1 and self._head[pool].frozen == f
+
+
+@internal
+@view
+def _frozen_head(pool: uint256, changed: bool) -> Head:
+    """The pool's size, total and count at its freeze (as they are, if nothing changed since)."""
+    if changed:
+        return self._head[pool]
+    return Head(frozen=self.frozen[pool], size=self.size[pool], total=self.total[pool], eligible=self.eligible[pool])
 
 
 @internal
 @view
 def _node_at_freeze(pool: uint256, i: uint256) -> uint256:
-    f: uint256 = self.frozen[pool]
     old: uint256 = self._old_node[pool][i]
-    if f != 0 and old >> TAG_SHIFT == f:
+    if old >> TAG_SHIFT == self.frozen[pool]:
         return old & VALUE_MASK
     return self._tree[pool][i]
 
@@ -183,10 +202,10 @@ def _node_at_freeze(pool: uint256, i: uint256) -> uint256:
 @internal
 @view
 def _frozen_weight(pool: uint256, member: address) -> uint256:
-    """`member`'s weight at the pool's last freeze."""
+    """`member`'s weight at the pool's freeze."""
     f: uint256 = self.frozen[pool]
     old: uint256 = self._old_weight[pool][member]
-    if f != 0 and old >> TAG_SHIFT == f:
+    if f % 2 == 1 and old >> TAG_SHIFT == f:
         return old & VALUE_MASK
     return self.weight_in[pool][member]
 
@@ -194,15 +213,15 @@ def _frozen_weight(pool: uint256, member: address) -> uint256:
 @internal
 @view
 def _frozen_eligible(pool: uint256) -> uint256:
-    """How many members had weight at the pool's last freeze."""
-    return self._frozen_head(pool).eligible
+    """How many members had weight at the pool's freeze."""
+    return self._frozen_head(pool, self._changed(pool)).eligible
 
 
 @internal
 @view
-def _find(pool: uint256, n: uint256, target: uint256) -> address:
-    """The first member whose running sum of weights at the last freeze exceeds `target` (< the
-    total then); `n` is the pool's size then."""
+def _find(pool: uint256, n: uint256, target: uint256, changed: bool) -> address:
+    """The first member whose running sum of weights at the freeze exceeds `target` (< the total
+    then); `n` is the pool's size then, `changed` whether anything changed since."""
     step: uint256 = 1
     for _: uint256 in range(POOL_LOG):
         if step * 2 > n:
@@ -215,7 +234,11 @@ def _find(pool: uint256, n: uint256, target: uint256) -> address:
             break
         nxt: uint256 = pos + step
         if nxt <= n:
-            w: uint256 = self._node_at_freeze(pool, nxt)
+            w: uint256 = 0
+            if changed:
+                w = self._node_at_freeze(pool, nxt)
+            else:
+                w = self._tree[pool][nxt]
             if w <= rest:
                 pos = nxt
                 rest -= w
@@ -226,15 +249,17 @@ def _find(pool: uint256, n: uint256, target: uint256) -> address:
 @internal
 @view
 def _draw(pool: uint256, seed: bytes32, tag: bytes32, j: uint256) -> address:
-    """Draw `j` under `tag`: a member with probability weight / total, at the last freeze."""
-    h: Head = self._frozen_head(pool)
+    """Draw `j` under `tag`: a member with probability weight / total, at the freeze."""
+    changed: bool = self._changed(pool)
+    h: Head = self._frozen_head(pool, changed)
     t: uint256 = convert(keccak256(abi_encode(seed, tag, j)), uint256) % h.total
-    return self._find(pool, h.size, t)
+    return self._find(pool, h.size, t, changed)
 
 
 @internal
 @view
 def _next_after(pool: uint256, member: address) -> address:
-    """The next member with weight at the last freeze after `member` in pool order (wrapping around)."""
-    h: Head = self._frozen_head(pool)
-    return self._find(pool, h.size, self._prefix(pool, self.index_of[pool][member], True) % h.total)
+    """The next member with weight at the freeze after `member` in pool order (wrapping around)."""
+    changed: bool = self._changed(pool)
+    h: Head = self._frozen_head(pool, changed)
+    return self._find(pool, h.size, self._prefix(pool, self.index_of[pool][member], changed) % h.total, changed)

@@ -234,7 +234,8 @@ def freeze_pools(task_id: uint256):
             aggregator and validator pools for the draw. `draw_roles` reads them as they stand
             now, with these weights, whatever joins, stake, unbonding, slashes or scores change
             before the seal (those take effect from the next commitment on): nobody who learns
-            the committed block's randomness can steer the draw by touching the pools.
+            the committed block's randomness can steer the draw by touching the pools. The draw
+            (`draw_roles`) thaws them.
     """
     assert msg.sender == self.task_manager, "registry: only the task manager"
     pools._freeze(self._pool(task_id, AGGREGATOR))
@@ -242,17 +243,18 @@ def freeze_pools(task_id: uint256):
 
 
 @external
-@view
 def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_size: uint256) -> Draw:
     """
     @notice A round's aggregator and committee (with their weights) from the task's pools as
-            they stood at the task's last `freeze_pools` (the round's commitment).
+            they stood at the task's last `freeze_pools` (the round's commitment); the task manager
+            only, at the seal. Thaws the pools once drawn (nothing needs the snapshot any more).
             The aggregator is draw 0 under the aggregator tag, redrawn up to 8 times while it
             is `excluded`, then the next member with weight after it in pool order. The
             committee takes draws 0, 1, ... under the committee tag, skipping repeats; if 128
             draws do not fill it (very uneven weights) it walks on in pool order from the last
             draw. Reverts unless an aggregator and `committee_size` validators can be drawn.
     """
+    assert msg.sender == self.task_manager, "registry: only the task manager"
     agg_pool: uint256 = self._pool(task_id, AGGREGATOR)
     val_pool: uint256 = self._pool(task_id, VALIDATOR)
     agg_eligible: uint256 = pools._frozen_eligible(agg_pool)
@@ -282,4 +284,6 @@ def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_siz
         out.committee.append(v)
         out.weights.append(pools._frozen_weight(val_pool, v))
     assert len(out.committee) == committee_size, "registry: too few validators joined for a full committee"
+    pools._thaw(agg_pool)
+    pools._thaw(val_pool)
     return out

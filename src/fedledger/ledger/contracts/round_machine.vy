@@ -159,7 +159,7 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
         self._commit(task_id, round_id, r.attempt)
         return False
     seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
-    d: IRegistry.Draw = staticcall peers.registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
+    d: IRegistry.Draw = extcall peers.registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
     total: uint256 = 0
     for i: uint256 in range(round_book.MAX_COMMITTEE):
         if i >= len(d.committee):
