@@ -710,10 +710,18 @@ class Ledger:
         art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
         return self._s.w3.eth.contract(address=to_checksum_address(address), abi=art.abi)  # type: ignore[arg-type]
 
-    def dispute_domain(self, task_id: int, dispute: str | None = None) -> DisputeDomain:
+    def dispute_domain(
+        self, task_id: int, dispute: str | None = None, *, verifier_source: str | None = None
+    ) -> DisputeDomain:
         """Where a trainer's proof submissions for task `task_id` can be disputed: this chain and the
         task's registered dispute contract (or `dispute`, checked to serve this task on this
-        deployment). Sign submissions with it (`fedledger.zk.onchain.sign_submission`)."""
+        deployment). Sign submissions with it (`fedledger.zk.onchain.sign_submission`).
+
+        `verifier_source` (`Groth16Backend.export_vyper(keys)` of the keys the task's spec commits
+        to, checked with `require_task_keys`): the dispute contract's verifier must run exactly the
+        code compiled from it, else `IntegrityError`. A trainer passes it before signing: a dispute
+        contract whose verifier holds another setup's key would find its honest proofs invalid (and
+        slash it) and let proofs made for that other key through."""
         from fedledger.zk.onchain import DisputeDomain
 
         address = dispute or self.task_dispute(task_id)
@@ -726,6 +734,14 @@ class Ledger:
             )
         if int(contract.functions.task_id().call()) != task_id:
             raise InvalidArgument(f"dispute contract {address} does not serve task {task_id}", "dispute_domain")
+        if verifier_source is not None:
+            verifier = to_checksum_address(contract.functions.verifier().call())
+            deployed = bytes(self._s.w3.eth.get_code(verifier))  # type: ignore[arg-type]
+            if deployed != compile_source(verifier_source, "verifier").runtime:
+                raise IntegrityError(
+                    f"dispute contract {address} verifies with {verifier}, which is not the verifier of the task's "
+                    "committed key: a proof made for another key would pass it, an honest one fail"
+                )
         return DisputeDomain(self._s.backend.chain_id, to_checksum_address(address), task_id)
 
     def propose_task_dispute(self, task_id: int, dispute: str | None) -> int:

@@ -657,7 +657,7 @@ class Simulation:
             # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
             # its initial weights) from the spec alone, for a user's own data as for a bundled set
             spec={**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
-                  "num_classes": self.data.num_classes},
+                  "num_classes": self.data.num_classes, **self._committed_keys()},
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
@@ -810,6 +810,14 @@ class Simulation:
         if self.ddp is not None:
             self.ddp.load_state_dict(ddp)
         self.epsilon_member_level = eps
+
+    def _committed_keys(self) -> dict[str, object]:
+        """What the task spec commits about its proof keys: the update circuit's verifying-key hash. Keys are
+        per machine (a development setup, or imported ceremony keys); whoever verifies for the task checks its own
+        against this hash first (`protocol.rules.task_rules`), so a proof made for another setup never counts."""
+        if self.proofs is None or self.proofs.prover is None:
+            return {}
+        return {"zk_keys": {"update": self.proofs.prover.keys.vk_hash}}
 
     def _privacy_per_round(self) -> int | None:
         """The privacy plan's per-round spend the task commits on chain with its budget (18 decimals): the most
