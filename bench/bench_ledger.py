@@ -95,7 +95,7 @@ class Federation:
         """One round; returns (RoundInfo, reward tree, seconds of chain work)."""
         start = time.perf_counter()
         spent = self.ledger.task(self.task).privacy_spent
-        info = self.owner.open_round(self.task, spent + to_fixed(0.1))
+        info = self.owner.open_round(self.task)
         t0 = time.perf_counter()  # off chain: the cohort from the index, the reward and reputation trees
         cohort = self.ledger.cohort(self.task, info.round_id, len(self.trainers))
         tree = reward_tree(self.task, info.round_id, dict.fromkeys(cohort, 20 * E // max(len(cohort), 1)))
@@ -140,7 +140,7 @@ def gas_per_operation() -> dict[str, Any]:
                 epoch = ledger.reputation_epoch(fed.task, info.round_id)
                 for t in rep.values:  # roots score trainers (aggregators and validators: chain facts)
                     fed.owner.apply_reputation(epoch, t, 6_000, rep.proof(t))
-        info = fed.owner.open_round(fed.task, ledger.task(fed.task).privacy_spent)
+        info = fed.owner.open_round(fed.task)
         ledger.advance_time(WINDOW + 1)
         fed.owner.reopen(fed.task, info.round_id)
         pid = fed.validators[-1].propose(GovAction.SLASH_BPS, value=2_000)
@@ -235,7 +235,7 @@ def slashing_gas() -> dict[str, Any]:
 
         accepted = {}
         for k in (0, 1, 8, 32):
-            info = fed.owner.open_round(fed.task, 0)
+            info = fed.owner.open_round(fed.task)
             fed.submit(info, tuple(t.address for t in fed.trainers[:k]))
             for v in info.committee:
                 fed.by[v].vote(fed.task, info.round_id, True)
@@ -245,7 +245,7 @@ def slashing_gas() -> dict[str, Any]:
             fresh()
         out["accepted_with_faulty_trainers"] = accepted
 
-        info = fed.owner.open_round(fed.task, 0)
+        info = fed.owner.open_round(fed.task)
         fed.submit(info)
         for v in info.committee:
             fed.by[v].vote(fed.task, info.round_id, False)
@@ -255,7 +255,7 @@ def slashing_gas() -> dict[str, Any]:
         out["reopen_after_rejection"] = last("reopen")  # no slash, a new draw without the aggregator
         fresh()
 
-        info = fed.owner.open_round(fed.task, 0)
+        info = fed.owner.open_round(fed.task)
         ledger.advance_time(WINDOW + 1)
         fed.owner.reopen(fed.task, info.round_id)
         out["reopen_missed_deadline"] = last("reopen")  # one slash: the aggregator
@@ -263,7 +263,7 @@ def slashing_gas() -> dict[str, Any]:
 
         timeout = {}
         for voters in (0, 1, 2):
-            info = fed.owner.open_round(fed.task, 0)
+            info = fed.owner.open_round(fed.task)
             fed.submit(info)
             weight = {v: int(tm.committee_weight_of(fed.task, info.round_id, v).call()) for v in info.committee}
             for v in sorted(info.committee, key=weight.__getitem__)[:voters]:
@@ -287,7 +287,7 @@ def slashing_gas() -> dict[str, Any]:
         ledger.advance_time(PARAMS.timelock)
         fed.owner.execute(pid)
         domain = ledger.dispute_domain(fed.task)
-        info = fed.owner.open_round(fed.task, 0)
+        info = fed.owner.open_round(fed.task)
         public = [0, 0, 1, 1, 0, 0, 0, 12345, 1, 0, 2, 1]  # claims bound2x = 2, the task's is 1
         subs = [
             sign_submission(bytes(t.account.key), domain, info.round_id, info.attempt, bytes(256), public)

@@ -40,6 +40,7 @@ TASK = TaskSpec(
     quorum_bps=6667,
     submit_window=1_000,
     vote_window=1_000,
+    privacy_per_round=to_fixed(1.0),
 )
 
 needs_anvil = pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed (make node)")
@@ -91,8 +92,9 @@ class Fed:
     def outsider(self, info: RoundInfo) -> Ledger:
         return next(v for v in self.validators if v.address not in info.committee)
 
-    def open(self, privacy_bound: float = 1.0) -> RoundInfo:
-        return self.owner.open_round(self.task_id, to_fixed(privacy_bound))
+    def open(self) -> RoundInfo:
+        """Open the next round; its privacy bound is the contract's (spent + TASK's 1.0 per round, within 3.0)."""
+        return self.owner.open_round(self.task_id)
 
     def rewards(self, info: RoundInfo, amount: int = 20 * E) -> ClaimTree:
         return reward_tree(self.task_id, info.round_id, {t.address: amount for t in self.trainers})
@@ -127,7 +129,7 @@ class Fed:
             self.at(v).vote(self.task_id, info.round_id, accept)
 
     def full_round(self, privacy: float = 1.0) -> tuple[RoundInfo, ClaimTree]:
-        info = self.open(privacy)
+        info = self.open()
         tree = self.rewards(info)
         self.submit(info, tree=tree, spent=privacy)
         self.vote_all(info)

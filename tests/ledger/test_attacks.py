@@ -7,7 +7,10 @@ from collections import Counter
 from itertools import accumulate
 
 import pytest
+from eth_abi import encode
+from eth_utils import keccak
 from ledger_fed import TASK, TEST_PARAMS, E, Fed, h, key, pass_proposal
+from web3.exceptions import ContractLogicError
 
 from fedledger.ledger import GovAction, Role, RoundStatus, SlashReason, TaskParam, TaskSpec, to_fixed
 from fedledger.ledger.claims import reputation_tree
@@ -70,7 +73,7 @@ def test_the_junk_task_reopen_loop_slashes_nobody_who_did_not_join(fed: Fed) -> 
     assert fed.ledger.utility_balance(attacker.address) == 1_000 * E - TEST_PARAMS.task_deposit
     before = _stakes(fed)
     with pytest.raises(WrongState, match="no eligible aggregator joined"):  # nobody honest joined the junk task
-        attacker.open_round(junk, 0)
+        attacker.open_round(junk)
     # even with its own sybil aggregator and validators, only they can be drawn for its task
     sybils = []
     for i, role in enumerate([Role.AGGREGATOR, Role.VALIDATOR, Role.VALIDATOR, Role.VALIDATOR]):
@@ -80,7 +83,7 @@ def test_the_junk_task_reopen_loop_slashes_nobody_who_did_not_join(fed: Fed) -> 
         s.stake(300 * E)
         s.join_task(junk)
         sybils.append(s.address)
-    info = attacker.open_round(junk, 0)
+    info = attacker.open_round(junk)
     for _ in range(6):
         fed.ledger.advance_time(61)
         info = attacker.reopen(junk, info.round_id)
@@ -156,7 +159,7 @@ def test_rewards_are_paid_from_the_escrow_never_minted_beyond_it(fed: Fed) -> No
     assert supply().call() == funded().call() == TASK.reward_per_round * TASK.rounds
     assert fed.ledger.task(fed.task_id).escrow == 0
     with pytest.raises(WrongState, match="all rounds are finalized"):
-        fed.open(5.0)
+        fed.open()
     fed.owner.close_task(fed.task_id)  # finished: the deposit comes back
     assert fed.ledger.utility_balance(fed.owner.address) == owner_before + TEST_PARAMS.task_deposit
     assert supply().call() <= funded().call()
@@ -173,11 +176,11 @@ def test_an_abandoned_task_forfeits_its_deposit_and_refunds_the_unspent_budget(f
     assert fed.ledger.utility_balance(fed.owner.address) == owner_before + refund
     assert fed.ledger.utility_balance(treasury) == treasury_before + TEST_PARAMS.task_deposit
     with pytest.raises(WrongState, match="task is closed"):
-        fed.open(2.0)
+        fed.open()
 
 
 def test_a_round_committed_before_the_close_never_seals(fed: Fed) -> None:
-    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
+    round_id = fed.owner.commit_round(fed.task_id)
     fed.owner.close_task(fed.task_id)  # nothing pending: the round was not drawn yet
     with pytest.raises(WrongState, match="task is closed"):
         fed.trainers[0].seal_round(fed.task_id, round_id)
@@ -189,12 +192,12 @@ def test_a_round_committed_before_the_close_never_seals(fed: Fed) -> None:
 GRINDER = """
 # pragma version ~=0.4.3
 interface ITaskManager:
-    def open_round(task_id: uint256, privacy_bound: uint256) -> uint256: nonpayable
+    def open_round(task_id: uint256) -> uint256: nonpayable
     def reopen(task_id: uint256, round_id: uint256): nonpayable
     def committee(task_id: uint256, round_id: uint256) -> DynArray[address, 32]: view
     def create_task(spec_hash: bytes32, reward_per_round: uint256, rounds: uint256, privacy_budget: uint256,
-                    committee_size: uint256, quorum_bps: uint256, submit_window: uint256, vote_window: uint256
-                    ) -> uint256: nonpayable
+                    privacy_per_round: uint256, committee_size: uint256, quorum_bps: uint256,
+                    submit_window: uint256, vote_window: uint256) -> uint256: nonpayable
 
 interface IRegistry:
     def register(role: uint256, pubkey: bytes32, metadata: bytes32): nonpayable
@@ -214,12 +217,12 @@ def __init__(tm_: ITaskManager, registry: IRegistry, token: IToken, want_: addre
 
 @external
 def create(spec: bytes32, rounds: uint256) -> uint256:
-    return extcall tm.create_task(spec, 0, rounds, 10**19, 3, 6667, 1000, 1000)
+    return extcall tm.create_task(spec, 0, rounds, 10**19, 10**18, 3, 6667, 1000, 1000)
 
 @external
-def open_if_drawn(task_id: uint256, bound: uint256):
+def open_if_drawn(task_id: uint256):
     # open, try to seal in the same transaction to see the draw, keep it only if `want` is drawn
-    round_id: uint256 = extcall tm.open_round(task_id, bound)
+    round_id: uint256 = extcall tm.open_round(task_id)
     sealed: bool = raw_call(tm.address, abi_encode(task_id, round_id, method_id=method_id("seal(uint256,uint256)")),
                             revert_on_failure=False)
     assert self.want in staticcall tm.committee(task_id, round_id), "grinder: unfavourable draw"
@@ -232,8 +235,8 @@ def reopen_if_drawn(task_id: uint256, round_id: uint256):
     assert self.want in staticcall tm.committee(task_id, round_id), "grinder: unfavourable draw"
 
 @external
-def open_blind(task_id: uint256, bound: uint256) -> uint256:
-    return extcall tm.open_round(task_id, bound)
+def open_blind(task_id: uint256) -> uint256:
+    return extcall tm.open_round(task_id)
 """
 
 
@@ -258,16 +261,16 @@ def test_a_contract_that_opens_and_reverts_on_an_unfavourable_draw_learns_nothin
     # every attempt reverts: in the opening transaction the draw does not exist (the seal needs a later block)
     for _ in range(5):
         with pytest.raises(LedgerRevert, match="unfavourable draw"):
-            fed.ledger._tx("grinder:open", grinder.functions.open_if_drawn(task_id, 0))
+            fed.ledger._tx("grinder:open", grinder.functions.open_if_drawn(task_id))
     assert fed.ledger.task(task_id).current_round == 0
     snap = fed.ledger.snapshot()
-    fed.ledger._tx("grinder:open_blind", grinder.functions.open_blind(task_id, 0))
+    fed.ledger._tx("grinder:open_blind", grinder.functions.open_blind(task_id))
     with pytest.raises(DeadlineError, match="seal block not mined yet"):  # the next block is the committed one
         fed.ledger._tx("seal", fed.ledger.contracts["task_manager"].functions.seal(task_id, 1))
     fed.ledger.revert(snap)
     # opening blind commits to the next block: whoever seals and whenever (within 256 blocks), the draw is
     # the one that block's hash and the pools fixed at the commitment give
-    fed.ledger._tx("grinder:open_blind", grinder.functions.open_blind(task_id, 0))
+    fed.ledger._tx("grinder:open_blind", grinder.functions.open_blind(task_id))
     rec = fed.ledger.round(task_id, 1)
     assert rec.status is RoundStatus.SEALING and rec.committee == ()
     fed.ledger.backend.mine()
@@ -285,35 +288,57 @@ def test_a_contract_that_opens_and_reverts_on_an_unfavourable_draw_learns_nothin
         fed.ledger._tx("grinder:reopen", grinder.functions.reopen_if_drawn(task_id, 1))
 
 
-def test_a_stake_top_up_after_the_committed_block_makes_the_draw_commit_again(fed: Fed) -> None:
-    """The grinding of issue 12: once the committed block's hash is known, an attacker tops its stake up
-    until it is drawn. The pools are part of the commitment: any change re-commits to a new block."""
-    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
-    first = fed.ledger.round(fed.task_id, round_id).commit_block
+def test_a_stake_top_up_after_the_committed_block_changes_nothing_in_the_draw(fed: Fed) -> None:
+    """The grinding of issue 12: once the committed block's hash is known, an attacker tops its stake up (or joins,
+    or unbonds) until it is drawn. The pools are frozen at the commitment: the seal draws from them as they stood
+    then, with the weights of then, and never commits again because of a change made after."""
+    round_id = fed.owner.commit_round(fed.task_id)
+    committed = fed.ledger.round(fed.task_id, round_id).commit_block
+    frozen = {r: fed.ledger.pool(fed.task_id, r) for r in (Role.AGGREGATOR, Role.VALIDATOR)}
     fed.ledger.backend.mine()
-    seed_block_hash = fed.ledger._s.w3.eth.get_block(first)["hash"]
-    assert seed_block_hash  # known to everybody now; the attacker tops up to steer the draw
-    fed.validators[0].stake(1 * E)
+    seed_block_hash = fed.ledger._s.w3.eth.get_block(committed)["hash"]
+    assert seed_block_hash  # known to everybody now; the attacker changes the pools to steer the draw
+    fed.validators[0].stake(1_000 * E)  # a big top-up: it would now be drawn far more often
+    fed.aggregators[0].unbond(fed.aggregators[0].stake_of())  # an aggregator drops to weight 0
+    late = fed.ledger.dev(77)  # and a new validator joins with a large stake
+    fed.ledger.transfer_utility(late.address, 5_000 * E)
+    late.register(Role.VALIDATOR, key("late validator"))
+    late.stake(5_000 * E)
+    late.join_task(fed.task_id)
+    assert fed.ledger.pool(fed.task_id, Role.VALIDATOR) != frozen[Role.VALIDATOR]
     tm = fed.ledger.contracts["task_manager"].functions
     receipt = fed.trainers[0]._tx("seal", tm.seal(fed.task_id, round_id))
-    assert fed.ledger._events(receipt, "RoundOpened") == []
-    again = fed.ledger.round(fed.task_id, round_id)
-    assert again.status is RoundStatus.SEALING and again.commit_block > first
-    info = fed.trainers[0].seal_round(fed.task_id, round_id)
+    opened = fed.ledger._events(receipt, "RoundOpened")
+    assert opened, "the seal committed again after a pool change"
+    rec = fed.ledger.round(fed.task_id, round_id)
+    assert rec.status is RoundStatus.OPEN and rec.commit_block == committed
+    # the draw is the committed block's, from the pools and weights as they stood at the commitment
+    assert rec.aggregator == select_aggregator(rec.seed, frozen[Role.AGGREGATOR])
+    assert rec.committee == tuple(select_committee(rec.seed, frozen[Role.VALIDATOR], TASK.committee_size))
+    assert late.address not in rec.committee
+    weights = dict(frozen[Role.VALIDATOR])
+    for v in rec.committee:  # each member votes with the weight it was drawn with
+        assert int(tm.committee_weight_of(fed.task_id, round_id, v).call()) == weights[v]
+    assert rec.committee_weight == sum(weights[v] for v in rec.committee)
+    fed.ledger.verify_selection(fed.task_id, round_id)  # the off-chain replica agrees
+    # the changes take effect from the next commitment on: a reopen draws from the pools as they are now
+    fed.ledger.advance_time(TASK.submit_window + 1)
+    again = fed.owner.reopen(fed.task_id, round_id)
+    now = {r: fed.ledger.pool(fed.task_id, r) for r in (Role.AGGREGATOR, Role.VALIDATOR)}
+    assert again.aggregator == select_aggregator(again.seed, now[Role.AGGREGATOR], rec.aggregator)
+    assert again.aggregator != fed.aggregators[0].address  # it unbonded before this commitment: no weight
+    assert again.committee == tuple(select_committee(again.seed, now[Role.VALIDATOR], TASK.committee_size))
+    weights = dict(now[Role.VALIDATOR])
+    assert again.committee_weight == sum(weights[v] for v in again.committee)
     fed.ledger.verify_selection(fed.task_id, round_id)
-    # the draw is the one the re-committed block gives, from the pools as they stood at that commitment
-    pools = {r: fed.ledger.pool(fed.task_id, r) for r in (Role.AGGREGATOR, Role.VALIDATOR)}
-    assert info.aggregator == select_aggregator(info.seed, pools[Role.AGGREGATOR])
-    assert info.committee == tuple(select_committee(info.seed, pools[Role.VALIDATOR], TASK.committee_size))
 
 
 # ---------------------------------------------------------------- 5. the privacy budget
 
 
 def test_the_privacy_budget_cannot_be_exceeded_or_raised_once_rounds_ran(fed: Fed) -> None:
-    with pytest.raises(BudgetExceeded, match="exceed the privacy budget"):
-        fed.open(3.5)
-    info = fed.open(1.0)
+    info = fed.open()  # the bound is the contract's: spent (0) + the plan's 1.0 per round
+    assert info.privacy_bound == TASK.privacy_per_round
     with pytest.raises(BudgetExceeded, match="privacy spent above the round's bound"):
         fed.submit(info, spent=1.5)
     pid = fed.validators[4].propose(GovAction.TASK_PRIVACY_BUDGET, key=fed.task_id, value=to_fixed(100))
@@ -324,13 +349,38 @@ def test_the_privacy_budget_cannot_be_exceeded_or_raised_once_rounds_ran(fed: Fe
 
 def test_the_privacy_budget_is_set_before_the_first_round_only(fed: Fed) -> None:
     pass_proposal(fed, fed.validators[4].propose(GovAction.TASK_PRIVACY_BUDGET, key=fed.task_id, value=to_fixed(2)))
-    with pytest.raises(BudgetExceeded):
-        fed.open(2.5)
-    for spent in (1.0, 2.0):
-        fed.full_round(privacy=spent)
-    with pytest.raises(BudgetExceeded):
-        fed.open(2.1)
+    info, _ = fed.full_round(privacy=1.0)
+    assert info.privacy_bound == to_fixed(1.0)
+    info = fed.open()
+    assert info.privacy_bound == to_fixed(2.0)  # spent + 1.0, within the lowered budget
+    with pytest.raises(BudgetExceeded, match="privacy spent above the round's bound"):
+        fed.submit(info, spent=2.1)
+    fed.submit(info, spent=2.0)
+    fed.vote_all(info)
+    fed.owner.finalize(fed.task_id, info.round_id)
+    with pytest.raises(BudgetExceeded, match="exceed the privacy budget"):  # the budget is spent: nothing opens
+        fed.open()
     assert fed.ledger.task(fed.task_id).privacy_spent <= fed.ledger.task(fed.task_id).privacy_budget
+
+
+def test_the_owner_cannot_declare_a_round_bound_below_the_plan(fed: Fed) -> None:
+    """Issue 12 item 4: the owner used to pass each round's bound; one below an honest round's spend made every
+    honest result revert (and its aggregator miss the deadline). The bound now derives from the task's plan, and
+    the old entry point taking a bound does not exist."""
+    tm = fed.ledger.contracts["task_manager"]
+    selector = keccak(b"open_round(uint256,uint256)")[:4]
+    data = selector + encode(["uint256", "uint256"], [fed.task_id, 0])
+    with pytest.raises(ContractLogicError):  # no such function: the call reverts
+        fed.ledger._s.w3.eth.call({"from": fed.owner.address, "to": tm.address, "data": data})
+    spent = 0
+    for _ in range(TASK.rounds):
+        info = fed.open()
+        assert info.privacy_bound == min(spent + TASK.privacy_per_round, TASK.privacy_budget)  # type: ignore[operator]
+        spent = info.privacy_bound  # an honest round spending the plan's whole per-round amount always posts
+        fed.submit(info, spent=spent / E)
+        fed.vote_all(info)
+        fed.owner.finalize(fed.task_id, info.round_id)
+    assert fed.ledger.task(fed.task_id).privacy_spent == TASK.privacy_budget
 
 
 # ---------------------------------------------------------------- 6. reputation per task, every role
@@ -348,7 +398,7 @@ def test_a_penalty_in_one_task_is_not_undone_by_an_epoch_of_another(fed: Fed) ->
     other = fed.owner.create_task(TASK)
     for m in [*fed.aggregators, *fed.validators, *fed.trainers]:
         m.join_task(other)
-    info2 = fed.owner.open_round(other, to_fixed(1.0))
+    info2 = fed.owner.open_round(other)
     tree2 = reputation_tree(other, info2.round_id, {t.address: 10_000})
     fed.at(info2.aggregator).submit_result(other, info2.round_id, _result(info2, tree2.root))
     for v in info2.committee:
@@ -414,7 +464,7 @@ def test_the_owner_role_seals_a_round_a_crash_left_committed(fed: Fed, tmp_path)
     from fedledger.protocol.roles import RoundView, TaskOwner
     from fedledger.protocol.transport import InProcessTransport
 
-    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))  # ... and the process died here
+    round_id = fed.owner.commit_round(fed.task_id)  # ... and the process died here
     owner = TaskOwner(fed.owner, fed.task_id, InProcessTransport(), BlobStore(tmp_path / "blobs"))
     record = fed.ledger.round(fed.task_id, round_id)
     assert record.status is RoundStatus.SEALING

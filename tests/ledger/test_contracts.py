@@ -152,7 +152,7 @@ def test_only_task_owners_create_tasks_and_open_rounds(fed: Fed) -> None:
     with pytest.raises(NotAuthorized, match="only a registered task owner"):
         fed.trainers[0].create_task(TASK)
     with pytest.raises(NotAuthorized, match="only the task owner opens rounds"):
-        fed.validators[0].open_round(fed.task_id, 0)
+        fed.validators[0].open_round(fed.task_id)
     with pytest.raises(InvalidArgument, match="reward per round above the maximum"):
         fed.owner.create_task(type(TASK)(**{**_spec(TASK), "reward_per_round": TEST_PARAMS.max_reward_per_round + 1}))
     with pytest.raises(InvalidArgument, match="quorum out of range"):
@@ -293,17 +293,32 @@ def _result(spent: float = 1.0):
 
 
 def test_over_budget_round_cannot_open(fed: Fed) -> None:
-    with pytest.raises(BudgetExceeded) as exc:
-        fed.owner.open_round(fed.task_id, TASK.privacy_budget + 1)
-    assert isinstance(exc.value, PrivacyBudgetExceeded) and exc.value.exit_code == PrivacyBudgetExceeded.exit_code
+    info = fed.open()
+    with pytest.raises(BudgetExceeded, match="above the round's bound"):  # a plan of at most 1.0 per round
+        fed.submit(info, spent=2.0)
+    fed.submit(info, spent=1.0)
+    fed.vote_all(info)
+    fed.owner.finalize(fed.task_id, info.round_id)
     fed.full_round(privacy=2.0)
-    with pytest.raises(BudgetExceeded):
-        fed.open(privacy_bound=3.5)
-    with pytest.raises(InvalidArgument, match="below what is already spent"):
-        fed.open(privacy_bound=1.0)
-    info = fed.open(privacy_bound=3.0)  # exactly the budget is fine
+    info = fed.open()
+    assert info.privacy_bound == TASK.privacy_budget  # exactly the budget is the bound
     with pytest.raises(BudgetExceeded, match="privacy spent above the round's bound"):
         fed.at(info.aggregator).submit_result(fed.task_id, info.round_id, _result(spent=3.1))
+    with pytest.raises(InvalidArgument, match="below the task's"):
+        fed.at(info.aggregator).submit_result(fed.task_id, info.round_id, _result(spent=1.5))
+    # a task whose budget is spent before its rounds are: nothing opens
+    task2 = fed.owner.create_task(TASK)
+    _pass(fed, GovAction.TASK_PRIVACY_BUDGET, key=task2, value=to_fixed(1.0))
+    for m in [*fed.aggregators, *fed.validators]:
+        m.join_task(task2)
+    info = fed.owner.open_round(task2)
+    fed.at(info.aggregator).submit_result(task2, info.round_id, _result(spent=1.0))
+    for v in info.committee:
+        fed.at(v).vote(task2, info.round_id, True)
+    fed.owner.finalize(task2, info.round_id)
+    with pytest.raises(BudgetExceeded) as exc:
+        fed.owner.open_round(task2)
+    assert isinstance(exc.value, PrivacyBudgetExceeded) and exc.value.exit_code == PrivacyBudgetExceeded.exit_code
 
 
 def test_a_task_ends_after_its_rounds(fed: Fed) -> None:
@@ -311,7 +326,7 @@ def test_a_task_ends_after_its_rounds(fed: Fed) -> None:
         fed.full_round(privacy=0.5 * (r + 1))
     assert fed.ledger.task(fed.task_id).completed
     with pytest.raises(WrongState, match="all rounds are finalized"):
-        fed.open(privacy_bound=2.0)
+        fed.open()
 
 
 # ---------------------------------------------------------------- reward claims
@@ -419,13 +434,10 @@ def test_a_round_never_opens_or_seals_with_a_short_committee(fed: Fed) -> None:
     with pytest.raises(WrongState, match="too few validators joined for a full committee"):
         fed.open()
     fed.validators[2].stake(100 * E)  # three eligible again: the round opens, committed but not drawn
-    round_id = fed.owner.commit_round(fed.task_id, to_fixed(1.0))
-    fed.validators[2].unbond(100 * E)  # ... and loses one before the seal
-    with pytest.raises(WrongState, match="too few validators joined for a full committee"):
-        fed.owner.seal_round(fed.task_id, round_id)
-    fed.validators[3].stake(100 * E)
-    info = fed.trainers[0].seal_round(fed.task_id, round_id)  # anyone seals
-    assert len(info.committee) == TASK.committee_size and fed.validators[2].address not in info.committee
+    round_id = fed.owner.commit_round(fed.task_id)
+    fed.validators[2].unbond(100 * E)  # ... and loses one before the seal: it takes effect from the next commit
+    info = fed.owner.seal_round(fed.task_id, round_id)  # drawn from the pools frozen at the commitment: full
+    assert len(set(info.committee)) == TASK.committee_size and fed.validators[2].address in info.committee
     fed.ledger.verify_selection(fed.task_id, info.round_id)
 
 

@@ -407,7 +407,7 @@ def test_a_first_task_submission_replayed_against_a_second_task_reverts(fed: Fed
     _, paths1 = _post(fed, info1, [original])
     _finalize(fed, info1)
 
-    info2 = fed.owner.open_round(task2, to_fixed(1.0))
+    info2 = fed.owner.open_round(task2)
     assert (info2.round_id, info2.attempt) == (info1.round_id, info1.attempt)  # same round and attempt numbers
     as_is = dataclasses.replace(original, domain=domain2)  # the leaf as task 2's contract computes it
     _, paths2 = _post(fed, info2, [as_is, original], task_id=task2)

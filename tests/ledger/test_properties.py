@@ -82,7 +82,7 @@ def _round(fed: Fed, kind: str, claims: int) -> int:
     if task.current_round and fed.ledger.round(fed.task_id, task.current_round).status != RoundStatus.FINALIZED:
         return 0
     try:
-        info = fed.open(privacy_bound=task.privacy_spent / E)
+        info = fed.open()
     except LedgerRevert:  # e.g. validators or aggregators all unbonded by earlier operations
         return 0
     if kind == "miss":

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from ledger_fed import TASK, E, Fed, h, key
 
-from fedledger.ledger import Role, RoundResult, RoundStatus, TaskSpec, to_fixed
+from fedledger.ledger import Role, RoundResult, RoundStatus, TaskSpec
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.errors import LedgerRevert
 
@@ -64,7 +64,7 @@ class Chain(RuleBasedStateMachine):
                 if task.completed:
                     return
                 try:
-                    fed.owner.open_round(t, min(task.privacy_spent + to_fixed(0.5), task.privacy_budget))
+                    fed.owner.open_round(t)  # its bound: spent + the plan's per-round spend, within the budget
                 except LedgerRevert:
                     return  # e.g. the adversary left too few validators with weight: nobody can be drawn
                 continue
@@ -149,7 +149,7 @@ class Chain(RuleBasedStateMachine):
         with contextlib.suppress(LedgerRevert):
             junk = self.outsider.create_task(spec)
             self.tasks.append(junk)
-            self.outsider.open_round(junk, 2)  # over its budget, and nobody honest joined: refused
+            self.outsider.open_round(junk)  # nobody honest joined: refused
         self._honest()
 
     @rule()

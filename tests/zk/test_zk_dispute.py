@@ -133,7 +133,7 @@ def _world(tmp_path: Path, prover: UpdateProver, *, chunks: int = 1, register: b
             )
             if register:
                 world.register_dispute()
-            world.round_id = owner.open_round(task, to_fixed(1)).round_id
+            world.round_id = owner.open_round(task).round_id
             yield world
         finally:
             ledger.close()

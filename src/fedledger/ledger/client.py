@@ -10,7 +10,7 @@ the method's name and feeds the receipt's events to the index.
     with Ledger.connect("auto", run_dir) as owner:
         task = owner.create_task(TaskSpec(spec_hash, reward_per_round=..., rounds=10, privacy_budget=to_fixed(8)))
         for m in members: owner.as_account(m).join_task(task)        # only joined members are drawn
-        info = owner.open_round(task, privacy_bound=to_fixed(0.8))   # commit, then seal: RoundInfo
+        info = owner.open_round(task)   # commit, then seal: RoundInfo (bound from the task's privacy plan)
         owner.as_account(agg_key).submit_result(task, info.round_id, RoundResult(...))
         for v in committee_keys: owner.as_account(v).vote(task, info.round_id, accept=True)
         owner.finalize(task, info.round_id)
@@ -390,6 +390,7 @@ class Ledger:
                 spec.reward_per_round,
                 spec.rounds,
                 spec.privacy_budget,
+                spec.privacy_budget if spec.privacy_per_round is None else spec.privacy_per_round,
                 spec.committee_size,
                 spec.quorum_bps,
                 spec.submit_window,
@@ -405,7 +406,7 @@ class Ledger:
         n = [int(x) for x in raw[2:14]]
         return TaskInfo(
             TaskId(task_id), raw[0], bytes(raw[1]), n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9],
-            escrow=n[10], deposit=n[11], closed=bool(raw[14]),
+            escrow=n[10], deposit=n[11], closed=bool(raw[14]), privacy_per_round=int(raw[15]),
         )
 
     def close_task(self, task_id: int) -> None:
@@ -433,19 +434,18 @@ class Ledger:
             block_number=ev.block_number,
         )
 
-    def open_round(self, task_id: int, privacy_bound: int | None = None) -> RoundInfo:
-        """Task owner: open the next round. `privacy_bound` is the task's cumulative privacy spent
-        once this round is finalized (18-decimal fixed point); by default, what is spent already.
-        Opening commits the round to a future block (`commit_round`); this then waits for that
-        block and seals the draw (`seal_round`), returning the round's roles."""
-        return self.seal_round(task_id, self.commit_round(task_id, privacy_bound))
+    def open_round(self, task_id: int) -> RoundInfo:
+        """Task owner: open the next round. Its privacy bound (the task's cumulative privacy spent once
+        it is finalized) is the contract's, from the plan fixed at creation: min(spent + per-round
+        spend, budget). Opening commits the round to a future block (`commit_round`); this then
+        waits for that block and seals the draw (`seal_round`), returning the round's roles."""
+        return self.seal_round(task_id, self.commit_round(task_id))
 
-    def commit_round(self, task_id: int, privacy_bound: int | None = None) -> RoundId:
-        """Task owner: open the next round without sealing it: the round commits to a future block,
-        nobody (the caller included) can know its draw yet. Returns the round id."""
-        if privacy_bound is None:
-            privacy_bound = self.task(task_id).privacy_spent
-        receipt = self._tx("open_round", self._fn("task_manager").open_round(task_id, privacy_bound))
+    def commit_round(self, task_id: int) -> RoundId:
+        """Task owner: open the next round without sealing it: the round commits to a future block
+        and the registry freezes the task's pools for its draw; nobody (the caller included) can
+        know the draw yet, nor change it afterwards. Returns the round id."""
+        receipt = self._tx("open_round", self._fn("task_manager").open_round(task_id))
         return RoundId(int(self._events(receipt, "RoundCommitted")[0].args["round_id"]))  # type: ignore[call-overload]
 
     def seal_round(self, task_id: int, round_id: int) -> RoundInfo:
@@ -582,7 +582,6 @@ class Ledger:
             reject_weight=int(r[17]),
             commit_block=int(r[18]),
             excluded=str(r[19]),
-            pools_version=int(r[20]),
             committee=tuple(str(a) for a in tm.committee(task_id, round_id).call()),
             faulty=tuple(str(a) for a in tm.faulty(task_id, round_id).call()),
         )
@@ -600,11 +599,21 @@ class Ledger:
             raise InvalidArgument(f"round {task_id}/{round_id} was never opened", "selection")
         return opened[-1]
 
+    def _committed_at(self, task_id: int, round_id: int, opened: Event) -> tuple[int, int]:
+        """(block, log index) of the commitment `opened` sealed: the last `RoundCommitted` of its attempt
+        before it. The registry froze the task's pools there; the draw reads them as they stood then."""
+        at = (opened.block_number, opened.log_index)
+        commits = [e for e in self._s.index.events("RoundCommitted", before=at, task_id=task_id, round_id=round_id)
+                   if int(e.args["attempt"]) == int(opened.args["attempt"])]  # type: ignore[call-overload]
+        if not commits:
+            raise InvalidArgument(f"round {task_id}/{round_id} was opened without a commitment", "selection")
+        return commits[-1].block_number, commits[-1].log_index
+
     def expected_selection(self, task_id: int, round_id: int, attempt: int | None = None) -> tuple[str, list[str]]:
         """(aggregator, committee) recomputed off chain from the seed and the pools' weights as
-        they stood when the round (attempt) opened, exactly as the contract draws them."""
+        they stood when the round (attempt) committed, exactly as the contract draws them."""
         ev = self._opened_event(task_id, round_id, attempt)
-        at = (ev.block_number, ev.log_index)
+        at = self._committed_at(task_id, round_id, ev)
         seed = _hexb(ev.args["seed"])
         excluded = None
         reopened = [
@@ -634,9 +643,12 @@ class Ledger:
 
     def cohort(self, task_id: int, round_id: int, size: int) -> list[str]:
         """The round's trainer cohort: `size` trainers who joined the task with non-zero weight
-        when the round was sealed, ranked by the seed. Computed off chain by everyone; nothing is sent."""
+        when the sealed attempt committed (before its randomness existed: a trainer joining or
+        topping up once it is known changes nothing), ranked by the seed. Computed off chain by
+        everyone; nothing is sent."""
         ev = self._opened_event(task_id, round_id, None)
-        trainers = [a for a, w in self.pool(task_id, Role.TRAINER, before=(ev.block_number, ev.log_index)) if w > 0]
+        trainers = [a for a, w in self.pool(task_id, Role.TRAINER, before=self._committed_at(task_id, round_id, ev))
+                    if w > 0]
         return select_cohort(_hexb(ev.args["seed"]), trainers, size)
 
     # ------------------------------------------------------------------ slashing
@@ -698,10 +710,18 @@ class Ledger:
         art = compile_source(DISPUTE_CONTRACT.read_text(), "update_dispute")
         return self._s.w3.eth.contract(address=to_checksum_address(address), abi=art.abi)  # type: ignore[arg-type]
 
-    def dispute_domain(self, task_id: int, dispute: str | None = None) -> DisputeDomain:
+    def dispute_domain(
+        self, task_id: int, dispute: str | None = None, *, verifier_source: str | None = None
+    ) -> DisputeDomain:
         """Where a trainer's proof submissions for task `task_id` can be disputed: this chain and the
         task's registered dispute contract (or `dispute`, checked to serve this task on this
-        deployment). Sign submissions with it (`fedledger.zk.onchain.sign_submission`)."""
+        deployment). Sign submissions with it (`fedledger.zk.onchain.sign_submission`).
+
+        `verifier_source` (`Groth16Backend.export_vyper(keys)` of the keys the task's spec commits
+        to, checked with `require_task_keys`): the dispute contract's verifier must run exactly the
+        code compiled from it, else `IntegrityError`. A trainer passes it before signing: a dispute
+        contract whose verifier holds another setup's key would find its honest proofs invalid (and
+        slash it) and let proofs made for that other key through."""
         from fedledger.zk.onchain import DisputeDomain
 
         address = dispute or self.task_dispute(task_id)
@@ -714,6 +734,14 @@ class Ledger:
             )
         if int(contract.functions.task_id().call()) != task_id:
             raise InvalidArgument(f"dispute contract {address} does not serve task {task_id}", "dispute_domain")
+        if verifier_source is not None:
+            verifier = to_checksum_address(contract.functions.verifier().call())
+            deployed = bytes(self._s.w3.eth.get_code(verifier))  # type: ignore[arg-type]
+            if deployed != compile_source(verifier_source, "verifier").runtime:
+                raise IntegrityError(
+                    f"dispute contract {address} verifies with {verifier}, which is not the verifier of the task's "
+                    "committed key: a proof made for another key would pass it, an honest one fail"
+                )
         return DisputeDomain(self._s.backend.chain_id, to_checksum_address(address), task_id)
 
     def propose_task_dispute(self, task_id: int, dispute: str | None) -> int:

@@ -119,6 +119,9 @@ class TaskInfo:
     #: the owner's deposit
     deposit: int = 0
     closed: bool = False
+    #: the privacy plan's most spent by one round (18 decimals): a round's bound is the spent so far plus it,
+    #: within the budget
+    privacy_per_round: int = 0
 
     @property
     def completed(self) -> bool:
@@ -127,7 +130,11 @@ class TaskInfo:
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
-    """What `Ledger.create_task` takes. Windows are in seconds."""
+    """What `Ledger.create_task` takes. Windows are in seconds.
+
+    The privacy plan is fixed with the task: `privacy_budget` (cumulative, 18 decimals) and `privacy_per_round`,
+    the most one round may add to the spent value (None: the whole budget, i.e. no per-round limit). Each round's
+    bound is min(spent so far + privacy_per_round, budget), derived on chain; the owner does not pass one."""
 
     spec_hash: bytes
     reward_per_round: int
@@ -137,6 +144,7 @@ class TaskSpec:
     quorum_bps: int = 6667
     submit_window: int = 3600
     vote_window: int = 3600
+    privacy_per_round: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +207,6 @@ class RoundRecord:
     commit_block: int = 0
     #: the aggregator not drawn first in this attempt (after a missed deadline or a rejection)
     excluded: str = ""
-    #: the task's pools' version at the commitment (the seal re-commits if it changed)
-    pools_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

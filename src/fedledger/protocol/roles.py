@@ -201,10 +201,12 @@ class Role:
 class TaskOwner(Role):
     """Finalizes a round at quorum; reopens one that was rejected or whose deadline passed."""
 
-    def open(self, privacy_bound: int | None) -> None:  # type: ignore[override]
-        """Open the task's next round."""
+    def open(self) -> None:  # type: ignore[override]
+        """Open the task's next round. Its privacy bound is the contract's, derived from the privacy plan the task
+        fixed at creation: the owner declares none (a bound below an honest round's spend would make every honest
+        result unpostable and get the drawn aggregators slashed for missing their deadline)."""
         with self.clock.stage("chain"):
-            self.ledger.open_round(self.task_id, privacy_bound)
+            self.ledger.open_round(self.task_id)
             self.ledger.persist()  # a durability point: a crash after this finds the round open
 
     def step(self, view: RoundView, idle: bool) -> bool:

@@ -21,7 +21,7 @@ from fedledger.learning import build_strategy
 from fedledger.models import build_model, get_flat
 from fedledger.privacy import DdpPlan, DistributedDP
 from fedledger.protocol.secure import SecureRules
-from fedledger.zk.backend import Groth16Backend
+from fedledger.zk.backend import Groth16Backend, require_task_keys
 from fedledger.zk.update import UpdateSpec, plan_chunk
 
 PROVER_CHUNKS_FOR = 2  # workers the chunk size is planned for
@@ -113,6 +113,8 @@ def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None
         spec_ = spec_for(ddp.plan) if cfg.proofs == "update" else None
         if spec_ is not None and keys is None:
             keys = Groth16Backend().keys(spec_.circuit)
+        if spec_ is not None:  # only the keys the task committed to (their hash is in the spec, on chain)
+            require_task_keys(keys, (spec.get("zk_keys") or {}).get("update"))
         secure = SecureRules(plan=ddp.plan, params=ddp.secagg_params, public_seed=ddp.public_seed,
                              clip_norm=float(p.clip_norm), target_quantile=float(p.target_quantile),
                              strategy=strategy, spec=spec_, keys=keys)

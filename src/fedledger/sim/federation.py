@@ -653,10 +653,11 @@ class Simulation:
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
+            privacy_per_round=self._privacy_per_round(),
             # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
             # its initial weights) from the spec alone, for a user's own data as for a bundled set
             spec={**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
-                  "num_classes": self.data.num_classes},
+                  "num_classes": self.data.num_classes, **self._committed_keys()},
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
@@ -736,10 +737,8 @@ class Simulation:
         txs = chain.tx_count()
         self._round_start = self._snapshot()
         self._computed = None
-        bound = self._privacy_bound(rnd)
         traffic = _traffic(chain, chain.fed.index_of)
-        view = chain.run(rnd, self.cohort_size, to_fixed(bound) if bound is not None else None,
-                         flush=self._work.flush if self._work is not None else lambda: False)
+        view = chain.run(rnd, self.cohort_size, flush=self._work.flush if self._work is not None else lambda: False)
         if self._secure is not None:
             self._sync_secure(chain, view, traffic)
         elif self._computed != view.key:  # a previous process posted this round: recompute our state from it
@@ -812,15 +811,33 @@ class Simulation:
             self.ddp.load_state_dict(ddp)
         self.epsilon_member_level = eps
 
-    def _privacy_bound(self, rnd: int) -> float | None:
-        """The most privacy spent once the next round is finalized, as the contract checks it against the budget:
-        the round may use every planned release not kept for the rounds after it (one each)."""
-        p = self.cfg.privacy
-        if p.dp == "member" and self.ddp is not None:
-            return self.ddp.plan.epsilon_after(self._release_allowance(rnd))
-        if p.dp == "record":
-            return p.epsilon
-        return None
+    def _committed_keys(self) -> dict[str, object]:
+        """What the task spec commits about its proof keys: the update circuit's verifying-key hash. Keys are
+        per machine (a development setup, or imported ceremony keys); whoever verifies for the task checks its own
+        against this hash first (`protocol.rules.task_rules`), so a proof made for another setup never counts."""
+        if self.proofs is None or self.proofs.prover is None:
+            return {}
+        return {"zk_keys": {"update": self.proofs.prover.keys.vk_hash}}
+
+    def _privacy_per_round(self) -> int | None:
+        """The privacy plan's per-round spend the task commits on chain with its budget (18 decimals): the most
+        one round can add to the posted cumulative spent. The contract bounds each round by the spent so far plus
+        it (within the budget), so an honest result always fits and the owner declares nothing per round.
+
+        Under member-level DP a round may use up to `m` releases (its own and every spare one), so this is the
+        largest rise of the posted value, to_fixed(epsilon_after(n)), over any `m` consecutive planned releases.
+        None (no per-round limit, the budget itself) otherwise: record-level and no DP."""
+        if self.cfg.privacy.dp != "member" or self.ddp is None:
+            return None
+        plan = self.ddp.plan
+        m = self._release_allowance(1)  # the releases round 1 may use; no later round may use more
+
+        def posted(n: int) -> int:
+            eps = plan.epsilon_after(n)
+            return to_fixed(0.0 if eps != eps else eps)  # as `privacy_spent` posts it (NaN: nothing)
+
+        values = [posted(n) for n in range(plan.rounds + 1)]
+        return max(values[min(n + m, plan.rounds)] - values[n] for n in range(plan.rounds))
 
     def _check_release(self, rnd: int, attempt: int, released: int) -> None:
         """Refuse to start attempt `attempt` of round `rnd` (from 0) when its release, after `released` earlier

@@ -77,7 +77,7 @@ class Federation:
     def __init__(self, ledger: Ledger, out: Path, members: int, committee: int, *, rounds: int,
                  privacy_budget: float | None, spec: dict[str, object], blobs: BlobStore,
                  trainer_keys: Sequence[bytes], role_keys: Mapping[int, bytes] | None = None,
-                 data_commitments: Sequence[bytes] | None = None) -> None:
+                 data_commitments: Sequence[bytes] | None = None, privacy_per_round: int | None = None) -> None:
         self.ledger = ledger
         self.path = out / "chain" / FEDERATION_FILE
         if self.path.exists():
@@ -97,7 +97,7 @@ class Federation:
         else:
             spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # auditors fetch the spec by its hash
             self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash, trainer_keys,
-                                       role_keys or {}, data_commitments)
+                                       role_keys or {}, data_commitments, privacy_per_round)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"task_id": self.task_id, "members": members}))
         self.owner = ledger.dev(OWNER_ACCOUNT)
@@ -112,7 +112,7 @@ class Federation:
 
     def _setup(self, members: int, committee: int, rounds: int, budget: float | None, spec_hash: bytes,
                trainer_keys: Sequence[bytes], role_keys: Mapping[int, bytes],
-               data_commitments: Sequence[bytes] | None) -> int:
+               data_commitments: Sequence[bytes] | None, per_round: int | None = None) -> int:
         def join(account: int, role: Role, key: bytes, metadata: bytes | None = None) -> None:
             m = self.ledger.dev(account)
             stake = STAKES.get(role, 0)
@@ -144,6 +144,8 @@ class Federation:
             privacy_budget=to_fixed(budget) if budget is not None else 1,
             committee_size=committee,
             quorum_bps=QUORUM_BPS,
+            # the privacy plan is fixed with the spec: each round's bound derives from it on chain
+            privacy_per_round=per_round if budget is not None else None,
         )
         task_id = int(owner.create_task(task))
         for account in [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),  # only joined members are drawn
@@ -190,6 +192,7 @@ class ChainRounds:
     @classmethod
     def connect(cls, chain: str, out: Path, *, members: int, committee: int, rounds: int,
                 privacy_budget: float | None, spec: dict[str, object], trainer_keys: Sequence[bytes],
+                privacy_per_round: int | None = None,
                 evaluators: Sequence[Callable[[torch.Tensor], float]], held_out: Sequence[int | None] = (None,),
                 clock: StageClock | None = None, role_keys: Mapping[int, bytes] | None = None,
                 data_commitments: Sequence[bytes] | None = None) -> ChainRounds:
@@ -198,7 +201,7 @@ class ChainRounds:
         try:
             fed = Federation(ledger, out, members, committee, rounds=rounds, privacy_budget=privacy_budget, spec=spec,
                              blobs=blobs, trainer_keys=trainer_keys, role_keys=role_keys,
-                             data_commitments=data_commitments)
+                             data_commitments=data_commitments, privacy_per_round=privacy_per_round)
         except BaseException:
             ledger.close()
             raise
@@ -327,8 +330,7 @@ class ChainRounds:
         return out
 
     # -- one round ---------------------------------------------------------------------------------
-    def run(self, round_id: int, cohort_size: int, privacy_bound: int | None,
-            flush: Callable[[], bool] = lambda: False) -> RoundView:
+    def run(self, round_id: int, cohort_size: int, flush: Callable[[], bool] = lambda: False) -> RoundView:
         """Drive the roles until round `round_id` is finalized; returns the finalized view.
 
         Resumes a round a previous process left open, submitted or rejected. `flush` runs the trainers'
@@ -341,7 +343,7 @@ class ChainRounds:
                 f"{round_id - 1}; the output directory's checkpoint and chain state disagree"
             )
         if task.current_round == round_id - 1:
-            self.owner.open(privacy_bound)
+            self.owner.open()  # the round's privacy bound is the contract's, from the task's plan
         if not self._armed:
             self._arm_aggregator_attacks(cohort_size)
             self._armed = True

@@ -9,6 +9,11 @@ component and every circom source it can include) under `$FEDLEDGER_CACHE/zk` or
 `~/.cache/fedledger/zk`, never in the repository. A single-party setup knows its toxic waste:
 whoever ran it can forge proofs. It is therefore recorded as `development_only` in
 `setup.json` next to the keys, and every load emits `DevelopmentSetupWarning`.
+
+Keys live per machine, so nothing in a key directory says which setup a task uses: a task commits the
+SHA-256 of its verifying key (`KeySet.vk_hash`, over the key's canonical JSON) in its spec, whose hash is on
+chain, and whoever verifies for the task checks its keys against it first (`require_task_keys`). A proof made
+for another key (another party's own setup, whose toxic waste that party may know) then never counts.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 import groth16py
 
 from fedledger.core.errors import ConfigError
-from fedledger.zk.errors import InvalidProof, ProvingError, SetupRequired
+from fedledger.zk.errors import InvalidProof, KeyMismatch, ProvingError, SetupRequired
 from fedledger.zk.field import P
 from fedledger.zk.poseidon import circomlib_dir
 
@@ -147,6 +152,11 @@ class KeySet:
     def n_public(self) -> int:
         return int(self.vk.n_public)
 
+    @functools.cached_property
+    def vk_hash(self) -> str:
+        """What a task commits to in its spec: `verifying_key_hash(self.vk)`."""
+        return verifying_key_hash(self.vk)
+
     @property
     def pk(self) -> groth16py.ProvingKey:
         if self._pk is None:
@@ -158,6 +168,25 @@ class KeySet:
         if self._verifier is None:
             self._verifier = groth16py.Verifier(self.vk)
         return self._verifier
+
+
+def verifying_key_hash(vk: groth16py.VerifyingKey) -> str:
+    """SHA-256 (hex) of a verifying key's canonical JSON (keys sorted, no spaces): the same for the same key on
+    every machine, different for every other setup of the same circuit."""
+    canonical = json.dumps(json.loads(vk.to_json()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def require_task_keys(keys: KeySet, committed: str | None) -> None:
+    """Raise `KeyMismatch` unless `keys` are the ones a task committed to (`committed`: the verifying-key hash in
+    its spec). `None`: the task committed none (a spec from before the binding), nothing to check against."""
+    if committed is None:
+        return
+    if not isinstance(committed, str) or keys.vk_hash != committed.lower():
+        raise KeyMismatch(
+            f"the verifying key of {keys.circuit.name} here ({keys.vk_hash[:16]}..., {keys.directory}) is not the "
+            f"one the task committed to ({str(committed)[:16]}...): import the task's keys, do not verify with these"
+        )
 
 
 class Groth16Backend:

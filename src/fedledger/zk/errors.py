@@ -21,3 +21,9 @@ class ProvingError(FedLedgerError, ValueError):
 
 class SetupRequired(ConfigError):
     """No keys exist for this circuit and creating them was not allowed."""
+
+
+class KeyMismatch(ConfigError):
+    """The verifying key at hand is not the one the task committed to (its hash in the task spec): verifying
+    with it would accept proofs made for another setup (whoever ran that setup can forge them) and refuse
+    honest ones. Not a trainer's fault: whoever holds these keys must stop, not blame the prover."""

@@ -18,7 +18,7 @@ from . import ITaskManager
 from . import pools
 
 initializes: pools
-exports: (pools.size, pools.member_at, pools.index_of, pools.total, pools.eligible, pools.weight_in, pools.version)
+exports: (pools.size, pools.member_at, pools.index_of, pools.total, pools.eligible, pools.weight_in, pools.frozen)
 
 
 interface IStaking:
@@ -163,8 +163,7 @@ def join_task(task_id: uint256):
     assert staticcall ITaskManager(self.task_manager).joinable(task_id), "registry: unknown or closed task"
     assert not self.joined[task_id][msg.sender], "registry: already joined"
     assert len(self._joined_tasks[msg.sender]) < MAX_JOINED, "registry: too many joined tasks"
-    # a member joins with the stake the task's rules may slash: a stakeless address entering a pool would
-    # change its version for free (every seal committed after it would commit again) and fill it
+    # a member joins with the stake the task's rules may slash: a stakeless address could fill a pool for free
     stake: uint256 = staticcall staking.stake_of(msg.sender)
     assert stake > 0 and stake >= staticcall staking.min_stake(role), "registry: stake at least the role's minimum before joining a task"
     self.joined[task_id][msg.sender] = True
@@ -229,34 +228,45 @@ def eligible_in(task_id: uint256, role: uint256) -> uint256:
 
 
 @external
-@view
-def pools_version(task_id: uint256) -> uint256:
-    """@notice Changes whenever any of the task's three pools changes (versions only grow)."""
-    return pools.version[self._pool(task_id, TRAINER)] + pools.version[self._pool(task_id, AGGREGATOR)] + pools.version[self._pool(task_id, VALIDATOR)]
+def freeze_pools(task_id: uint256):
+    """
+    @notice The task manager, when a round of the task commits to a future block: fix the task's
+            aggregator and validator pools for the draw. `draw_roles` reads them as they stand
+            now, with these weights, whatever joins, stake, unbonding, slashes or scores change
+            before the seal (those take effect from the next commitment on): nobody who learns
+            the committed block's randomness can steer the draw by touching the pools. The draw
+            (`draw_roles`) thaws them.
+    """
+    assert msg.sender == self.task_manager, "registry: only the task manager"
+    pools._freeze(self._pool(task_id, AGGREGATOR))
+    pools._freeze(self._pool(task_id, VALIDATOR))
 
 
 @external
-@view
 def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_size: uint256) -> Draw:
     """
-    @notice A round's aggregator and committee (with their weights) from the task's pools.
+    @notice A round's aggregator and committee (with their weights) from the task's pools as
+            they stood at the task's last `freeze_pools` (the round's commitment); the task manager
+            only, at the seal. Thaws the pools once drawn (nothing needs the snapshot any more).
             The aggregator is draw 0 under the aggregator tag, redrawn up to 8 times while it
             is `excluded`, then the next member with weight after it in pool order. The
             committee takes draws 0, 1, ... under the committee tag, skipping repeats; if 128
             draws do not fill it (very uneven weights) it walks on in pool order from the last
             draw. Reverts unless an aggregator and `committee_size` validators can be drawn.
     """
+    assert msg.sender == self.task_manager, "registry: only the task manager"
     agg_pool: uint256 = self._pool(task_id, AGGREGATOR)
     val_pool: uint256 = self._pool(task_id, VALIDATOR)
-    assert pools.eligible[agg_pool] >= 1, "registry: no eligible aggregator joined"
-    assert pools.eligible[val_pool] >= committee_size, "registry: too few validators joined for a full committee"
+    agg_eligible: uint256 = pools._frozen_eligible(agg_pool)
+    assert agg_eligible >= 1, "registry: no eligible aggregator joined"
+    assert pools._frozen_eligible(val_pool) >= committee_size, "registry: too few validators joined for a full committee"
     out: Draw = empty(Draw)
     aggregator: address = empty(address)
     for j: uint256 in range(AGGREGATOR_TRIES):
         aggregator = pools._draw(agg_pool, seed, AGGREGATOR_TAG, j)
-        if aggregator != excluded or pools.eligible[agg_pool] <= 1:
+        if aggregator != excluded or agg_eligible <= 1:
             break
-    if aggregator == excluded and pools.eligible[agg_pool] > 1:
+    if aggregator == excluded and agg_eligible > 1:
         aggregator = pools._next_after(agg_pool, excluded)
     out.aggregator = aggregator
     last: address = empty(address)
@@ -272,6 +282,8 @@ def draw_roles(task_id: uint256, seed: bytes32, excluded: address, committee_siz
         if v in out.committee:
             continue
         out.committee.append(v)
-        out.weights.append(pools.weight_in[val_pool][v])
+        out.weights.append(pools._frozen_weight(val_pool, v))
     assert len(out.committee) == committee_size, "registry: too few validators joined for a full committee"
+    pools._thaw(agg_pool)
+    pools._thaw(val_pool)
     return out

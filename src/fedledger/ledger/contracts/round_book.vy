@@ -45,7 +45,6 @@ struct Round:
     reject_weight: uint256
     commit_block: uint256
     excluded: address
-    pools_version: uint256
 
 
 rounds: public(HashMap[uint256, HashMap[uint256, Round]])

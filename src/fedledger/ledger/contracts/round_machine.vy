@@ -5,12 +5,14 @@
         Finalized | Rejected, with deadlines and reopening. The task owner opens a round: it
         commits to a future block (nothing of the draw exists yet, so a caller that opens and
         reverts learns nothing); `seal` (anyone) takes the randomness source's value for that
-        block once it exists (committing again if it lapsed or a pool changed since) and draws
-        the aggregator and the full validator committee from the task's pools; a round cannot
+        block once it exists (committing again only if it lapsed) and draws the aggregator and
+        the full validator committee from the task's pools as they stood at the commitment
+        (frozen by the registry then); a round cannot
         open or seal unless a full committee can be drawn. The aggregator submits the result
         before its deadline. `reopen` restarts a stalled or rejected round, slashing the missed
-        deadline or the missing votes (`slashing`, liveness rules). A round whose declared
-        privacy bound would pass the task's budget cannot open.
+        deadline or the missing votes (`slashing`, liveness rules). Each round's privacy bound
+        derives from the task's plan (spent so far plus the per-round spend, within the budget);
+        no round opens once the budget is spent.
 """
 
 from . import dispute_hook
@@ -94,12 +96,14 @@ def _require_full_draw(task_id: uint256, committee_size: uint256):
 
 
 @external
-def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
+def open_round(task_id: uint256) -> uint256:
     """
     @notice The task owner: open the task's next round. It commits to a future block; `seal`
-            draws the round's roles once that block exists.
-    @param privacy_bound The task's cumulative privacy spent once this round is finalized, as
-           the owner's accountant computes it before the round; it may not pass the budget.
+            draws the round's roles once that block exists. The round's privacy bound (the
+            task's cumulative privacy spent once it is finalized, 18 decimals) derives from the
+            plan the task fixed at creation: what is spent so far plus the per-round spend,
+            within the budget. The owner picks nothing: no bound below an honest round's spend.
+            No round opens once the budget is spent.
     @return The round id (from 1).
     """
     task: task_book.Task = task_book.tasks[task_id]
@@ -109,12 +113,11 @@ def open_round(task_id: uint256, privacy_bound: uint256) -> uint256:
     assert task.finalized_rounds < task.rounds, "round_machine: all rounds are finalized"
     if task.current_round != 0:
         assert round_book.rounds[task_id][task.current_round].status == round_book.FINALIZED, "round_machine: current round not finalized"
-    assert privacy_bound <= task.privacy_budget, "round_machine: round would exceed the privacy budget"
-    assert privacy_bound >= task.privacy_spent, "round_machine: privacy bound below what is already spent"
+    assert task.privacy_spent < task.privacy_budget, "round_machine: round would exceed the privacy budget"
     self._require_full_draw(task_id, task.committee_size)
     round_id: uint256 = task.current_round + 1
     task_book.tasks[task_id].current_round = round_id
-    round_book.rounds[task_id][round_id].privacy_bound = privacy_bound
+    round_book.rounds[task_id][round_id].privacy_bound = min(task.privacy_spent + task.privacy_per_round, task.privacy_budget)
     self._commit(task_id, round_id, 0)
     return round_id
 
@@ -128,7 +131,9 @@ def _commit(task_id: uint256, round_id: uint256, attempt: uint256):
     round_book.rounds[task_id][round_id].aggregator = empty(address)
     round_book._committee[task_id][round_id] = []
     round_book.rounds[task_id][round_id].commit_block = commit_block
-    round_book.rounds[task_id][round_id].pools_version = staticcall peers.registry.pools_version(task_id)
+    # the draw reads the aggregator and validator pools as they stand now (stake changes after this
+    # take effect from the next commitment on): fixed before the committed block's value exists
+    extcall peers.registry.freeze_pools(task_id)
     log RoundCommitted(task_id=task_id, round_id=round_id, attempt=attempt, commit_block=commit_block)
 
 
@@ -136,12 +141,12 @@ def _commit(task_id: uint256, round_id: uint256, attempt: uint256):
 def seal(task_id: uint256, round_id: uint256) -> bool:
     """
     @notice Anyone: once the committed block exists, fix the round's seed from the randomness
-            source and draw the aggregator and the full committee from the task's pools. If the
-            source's value lapsed (more than 256 blocks for block hashes), or if any of the
-            task's pools changed since the commitment (a stake, unbond, join or score change made
-            after the committed block's value could be known), commit to a new future block
-            instead: the draw is a function of pools and randomness both fixed before anyone
-            could know the randomness.
+            source and draw the aggregator and the full committee from the task's pools as they
+            stood at the commitment (the registry froze them then, with their weights: a stake,
+            unbond, join, slash or score change since takes effect from the next commitment on).
+            If the source's value lapsed (more than 256 blocks for block hashes), commit to a new
+            future block instead. The draw is a function of pools and randomness both fixed
+            before anyone could know the randomness, and nothing done after can redo it.
     @return True if the round is now open, False if it was committed again.
     """
     r: round_book.Round = round_book.rounds[task_id][round_id]
@@ -149,13 +154,12 @@ def seal(task_id: uint256, round_id: uint256) -> bool:
     assert not task_book.tasks[task_id].closed, "round_machine: task is closed"
     assert block.number > r.commit_block, "round_machine: seal block not mined yet"
     value: bytes32 = staticcall peers.randomness.random_at(r.commit_block)
-    if value == empty(bytes32) or staticcall peers.registry.pools_version(task_id) != r.pools_version:
-        # lapsed, or a pool changed after the commitment (a stake or join made once the block's
-        # value could be known would steer the draw): commit to a new future block
+    if value == empty(bytes32):
+        # lapsed: commit to a new future block (and freeze the pools again, before it exists)
         self._commit(task_id, round_id, r.attempt)
         return False
     seed: bytes32 = keccak256(abi_encode(SEED_TAG, value, task_id, round_id, r.attempt, r.seed))
-    d: IRegistry.Draw = staticcall peers.registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
+    d: IRegistry.Draw = extcall peers.registry.draw_roles(task_id, seed, r.excluded, task_book.tasks[task_id].committee_size)
     total: uint256 = 0
     for i: uint256 in range(round_book.MAX_COMMITTEE):
         if i >= len(d.committee):

@@ -1,7 +1,7 @@
 # pragma version ~=0.4.3
 """
 @title task_book
-@notice The tasks: each one's spec hash, reward terms, privacy budget, committee and window
+@notice The tasks: each one's spec hash, reward terms, privacy plan (budget and per-round spend), committee and window
         settings, progress, escrow and deposit, and the dispute contract governance registered
         for it; plus governance's per-task setters. A task's reward per round never exceeds
         what its escrow still pays for, its committee size stays within the bounds, and its
@@ -32,6 +32,9 @@ struct Task:
     escrow: uint256
     deposit: uint256
     closed: bool
+    # the privacy plan's most spent by one round (18 decimals): each round's bound is the spent so
+    # far plus this, within the budget (`round_machine.open_round`); fixed at creation
+    privacy_per_round: uint256
 
 
 task_count: public(uint256)

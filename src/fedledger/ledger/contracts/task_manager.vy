@@ -27,8 +27,9 @@
         or seal unless a full committee can be drawn. A caller that opens and reverts learns
         nothing: the draw does not exist yet. Votes come from committee members only, once
         each; finalization needs at least 2/3 of the committee's weight (and the task's quorum).
-        A round whose declared privacy bound would pass the task's budget cannot open, and the
-        budget cannot change once a round has opened.
+        Each round's privacy bound derives from the plan fixed at creation (spent so far plus
+        the per-round spend, within the budget); no round opens once the budget is spent, and
+        the budget cannot change once a round has opened.
 
         Slashing takes slash_bps of the bonded stake, only for faults the chain can see or that
         a quorum of the committee attested, and only from members who joined the task: a missed
@@ -162,6 +163,7 @@ event TaskCreated:
     reward_per_round: uint256
     rounds: uint256
     privacy_budget: uint256
+    privacy_per_round: uint256
     committee_size: uint256
     quorum_bps: uint256
     submit_window: uint256
@@ -232,6 +234,7 @@ def create_task(
     reward_per_round: uint256,
     rounds: uint256,
     privacy_budget: uint256,
+    privacy_per_round: uint256,
     committee_size: uint256,
     quorum_bps: uint256,
     submit_window: uint256,
@@ -240,7 +243,9 @@ def create_task(
     """
     @notice Create a task: the caller (a registered task owner) pays the deposit and the whole
             reward budget, reward_per_round * rounds, in utility tokens into escrow (approve
-            this contract first). The privacy budget and spend are fixed point with 18 decimals.
+            this contract first). The privacy plan is fixed here, with the spec: the budget and
+            the most one round spends (fixed point, 18 decimals); each round's bound derives from
+            them (`open_round`), so the owner cannot declare a bound an honest result misses.
     @return The new task id (from 1).
     """
     assert staticcall peers.registry.role_of(msg.sender) == TASK_OWNER, "tasks: only a registered task owner creates tasks"
@@ -268,6 +273,7 @@ def create_task(
         escrow=budget,
         deposit=deposit,
         closed=False,
+        privacy_per_round=privacy_per_round,
     ))
     log TaskCreated(
         task_id=task_id,
@@ -276,6 +282,7 @@ def create_task(
         reward_per_round=reward_per_round,
         rounds=rounds,
         privacy_budget=privacy_budget,
+        privacy_per_round=privacy_per_round,
         committee_size=committee_size,
         quorum_bps=quorum_bps,
         submit_window=submit_window,
