@@ -25,10 +25,8 @@ test: setup zk-tools
 test-fast: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -m "not slow"
 
-# Flower is installed for the SecAgg+ comparison only, without its dependencies: the benchmark loads two
-# of its modules by file, and flwr's own pins (certifi) are newer than some registries serve.
+# Flower (the `flower` extra, installed by setup) also serves the benchmark's SecAgg+ comparison.
 bench: setup
-	$(BIN)/pip install -q --no-deps flwr==1.42.0
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 setup: $(STAMP) data node
@@ -37,7 +35,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) is needed (Python 3.11)"; exit 1; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,flower]'
 	touch $@
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-
 from task import build, load_partition, test, train  # type: ignore[import-not-found]
 
 app = ClientApp()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the apps import task.py as Flower apps do
 
-from client_app import app as client_app  # noqa: E402
-from server_app import app as server_app  # noqa: E402
+from client_app import app as client_app
+from server_app import app as server_app
 
-from fedledger.flower import run_local  # noqa: E402
+from fedledger.flower import run_local
 
 
 def main(argv: list[str] | None = None) -> None:

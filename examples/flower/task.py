@@ -35,7 +35,7 @@ def train(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], epochs: int
             loss = nn.functional.cross_entropy(model(X[i:i + 16]), y[i:i + 16])
             loss.backward()
             opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def test(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:

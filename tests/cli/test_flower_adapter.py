@@ -1,0 +1,118 @@
+"""The Flower adapter: an unchanged Flower 1.42 ClientApp and FedAvg, wrapped in `LedgerStrategy`, finalize every
+round on the managed anvil chain; `fedledger audit` and `report` work on the output directory; a ServerApp that
+posts anything but the strategy's aggregate of the signed updates is rejected by the committee and slashed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+flwr = pytest.importorskip("flwr")
+
+from fedledger.cli.main import main as cli  # noqa: E402
+from fedledger.core.errors import ConfigError, IntegrityError  # noqa: E402
+from fedledger.ledger.anvil import find_anvil  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "flower"
+needs_anvil = pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed (make node)")
+pytestmark = [pytest.mark.slow, pytest.mark.anvil, needs_anvil]
+
+
+def _apps():
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import task  # type: ignore[import-not-found]
+        from client_app import app as client_app  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    return client_app, task
+
+
+def test_flower_example_runs_on_chain_and_audits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "flower"
+    env_path = f"{ROOT / 'src'}"
+    subprocess.run([sys.executable, str(EXAMPLE / "run.py"), "--out", str(out), "--nodes", "4", "--rounds", "2",
+                    "--fraction-train", "0.75"], check=True, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+                   capture_output=True, timeout=600)
+    res = json.loads((out / "results.json").read_text())
+    assert [r["round"] for r in res["rounds"]] == [1, 2]
+    for r in res["rounds"]:
+        assert r["finalized"] and r["attempts"] == 1
+        assert r["participants"] == 3 and r["dropped"] == 1 and len(r["flower"]["nodes"]) == 3
+        assert 0.0 <= r["accuracy"] <= 1.0
+    assert res["rounds"][-1]["accuracy"] > 0.2  # digits: 10 classes, chance is 0.1
+    assert res["ledger"]["finalized_rounds"] == 2 and res["ledger"]["slashed"] == []
+    paid = [b["reward"] for k, b in res["ledger"]["balances"].items() if k.startswith("trainer")]
+    assert sum(paid) > 0  # the nodes that took part were paid for their rounds
+
+    assert cli(["audit", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "2 finalized rounds" in said and "aggregates recomputed in 2 rounds" in said
+    assert cli(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert res["rounds"][-1]["model_hash"][:12] in page
+
+    # the audit trusts the blobs only by hash: a changed model blob fails it
+    model = res["rounds"][0]["model_hash"].removeprefix("0x")
+    blob = next(p for p in (out / "blobs").rglob("*") if p.is_file() and model in p.name)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1
+    blob.write_bytes(bytes(data))
+    assert cli(["audit", str(out)]) != 0
+    assert "round 1" in capsys.readouterr().err
+
+
+def test_serverapp_posting_another_model_is_rejected_and_slashed(tmp_path: Path) -> None:
+    """The attack: the ServerApp (the round's aggregator) changes Flower's aggregate before it is recorded. Every
+    validator recomputes the FedAvg of the signed updates, rejects, and the aggregator is slashed each attempt."""
+    from flwr.app import ConfigRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedledger.flower import LedgerStrategy, LocalGrid
+    from fedledger.ledger import Ledger
+
+    client_app, _ = _apps()
+    inner = FedAvg(min_available_nodes=2)
+    honest = inner.aggregate_train
+
+    def tampered(server_round, replies):  # type: ignore[no-untyped-def]
+        arrays, metrics = honest(server_round, replies)
+        state = arrays.to_torch_state_dict()
+        first = next(iter(state))
+        state[first] = state[first] + 0.05
+        return flwr.app.ArrayRecord(state), metrics
+
+    inner.aggregate_train = tampered  # the instance is still a FedAvg: the wrapper cannot tell from the type
+    out = tmp_path / "tampered"
+    strategy = LedgerStrategy(inner, out, model=f"{EXAMPLE / 'task.py'}:build", input_shape=(64,), num_classes=10,
+                              claim_rewards=False)
+    with pytest.raises(IntegrityError, match="redone 5 times"):
+        strategy.start(LocalGrid(client_app, 3), strategy.initial_arrays(), num_rounds=1,
+                       train_config=ConfigRecord({"lr": 0.1}))
+    with Ledger.connect("auto", out) as ledger:
+        slashes = ledger.slashes(1)
+        assert ledger.round(1, 1).status.name != "FINALIZED"
+    assert len(slashes) == 5 and {s.reason.name.lower() for s in slashes} == {"rejected_result"}
+    aggregators = {s.member for s in slashes}
+    assert all(s.round_id == 1 for s in slashes) and aggregators
+
+
+def test_refuses_what_it_cannot_record(tmp_path: Path) -> None:
+    from flwr.serverapp.strategy import FedAdam, FedAvg
+
+    from fedledger.flower import LedgerStrategy, LocalGrid
+
+    client_app, _ = _apps()
+    spec = {"model": f"{EXAMPLE / 'task.py'}:build", "input_shape": (64,), "num_classes": 10}
+    with pytest.raises(ConfigError, match="FedAdam is not one of them"):
+        LedgerStrategy(FedAdam(), tmp_path / "a", **spec)  # server optimizer state: not recomputable
+    strategy = LedgerStrategy(FedAvg(), tmp_path / "b", **spec, seed=1)
+    other = LedgerStrategy(FedAvg(), tmp_path / "c", **spec, seed=2).initial_arrays()
+    with pytest.raises(ConfigError, match="initial_arrays are not the model"):
+        strategy.start(LocalGrid(client_app, 2), other, num_rounds=1)
+    assert not (tmp_path / "b" / "chain").exists()  # refused before any chain work
