@@ -11,7 +11,7 @@ SNARKJS := $(ZKNODE)/node_modules/.bin/snarkjs
 PTAU := .cache/zk-ceremony/pot12.ptau
 JOBS ?= 2
 
-.PHONY: demo test test-fast bench setup data node browser zk-tools lint clean
+.PHONY: demo test test-fast bench examples setup data node browser zk-tools lint clean
 
 demo: setup
 	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
@@ -23,6 +23,16 @@ test: setup zk-tools
 
 test-fast: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -m "not slow"
+
+# The article's settings and the Flower example, each end to end (short runs: --plain where the ledger is not the
+# point); results in runs/<name>/results.json, the Flower run audited and reported.
+examples: setup
+	$(BIN)/fedledger run --plain --config examples/healthcare.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/finance.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/device_fleet.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/transformer.toml --baseline --quiet
+	rm -rf runs/flower && $(BIN)/python examples/flower/run.py --out runs/flower --nodes 4 --rounds 3
+	$(BIN)/fedledger report runs/flower
 
 # Flower (the `flower` extra, installed by setup) also serves the benchmark's SecAgg+ comparison.
 bench: setup
