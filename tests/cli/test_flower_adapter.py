@@ -67,17 +67,19 @@ def test_flower_example_runs_on_chain_and_audits(tmp_path: Path, capsys: pytest.
     assert "round 1" in capsys.readouterr().err
 
 
-def test_serverapp_posting_another_model_is_rejected_and_slashed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["FedAvg", "FedMedian"])
+def test_serverapp_posting_another_model_is_rejected_and_slashed(tmp_path: Path, kind: str) -> None:
     """The attack: the ServerApp (the round's aggregator) changes Flower's aggregate before it is recorded. Every
-    validator recomputes the FedAvg of the signed updates, rejects, and the aggregator is slashed each attempt."""
+    validator recomputes the strategy's aggregate of the signed updates, rejects, and the aggregator is slashed
+    each attempt."""
     from flwr.app import ConfigRecord
-    from flwr.serverapp.strategy import FedAvg
+    from flwr.serverapp import strategy as flower_strategies
 
     from fedledger.flower import LedgerStrategy, LocalGrid
     from fedledger.ledger import Ledger
 
     client_app, _ = _apps()
-    inner = FedAvg(min_available_nodes=2)
+    inner = getattr(flower_strategies, kind)(min_available_nodes=2)
     honest = inner.aggregate_train
 
     def tampered(server_round, replies):  # type: ignore[no-untyped-def]
@@ -87,7 +89,7 @@ def test_serverapp_posting_another_model_is_rejected_and_slashed(tmp_path: Path)
         state[first] = state[first] + 0.05
         return flwr.app.ArrayRecord(state), metrics
 
-    inner.aggregate_train = tampered  # the instance is still a FedAvg: the wrapper cannot tell from the type
+    inner.aggregate_train = tampered  # the instance keeps its class: the wrapper cannot tell from the type
     out = tmp_path / "tampered"
     strategy = LedgerStrategy(inner, out, model=f"{EXAMPLE / 'task.py'}:build", input_shape=(64,), num_classes=10,
                               claim_rewards=False)
@@ -116,3 +118,25 @@ def test_refuses_what_it_cannot_record(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="initial_arrays are not the model"):
         strategy.start(LocalGrid(client_app, 2), other, num_rounds=1)
     assert not (tmp_path / "b" / "chain").exists()  # refused before any chain work
+
+
+def test_fedmedian_rounds_are_recomputed_by_the_audit(tmp_path: Path) -> None:
+    """FedMedian's coordinate-wise median is recorded under fedledger's `median` rule: validators and the audit
+    recompute it from the signed updates."""
+    from flwr.app import ConfigRecord
+    from flwr.serverapp.strategy import FedMedian
+
+    from fedledger.flower import LedgerStrategy, LocalGrid
+    from fedledger.protocol.audit import audit_run
+
+    client_app, _ = _apps()
+    out = tmp_path / "median"
+    strategy = LedgerStrategy(FedMedian(min_available_nodes=3, fraction_evaluate=0.0), out,
+                              model=f"{EXAMPLE / 'task.py'}:build", input_shape=(64,), num_classes=10)
+    strategy.start(LocalGrid(client_app, 3), strategy.initial_arrays(), num_rounds=2,
+                   train_config=ConfigRecord({"lr": 0.1}))
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["strategy"] == "median" and [r["attempts"] for r in res["rounds"]] == [1, 1]
+    # the audit checks each posted model against the median step over the signed updates (its `recomputed` list
+    # counts only rounds linear in the updates; a tampered median is rejected: the test above, parametrized)
+    assert audit_run(out).rounds == [1, 2]

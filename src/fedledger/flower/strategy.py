@@ -265,10 +265,6 @@ class LedgerStrategy(Strategy):
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         round_start = time.perf_counter()
         replies = list(replies)
-        arrays, metrics = self.inner.aggregate_train(server_round, replies)
-        if arrays is None:
-            raise IntegrityError(f"Flower round {server_round}: the strategy aggregated no replies, so there is no "
-                                 "round to record")
         assert self._global is not None
         key = getattr(self.inner, "arrayrecord_key", "arrays")
         weight_key = getattr(self.inner, "weighted_by_key", "num-examples")
@@ -285,6 +281,11 @@ class LedgerStrategy(Strategy):
             loss = float(record.get("train_loss", math.nan))
             delta = (self.flat(content.array_records[key]) - self._global).numpy().astype(np.float32)
             updates[self._members[node]] = (delta, examples, loss)
+        # read the replies before the strategy aggregates them: FedMedian pops the arrays out of the messages
+        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        if arrays is None:
+            raise IntegrityError(f"Flower round {server_round}: the strategy aggregated no replies, so there is no "
+                                 "round to record")
         self._replies = _Replies(server_round, updates, self.flat(arrays))
         txs = self._chain.tx_count()
         view = self._chain.run(server_round, len(self._members), None)
