@@ -41,6 +41,7 @@ def test_flower_example_runs_on_chain_and_audits(tmp_path: Path, capsys: pytest.
                    capture_output=True, timeout=600)
     res = json.loads((out / "results.json").read_text())
     assert [r["round"] for r in res["rounds"]] == [1, 2]
+    assert res["config"]["fraction"] == 0.75 and "lr" not in res["config"]  # Flower's sampling; its own training
     for r in res["rounds"]:
         assert r["finalized"] and r["attempts"] == 1
         assert r["participants"] == 3 and r["dropped"] == 1 and len(r["flower"]["nodes"]) == 3

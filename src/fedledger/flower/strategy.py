@@ -326,7 +326,13 @@ class LedgerStrategy(Strategy):
     # -- results.json ---------------------------------------------------------------------------------
     def _write(self) -> None:
         spec = self.spec(len(self._rounds) or 1) if self._chain is None else None
-        config = {**(spec or self._chain_spec()), "dataset": "flower", "partition": "the Flower nodes' own data"}
+        # local training, data and sampling are the Flower apps' own: leave fedledger's defaults for them out
+        local = {"optimizer", "local_epochs", "local_steps", "batch_size", "lr", "momentum", "weight_decay",
+                 "proximal_mu", "heterogeneity", "dropout", "max_samples", "holdout_fraction", "test_fraction", "data"}
+        config = {k: v for k, v in (spec or self._chain_spec()).items() if k not in local}
+        config |= {"dataset": "flower", "partition": "the Flower nodes' own data",
+                   # the share Flower samples (the chain's cohort is every node: the spec's fraction is 1)
+                   "fraction": getattr(self.inner, "fraction_train", config.get("fraction"))}
         last = self._rounds[-1] if self._rounds else None
         payload = {
             "config": config,

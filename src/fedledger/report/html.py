@@ -227,8 +227,17 @@ def _card(label: str, value: str, detail: str = "", cls: str = "") -> str:
             f'<div class="detail">{detail}</div></div>')
 
 
+def _model_name(spec: Any) -> str:
+    """A model spec as a reader names it: `net.py:build` for `/long/path/net.py:build`."""
+    text = str(spec)
+    path, sep, factory = text.rpartition(":")
+    if sep and ("/" in path or "\\" in path):
+        return f"{Path(path).name}:{factory}"
+    return text
+
+
 def _trained(cfg: Mapping[str, Any]) -> str:
-    return (f"{_e(cfg.get('model'))} on {_e(cfg.get('dataset'))}, {_e(cfg.get('clients'))} members "
+    return (f"{_e(_model_name(cfg.get('model')))} on {_e(cfg.get('dataset'))}, {_e(cfg.get('clients'))} members "
             f"({_e(cfg.get('partition'))}), {_e(cfg.get('strategy'))}, {_e(cfg.get('rounds'))} rounds")
 
 
@@ -244,7 +253,7 @@ def _glance(res: Mapping[str, Any], chain: ChainView | None, audit: AuditVerdict
     detail = f"{done} of {_e(planned)} rounds" + (f", {_e(finalized)} finalized on chain" if finalized is not None
                                                   else "")
     cards = [_card("status", _e(status), detail, "good" if complete else "warn"),
-             _card("trained", _e(cfg.get("model")), _trained(cfg))]
+             _card("trained", _e(_model_name(cfg.get("model"))), _trained(cfg))]
 
     acc = res.get("final_accuracy")
     central = res.get("centralized_accuracy")
@@ -362,7 +371,7 @@ def _summary(res: Mapping[str, Any], chain: ChainView | None) -> str:
             f"{_fmt(cfg.get('optimizer'))}, lr {_g(cfg.get('lr'))}, batch {_fmt(cfg.get('batch_size'))}, "
             + (f"{_fmt(cfg.get('local_steps'))} steps" if cfg.get("local_steps") is not None
                else f"{_g(cfg.get('local_epochs'))} epochs")
-        ),
+        ) if cfg.get("optimizer") is not None else "the members' own code (not recorded by fedledger)",
         "dropout": cfg.get("dropout"),
         "seed": cfg.get("seed"),
         "final accuracy": Raw(_fmt(res.get("final_accuracy"))),
@@ -640,7 +649,8 @@ footer{margin-top:3em;color:#5a6472;font-size:.85em}
 .glance{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:.7em;margin:1em 0}
 .card{border:1px solid #d5dbe5;border-left:5px solid #3b5b8c;border-radius:4px;padding:.5em .7em;background:#fbfcfe}
 .card .label{font-size:.75em;text-transform:uppercase;letter-spacing:.05em;color:#5a6472}
-.card .value{font-size:1.35em;font-weight:650;margin:.1em 0}.card .detail{font-size:.85em;color:#39424e}
+.card .value{font-size:1.35em;font-weight:650;margin:.1em 0;overflow-wrap:anywhere}
+.card .detail{font-size:.85em;color:#39424e;overflow-wrap:anywhere}
 .card.good{border-left-color:#1b7f3b}.card.warn{border-left-color:#c07a00}.card.bad{border-left-color:#b00020}
 """
 
@@ -649,7 +659,8 @@ def render(results: Mapping[str, Any], *, chain: ChainView | None = None, chain_
            audit: AuditVerdict | None = None) -> str:
     """The whole page as a string (pure: no file or chain access)."""
     cfg = results["config"]
-    title = f"fedledger run: {cfg.get('dataset', '?')} / {cfg.get('model', '?')} / {cfg.get('strategy', '?')}"
+    title = (f"fedledger run: {cfg.get('dataset', '?')} / {_model_name(cfg.get('model', '?'))} / "
+             f"{cfg.get('strategy', '?')}")
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (("summary", "summary"), ("accuracy", "accuracy &amp; loss"), ("privacy", "privacy"),
