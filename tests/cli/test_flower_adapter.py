@@ -66,6 +66,12 @@ def test_flower_example_runs_on_chain_and_audits(tmp_path: Path, capsys: pytest.
     blob.write_bytes(bytes(data))
     assert cli(["audit", str(out)]) != 0
     assert "round 1" in capsys.readouterr().err
+    # the report still writes its page, says at the top that the audit failed and where, and exits 5
+    assert cli(["report", str(out)]) == 5
+    assert "the audit failed" in capsys.readouterr().err
+    page = (out / "report.html").read_text()
+    glance = page[page.index('id="glance"'):page.index('id="summary"')]
+    assert '<div class="value">failed</div>' in glance and "round 1" in glance
 
 
 @pytest.mark.parametrize("kind", ["FedAvg", "FedMedian"])
