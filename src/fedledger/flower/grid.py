@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from uuid import uuid4
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict, UserConfig
 from flwr.app.error import Error
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
@@ -29,12 +29,12 @@ class LocalGrid(Grid):
     """Flower's `Grid`, delivering every message to an in-process ClientApp (node ids 1..nodes)."""
 
     def __init__(self, client_app: ClientApp, nodes: int, *, run_id: int = 1,
-                 run_config: dict[str, object] | None = None) -> None:
+                 run_config: UserConfig | None = None) -> None:
         if nodes < 1:
             raise ValueError("a LocalGrid needs at least one node")
         self.client_app = client_app
         self._run = Run.create_empty(run_id)
-        self._run.override_config = dict(run_config or {})  # type: ignore[assignment]
+        self._run.override_config = dict(run_config or {})
         self._node_ids = list(range(1, nodes + 1))
         self._contexts = {
             n: Context(run_id=run_id, node_id=n, node_config={"partition-id": i, "num-partitions": nodes},
@@ -97,7 +97,7 @@ class LocalGrid(Grid):
 
 
 def run_local(server_app: ServerApp, client_app: ClientApp, nodes: int, *,
-              run_config: dict[str, object] | None = None) -> None:
+              run_config: UserConfig | None = None) -> None:
     """Run `server_app` against `nodes` copies of `client_app` in this process (Flower's `run_simulation`
     without Ray). The ServerApp's `main(grid, context)` gets a `LocalGrid`."""
     grid = LocalGrid(client_app, nodes, run_config=run_config)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,9 +276,14 @@ class LedgerStrategy(Strategy):
             if node not in self._members:
                 raise IntegrityError(f"Flower round {server_round}: a reply from node {node}, which is not a member")
             content = msg.content
-            record = content.metric_records.get("metrics") or next(iter(content.metric_records.values()), {})
-            examples = int(record.get(weight_key, 0))
-            loss = float(record.get("train_loss", math.nan))
+            record: Mapping[str, Any] = (content.metric_records.get("metrics")
+                                         or next(iter(content.metric_records.values()), {}))
+            count = _scalar(record.get(weight_key))
+            if not (math.isfinite(count) and count >= 1):
+                raise ConfigError(f"Flower round {server_round}: the reply of node {node} has no positive "
+                                  f"{weight_key!r} metric, which weighs its update")
+            examples = int(count)
+            loss = _scalar(record.get("train_loss"))
             delta = (self.flat(content.array_records[key]) - self._global).numpy().astype(np.float32)
             updates[self._members[node]] = (delta, examples, loss)
         # read the replies before the strategy aggregates them: FedMedian pops the arrays out of the messages
@@ -314,8 +319,8 @@ class LedgerStrategy(Strategy):
         metrics = self.inner.aggregate_evaluate(server_round, replies)
         if metrics is not None and self._rounds and self._rounds[-1]["round"] == server_round:
             rec = self._rounds[-1]
-            rec["accuracy"] = float(metrics.get(self.accuracy_key, math.nan))
-            rec["loss"] = float(metrics.get(self.loss_key, math.nan))
+            rec["accuracy"] = _scalar(metrics.get(self.accuracy_key))
+            rec["loss"] = _scalar(metrics.get(self.loss_key))
             rec["flower"]["evaluate_metrics"] = dict(metrics)
             self._write()
         return metrics
@@ -349,6 +354,11 @@ class LedgerStrategy(Strategy):
     def _chain_spec(self) -> dict[str, Any]:
         task = self._chain.ledger.task(self._task_id)
         return json.loads(self._chain.blobs.get(task.spec_hash))
+
+
+def _scalar(value: Any) -> float:
+    """A Flower metric as a float (NaN when absent or not a scalar)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def model_address(flat: torch.Tensor) -> str:
