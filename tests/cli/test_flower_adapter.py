@@ -147,3 +147,63 @@ def test_fedmedian_rounds_are_recomputed_by_the_audit(tmp_path: Path) -> None:
     # the audit checks each posted model against the median step over the signed updates (its `recomputed` list
     # counts only rounds linear in the updates; a tampered median is rejected: the test above, parametrized)
     assert audit_run(out).rounds == [1, 2]
+
+
+def test_through_flowers_own_simulation_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same apps through Flower's own `run_simulation` (its LinkState, InMemoryGrid and Simulation Runtime
+    workers), with only the Ray backend swapped for one that runs each ClientApp call in the worker's thread
+    (Flower 1.42 offers no Ray-free backend; Ray is not installed here): the rounds finalize and audit."""
+    import types
+
+    from flwr.server.superlink.fleet.vce.backend import Backend
+    from flwr.simulation import run_simulation
+
+    from fedledger.protocol.audit import audit_run
+
+    class InThreadBackend(Backend):
+        def __init__(self, backend_config: object) -> None:
+            self.app_fn = None
+
+        def build(self, app_fn):  # type: ignore[no-untyped-def]
+            self.app_fn = app_fn
+
+        @property
+        def num_workers(self) -> int:
+            return 1
+
+        def is_worker_idle(self) -> bool:
+            return True
+
+        def terminate(self) -> None:
+            pass
+
+        def process_message(self, message, context):  # type: ignore[no-untyped-def]
+            return self.app_fn()(message, context), context
+
+    shim = types.ModuleType("flwr.server.superlink.fleet.vce.backend.raybackend")
+    shim.RayBackend = InThreadBackend  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, shim.__name__, shim)
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from client_app import app as client_app  # type: ignore[import-not-found]
+    from flwr.app import ConfigRecord, Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedledger.flower import LedgerStrategy
+
+    out = tmp_path / "engine"
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = LedgerStrategy(FedAvg(min_available_nodes=3), out, model=f"{EXAMPLE / 'task.py'}:build",
+                                  input_shape=(64,), num_classes=10)
+        strategy.start(grid=grid, initial_arrays=strategy.initial_arrays(), num_rounds=2,
+                       train_config=ConfigRecord({"lr": 0.1}))
+
+    # any backend name but "ray" skips the check for the ray package; the runtime loads `RayBackend` (the shim)
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=3, backend_name="in-thread")
+    res = json.loads((out / "results.json").read_text())
+    assert [r["round"] for r in res["rounds"]] == [1, 2] and all(r["participants"] == 3 for r in res["rounds"])
+    assert len(res["flower"]["nodes"]) == 3  # the Simulation Runtime's own (random) node ids
+    assert audit_run(out).recomputed == [1, 2]
