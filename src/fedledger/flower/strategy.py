@@ -121,13 +121,15 @@ class LedgerStrategy(Strategy):
     `factory(input_shape, num_classes)`: the task spec on chain names it, so an auditor rebuilds the initial
     model from the chain alone. Start the strategy from `initial_arrays()` (the model under `seed`).
     `max_examples`: the example count each node commits to when it registers (an update claiming more is
-    refused). `validator_eval(model) -> accuracy` is the validators' held-out check, used only for a model
+    refused). `nodes`: how many Flower nodes become the ledger's members (registered when `start` begins, which
+    waits for them; default: the wrapped strategy's `min_available_nodes`, then every node connected once their
+    number stops changing). `validator_eval(model) -> accuracy` is the validators' held-out check, used only for a model
     they cannot recompute (none of the supported strategies); by default they have no held-out data.
     """
 
     def __init__(self, strategy: Strategy, out: str | Path, *, model: str, input_shape: Sequence[int],
                  num_classes: int, seed: int = 0, chain: str = "auto", committee: int = 3,
-                 max_examples: int = 1_000_000, claim_rewards: bool = True,
+                 max_examples: int = 1_000_000, claim_rewards: bool = True, nodes: int | None = None,
                  validator_eval: Callable[[torch.nn.Module], float] | None = None,
                  accuracy_key: str = "eval_acc", loss_key: str = "eval_loss") -> None:
         if type(strategy) not in SUPPORTED:
@@ -140,6 +142,7 @@ class LedgerStrategy(Strategy):
         self.model_spec, self.input_shape, self.num_classes = model, tuple(int(d) for d in input_shape), num_classes
         self.seed, self.chain_url, self.committee = seed, chain, committee
         self.max_examples, self.claim_rewards = max_examples, claim_rewards
+        self.nodes = nodes
         self.validator_eval = validator_eval
         self.accuracy_key, self.loss_key = accuracy_key, loss_key
         self._template = build_model(model, self.input_shape, num_classes, seed=seed)
@@ -232,6 +235,23 @@ class LedgerStrategy(Strategy):
             raise
         self._chain, self._task_id = chain, chain.fed.task_id
 
+    def _members_of(self, grid: Grid, timeout: float) -> list[int]:
+        """The node ids that become members: wait (as Flower's sampling does) until `nodes` (or the strategy's
+        `min_available_nodes`) are connected and their number has stopped changing."""
+        wanted = self.nodes or int(getattr(self.inner, "min_available_nodes", 1))
+        deadline = time.monotonic() + timeout
+        seen: list[int] = []
+        while True:
+            now = sorted(grid.get_node_ids())
+            if len(now) >= wanted and now == seen:
+                break
+            if time.monotonic() > deadline:
+                raise ConfigError(f"only {len(now)} Flower nodes connected within {timeout:g} s; the ledger needs "
+                                  f"{wanted} to register as members")
+            seen = now
+            time.sleep(0.2)
+        return now[:self.nodes] if self.nodes else now
+
     def _absent(self, member: int, key: tuple[int, int]) -> bool:
         """A member whose Flower node did not reply this round sends nothing."""
         return self._replies is None or member not in self._replies.updates
@@ -246,7 +266,7 @@ class LedgerStrategy(Strategy):
                               "LedgerStrategy.initial_arrays() (the model built under `seed`)")
         self._global = start
         self._started = time.perf_counter()
-        self._open(grid.get_node_ids(), num_rounds)
+        self._open(self._members_of(grid, timeout), num_rounds)
         try:
             result = super().start(grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config,
                                    evaluate_fn)
@@ -274,7 +294,8 @@ class LedgerStrategy(Strategy):
                 continue
             node = msg.metadata.src_node_id
             if node not in self._members:
-                raise IntegrityError(f"Flower round {server_round}: a reply from node {node}, which is not a member")
+                raise ConfigError(f"Flower round {server_round}: a reply from node {node}, which connected after the "
+                                  "ledger registered its members (give LedgerStrategy nodes=N for N nodes)")
             content = msg.content
             record: Mapping[str, Any] = (content.metric_records.get("metrics")
                                          or next(iter(content.metric_records.values()), {}))
