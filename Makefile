@@ -11,12 +11,11 @@ SNARKJS := $(ZKNODE)/node_modules/.bin/snarkjs
 PTAU := .cache/zk-ceremony/pot12.ptau
 JOBS ?= 2
 
-.PHONY: demo test test-fast bench setup data node zk-tools lint clean
+.PHONY: demo test test-fast bench examples setup data node browser zk-tools lint clean
 
 demo: setup
 	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
-	$(BIN)/fedledger audit runs/demo
-	$(BIN)/fedledger report runs/demo
+	$(BIN)/fedledger report runs/demo   # audits first (exit 5 if the audit fails) and shows the verdict on the page
 	@echo "results: runs/demo/results.json   report: runs/demo/report.html"
 
 test: setup zk-tools
@@ -25,19 +24,27 @@ test: setup zk-tools
 test-fast: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -m "not slow"
 
-# Flower is installed for the SecAgg+ comparison only, without its dependencies: the benchmark loads two
-# of its modules by file, and flwr's own pins (certifi) are newer than some registries serve.
+# The article's settings and the Flower example, each end to end (short runs: --plain where the ledger is not the
+# point); results in runs/<name>/results.json, the Flower run audited and reported.
+examples: setup
+	$(BIN)/fedledger run --plain --config examples/healthcare.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/finance.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/device_fleet.toml --baseline --quiet
+	$(BIN)/fedledger run --plain --config examples/transformer.toml --baseline --quiet
+	rm -rf runs/flower && $(BIN)/python examples/flower/run.py --out runs/flower --nodes 4 --rounds 3
+	$(BIN)/fedledger report runs/flower
+
+# Flower (the `flower` extra, installed by setup) also serves the benchmark's SecAgg+ comparison.
 bench: setup
-	$(BIN)/pip install -q --no-deps flwr==1.42.0
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-setup: $(STAMP) data node
+setup: $(STAMP) data node browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) is needed (Python 3.11)"; exit 1; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,flower]'
 	touch $@
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
@@ -49,6 +56,17 @@ $(FMNIST):
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else \
 	  echo "note: cannot install Debian's dataset-fashion-mnist here; fashion_mnist runs and tests are skipped"; \
+	fi
+
+# Debian's chromium renders the HTML report in the tests (headless: what a user sees, and a screenshot).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "note: cannot install Debian's chromium here; the report's browser tests are skipped"; \
 	fi
 
 # anvil (the default chain) ships as a binary inside the npm package @foundry-rs/anvil.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fedledger import __version__
-from fedledger.cli import account_cmd, audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, zk_cmd
+from fedledger.cli import account_cmd, audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, watch_cmd, zk_cmd
 from fedledger.core.errors import ConfigError, FedLedgerError, LedgerError
 
 if TYPE_CHECKING:  # `fedledger --help` imports neither pydantic nor torch (tests/cli/test_cli_errors.py pins it)
@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     zk_cmd.register(sub)
     audit_cmd.register(sub)
     report_cmd.register(sub)
+    watch_cmd.register(sub)
     export_cmd.register(sub)
     new_cmd.register(sub)
     account_cmd.register(sub)

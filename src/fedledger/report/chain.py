@@ -201,7 +201,8 @@ def _collect(ledger: Ledger, task_id: int) -> ChainView:
     slashing = []
     for ev in ledger.events("Slashed"):
         reason = int(ev.args["reason"])  # type: ignore[call-overload]
-        slashing.append(SlashRow(ev.block_number, "Slashed", None, label(ev.args["member"]), _tokens(ev.args["amount"]),
+        slashing.append(SlashRow(ev.block_number, "Slashed", int(ev.args["round_id"]),  # type: ignore[call-overload]
+                                 label(ev.args["member"]), _tokens(ev.args["amount"]),
                                  _enum_name(SlashReason, reason)))
     for ev in ledger.events("RoundReopened", task_id=task_id):
         slashed = str(ev.args["slashed"])

@@ -60,7 +60,9 @@ def accuracy_loss(
     twin.set_ylabel("loss", color="tab:red")
     handles, labels = ax.get_legend_handles_labels()
     h2, l2 = twin.get_legend_handles_labels()
-    ax.legend(handles + h2, labels + l2, loc="center right", fontsize=8)
+    # below the axes: inside them the legend hid the loss curve
+    ax.legend(handles + h2, labels + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8,
+              frameon=False)
     return _png(fig)
 
 
@@ -117,6 +119,14 @@ def reputation(epochs: Sequence[int], series: Sequence[Sequence[float]], labels:
     `labels` must be report-made strings (role and pool index), never text from results.json.
     """
     fig, ax = plt.subplots(figsize=_SIZE, dpi=_DPI)
+    if len(epochs) == 1:  # one epoch: a line of one point per member is a dot; bars show the scores
+        ax.bar(range(len(series)), [_finite(v)[-1] for v in series], color="tab:blue")
+        ax.set_xticks(range(len(series)))
+        ax.set_xticklabels(labels if len(series) <= 20 else [str(i) for i in range(len(series))], rotation=60,
+                           fontsize=7, ha="right")
+        ax.set_ylabel(f"score after epoch {epochs[0]}")
+        ax.grid(alpha=0.3, axis="y")
+        return _png(fig)
     for values, label in zip(series, labels, strict=True):
         ax.plot(epochs, _finite(values), marker=".", label=label if len(series) <= 10 else None)
     _rounds_axis(ax, "reputation epoch")
@@ -124,4 +134,25 @@ def reputation(epochs: Sequence[int], series: Sequence[Sequence[float]], labels:
     ax.grid(alpha=0.3)
     if len(series) <= 10:
         ax.legend(fontsize=7)
+    return _png(fig)
+
+
+STAGES = ("training", "privacy", "proofs", "secagg", "chain", "validation")
+
+
+def stages(rounds: Sequence[int], seconds: Sequence[dict[str, float]]) -> bytes:
+    """Wall seconds per round, stacked by stage (training, privacy, proofs, secagg, chain, validation)."""
+    fig, ax = plt.subplots(figsize=_SIZE, dpi=_DPI)
+    x = list(rounds)
+    width = 0.6 if len(x) <= 60 else 1.0
+    bottom = [0.0] * len(x)
+    for name in STAGES:
+        values = [float(s.get(name, 0.0)) for s in seconds]
+        if any(values):
+            ax.bar(x, values, width, bottom=bottom, label=name)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    _rounds_axis(ax)
+    ax.set_ylabel("seconds")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=6, frameon=False)
     return _png(fig)

@@ -18,13 +18,14 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from web3.exceptions import Web3Exception
 
 from fedledger import __version__
-from fedledger.core.errors import DataError, FedLedgerError
+from fedledger.core.errors import DataError, FedLedgerError, IntegrityError
 from fedledger.report import charts
 from fedledger.report.chain import ChainView, read_chain
 
@@ -98,6 +99,37 @@ def _chain_view(run_dir: Path, results: Mapping[str, Any]) -> tuple[ChainView | 
         return read_chain(run_dir, chain), None
     except (FedLedgerError, OSError, Web3Exception) as e:  # a node or state gone: report what results.json has
         return None, f"the chain could not be reopened ({e}); ledger figures below come from results.json"
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """What `fedledger audit` says of the run, as the report shows it."""
+
+    status: str  # "passed" | "failed" | "not run"
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+def run_audit(run_dir: Path, results: Mapping[str, Any]) -> AuditVerdict:
+    """Re-verify every finalized round from the chain and the blobs (`fedledger.protocol.audit`)."""
+    chain = str((results["config"].get("ledger") or {}).get("chain") or "auto")
+    if "ledger" not in results or results.get("ledger") is None:
+        return AuditVerdict("not run", "no ledger: nothing was recorded to audit")
+    if chain == "memory":
+        return AuditVerdict("not run", "the in-process chain keeps no state after the run")
+    from fedledger.protocol.audit import audit_run
+
+    try:
+        report = audit_run(run_dir, "auto" if chain in ("auto", "") else chain)
+    except IntegrityError as e:
+        return AuditVerdict("failed", str(e))
+    except (FedLedgerError, OSError, Web3Exception) as e:
+        return AuditVerdict("not run", f"the chain could not be audited ({e})")
+    return AuditVerdict("passed", f"{len(report.rounds)} finalized rounds re-verified from the chain and the blobs "
+                                  f"({report.checks} checks; aggregates recomputed in {len(report.recomputed)})")
 
 
 # --------------------------------------------------------------------------------------- formatting
@@ -190,6 +222,139 @@ def _note(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- sections
+def _card(label: str, value: str, detail: str = "", cls: str = "") -> str:
+    return (f'<div class="card {cls}"><div class="label">{_e(label)}</div><div class="value">{value}</div>'
+            f'<div class="detail">{detail}</div></div>')
+
+
+def _model_name(spec: Any) -> str:
+    """A model spec as a reader names it: `net.py:build` for `/long/path/net.py:build`."""
+    text = str(spec)
+    path, sep, factory = text.rpartition(":")
+    if sep and ("/" in path or "\\" in path):
+        return f"{Path(path).name}:{factory}"
+    return text
+
+
+def _trained(cfg: Mapping[str, Any]) -> str:
+    return (f"{_e(_model_name(cfg.get('model')))} on {_e(cfg.get('dataset'))}, {_e(cfg.get('clients'))} members "
+            f"({_e(cfg.get('partition'))}), {_e(cfg.get('strategy'))}, {_e(cfg.get('rounds'))} rounds")
+
+
+def _glance(res: Mapping[str, Any], chain: ChainView | None, audit: AuditVerdict | None) -> str:
+    """The run at a glance: status, what was trained, accuracy against the baseline, privacy and its cost, the
+    audit verdict, who was paid and who was slashed (and why)."""
+    cfg, rounds = res["config"], res["rounds"]
+    planned = cfg.get("rounds")
+    done = len(rounds)
+    finalized = chain.finalized_rounds if chain is not None else (res.get("ledger") or {}).get("finalized_rounds")
+    complete = isinstance(planned, int) and done >= planned
+    status = "complete" if complete else "stopped early" if done else "no round yet"
+    detail = f"{done} of {_e(planned)} rounds" + (f", {_e(finalized)} finalized on chain" if finalized is not None
+                                                  else "")
+    cards = [_card("status", _e(status), detail, "good" if complete else "warn"),
+             _card("trained", _e(_model_name(cfg.get("model"))), _trained(cfg))]
+
+    acc = res.get("final_accuracy")
+    central = res.get("centralized_accuracy")
+    if central is not None:
+        ratio = res.get("accuracy_ratio")
+        cards.append(_card("accuracy", _fmt(acc), f"centralized baseline {_fmt(central)}: {_fmt(ratio)}&times; of it"))
+    else:
+        cards.append(_card("accuracy", _fmt(acc), "no centralized baseline (run with --baseline)"))
+
+    privacy = res.get("privacy") or {}
+    if privacy.get("unit") not in (None, "none"):
+        spent, budget = privacy.get("epsilon_spent"), privacy.get("epsilon_budget")
+        cost = (f"; it cost {_fmt(1 - float(res['accuracy_ratio']), 3)} of the baseline's accuracy (DP and "
+                "federation together)" if res.get("accuracy_ratio") is not None else "")
+        cards.append(_card("privacy", f"&epsilon; {_fmt(spent, 3)} of {_fmt(budget, 3)}",
+                           f"{_e(privacy.get('unit'))}-level DP at &delta; {_g(privacy.get('delta'))}{cost}"))
+    else:
+        cards.append(_card("privacy", "none", "no differential privacy: updates are not protected", "warn"))
+
+    if audit is not None:
+        cls = {"passed": "good", "failed": "bad"}.get(audit.status, "warn")
+        cards.append(_card("audit", _e(audit.status), _e(audit.detail), cls))
+
+    if chain is not None:
+        trainers = [m for m in chain.members if m.role == "trainer"]
+        validators = [m for m in chain.members if m.role == "validator"]
+        paid = [m for m in trainers if m.reward > 0]
+        total = sum(m.reward for m in paid)
+        low, high = (min(m.reward for m in paid), max(m.reward for m in paid)) if paid else (0.0, 0.0)
+        pay = (f"{len(paid)} of {len(trainers)} trainers hold {total:.4g} reward tokens"
+               + ((f" ({low:.4g} each)" if low == high else f" ({low:.4g} to {high:.4g} each)") if paid else "")
+               + f"; validators {sum(m.reward for m in validators):.4g}")
+        cards.append(_card("paid", f"{total:.4g} tokens", _e(pay)))
+        slashed = [s for s in chain.slashing if s.event == "Slashed"]
+        if slashed:
+            who = "; ".join(f"{s.member}: {s.amount or 0:.4g} staked tokens in round {s.round} ({s.reason})"
+                            for s in slashed[:6])
+            more = f"; and {len(slashed) - 6} more" if len(slashed) > 6 else ""
+            cards.append(_card("slashed", str(len(slashed)), _e(who + more), "bad"))
+        else:
+            cards.append(_card("slashed", "nobody", "no member lost stake", "good"))
+    zk = res.get("zk") or {}
+    keys = zk.get("keys") or {}
+    if keys.get("development_only"):
+        cards.append(_card("proofs", "development keys",
+                           "single-party Groth16 setup: whoever ran it can forge proofs", "warn"))
+    return f'<section id="glance" class="glance">{"".join(cards)}</section>'
+
+
+def _time(res: Mapping[str, Any]) -> str:
+    rounds = [r for r in res["rounds"] if isinstance(r.get("stages"), Mapping) and r["stages"]]
+    if not rounds:
+        return _section("time", "Time per stage", _p("The run recorded no per-stage times."))
+    totals: dict[str, float] = {}
+    for r in rounds:
+        for k, v in r["stages"].items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    whole = sum(totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    rows = [(k, Raw(f"{v:.2f}"), Raw(f"{100 * v / whole:.1f}%")) for k, v in ranked]
+    return _section(
+        "time", "Time per stage",
+        _img(charts.stages([r["round"] for r in rounds], [r["stages"] for r in rounds]), "seconds per stage per round"),
+        _table(["stage", "seconds in all rounds", "share"], rows),
+    )
+
+
+def _proofs(res: Mapping[str, Any]) -> str:
+    zk = res.get("zk") or {}
+    per_round = [r for r in res["rounds"] if isinstance(r.get("proofs"), Mapping)]
+    if not zk and not per_round:
+        return _section("proofs", "Proofs", _p("No zero-knowledge proofs in this run (--proofs none)."))
+    parts: list[str] = []
+    keys = zk.get("keys") or {}
+    if keys.get("development_only"):
+        parts.append('<p class="bad"><b>Development keys.</b> The Groth16 keys come from a single-party setup: whoever '
+                     "ran it knows the toxic waste and can forge proofs. Import ceremony keys "
+                     "(<code>fedledger zk setup --zkey</code>) for anything of value.</p>")
+    facts = {"circuit": keys.get("circuit"), "key setup": keys.get("kind")}
+    if zk.get("proof_of_training"):
+        facts["statement"] = "each update is E epochs of fixed-point gradient descent on the committed data"
+    elif zk.get("update_spec"):
+        facts["statement"] = ("each masked input is a well-formed update: entries in range, L2 norm and noise share "
+                              "bounded, bound to the masked input by a random linear check")
+    parts.append(_kv(facts))
+    if per_round:
+        made = sum(int(r["proofs"].get("made", 0)) for r in per_round)
+        verified = sum(int(r["proofs"].get("verified", 0)) for r in per_round)
+        rejected = sum(int(r["proofs"].get("rejected", 0)) for r in per_round)
+        prove = sum(float(r["proofs"].get("prove_seconds", 0.0)) for r in per_round)
+        seconds = sum(float(r.get("seconds", 0.0)) for r in per_round) or 1.0
+        parts.append(_p(f"{made} proofs made, {verified} verified, {rejected} rejected; proving and verifying took "
+                        f"{prove:.1f} s, {100 * prove / seconds:.0f}% of the rounds' time."))
+        parts.append(_table(["round", "made", "verified", "rejected", "seconds", "linear check", "excluded"],
+                            [(r["round"], r["proofs"].get("made"), r["proofs"].get("verified"),
+                              r["proofs"].get("rejected"), r["proofs"].get("prove_seconds"),
+                              r["proofs"].get("linear_check"), ", ".join(map(str, r["proofs"].get("excluded") or [])))
+                             for r in per_round]))
+    return _section("proofs", "Proofs", *parts)
+
+
 def _summary(res: Mapping[str, Any], chain: ChainView | None) -> str:
     cfg = res["config"]
     rounds = res["rounds"]
@@ -206,7 +371,7 @@ def _summary(res: Mapping[str, Any], chain: ChainView | None) -> str:
             f"{_fmt(cfg.get('optimizer'))}, lr {_g(cfg.get('lr'))}, batch {_fmt(cfg.get('batch_size'))}, "
             + (f"{_fmt(cfg.get('local_steps'))} steps" if cfg.get("local_steps") is not None
                else f"{_g(cfg.get('local_epochs'))} epochs")
-        ),
+        ) if cfg.get("optimizer") is not None else "the members' own code (not recorded by fedledger)",
         "dropout": cfg.get("dropout"),
         "seed": cfg.get("seed"),
         "final accuracy": Raw(_fmt(res.get("final_accuracy"))),
@@ -481,22 +646,34 @@ code{font-size:.85em;word-break:break-all}
 img.chart{max-width:100%;display:block;margin:.6em 0}
 .note{color:#5a6472;font-size:.9em}.bad{color:#b00020}
 footer{margin-top:3em;color:#5a6472;font-size:.85em}
+.glance{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:.7em;margin:1em 0}
+.card{border:1px solid #d5dbe5;border-left:5px solid #3b5b8c;border-radius:4px;padding:.5em .7em;background:#fbfcfe}
+.card .label{font-size:.75em;text-transform:uppercase;letter-spacing:.05em;color:#5a6472}
+.card .value{font-size:1.35em;font-weight:650;margin:.1em 0;overflow-wrap:anywhere}
+.card .detail{font-size:.85em;color:#39424e;overflow-wrap:anywhere}
+.card.good{border-left-color:#1b7f3b}.card.warn{border-left-color:#c07a00}.card.bad{border-left-color:#b00020}
 """
 
 
-def render(results: Mapping[str, Any], *, chain: ChainView | None = None, chain_note: str | None = None) -> str:
+def render(results: Mapping[str, Any], *, chain: ChainView | None = None, chain_note: str | None = None,
+           audit: AuditVerdict | None = None) -> str:
     """The whole page as a string (pure: no file or chain access)."""
     cfg = results["config"]
-    title = f"fedledger run: {cfg.get('dataset', '?')} / {cfg.get('model', '?')} / {cfg.get('strategy', '?')}"
+    title = (f"fedledger run: {cfg.get('dataset', '?')} / {_model_name(cfg.get('model', '?'))} / "
+             f"{cfg.get('strategy', '?')}")
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (("summary", "summary"), ("accuracy", "accuracy &amp; loss"), ("privacy", "privacy"),
-                     ("participation", "participation"), ("ledger", "ledger"), ("config", "configuration"))
+                     ("proofs", "proofs"), ("time", "time"), ("participation", "participation"),
+                     ("ledger", "ledger"), ("config", "configuration"))
     )
     body = "".join((
+        _glance(results, chain, audit),
         _summary(results, chain),
         _learning(results),
         _privacy(results),
+        _proofs(results),
+        _time(results),
         _participation(results),
         _ledger(results, chain, chain_note),
         _configuration(results),
@@ -514,12 +691,19 @@ def render(results: Mapping[str, Any], *, chain: ChainView | None = None, chain_
     )
 
 
-def write_report(run_dir: Path, out: Path | None = None) -> Path:
-    """Write the run's HTML report (default DIR/report.html) and return its path."""
+def write_report(run_dir: Path, out: Path | None = None, *, audit: bool = False) -> Path:
+    """Write the run's HTML report (default DIR/report.html) and return its path. `audit`: re-verify the run
+    from the chain and the blobs first and show the verdict at the top."""
+    return build_report(run_dir, out, audit=audit)[0]
+
+
+def build_report(run_dir: Path, out: Path | None = None, *, audit: bool = True) -> tuple[Path, AuditVerdict | None]:
+    """`write_report`, also returning the audit verdict (None when `audit` is False)."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
+    verdict = run_audit(run_dir, results) if audit else None
     chain, note = _chain_view(run_dir, results)
-    page = render(results, chain=chain, chain_note=note)
+    page = render(results, chain=chain, chain_note=note, audit=verdict)
     out = Path(out) if out is not None else run_dir / REPORT_FILE
     if out.is_dir():
         raise DataError(f"{out} is a directory; give a file name for the report")
@@ -527,7 +711,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
-    return out
+    return out, verdict
 
 
-__all__ = ["load_results", "render", "write_report"]
+__all__ = ["AuditVerdict", "build_report", "load_results", "render", "run_audit", "write_report"]
