@@ -71,6 +71,7 @@ class Attribution:
     shrinkage: float  # lam
     rows: int  # observations used
     residual_rms: float  # sqrt(mean weighted squared residual) of the fit
+    stderr: np.ndarray  # float64 [N]: sqrt(s2 [(X'WX + lam I)^-1]_ii), s2 = weighted RSS / max(1, K - N)
 
 
 def size_prior(membership: np.ndarray, outcomes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -131,7 +132,13 @@ def attribute_rounds(
         phi = np.linalg.solve(x.T @ xw + shrinkage * np.eye(n), xw.T @ y + shrinkage * mu)
     resid = (y - x @ phi) * sw
     rms = float(np.sqrt(np.mean(resid**2))) if len(resid) else 0.0
-    return Attribution(values=phi, prior=mu, shrinkage=float(shrinkage), rows=int(x.shape[0]), residual_rms=rms)
+    # the ridge posterior's spread (Gaussian noise of variance s2 per unit weight, prior precision lam / s2):
+    # how far the data leave each value uncertain; used to pay by a lower confidence bound
+    s2 = float((resid**2).sum()) / max(1, x.shape[0] - n)
+    cov = np.linalg.inv(x.T @ (x * w[:, None]) + shrinkage * np.eye(n))
+    stderr = np.sqrt(s2 * np.clip(np.diag(cov), 0, None))
+    return Attribution(values=phi, prior=mu, shrinkage=float(shrinkage), rows=int(x.shape[0]), residual_rms=rms,
+                       stderr=stderr)
 
 
 # ---- (b) random groups, Shapley over groups, the privacy cost of group sums -----------------------

@@ -114,7 +114,9 @@ class Event(enum.IntEnum):
 
     USEFUL_WORK (quality q in [0, 1]): s -> s + GAIN * (q * MAX_SCORE - s), toward q * MAX_SCORE: up for work
         better than the reputation says, down for useless work (q = 0: a free rider's zero update).
-    CONSENSUS_VOTE (agreement a in [0, 1]): s -> s + GAIN * a * (MAX_SCORE - s): never down, up with agreement.
+    CONSENSUS_VOTE (agreement a in [0, 1]): s -> s + GAIN * (a * MAX_SCORE - s), the same rule: a validator
+        in full agreement rises toward MAX_SCORE, one that scores at random or copies settles near its
+        (low) agreement.
     DROPOUT: s -> s * (1 - DROP_LOSS). INVALID_PROOF, VOTE_AGAINST_EVIDENCE: s -> s * (1 - FAULT_LOSS).
     SLASH: s -> s * (1 - SLASH_LOSS). Every result is rounded and clamped to [0, MAX_SCORE].
     """
@@ -145,10 +147,8 @@ def reputation_after(score: int, role: Role, event: Event, strength: float = 1.0
     if not 0.0 <= strength <= 1.0:
         raise ConfigError(f"event strength must be in [0, 1], not {strength}")
     s = max(0, min(MAX_SCORE, int(score)))
-    if event is Event.USEFUL_WORK:
+    if event in (Event.USEFUL_WORK, Event.CONSENSUS_VOTE):
         new = s + round(GAIN * (strength * MAX_SCORE - s))
-    elif event is Event.CONSENSUS_VOTE:
-        new = s + round(GAIN * strength * (MAX_SCORE - s))
     elif event is Event.DROPOUT:
         new = round(s * (1 - DROP_LOSS))
     elif event is Event.SLASH:
