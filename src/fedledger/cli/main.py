@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fedledger import __version__
-from fedledger.cli import audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, zk_cmd
+from fedledger.cli import audit_cmd, chain_cmd, economics_cmd, export_cmd, new_cmd, report_cmd, zk_cmd
 from fedledger.core.errors import ConfigError, FedLedgerError, LedgerError
 
 if TYPE_CHECKING:  # `fedledger --help` imports neither pydantic nor torch (tests/cli/test_cli_errors.py pins it)
@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.register(sub)
     export_cmd.register(sub)
     new_cmd.register(sub)
+    economics_cmd.register(sub)
     _help_everywhere(parser)
     return parser
 

@@ -319,14 +319,14 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
         # a union of groups is worth its part of the released update: prev + lr * (its groups' sums) / (all weight)
         coalition_models = prev_flat[None, :] + cfg.server_lr * (masks.astype(np.float64) @ g_sum) / g_weight.sum()
         per_sample = evaluator(coalition_models)  # [2^k, n_holdout]
-        index = {m.tobytes(): b for b, m in enumerate(masks)}
+        bits = 1 << np.arange(k)
         reports = np.zeros((cfg.validators, k))
         for v in range(cfg.validators):
             if v_kinds[v] == "honest_validator":
                 losses = per_sample[:, holds[v]].mean(axis=1)
 
-                def value(ms: np.ndarray, losses: np.ndarray = losses) -> np.ndarray:
-                    return np.array([losses[0] - losses[index[m.tobytes()]] for m in ms])
+                def value(ms: np.ndarray, losses: np.ndarray = losses, bits: np.ndarray = bits) -> np.ndarray:
+                    return losses[0] - losses[(ms.astype(np.int64) * bits).sum(axis=1)]  # coalition = bit index
 
                 reports[v] = group_shapley(value, k, rng).values
             elif v_kinds[v] == "lazy_validator":
