@@ -16,7 +16,7 @@ from fedledger.sim.economics import EconomicsConfig, run_economics
 
 KEYS = ("reputation_quality_spearman", "reputation_quality_pearson", "honest_reward_share",
         "honest_trainer_reward_share", "net_by_kind", "free_riders_and_poisoners_below_stake", "flag_precision",
-        "flag_recall", "final_accuracy", "group_release_privacy", "settings")
+        "flag_recall", "validator_agreement_by_kind", "final_accuracy", "group_release_privacy", "settings")
 
 
 def run(quick: bool = False) -> dict[str, Any]:

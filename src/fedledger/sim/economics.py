@@ -102,7 +102,7 @@ class EconomicsConfig:
     quality_min: float = 0.2
     pool: int = 1_000_000  # reward units per finalized round
     role_weights: tuple[int, int, int] = (80, 10, 10)  # trainers, aggregator, validators
-    fee_rate: float = 0.1  # fee per participation, as a share of an equal share of the role's pool
+    fee_rate: float = 0.15  # fee per participation, as a share of an equal share of the role's pool
     stake: int = 200_000
     slash_fraction: float = 0.5
     min_agreement: float = 0.7
@@ -304,9 +304,14 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
                 aggregators[agg].slashed += cut
                 aggregators[agg].reputation = reputation_after(aggregators[agg].reputation, Role.AGGREGATOR,
                                                                Event.SLASH)
-                for v in np.flatnonzero(accept):
+                for v in np.flatnonzero(accept):  # accepting a model the evidence refutes: provable, slashed
                     validators[v].reputation = reputation_after(validators[v].reputation, Role.VALIDATOR,
                                                                 Event.VOTE_AGAINST_EVIDENCE)
+                    validators[v].reputation = reputation_after(validators[v].reputation, Role.VALIDATOR,
+                                                                Event.SLASH)
+                    cut = round(validators[v].stake * cfg.slash_fraction)
+                    validators[v].stake -= cut
+                    validators[v].slashed += cut
                 continue
             if tampered and finalized:  # a tampered model got through: record it (the targets would show it)
                 honest_model = posted
@@ -379,10 +384,12 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
         total_paid["aggregator"] += pool_split["aggregator"]
 
         # 8. reputation by event, every role
-        top = max(float(np.quantile(score[score > 0], 0.9)) if (score > 0).any() else 0.0, 1e-12)
+        # reputation follows the estimate itself (gated by validity), pay its lower confidence bound
+        worth = combined_score(estimate, sizes.astype(np.float64), validity)
+        top = max(float(np.quantile(worth[worth > 0], 0.9)) if (worth > 0).any() else 0.0, 1e-12)
         for i in survivors:
             trainers[i].reputation = reputation_after(trainers[i].reputation, Role.TRAINER, Event.USEFUL_WORK,
-                                                      float(min(1.0, score[i] / top)))
+                                                      float(min(1.0, worth[i] / top)))
         for i in dropped:
             trainers[i].reputation = reputation_after(trainers[i].reputation, Role.TRAINER, Event.DROPOUT)
         for i in faulty:
@@ -450,6 +457,9 @@ def _summarize(cfg: EconomicsConfig, trainers: list[_Party], validators: list[_P
             nets = [p.net for p in group]
             net_by_kind[kind] = {"count": len(group), "mean": float(np.mean(nets)), "min": float(min(nets)),
                                  "max": float(max(nets)), "all_below_stake": bool(max(nets) < 0)}
+    agreement_by_kind = {kind: float(np.mean([r["agreement"][p.name] for r in per_round for p in validators
+                                              if p.kind == kind]))
+                         for kind in sorted({p.kind for p in validators})}
     adversarial_trainers_below = all(p.net < 0 for p in trainers if p.kind in ("free_rider", "poisoner"))
     # what releasing the group sums would cost under a reference member-level DP plan (epsilon 16, as bench)
     from fedledger.privacy.distributed import plan_distributed_dp
@@ -468,6 +478,7 @@ def _summarize(cfg: EconomicsConfig, trainers: list[_Party], validators: list[_P
         "free_riders_and_poisoners_below_stake": adversarial_trainers_below,
         "flag_precision": precision,
         "flag_recall": recall,
+        "validator_agreement_by_kind": agreement_by_kind,
         "final_accuracy": per_round[-1]["accuracy"],
         "rewards_paid": total_paid,
         "group_release_privacy": asdict(cost) | {"reference_plan": {"epsilon": 16.0, "delta": 1e-5,
