@@ -88,7 +88,7 @@ class EconomicsConfig:
     validators: int = 10
     aggregators: int = 5
     adversarial: float = 0.2  # share of each role that is adversarial (trainers: half free riders, half poisoners)
-    fraction: float = 0.8  # share of trainers drawn per round (reputation-weighted)
+    fraction: float = 1.0  # share of trainers drawn per round (reputation-weighted)
     dropout: float = 0.02
     seed: int = 0
     dataset: str = "digits"
@@ -102,7 +102,7 @@ class EconomicsConfig:
     quality_min: float = 0.2
     pool: int = 1_000_000  # reward units per finalized round
     role_weights: tuple[int, int, int] = (80, 10, 10)  # trainers, aggregator, validators
-    fee_rate: float = 0.15  # fee per participation, as a share of an equal share of the role's pool
+    fee_rate: float = 0.2  # fee per participation, as a share of an equal share of the role's pool
     stake: int = 200_000
     slash_fraction: float = 0.5
     min_agreement: float = 0.7
@@ -438,8 +438,9 @@ def _summarize(cfg: EconomicsConfig, trainers: list[_Party], validators: list[_P
 
     parties = [*trainers, *validators, *aggregators]
     rep = np.array([p.reputation for p in trainers], dtype=np.float64)
-    spearman = float(spearmanr(rep, quality).statistic)
-    pearson = float(pearsonr(rep, quality).statistic)
+    constant = bool(np.ptp(rep) == 0 or np.ptp(quality) == 0)  # undefined correlation: reported as null
+    spearman = None if constant else float(spearmanr(rep, quality).statistic)
+    pearson = None if constant else float(pearsonr(rep, quality).statistic)
     paid = sum(p.rewards for p in parties)
     honest_paid = sum(p.rewards for p in parties if p.kind in HONEST)
     trainer_paid = sum(p.rewards for p in trainers)
@@ -500,7 +501,7 @@ def write_economics(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     against quality, accuracy)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "economics.json"
-    path.write_text(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1, allow_nan=False))
     return path, economics_plot(out / "economics.png", result)
 
 
@@ -531,8 +532,8 @@ def economics_plot(path: Path, result: dict[str, Any]) -> Path:
     for m in trainers:
         ax.scatter(m["quality"], m["reputation"], color=colors[m["kind"]], s=20)
     ax.set(xlabel="true data quality", ylabel="final reputation",
-           title=f"Spearman {result['reputation_quality_spearman']:.3f}, "
-                 f"Pearson {result['reputation_quality_pearson']:.3f}")
+           title=f"Spearman {result['reputation_quality_spearman'] or float('nan'):.3f}, "
+                 f"Pearson {result['reputation_quality_pearson'] or float('nan'):.3f}")
     ax = axes[1, 1]
     ax.plot([r["accuracy"] for r in result["rounds"]])
     ax.set(xlabel="round", ylabel="test accuracy", ylim=(0, 1),
@@ -544,8 +545,11 @@ def economics_plot(path: Path, result: dict[str, Any]) -> Path:
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    lines = [f"reputation vs quality: Spearman {result['reputation_quality_spearman']:.3f}, "
-             f"Pearson {result['reputation_quality_pearson']:.3f}",
+    def num(x: float | None) -> str:
+        return "undefined" if x is None else f"{x:.3f}"
+
+    lines = [f"reputation vs quality: Spearman {num(result['reputation_quality_spearman'])}, "
+             f"Pearson {num(result['reputation_quality_pearson'])}",
              f"honest share of rewards {result['honest_reward_share']:.3f} "
              f"(trainers {result['honest_trainer_reward_share']:.3f})",
              f"flags: precision {result['flag_precision']:.3f}, recall {result['flag_recall']:.3f}; "
