@@ -447,7 +447,7 @@ def combined_score(
         raise ConfigError("contribution, committed sizes and validity must be vectors of one length")
     if not 0 <= size_weight <= 1 or ((ok < 0) | (ok > 1)).any() or (n < 0).any():
         raise ConfigError("need 0 <= size_weight <= 1, validity in [0, 1] and sizes >= 0")
-    base = 0.0
+    base = np.zeros_like(n)
     if size_weight > 0 and n.sum() > 0:
         base = float(np.maximum(phi, 0).mean()) * n / float(n.mean())
     mixed = np.maximum(0.0, (1 - size_weight) * phi + size_weight * base)

@@ -14,6 +14,12 @@ for the members of its cohort only: a contributor moves a fraction GAIN of the w
 member that was drawn but did not contribute (dropped out) loses a fraction DROP_LOSS of its score; a
 member named as faulty loses a fraction FAULT_LOSS. Scores weight selection on chain (stake x
 (5000 + score) / 10000), so reliable members are drawn as aggregators and validators more often.
+
+Below those two, not yet called by the roles (docs/incentives.md): `reward_shares_by_score` (largest-remainder
+split by contribution score, conserving tokens exactly; scores <= 0 get nothing) and `split_pool` (the round's
+pool among roles); `reputation_after` / `apply_events` (bounded reputation for trainers, aggregators and
+validators by event, each event's direction fixed); `score_consensus` (Yuma-style stake-weighted median,
+clipping and per-validator agreement).
 """
 
 from __future__ import annotations

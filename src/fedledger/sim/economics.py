@@ -304,14 +304,13 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
                 aggregators[agg].slashed += cut
                 aggregators[agg].reputation = reputation_after(aggregators[agg].reputation, Role.AGGREGATOR,
                                                                Event.SLASH)
-                for v in np.flatnonzero(accept):  # accepting a model the evidence refutes: provable, slashed
-                    validators[v].reputation = reputation_after(validators[v].reputation, Role.VALIDATOR,
-                                                                Event.VOTE_AGAINST_EVIDENCE)
-                    validators[v].reputation = reputation_after(validators[v].reputation, Role.VALIDATOR,
-                                                                Event.SLASH)
-                    cut = round(validators[v].stake * cfg.slash_fraction)
-                    validators[v].stake -= cut
-                    validators[v].slashed += cut
+                for yes in np.flatnonzero(accept):  # accepting a model the evidence refutes: provable, slashed
+                    voter = validators[int(yes)]
+                    voter.reputation = reputation_after(voter.reputation, Role.VALIDATOR, Event.VOTE_AGAINST_EVIDENCE)
+                    voter.reputation = reputation_after(voter.reputation, Role.VALIDATOR, Event.SLASH)
+                    cut = round(voter.stake * cfg.slash_fraction)
+                    voter.stake -= cut
+                    voter.slashed += cut
                 continue
             if tampered and finalized:  # a tampered model got through: record it (the targets would show it)
                 honest_model = posted
@@ -511,7 +510,8 @@ def economics_plot(path: Path, result: dict[str, Any]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = dict(zip(KINDS, plt.get_cmap("tab10").colors, strict=False))
+    cmap = plt.get_cmap("tab10")
+    colors = {kind: cmap(i) for i, kind in enumerate(KINDS)}
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), dpi=100)
     ax = axes[0, 0]
     seen: set[str] = set()
