@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fedledger import __version__
-from fedledger.cli import account_cmd, audit_cmd, chain_cmd, export_cmd, new_cmd, report_cmd, watch_cmd, zk_cmd
+from fedledger.cli import (
+    account_cmd,
+    audit_cmd,
+    chain_cmd,
+    economics_cmd,
+    export_cmd,
+    new_cmd,
+    report_cmd,
+    watch_cmd,
+    zk_cmd,
+)
 from fedledger.core.errors import ConfigError, FedLedgerError, LedgerError
 
 if TYPE_CHECKING:  # `fedledger --help` imports neither pydantic nor torch (tests/cli/test_cli_errors.py pins it)
@@ -293,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.register(sub)
     new_cmd.register(sub)
     account_cmd.register(sub)
+    economics_cmd.register(sub)
     _help_everywhere(parser)
     return parser
 
