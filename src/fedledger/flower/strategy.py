@@ -314,7 +314,7 @@ class LedgerStrategy(Strategy):
                                  "round to record")
         self._replies = _Replies(server_round, updates, self.flat(arrays))
         txs = self._chain.tx_count()
-        view = self._chain.run(server_round, len(self._members), None)
+        view = self._chain.run(server_round, len(self._members))
         finalized = from_bytes(self._chain.blobs.get(view.record.model_hash))  # the chain is the truth
         self._global = finalized
         losses = [u[2] for u in updates.values() if math.isfinite(u[2])]
