@@ -271,7 +271,7 @@ class LedgerStrategy(Strategy):
             result = super().start(grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config,
                                    evaluate_fn)
             if self.claim_rewards:
-                self._chain.claim_rewards(num_rounds)
+                self._chain.claim_rewards()
             self._write()
         finally:
             self._chain.close()
