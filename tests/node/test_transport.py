@@ -156,3 +156,37 @@ def test_a_send_retries_until_the_recipient_restarts(net: Net, same_port: bool) 
     r.join()
     got = restarted[0].receive(mb.address, timeout=5)
     assert got is not None and got.payload == b"after"
+
+
+def test_a_rotated_out_certificate_is_refused(net: Net) -> None:
+    b = net.node()
+    mx = net.member()
+    old = net.node(mx)
+    old.send(Envelope(mx.address, b.address, "t", b"with the old key"))
+    assert b.receive(b.address, timeout=5) is not None
+    old.stop(0)
+    # x rotates: a new key and certificate, a new node, the new fingerprint on chain
+    mx.identity = NodeIdentity.generate(mx.address)
+    new = net.node(mx)
+    new.send(Envelope(mx.address, b.address, "t", b"with the new key"))
+    assert b.receive(b.address, timeout=5) is not None
+    # whoever kept the old key cannot speak for x any more
+    stale = old.identity
+    with pytest.raises(grpc.RpcError) as e:
+        raw_channel(stale, b).unary_unary(DELIVER)(
+            Envelope(mx.address, b.address, "t", b"old key").to_bytes(), metadata=raw_metadata(mx.address), timeout=3
+        )
+    assert e.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
+    assert b.receive(b.address, timeout=0.2) is None
+
+
+def test_heartbeats_tell_a_live_peer_from_a_dead_one(net: Net) -> None:
+    a, b, c = net.node(), net.node(), net.node()
+    c.stop(0)
+    t0 = time.monotonic()
+    beats = a.heartbeat([b.address, c.address], timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    rtt = beats[b.address]
+    assert rtt is not None and 0 < rtt < 0.5
+    assert beats[c.address] is None
+    assert a.alive(b.address, within=5) and not a.alive(c.address, within=5)

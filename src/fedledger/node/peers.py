@@ -65,7 +65,7 @@ class PeerDirectory:
         *,
         ttl: float = 2.0,
         probe_timeout: float = 2.0,
-        probe_retry: float = 2.0,
+        probe_retry: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
@@ -77,7 +77,7 @@ class PeerDirectory:
         self._lock = threading.Lock()
         self._registered: dict[str, tuple[float, Endpoint | None]] = {}
         self._pinned: dict[str, Peer] = {}
-        self._failed: dict[tuple[str, bytes], float] = {}
+        self._failed: dict[tuple[str, str, bytes], float] = {}
         self.version = 0  # grows whenever the set of pinned certificates changes
 
     # -- the chain's view
@@ -127,7 +127,7 @@ class PeerDirectory:
         der = probe_certificate(e.url, self.probe_timeout)
         if fingerprint(der) != e.tls_fingerprint:
             with self._lock:
-                self._failed[(e.address, e.tls_fingerprint)] = self._clock()
+                self._failed[(e.address, e.url, e.tls_fingerprint)] = self._clock()
             raise PeerRefused(
                 f"the node at {e.url} presents a certificate with fingerprint {fingerprint(der).hex()[:16]}..., "
                 f"the chain pins {e.tls_fingerprint.hex()[:16]}... for {e.address}"
@@ -138,7 +138,7 @@ class PeerDirectory:
             self._pinned[e.address] = p
             if old is None or old.cert_pem != p.cert_pem:
                 self.version += 1
-            self._failed.pop((e.address, e.tls_fingerprint), None)
+            self._failed.pop((e.address, e.url, e.tls_fingerprint), None)
         return p
 
     def refresh(self, skip: str | None = None) -> int:
@@ -153,7 +153,7 @@ class PeerDirectory:
                 continue
             with self._lock:
                 p = self._pinned.get(a)
-                failed_at = self._failed.get((a, e.tls_fingerprint))
+                failed_at = self._failed.get((a, e.url, e.tls_fingerprint))
             if p is not None and (p.url, p.fingerprint) == (e.url, e.tls_fingerprint):
                 continue
             if failed_at is not None and now - failed_at < self.probe_retry:
@@ -167,7 +167,7 @@ class PeerDirectory:
                 pinned += 1
             except TransportError:
                 with self._lock:
-                    self._failed[(a, e.tls_fingerprint)] = self._clock()
+                    self._failed[(a, e.url, e.tls_fingerprint)] = self._clock()
         return pinned
 
     def trusted_pem(self) -> list[bytes]:

@@ -60,6 +60,7 @@ PING = f"/{SERVICE}/Ping"
 BLOB = f"/{SERVICE}/Blob"
 META_SENDER = "fl-sender"
 META_MSG_ID = "fl-msg-id"
+META_SIZE = "fl-size"  # a streamed envelope's declared size: refused before it is read when it cannot fit
 
 MiB = 1 << 20
 CHUNK_SIZE = 1 * MiB  # well under gRPC's 4 MiB default message limit
@@ -333,6 +334,15 @@ class GrpcTransport:
 
     def _on_deliver_stream(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         peer = self._authenticate(context)
+        declared = str(dict(context.invocation_metadata()).get(META_SIZE, ""))
+        if declared.isdigit():
+            if int(declared) > self.max_message:
+                self._refuse(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, peer, f"a message over {self.max_message} bytes"
+                )
+            inbox = self._inboxes.get(self.address)
+            if inbox is not None and not inbox.has_room(int(declared)):  # push back before reading megabytes
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the inbox of {self.address} is full")
         parts: list[bytes] = []
         size = 0
         for chunk in chunks:
@@ -411,9 +421,11 @@ class GrpcTransport:
             ch.close()
         self.directory.forget(recipient)
 
-    def _call(self, recipient: str, what: str, fn: Callable[[grpc.Channel, float], T]) -> T:
+    def _call(
+        self, recipient: str, what: str, fn: Callable[[grpc.Channel, float], T], policy: RetryPolicy | None = None
+    ) -> T:
         """`fn(channel, timeout)` with deadlines, capped exponential backoff with jitter, and channel rebuilds."""
-        policy = self.retry
+        policy = policy or self.retry
         end = time.monotonic() + policy.total
         last = ""
         for attempt in range(policy.attempts):
@@ -471,6 +483,8 @@ class GrpcTransport:
         else:
             msg_id = os.urandom(16).hex()
             md = self._metadata(msg_id)
+            if len(wire) > self.chunk_size:
+                md.append((META_SIZE, str(len(wire))))
             if len(wire) <= self.chunk_size:
 
                 def unary(ch: grpc.Channel, timeout: float) -> None:
@@ -514,17 +528,31 @@ class GrpcTransport:
 
     # ------------------------------------------------------------------ heartbeats
     def ping(self, peer: str, timeout: float = 2.0) -> float:
-        """One heartbeat round trip to `peer`'s node, in seconds (raises `TransportError` if it does not answer)."""
+        """One heartbeat round trip to `peer`'s node, in seconds, retried within `timeout` seconds (raises
+        `TransportError` if it does not answer in time)."""
         a = normalize(peer)
         nonce = os.urandom(16)
+        policy = RetryPolicy(
+            attempts=self.retry.attempts, base=self.retry.base, cap=self.retry.cap, total=timeout, rpc_timeout=timeout
+        )
         t0 = time.perf_counter()
 
         def call(ch: grpc.Channel, t: float) -> bytes:
-            return ch.unary_unary(PING)(nonce, timeout=min(t, timeout), metadata=self._metadata())  # type: ignore[no-any-return]
+            return ch.unary_unary(PING)(nonce, timeout=t, metadata=self._metadata())  # type: ignore[no-any-return]
 
-        if self._call(a, "ping", call) != nonce:
+        if self._call(a, "ping", call, policy) != nonce:
             raise TransportError(f"{a} answered a ping with other bytes")
         return time.perf_counter() - t0
+
+    def heartbeat(self, peers: Sequence[str], timeout: float = 1.0) -> dict[str, float | None]:
+        """Ping each peer once (within `timeout` seconds each): its round trip in seconds, or None if it is down."""
+        out: dict[str, float | None] = {}
+        for p in peers:
+            try:
+                out[normalize(p)] = self.ping(p, timeout)
+            except TransportError:
+                out[normalize(p)] = None
+        return out
 
     def alive(self, peer: str, within: float) -> bool:
         """Whether `peer` exchanged anything with this node in the last `within` seconds."""
