@@ -6,17 +6,13 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
-from fedledger.ledger import DeployParams, Ledger, Role
-from fedledger.ledger.anvil import find_anvil
-from fedledger.ledger.backends import AnvilBackend
+from fedledger.ledger import Ledger, Role
 from fedledger.ledger.types import Endpoint
 from fedledger.node import CidStore, GrpcTransport, NodeIdentity, PeerDirectory, RetryPolicy
 from fedledger.node.tls import TLS_NAME

@@ -339,7 +339,7 @@ class Ledger:
         """Every member that published an endpoint, with its latest one (from the `EndpointSet` events)."""
         out: dict[str, Endpoint] = {}
         for e in self.events("EndpointSet"):
-            a = to_checksum_address(e.args["member"])
+            a = to_checksum_address(str(e.args["member"]))
             out[a] = Endpoint(address=a, url=str(e.args["url"]), tls_fingerprint=_hexb(e.args["tls_fingerprint"]))
         return out
 

@@ -139,9 +139,11 @@ def probe_certificate(url: str, timeout: float = 2.0) -> bytes:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.set_alpn_protocols(["h2"])
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with ctx.wrap_socket(sock, server_hostname=TLS_NAME) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            ctx.wrap_socket(sock, server_hostname=TLS_NAME) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as e:
         raise TransportError(f"cannot reach {url} for its TLS certificate: {e}") from None
     if not der:

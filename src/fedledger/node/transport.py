@@ -36,11 +36,11 @@ import os
 import random
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -65,8 +65,15 @@ META_SIZE = "fl-size"  # a streamed envelope's declared size: refused before it 
 MiB = 1 << 20
 CHUNK_SIZE = 1 * MiB  # well under gRPC's 4 MiB default message limit
 GRPC_MESSAGE_LIMIT = 4 * MiB
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
 SEEN_IDS = 8192  # delivered message ids remembered for de-duplication
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, why: str) -> NoReturn:
+    context.abort(code, why)
+    raise AssertionError("grpc's abort returned")  # it raises; this line tells the type checker
 
 
 class Backpressure(TransportError):
@@ -91,23 +98,22 @@ class _Inbox:
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._items: list[bytes] = []
-        self._head = 0
+        self._items: deque[bytes] = deque()
         self._bytes = 0
         self._cond = threading.Condition()
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._items) - self._head
+            return len(self._items)
 
     def has_room(self, size: int) -> bool:
         with self._cond:
-            n = len(self._items) - self._head
+            n = len(self._items)
             return n == 0 or (n < self.max_items and self._bytes + size <= self.max_bytes)
 
     def offer(self, wire: bytes) -> bool:
         with self._cond:
-            n = len(self._items) - self._head
+            n = len(self._items)
             if n and (n >= self.max_items or self._bytes + len(wire) > self.max_bytes):
                 return False
             self._items.append(wire)
@@ -118,21 +124,11 @@ class _Inbox:
     def take(self, timeout: float | None) -> bytes | None:
         with self._cond:
             if timeout:
-                end = time.monotonic() + timeout
-                while self._head == len(self._items):
-                    left = end - time.monotonic()
-                    if left <= 0 or not self._cond.wait(left):
-                        if self._head == len(self._items):
-                            return None
-            if self._head == len(self._items):
+                self._cond.wait_for(lambda: bool(self._items), timeout)
+            if not self._items:
                 return None
-            wire = self._items[self._head]
-            self._items[self._head] = b""
-            self._head += 1
+            wire = self._items.popleft()
             self._bytes -= len(wire)
-            if self._head > 1024 and self._head * 2 > len(self._items):
-                del self._items[: self._head]
-                self._head = 0
             return wire
 
 
@@ -272,7 +268,7 @@ class GrpcTransport:
         try:
             self._last_refresh = time.monotonic()
             self.directory.refresh(skip=self.address)
-        except Exception:  # noqa: BLE001 - a chain hiccup must not kill the refresher; the next handshake retries
+        except Exception:
             pass
         finally:
             self._last_refresh = time.monotonic()
@@ -292,10 +288,10 @@ class GrpcTransport:
         self.last_seen[peer] = time.monotonic()
         return peer
 
-    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, who: str, why: str) -> None:
+    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, who: str, why: str) -> NoReturn:
         with self._lock:
             self.refused.append((who, why))
-        context.abort(code, why)
+        _abort(context, code, why)
 
     # ------------------------------------------------------------------ server-side methods
     def _accept(self, context: grpc.ServicerContext, peer: str, wire: bytes) -> bytes:
@@ -319,7 +315,7 @@ class GrpcTransport:
             if msg_id and key in self._seen:
                 return b""  # a retry of a delivery that arrived: acknowledge, do not queue twice
         if not inbox.offer(wire):
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the inbox of {env.recipient} is full")
+            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"the inbox of {env.recipient} is full")
         with self._lock:
             if msg_id:
                 self._seen[key] = None
@@ -342,7 +338,7 @@ class GrpcTransport:
                 )
             inbox = self._inboxes.get(self.address)
             if inbox is not None and not inbox.has_room(int(declared)):  # push back before reading megabytes
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the inbox of {self.address} is full")
+                _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"the inbox of {self.address} is full")
         parts: list[bytes] = []
         size = 0
         for chunk in chunks:
@@ -374,9 +370,9 @@ class GrpcTransport:
         try:
             data = self._blob_bytes(cid)
         except IntegrityError as e:  # corrupt on this node's disk: serve nothing rather than bad bytes
-            context.abort(grpc.StatusCode.DATA_LOSS, str(e))
+            _abort(context, grpc.StatusCode.DATA_LOSS, str(e))
         if data is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"this node has no blob {cid}")
+            _abort(context, grpc.StatusCode.NOT_FOUND, f"this node has no blob {cid}")
         view = memoryview(data)
         for i in range(0, max(len(data), 1), self.chunk_size):
             yield bytes(view[i : i + self.chunk_size])
@@ -580,7 +576,7 @@ class GrpcTransport:
         for source in sources:
             src = normalize(source)
 
-            def fetch(ch: grpc.Channel, timeout: float) -> bytes:
+            def fetch(ch: grpc.Channel, timeout: float, src: str = src) -> bytes:
                 parts: list[bytes] = []
                 size = 0
                 for chunk in ch.unary_stream(BLOB)(cid.encode(), timeout=timeout, metadata=self._metadata()):
