@@ -179,7 +179,8 @@ class GrpcTransport:
         self.bytes_sent: dict[str, int] = defaultdict(int)
         self.bytes_received: dict[str, int] = defaultdict(int)
         self.last_seen: dict[str, float] = {}  # peer -> monotonic time of its last successful exchange
-        self.refused: list[tuple[str, str]] = []  # (claimed address or peer, why): calls this node refused
+        # (claimed address or peer, why): the latest calls and blobs this node refused
+        self.refused: deque[tuple[str, str]] = deque(maxlen=1024)
 
     # ------------------------------------------------------------------ lifecycle
     @property
