@@ -68,6 +68,7 @@ GRPC_MESSAGE_LIMIT = 4 * MiB
 RETRYABLE = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+MIN_ATTEMPT = 0.02  # seconds: a retry budget with less left than this is spent
 SEEN_IDS = 8192  # delivered message ids remembered for de-duplication
 
 
@@ -249,8 +250,9 @@ class GrpcTransport:
 
     # ------------------------------------------------------------------ server-side trust
     def _server_config(self) -> Any:
+        version = self.directory.version  # read before the certificates: a pin in between reloads again later
         roots = b"".join([self.identity.cert_pem, *self.directory.trusted_pem()])
-        self._trust_version = self.directory.version
+        self._trust_version = version
         return grpc.ssl_server_certificate_configuration(
             [(self.identity.key_pem, self.identity.cert_pem)], root_certificates=roots
         )
@@ -425,9 +427,10 @@ class GrpcTransport:
         policy = policy or self.retry
         end = time.monotonic() + policy.total
         last = ""
+        pushed_back = False
         for attempt in range(policy.attempts):
             left = end - time.monotonic()
-            if left <= 0:
+            if left <= MIN_ATTEMPT:  # too little left for a call to complete: stop rather than time out
                 break
             code: grpc.StatusCode | None = None
             try:
@@ -444,11 +447,13 @@ class GrpcTransport:
                 last = f"{code.name}: {e.details()}"  # type: ignore[attr-defined]
                 if code not in RETRYABLE:
                     raise TransportError(f"{what} to {recipient} refused: {last}") from None
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    pushed_back = True
                 if code == grpc.StatusCode.UNAVAILABLE:
                     self._drop_channel(recipient)
             pause = min(policy.delay(attempt, self._rng), max(0.0, end - time.monotonic()))
             time.sleep(pause)
-        if last.startswith(grpc.StatusCode.RESOURCE_EXHAUSTED.name):
+        if pushed_back and last.split(":")[0] in ("RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"):
             raise Backpressure(f"{what} to {recipient}: still refused after backing off ({last})")
         raise TransportError(f"{what} to {recipient} failed after retries: {last}")
 
