@@ -38,6 +38,7 @@ from fedledger.ledger.selection import pool_id, select_aggregator, select_cohort
 from fedledger.ledger.tx import TxSender
 from fedledger.ledger.types import (
     ZERO32,
+    Endpoint,
     Event,
     GovAction,
     Member,
@@ -64,6 +65,7 @@ INDEX_FILE = "index.sqlite"
 SEAL_WAIT = 120.0  # seconds to wait for a round's committed block on a chain that mines by itself
 SEAL_TRIES = 4  # re-commits (a lapsed block hash) before giving up
 ZERO_ADDRESS = "0x" + "00" * 20
+MAX_ENDPOINT = 128  # bytes of a node endpoint string (registry.vy MAX_ENDPOINT)
 
 
 def _b32(value: bytes | str, what: str) -> bytes:
@@ -317,6 +319,29 @@ class Ledger:
             stake=self.stake_of(a),
             weight=int(self._fn("registry").weight_in(pool, a).call()) if task_id else 0,
         )
+
+    def set_endpoint(self, url: str, tls_fingerprint: bytes) -> None:
+        """Publish where the signer's node listens ("host:port", at most 128 bytes) and the SHA-256 of its DER TLS
+        certificate: peers connect there and accept no other certificate for this address."""
+        if not url or len(url.encode()) > MAX_ENDPOINT:
+            raise InvalidArgument(f"an endpoint is 1 to {MAX_ENDPOINT} bytes, not {len(url.encode())}")
+        self._tx("set_endpoint", self._fn("registry").set_endpoint(url, _b32(tls_fingerprint, "tls_fingerprint")))
+
+    def endpoint(self, address: str | None = None) -> Endpoint | None:
+        """A member's published node endpoint and TLS fingerprint, as the chain has them now (None if unset)."""
+        a = to_checksum_address(address or self.address)
+        url, fingerprint = self._fn("registry").endpoints(a).call()
+        if not url:
+            return None
+        return Endpoint(address=a, url=str(url), tls_fingerprint=bytes(fingerprint))
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every member that published an endpoint, with its latest one (from the `EndpointSet` events)."""
+        out: dict[str, Endpoint] = {}
+        for e in self.events("EndpointSet"):
+            a = to_checksum_address(str(e.args["member"]))
+            out[a] = Endpoint(address=a, url=str(e.args["url"]), tls_fingerprint=_hexb(e.args["tls_fingerprint"]))
+        return out
 
     def weight_in(self, task_id: int, address: str | None = None) -> int:
         """The member's selection weight in a task it joined (0 otherwise)."""

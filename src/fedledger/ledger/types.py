@@ -100,6 +100,15 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a member's node listens ("host:port") and the SHA-256 of its DER TLS certificate."""
+
+    address: str
+    url: str
+    tls_fingerprint: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     task_id: TaskId
     owner: str

@@ -10,6 +10,8 @@
         role's minimum stake. The task manager draws a round's aggregator and committee here
         (`draw_roles`), from the task's pools only: a member that did not join a task is never
         drawn for it, and so never slashed by it.
+        Each member may also publish where its node listens and the SHA-256 fingerprint of its
+        node's TLS certificate (`set_endpoint`): the chain is the PKI of the network transport too.
 @custom:security A member may leave a task only between its rounds (or once it is closed), so
                  nobody drawn or in a cohort walks out of a round it may be slashed in.
 """
@@ -37,6 +39,7 @@ TASK_OWNER: constant(uint256) = 4
 MAX_JOINED: constant(uint256) = 4
 MAX_COMMITTEE: constant(uint256) = 32
 MAX_DRAWS: constant(uint256) = 128
+MAX_ENDPOINT: constant(uint256) = 128
 AGGREGATOR_TRIES: constant(uint256) = 8
 BPS: constant(uint256) = 10000
 AGGREGATOR_TAG: constant(bytes32) = keccak256("fedledger/v1/aggregator")
@@ -47,6 +50,11 @@ struct Member:
     role: uint256
     pubkey: bytes32
     metadata: bytes32
+
+
+struct Endpoint:
+    url: String[MAX_ENDPOINT]
+    tls_fingerprint: bytes32
 
 
 struct Draw:
@@ -64,6 +72,8 @@ members: public(HashMap[address, Member])
 # registrations per role: a member's number in its role, in registration order (a label, not a pool)
 role_count: public(HashMap[uint256, uint256])
 joined: public(HashMap[uint256, HashMap[address, bool]])
+# where a member's node listens ("host:port") and the SHA-256 of its DER TLS certificate
+endpoints: public(HashMap[address, Endpoint])
 _joined_tasks: HashMap[address, DynArray[uint256, MAX_JOINED]]
 
 
@@ -78,6 +88,11 @@ event MemberUpdated:
     member: indexed(address)
     pubkey: bytes32
     metadata: bytes32
+
+event EndpointSet:
+    member: indexed(address)
+    url: String[MAX_ENDPOINT]
+    tls_fingerprint: bytes32
 
 event TaskJoined:
     task_id: indexed(uint256)
@@ -137,6 +152,20 @@ def update_member(pubkey: bytes32, metadata: bytes32):
     self.members[msg.sender].pubkey = pubkey
     self.members[msg.sender].metadata = metadata
     log MemberUpdated(member=msg.sender, pubkey=pubkey, metadata=metadata)
+
+
+@external
+def set_endpoint(url: String[MAX_ENDPOINT], tls_fingerprint: bytes32):
+    """
+    @notice Publish (or move, or rotate the certificate of) the caller's node: peers connect to
+            `url` and accept only a TLS certificate whose SHA-256 is `tls_fingerprint`. Unlike
+            the key-agreement key it may change under a task: it signs nothing of a round.
+    """
+    assert self.members[msg.sender].role != 0, "registry: not a registered member"
+    assert len(url) > 0, "registry: empty endpoint"
+    assert tls_fingerprint != empty(bytes32), "registry: empty TLS fingerprint"
+    self.endpoints[msg.sender] = Endpoint(url=url, tls_fingerprint=tls_fingerprint)
+    log EndpointSet(member=msg.sender, url=url, tls_fingerprint=tls_fingerprint)
 
 
 @external
