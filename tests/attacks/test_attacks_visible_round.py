@@ -112,10 +112,13 @@ def test_evidence_that_does_not_parse_is_rejected_not_a_crash(tmp_path: Path,
 def test_a_tampered_model_under_a_robust_or_adaptive_strategy_is_rejected(tmp_path: Path, strategy: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TamperingAggregator, "publish", _omitting)
+    reasons = _rejections(monkeypatch)
     res = Simulation(build_config({**VISIBLE, "strategy": strategy, "attack": "malicious_aggregator"})).run(tmp_path)
     rejected = SlashReason.REJECTED_RESULT.name.lower()
     assert res.rounds[0].attempts >= 2 and {s["reason"] for s in res.ledger["slashed"]} == {rejected}, \
         f"a tampered model went through (attempts {[r.attempts for r in res.rounds]}, slashed {res.ledger['slashed']})"
+    # rejected by the recompute, not only by the held-out accuracy check
+    assert reasons and all("the model is not the" in why for _, why in reasons), reasons
 
 
 def _duplicating_submit(self: Aggregator, view: RoundView, output: RoundOutput, transcript: tuple[bytes, ...] = (),
