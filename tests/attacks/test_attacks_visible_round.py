@@ -23,6 +23,7 @@ import torch
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.config import build_config
+from fedledger.core.errors import IntegrityError
 from fedledger.core.vectors import from_bytes
 from fedledger.learning import RoundUpdates, build_strategy
 from fedledger.ledger import SlashReason
@@ -219,3 +220,13 @@ def test_a_forged_server_optimizer_state_is_rejected(tmp_path: Path, monkeypatch
     assert res.rounds[key[0] - 1].attempts >= 2 and slashed == {SlashReason.REJECTED_RESULT.name.lower()}, \
         f"a forged server state went through (attempts {[r.attempts for r in res.rounds]}, slashed {slashed})"
     assert {k for k, _ in rejected} == {key} and all(reason in why for _, why in rejected), rejected
+
+
+def test_a_lazy_committee_lets_an_adaptive_tampered_model_through_and_the_audit_names_round_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TamperingAggregator, "publish", _omitting)
+    cfg = {**ADAPTIVE, "strategy": "fedadam", "attack": "malicious_aggregator,lazy_validator:3"}
+    res = Simulation(build_config(cfg)).run(tmp_path)
+    assert res.rounds[0].attempts == 1  # nobody checked: the tampered round went through
+    with pytest.raises(IntegrityError, match=r"^round 1: evidence: the model is not the server optimizer's step"):
+        audit_run(tmp_path)
