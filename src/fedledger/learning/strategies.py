@@ -85,6 +85,9 @@ class Strategy:
     name = "base"
     #: robust aggregators assume updates are visible to the server (no secure aggregation)
     needs_individual_updates = False
+    #: the step depends on server state carried from round to round (an adaptive server optimizer's moments):
+    #: a round is recomputed only from the state it starts from (`state_dict` before, `state_dict` after)
+    stateful = False
 
     def __init__(self, server_lr: float = 1.0) -> None:
         self.server_lr = server_lr
@@ -160,6 +163,8 @@ class _Moments:
 class _Adaptive(Strategy):
     """Reddi et al. (2021): the averaged update is a pseudo-gradient for a server-side adaptive optimizer."""
 
+    stateful = True
+
     def __init__(self, server_lr: float = 0.01, beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3) -> None:
         super().__init__(server_lr)
         self.beta1, self.beta2, self.tau = beta1, beta2, tau
@@ -180,7 +185,19 @@ class _Adaptive(Strategy):
         return {} if self._s.m is None or self._s.v is None else {"m": self._s.m, "v": self._s.v}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self._s = _Moments(state.get("m"), state.get("v"))
+        """The moments `{"m", "v"}` (two float32 vectors of one length), or `{}` before the first step.
+
+        A state from elsewhere (a round's evidence) is checked, not trusted to broadcast: a vector of another
+        length or dtype, or a single moment, raises `ValueError`."""
+        if set(state) - {"m", "v"}:
+            raise ValueError(f"unknown server optimizer state {sorted(set(state) - {'m', 'v'})}")
+        m, v = state.get("m"), state.get("v")
+        if (m is None) != (v is None):
+            raise ValueError("server optimizer state with one moment only")
+        if m is not None and v is not None and not (
+                m.dtype == v.dtype == torch.float32 and m.dim() == 1 and m.shape == v.shape):
+            raise ValueError("server optimizer moments are not two float32 vectors of one length")
+        self._s = _Moments(m, v)
 
 
 class FedAdagrad(_Adaptive):

@@ -1,8 +1,16 @@
 """`fedledger audit`: re-verify every finalized round of a task from the chain and the blob store alone.
 
-Nothing in the run directory is trusted: the task is found on the chain (the task whose spec blob the
-directory's content-addressed store holds, or `--task`), the event index is rebuilt from the chain in
-memory (the cached `index.sqlite` is never read), and `federation.json` and results.json are not read at all.
+Nothing in the run directory is trusted but the chain itself: the task is found on the chain (`find_task`: the
+task whose spec blob the directory's content-addressed store holds and whose finalized rounds' evidence it
+holds, or `--task`), the event index is rebuilt from the chain in memory (the cached `index.sqlite` is never
+read), `federation.json` and results.json are not read at all, and the contracts named by
+`chain/deployment.json` must carry the runtime code compiled from these sources.
+
+Which chain: with `--chain URL` the node at URL (a node the run directory does not control). With
+`--chain auto` the chain *is* the run directory's anvil state file (`chain/anvil-state.json`): the audit starts
+a node on it and checks everything against it, so whoever can write the directory can rewrite the chain
+(tested: editing a stored evidence root in the state file changes the verdict). The report says which
+(`AuditReport.chain`, `chain_trust`); only an audit against a node you trust rests on nothing in the directory.
 For each finalized round, in order:
 - selection: the aggregator and committee the contract drew are the ones anyone recomputes from the seed;
 - chain of models: the round's evidence names, as its starting point, the model the previous finalized
@@ -35,13 +43,21 @@ from fedledger.ledger import Ledger, RoundStatus
 from fedledger.ledger.backends import open_backend
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.client import _Session
+from fedledger.ledger.compiler import CONTRACTS, compile_all
 from fedledger.ledger.types import ZERO32
 from fedledger.models import build_model, get_flat
+from fedledger.protocol.evidence import RoundManifest
 from fedledger.protocol.roles import Network, RoundChecker, RoundView
 from fedledger.protocol.rules import model_shape, task_rules
 from fedledger.protocol.signing import Registry
 
 T = TypeVar("T")
+
+
+#: what an audit against the run directory's own anvil state (`--chain auto`) takes on trust
+LOCAL_CHAIN_TRUST = ("the chain is the run directory's own anvil state file (chain/anvil-state.json): whoever can "
+                     "write the directory can rewrite it; audit with --chain URL against a node you trust for a "
+                     "verdict that rests on nothing in the directory")
 
 
 @dataclass
@@ -51,11 +67,14 @@ class AuditReport:
     recomputed: list[int] = field(default_factory=list)  # rounds whose aggregate was recomputed from updates
     checks: int = 0
     privacy_spent: float = 0.0
+    owner: str = ""  # the task's owner on chain
+    chain: str = ""  # the chain audited against (chain id, the node, the task manager's address)
+    chain_trust: str = ""  # what the verdict takes on trust about the chain ("": a node the directory does not control)
 
     def to_json(self) -> dict[str, object]:
-        return {"task_id": self.task_id, "finalized_rounds_verified": self.rounds,
-                "aggregates_recomputed": self.recomputed, "checks": self.checks,
-                "privacy_spent": self.privacy_spent, "ok": True}
+        return {"task_id": self.task_id, "owner": self.owner, "chain": self.chain, "chain_trust": self.chain_trust,
+                "finalized_rounds_verified": self.rounds, "aggregates_recomputed": self.recomputed,
+                "checks": self.checks, "privacy_spent": self.privacy_spent, "ok": True}
 
 
 class _Round:
@@ -86,17 +105,59 @@ def initial_model_hash(spec: dict[str, object]) -> bytes:
 
 
 def find_task(ledger: Ledger, blobs: BlobStore, task_id: int | None = None) -> int:
-    """The task to audit: `task_id`, else the one task on chain whose spec blob this directory holds."""
+    """The task to audit, from the chain and the blob store only: `task_id` (whose spec blob this directory must
+    hold), else the run's own task.
+
+    A spec hash is no identity: anyone may create a task with another task's spec hash (a copy of the run's spec,
+    created before or after it). Among the tasks whose spec blob this directory holds, the run's own task is the
+    one whose first finalized round's evidence this directory holds (its root, filed in the store, re-hashes to the
+    root on chain): a task made by copying the spec has no round whose evidence is here. If that leaves not exactly
+    one task, the audit refuses with one line naming the candidates and their owners, never picks one."""
     count = ledger.task_count()
     if task_id is not None:
         if not 1 <= task_id <= count:
             raise DataError(f"the chain has no task {task_id} ({count} tasks)")
+        if ledger.task(task_id).spec_hash not in blobs:
+            raise DataError(f"task {task_id}'s spec is not in this directory's blob store: it is not this run's task")
         return task_id
     found = [t for t in range(1, count + 1) if ledger.task(t).spec_hash in blobs]
-    if len(found) != 1:
-        raise DataError(f"{'no' if not found else len(found)} tasks on the chain have their spec in this "
-                        "directory's blob store; name one with --task")
-    return found[0]
+    if not found:
+        raise DataError("no task on the chain has its spec in this directory's blob store: is this the run's chain?")
+    if len(found) == 1:
+        return found[0]
+    holding = [t for t in found if _holds_first_round(ledger, blobs, t)]
+    if len(holding) == 1:
+        return holding[0]
+    named = ", ".join(f"{t} (owner {ledger.task(t).owner})" for t in (holding or found))
+    raise DataError(f"tasks {named} have this run's spec and {'each' if holding else 'none'} of them has its first "
+                    "finalized round's evidence in this directory: name the run's task with --task N")
+
+
+def _holds_first_round(ledger: Ledger, blobs: BlobStore, task_id: int) -> bool:
+    """Whether this blob store holds the evidence of the task's first finalized round (checked against its root)."""
+    for round_id in range(1, ledger.task(task_id).current_round + 1):
+        record = ledger.round(task_id, round_id)
+        if record.status is RoundStatus.FINALIZED:
+            try:
+                manifest = RoundManifest.find(blobs, record.evidence_root)
+            except (IntegrityError, OSError):
+                return False
+            return manifest.model == record.model_hash and manifest.evidence in blobs
+    return False
+
+
+def check_contracts(ledger: Ledger) -> None:
+    """The addresses `chain/deployment.json` names (a file in the run directory, editable) hold the runtime code
+    compiled from these sources (followed by the immutables the constructor appended): a contract someone else
+    wrote, deployed at an address put in the file, would answer whatever its author likes."""
+    arts = compile_all()
+    w3 = ledger.backend.w3
+    for name in CONTRACTS:
+        address = ledger.deployment.addresses.get(name)
+        code = bytes(w3.eth.get_code(address)) if address else b""  # type: ignore[arg-type]
+        if not code.startswith(arts[name].runtime):
+            raise IntegrityError(f"contracts: the {name} at {address} (named by the run's deployment.json) is not "
+                                 "the contract compiled from these sources")
 
 
 def _ledger(chain: str, run_dir: Path) -> Ledger:
@@ -132,9 +193,13 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
         raise DataError(f"{run_dir} has no blob store (no blobs/ directory): is it a run's output directory?")
     blobs = BlobStore(run_dir / "blobs")
     with _ledger(chain, run_dir) as ledger:
+        check_contracts(ledger)
         task_id = find_task(ledger, blobs, task_id)
-        report = AuditReport(task_id)
         task = ledger.task(task_id)
+        tm = ledger.deployment.addresses["task_manager"]
+        node = f"the run directory's anvil state ({run_dir / 'chain'})" if chain == "auto" else chain
+        report = AuditReport(task_id, owner=task.owner, chain=f"chain {ledger.backend.chain_id} at {node}, task "
+                             f"manager {tm}", chain_trust=LOCAL_CHAIN_TRUST if chain == "auto" else "")
         try:
             spec = json.loads(blobs.get(task.spec_hash))
         except (IntegrityError, ValueError, OSError) as e:
@@ -142,7 +207,6 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
         rules = task_rules(spec)
         bps = ledger.params()["validator_share_bps"]
         pool = task.reward_per_round - task.reward_per_round * bps // 10_000
-        tm = ledger.deployment.addresses["task_manager"]
 
         previous = initial_model_hash(spec)
         previous_root: bytes | None = None

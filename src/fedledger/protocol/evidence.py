@@ -121,6 +121,56 @@ def _unframe(data: bytes) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+#: `Evidence.state` of a visible round under a stateful strategy (an adaptive server optimizer): the blob
+#: addresses (hex) of the server state the round starts from and the state it leaves. `strategy_in` is the
+#: previous finalized round's `strategy_out` (round 1: the strategy's initial state); validators recompute
+#: `strategy_out` and the model from `strategy_in` and the signed updates (`roles.RoundChecker`).
+STRATEGY_IN, STRATEGY_OUT = "strategy_in", "strategy_out"
+
+_STATE_MAGIC = b"fedledger/strategy-state/1\n"
+
+
+def encode_strategy_state(state: dict[str, torch.Tensor]) -> bytes:
+    """A strategy's `state_dict` as canonical bytes (one encoding per state, so its blob address names it):
+    a magic line, a 4-byte big-endian length, a JSON header `[[name, length], ...]` sorted by name, then each
+    tensor as little-endian float32 in that order. Only 1-D float32 tensors (server optimizer moments)."""
+    header, body = [], []
+    for name in sorted(state):
+        t = state[name]
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or t.dim() != 1:
+            raise ValueError(f"strategy state {name!r} is not a float32 vector")
+        header.append([name, int(t.numel())])
+        body.append(t.detach().numpy().astype("<f4").tobytes())
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return _STATE_MAGIC + len(head).to_bytes(4, "big") + head + b"".join(body)
+
+
+def decode_strategy_state(data: bytes) -> dict[str, torch.Tensor]:
+    """The inverse of `encode_strategy_state`; anything else (another encoding of the same tensors too) raises
+    `IntegrityError`."""
+    try:
+        if not data.startswith(_STATE_MAGIC):
+            raise ValueError("not a strategy state")
+        pos = len(_STATE_MAGIC)
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        header = json.loads(data[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+        out: dict[str, torch.Tensor] = {}
+        for name, length in header:
+            if not isinstance(name, str) or not isinstance(length, int) or length < 0 or name in out:
+                raise ValueError("bad header")
+            raw = data[pos : pos + 4 * length]
+            if len(raw) != 4 * length:
+                raise ValueError("truncated")
+            out[name] = torch.from_numpy(np.frombuffer(raw, dtype="<f4").astype(np.float32))
+            pos += 4 * length
+        if pos != len(data) or encode_strategy_state(out) != data:
+            raise ValueError("not canonical")
+        return out
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"the strategy state blob is malformed: {e}") from None
+
+
 @dataclass(frozen=True)
 class RoundManifest:
     """The leaves of a round's evidence Merkle tree: [model address, evidence address]."""

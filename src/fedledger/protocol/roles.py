@@ -41,7 +41,17 @@ from fedledger.learning import RoundUpdates
 from fedledger.ledger import Ledger, RoundResult, RoundStatus, to_fixed
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.ledger.types import ZERO32, RoundRecord
-from fedledger.protocol.evidence import CheckedRound, Evidence, RoundManifest, Settlement, check_round
+from fedledger.protocol.evidence import (
+    STRATEGY_IN,
+    STRATEGY_OUT,
+    CheckedRound,
+    Evidence,
+    RoundManifest,
+    Settlement,
+    check_round,
+    decode_strategy_state,
+    encode_strategy_state,
+)
 from fedledger.protocol.incentives import next_reputation, reward_shares
 from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessage
 from fedledger.protocol.secure import (
@@ -391,9 +401,12 @@ class Aggregator(Role):
                  aggregation: Aggregation | None, reward_pool: int, index_of: Mapping[str, int],
                  faults: AggregatorFaults | None = None, clock: StageClock | None = None,
                  identity: Identity | None = None, net: Network | None = None,
-                 rules: SecureRules | None = None, deterministic: bool = False) -> None:
+                 rules: SecureRules | None = None, deterministic: bool = False,
+                 strategy: Callable[[], Any] | None = None) -> None:
         super().__init__(ledger, task_id, transport, blobs, clock, identity=identity, net=net)
         self.aggregation = aggregation
+        # visible updates: the task's strategy, to carry a server optimizer's state from round to round
+        self.strategy = strategy
         self.deterministic = deterministic  # the run's secrets are derived from its seed: the evidence says so
         self.reward_pool = reward_pool  # the contributors' share of a round's reward
         self.index_of = index_of  # trainer address -> member number (whose messages to expect)
@@ -424,6 +437,7 @@ class Aggregator(Role):
         kept = [received[m] for m in sorted(received) if m in expected]
         assert self.aggregation is not None
         output = self.aggregation.aggregate(view, [u for u, _ in kept])
+        output = self._carry_state(view, output, [u for u, _ in kept])
         self._submit(view, self.publish(view, output), tuple(raw for _, raw in kept))
         self._inbox.pop(key, None)
         return True
@@ -431,6 +445,19 @@ class Aggregator(Role):
     def publish(self, view: RoundView, output: RoundOutput) -> RoundOutput:
         """What this aggregator posts, given what it computed (attack wrappers override it)."""
         return output
+
+    def _carry_state(self, view: RoundView, output: RoundOutput, updates: Sequence[UpdateMessage]) -> RoundOutput:
+        """Under a stateful strategy (an adaptive server optimizer): the step from the server state the last
+        finalized round left (on chain, through its evidence root) over the updates, exactly as validators
+        recompute it (`visible_step`); the evidence names both states' blobs."""
+        if self.strategy is None or not getattr(self.strategy(), "stateful", False):
+            return output
+        state_in, before = strategy_state_before(view, self.blobs, self.strategy)
+        self.blobs.put(before)  # round 1: the initial state
+        previous = from_bytes(self.blobs.get(view.global_model))
+        model, after = visible_step(self.strategy, previous, before, signed_updates(updates))
+        state: dict[str, object] = {STRATEGY_IN: state_in.hex(), STRATEGY_OUT: self.blobs.put(after).hex()}
+        return replace(output, model=model, state=state)
 
     def admit(self, member: int, kind: str, session: int) -> bool:
         """Whether to take a trainer's message at all (attack wrappers override it, e.g. to drop a member)."""
@@ -568,6 +595,44 @@ def state_before(view: RoundView, blobs: BlobStore, rules: SecureRules) -> Secur
     return SecureState.from_json(state)
 
 
+def signed_updates(updates: Sequence[UpdateMessage]) -> RoundUpdates | None:
+    """The round's updates as the strategy takes them, in transcript order (None: no update)."""
+    if not updates:
+        return None
+    return RoundUpdates(torch.from_numpy(np.stack([u.update for u in updates])),
+                        np.array([u.num_examples for u in updates]),
+                        np.array([u.normalizer for u in updates], dtype=np.float64))
+
+
+def strategy_state_before(view: RoundView, blobs: BlobStore, strategy: Callable[[], Any]) -> tuple[bytes, bytes]:
+    """(blob address, bytes) of the server strategy state a visible round starts from: the `strategy_out` of the
+    last finalized round, whose evidence is reached from its root on chain (`view.previous_evidence`); round 1:
+    the strategy's initial state. A validator drawn in round t saw none of the rounds before it, and needs none:
+    each finalized round's committee checked the state it left, and its evidence root is on chain."""
+    if view.previous_evidence is None:
+        initial = encode_strategy_state(strategy().state_dict())
+        return BlobStore.address(initial), initial
+    manifest = RoundManifest.find(blobs, view.previous_evidence)
+    state = Evidence.from_bytes(blobs.get(manifest.evidence)).state or {}
+    try:
+        address = bytes.fromhex(str(state[STRATEGY_OUT]))
+    except (KeyError, ValueError) as e:
+        raise IntegrityError(f"the last finalized round's evidence carries no server strategy state ({e})") from None
+    return address, blobs.get(address)
+
+
+def visible_step(strategy: Callable[[], Any], previous: torch.Tensor, state: bytes,
+                 updates: RoundUpdates | None) -> tuple[torch.Tensor, bytes]:
+    """A stateful strategy's round: the new model and the encoded state it leaves, from the encoded state it
+    starts from. A round without updates keeps the model and the state."""
+    s = strategy()
+    s.load_state_dict(decode_strategy_state(state))
+    if updates is None:
+        return previous.clone(), state
+    model = s.step(previous, updates)
+    return model, encode_strategy_state(s.state_dict())
+
+
 def survivor_root(contributors: Sequence[str]) -> bytes:
     return MerkleTree([a.encode() for a in contributors] or [b""]).root
 
@@ -597,9 +662,10 @@ class Validator(Role):
     It trusts only the chain and the evidence: it verifies every signed message in the transcript against
     the keys registered on chain, recomputes the sum and the new model from them (secure aggregation:
     `secure.replay` and `secure.recompute`; visible updates: the signed updates and the strategy's
-    weights), verifies every proof and the linear check, re-derives the faulty list, the privacy spent and
-    the settlement. A model it could not recompute (a server optimizer's step over visible updates) must also
-    not lose accuracy on the validator's own held-out data.
+    weights, the robust aggregator's step, or the adaptive server optimizer's step from the state the last
+    finalized round left), verifies every proof and the linear check, re-derives the faulty list, the privacy
+    spent and the settlement. A model it could not recompute (a validator built without the task's strategy)
+    must also not lose accuracy on the validator's own held-out data.
 
     `behaviour`: "honest"; "lazy" (accepts without checking: an attack); "silent" (never votes: a fault).
     """
@@ -706,7 +772,8 @@ class RoundChecker:
         if self.rules is not None:
             expected_faulty = self._recompute_secure(view, checked)
         elif checked.evidence is not None and self.net is not None:
-            expected_faulty = self._recompute_visible(view, checked)
+            expected_faulty, recomputed = self._recompute_visible(view, checked)
+            checked = replace(checked, recomputed=checked.recomputed or recomputed)
         self._check_settlement(view, checked, expected_faulty)
         return replace(checked, recomputed=checked.recomputed or self.rules is not None)
 
@@ -736,8 +803,11 @@ class RoundChecker:
                                  f"({rec.state.released} rounds released)")
         return tuple(address[m] for m in replayed.faulty)
 
-    def _recompute_visible(self, view: RoundView, checked: CheckedRound) -> tuple[str, ...]:
-        """The contributors' signed updates are the evidence's rows, weighted as the strategy weighs them."""
+    def _recompute_visible(self, view: RoundView, checked: CheckedRound) -> tuple[tuple[str, ...], bool]:
+        """The contributors' signed updates are the evidence's rows, weighted as the strategy weighs them; the
+        model is recomputed from them (and, under an adaptive server optimizer, from the server state the last
+        finalized round left). Returns the faulty list (empty: nothing in a visible round names a member faulty)
+        and whether the model was recomputed here."""
         assert self.net is not None and checked.evidence is not None
         r, ev = view.record, checked.evidence
         updates = []
@@ -761,10 +831,22 @@ class RoundChecker:
             expected = rows if rows is not None else np.zeros((0, ev.deltas.shape[1]))
             if ev.deltas.shape != expected.shape or not np.array_equal(ev.deltas.astype(np.float32), expected):
                 raise IntegrityError("the evidence's updates are not the signed updates")
-        if self.strategy is not None and rows is not None:
+        if not self.private and r.privacy_spent != 0:
+            raise IntegrityError("privacy spent is posted for a round without privacy accounting")
+        signed = signed_updates([u for _, u in updates])
+        previous = from_bytes(self.blobs.get(view.global_model))
+        recomputed = False
+        if self.strategy is not None and getattr(self.strategy(), "stateful", False):
+            self._recompute_stateful(view, checked, previous, signed)
+            recomputed = True
+        elif signed is None:
+            # no signed update: nothing to aggregate, the round keeps the model (any other model came from nowhere)
+            if not torch.equal(checked.model, previous):
+                raise IntegrityError("a round without any signed update posts another model than the one it starts "
+                                     "from")
+            recomputed = True
+        elif self.strategy is not None:
             strategy = self.strategy()
-            signed = RoundUpdates(torch.from_numpy(rows), np.array([u.num_examples for _, u in updates]),
-                                  np.array([u.normalizer for _, u in updates], dtype=np.float64))
             weights = strategy.linear_weights(signed)
             if weights is not None:
                 # the model is linear in the signed updates: the evidence's rows and weights recompute it
@@ -776,18 +858,46 @@ class RoundChecker:
                     raise IntegrityError("the weights are not the strategy's for the signed example counts")
             elif strategy.needs_individual_updates:
                 # a robust aggregator (no server state): its step over the signed updates is the model
-                model = strategy.step(from_bytes(self.blobs.get(view.global_model)), signed)
+                model = strategy.step(previous, signed)
                 if not torch.allclose(model, checked.model, atol=1e-5, rtol=1e-4):
                     gap = float((model - checked.model).abs().max())
                     raise IntegrityError(f"the model is not the strategy's step over the signed updates "
                                          f"(max difference {gap:.3g})")
-            elif ev.deltas is not None:
-                raise IntegrityError("the weights are not the strategy's for the signed example counts")
-            # an adaptive server optimizer (FedAdam, FedYogi, FedAdagrad) carries state the visible evidence does
-            # not hold: its model is not recomputed (tests/attacks: xfail)
-        if not self.private and r.privacy_spent != 0:
-            raise IntegrityError("privacy spent is posted for a round without privacy accounting")
-        return ()  # nothing in a visible round names a member faulty
+                recomputed = True
+            else:
+                raise IntegrityError(f"strategy {strategy.name} is neither linear, robust nor stateful: its model "
+                                     "cannot be recomputed")
+        return (), recomputed
+
+    def _recompute_stateful(self, view: RoundView, checked: CheckedRound, previous: torch.Tensor,
+                            signed: RoundUpdates | None) -> None:
+        """An adaptive server optimizer (FedAdam, FedYogi, FedAdagrad): the evidence names the server state the
+        round starts from and the one it leaves, as blobs. The first must be the one the last finalized round
+        left (reached from its evidence root on chain: `strategy_state_before`); the model and the second are
+        recomputed from it and the signed updates (`visible_step`, the aggregator's own function)."""
+        assert self.strategy is not None and checked.evidence is not None
+        ev = checked.evidence
+        if ev.deltas is not None or ev.weights is not None:
+            raise IntegrityError("the evidence carries update rows and weights, but the strategy's model is not "
+                                 "linear in them")
+        try:
+            posted_in = bytes.fromhex(str((ev.state or {})[STRATEGY_IN]))
+            posted_out = bytes.fromhex(str((ev.state or {})[STRATEGY_OUT]))
+        except (KeyError, ValueError) as e:
+            raise IntegrityError(f"the evidence does not name the server optimizer state in and out ({e})") from None
+        expected_in, before = strategy_state_before(view, self.blobs, self.strategy)
+        if posted_in != expected_in:
+            raise IntegrityError("the server optimizer state the round starts from is not the one the last finalized "
+                                 "round left")
+        model, after = visible_step(self.strategy, previous, before, signed)
+        if BlobStore.address(after) != posted_out:
+            raise IntegrityError("the server optimizer state carried to the next round is not the recomputed one")
+        if model.shape != checked.model.shape or not torch.allclose(model, checked.model, atol=1e-6, rtol=0):
+            gap = float((model - checked.model).abs().max()) if model.shape == checked.model.shape else -1
+            raise IntegrityError(f"the model is not the server optimizer's step over the signed updates from the "
+                                 f"chained state (max difference {gap:.3g})")
+        if posted_out not in self.blobs:
+            raise IntegrityError("the server optimizer state the round leaves is not in the blob store")
 
     def _check_settlement(self, view: RoundView, checked: CheckedRound,
                           expected_faulty: tuple[str, ...] | None = None) -> None:

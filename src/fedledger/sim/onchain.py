@@ -249,7 +249,8 @@ class ChainRounds:
         self.aggregators = [
             wrap(Aggregator(a, fed.task_id, t, self.blobs, aggregation=aggregation, reward_pool=CONTRIBUTOR_POOL,
                             index_of=fed.index_of, clock=self.clock, identity=identities[a.address], net=net,
-                            rules=rules, deterministic=entropy is not None and entropy.deterministic))
+                            rules=rules, deterministic=entropy is not None and entropy.deterministic,
+                            strategy=strategy))
             for a in fed.aggregators
         ]
         behaviour = ["lazy"] * attacks.lazy_validators + ["silent"] * attacks.silent_validators
