@@ -331,10 +331,11 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
             f"({dp['unit']} level, epsilon {dp['epsilon']:.3g}, same delta, steps and accountant)   fedledger "
             f"{payload['final_accuracy']:.4f}")
         lines.append(
-            f"privacy costs {payload['centralized_accuracy'] - payload['final_accuracy']:+.4f} accuracy against "
-            f"non-private centralized (ratio {payload['accuracy_ratio']:.4f}); federation costs "
-            f"{dp['accuracy'] - payload['final_accuracy']:+.4f} against central DP "
-            f"(ratio {payload['central_dp_ratio'] or 0:.4f})")
+            f"against non-private centralized, privacy and federation cost "
+            f"{100 * (payload['centralized_accuracy'] - payload['final_accuracy']):.1f} points (ratio "
+            f"{payload['accuracy_ratio']:.4f}); against central DP, federation costs "
+            f"{100 * (dp['accuracy'] - payload['final_accuracy']):.1f} points (ratio "
+            f"{payload['central_dp_ratio'] or 0:.4f})")
     elif "centralized_accuracy" in payload:
         lines.append(
             f"centralized (same budget) {payload['centralized_accuracy']:.4f}"
