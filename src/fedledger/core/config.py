@@ -153,7 +153,7 @@ class FederationConfig(_Frozen):
             return values
         out = {k: v for k, v in RECORD_DP_RECIPE.items() if k != "clip_norm" and k not in values}
         if "clip_norm" not in given:
-            privacy = privacy.model_dump() if isinstance(privacy, PrivacyConfig) else dict(privacy)
+            privacy = privacy.model_dump() if isinstance(privacy, PrivacyConfig) else dict(privacy or {})
             out["privacy"] = {**privacy, "clip_norm": RECORD_DP_RECIPE["clip_norm"]}
         return {**values, **out}
 
