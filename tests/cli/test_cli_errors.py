@@ -333,4 +333,6 @@ def test_whole_system_run_warns_about_development_keys_once_without_a_source_lin
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("DEVELOPMENT-ONLY") == 1, done.stderr
     assert ".py:" not in done.stderr and "\x1b[" not in done.stderr + done.stdout
-    assert done.stdout.splitlines()[1].startswith("round 1/1 ")
+    lines = done.stdout.splitlines()  # the privacy outlook comes before the first round (issue 17, item 4)
+    assert lines[1].startswith("privacy: member level") and lines[2].startswith("round 1/1 ")
+    assert done.stderr.count("fedledger: warning: member-level DP with 4 members") == 1, done.stderr
