@@ -226,11 +226,49 @@ def member_level(quick: bool) -> dict[str, Any]:
             "rounds_detail": per_round}
 
 
+#: issue 17, item 1: per setting, non-private centralized, central DP and fedledger, with the recipe
+THREE_NUMBER_SETTINGS: dict[str, dict[str, Any]] = {
+    # the record-level recipe's own defaults (core.config.RECORD_DP_RECIPE)
+    "record_digits_5_eps3": {"clients": 5, "rounds": 10, "privacy": {"dp": "record", "epsilon": 3.0}},
+    # examples/demo.toml's member-level recipe, without the chain (10 releases)
+    **{f"member_digits_{n}_eps{e:g}": {
+        "clients": n, "rounds": 10, "partition": "dirichlet:0.5", "model": "logreg", "local_epochs": 2, "lr": 0.1,
+        "batch_size": 16, "server_lr": 2.0, "privacy": {"dp": "member", "epsilon": e, "clip_norm": 0.25}}
+       for n in (20, 100) for e in (8.0, 3.0)},
+}
+
+
+def three_numbers(quick: bool) -> dict[str, Any]:
+    """Each setting's run with --baseline: non-private centralized, central DP (fedledger.privacy.baseline) and
+    fedledger, and their ratios."""
+    from fedledger.core.config import build_config
+    from fedledger.sim import Simulation
+
+    out: dict[str, Any] = {}
+    for name, values in THREE_NUMBER_SETTINGS.items():
+        if quick and name != "member_digits_20_eps8":
+            continue
+        cfg = build_config({"dataset": "digits", "seed": 0, "baseline": True, **values})
+        res = Simulation(cfg).run().to_json()
+        out[name] = {"config": values, "recipe": {"model": cfg.model, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                                                  "local_epochs": cfg.local_epochs, "server_lr": cfg.server_lr,
+                                                  "clip_norm": cfg.privacy.clip_norm},
+                     "non_private_centralized": res["centralized_accuracy"],
+                     "central_dp": res["central_dp_accuracy"], "fedledger": res["final_accuracy"],
+                     "ratio_to_non_private": res["accuracy_ratio"], "ratio_to_central_dp": res["central_dp_ratio"],
+                     "epsilon_spent": res["privacy"]["epsilon_spent"],
+                     "central_dp_epsilon": res["central_dp"]["epsilon"]}
+        print(f"[privacy] {name}: {out[name]['non_private_centralized']:.4f} / {out[name]['central_dp']:.4f} / "
+              f"{out[name]['fedledger']:.4f}", file=sys.stderr, flush=True)
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     torch.manual_seed(0)
     out: dict[str, Any] = {}
     for name, fn in (("discrete_gaussian_sampler", sampler_speed), ("transfer", transfer),
-                     ("member_level_1000", member_level), ("record_level", record_level)):
+                     ("member_level_1000", member_level), ("record_level", record_level),
+                     ("three_numbers", three_numbers)):
         t0 = time.perf_counter()
         out[name] = fn(quick)
         out[name]["bench_seconds"] = time.perf_counter() - t0

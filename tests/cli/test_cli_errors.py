@@ -167,7 +167,34 @@ def _node_killed_mid_run(tmp: Path, runs: dict[str, Path]) -> list[str]:
     return ["run", *PLAIN, "--rounds", "3", "--chain", "auto", "--out", str(tmp / "run")]
 
 
+def _privacy_flag_without_dp(*flags: str) -> Callable[[Path, dict[str, Path]], list[str]]:
+    def prepare(tmp: Path, runs: dict[str, Path]) -> list[str]:
+        return ["run", *PLAIN, *flags, "--out", str(tmp / "run")]
+    return prepare
+
+
+def _toml_turns_dp_off_with_a_budget(tmp: Path, runs: dict[str, Path]) -> list[str]:
+    (tmp / "fed.toml").write_text('dataset = "digits"\nrounds = 1\n[privacy]\ndp = "none"\nepsilon = 1.0\n')
+    return ["run", "--config", str(tmp / "fed.toml"), "--out", str(tmp / "run")]
+
+
+NO_DP = "does nothing without DP: this run would train with no privacy at all; add --dp record"
 CASES = [
+    # issue 17, item 4: a privacy flag the run would ignore is refused before any work, naming the flag
+    Case("--epsilon without DP", _privacy_flag_without_dp("--epsilon", "1"), 2, f"--epsilon {NO_DP}",
+         not_created=("run",)),
+    Case("--delta with --dp none", _privacy_flag_without_dp("--dp", "none", "--delta", "1e-6"), 2,
+         f"--delta {NO_DP}", not_created=("run",)),
+    Case("--clip-norm without DP", _privacy_flag_without_dp("--clip-norm", "2"), 2, f"--clip-norm {NO_DP}"),
+    Case("--bits without DP", _privacy_flag_without_dp("--bits", "16"), 2, f"--bits {NO_DP}"),
+    Case("--adaptive-clip without DP", _privacy_flag_without_dp("--adaptive-clip"), 2, f"--adaptive-clip {NO_DP}"),
+    Case("--bits with record-level DP", _privacy_flag_without_dp("--dp", "record", "--bits", "16"), 2,
+         "--bits applies to member-level DP only (--dp member); --dp record would ignore it"),
+    Case("--secret-sampling with record-level DP",
+         _privacy_flag_without_dp("--dp", "record", "--secret-sampling"), 2, "--secret-sampling applies to "
+         "member-level DP only"),
+    Case("a config file turning DP off with a budget", _toml_turns_dp_off_with_a_budget, 2,
+         f"fed.toml {NO_DP}", not_created=("run",)),
     Case("out is a file", _out_is_file, 2, "is a file"),
     Case("out under a file", _out_under_file, 2, "cannot create --out"),
     Case("out unwritable", _out_unwritable, 2, "--out"),
@@ -306,4 +333,6 @@ def test_whole_system_run_warns_about_development_keys_once_without_a_source_lin
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("DEVELOPMENT-ONLY") == 1, done.stderr
     assert ".py:" not in done.stderr and "\x1b[" not in done.stderr + done.stdout
-    assert done.stdout.splitlines()[1].startswith("round 1/1 ")
+    lines = done.stdout.splitlines()  # the privacy outlook comes before the first round (issue 17, item 4)
+    assert lines[1].startswith("privacy: member level") and lines[2].startswith("round 1/1 ")
+    assert done.stderr.count("fedledger: warning: member-level DP with 4 members") == 1, done.stderr

@@ -195,7 +195,57 @@ def config_from_args(args: argparse.Namespace) -> FederationConfig:
         overrides["ledger.enabled"] = False
     elif overrides["ledger.chain"] is not None:
         overrides["ledger.enabled"] = True
-    return load_config(args.config, overrides, base=None if args.plain else WHOLE_SYSTEM)
+    cfg = load_config(args.config, overrides, base=None if args.plain else WHOLE_SYSTEM)
+    check_privacy_flags(cfg, args)
+    return cfg
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_privacy_flags(cfg: FederationConfig, args: argparse.Namespace) -> None:
+    """Refuse privacy flags the run would ignore (no silent footguns: `--plain --epsilon 1` would train with no
+    privacy at all). Settings from a config file are refused too when the file alone turns DP off; when a flag
+    (--plain, --dp) turned it off they are only warned about."""
+    import warnings
+
+    from fedledger.core.config import privacy_keys_in, unused_privacy_settings
+    from fedledger.privacy.outlook import PrivacyWarning
+
+    flags = {k.partition(".")[2] for k in _RUN_FIELDS if k.startswith("privacy.") and getattr(args, k) is not None}
+    turned_off_by_flag = args.plain or getattr(args, "privacy.dp") is not None
+    from_file = privacy_keys_in(args.config) - flags
+    refused = unused_privacy_settings(cfg.privacy, flags | (set() if turned_off_by_flag else from_file))
+    if refused:
+        key = refused[0]
+        given = _flag(key) if key in flags else f"privacy.{key} in {args.config}"
+        if cfg.privacy.dp == "none":
+            raise ConfigError(f"{given} does nothing without DP: this run would train with no privacy at all; add "
+                              "--dp record (DP-SGD inside each member) or --dp member (distributed DP), or drop it")
+        raise ConfigError(f"{given} applies to member-level DP only (--dp member); --dp record would ignore it")
+    ignored = unused_privacy_settings(cfg.privacy, from_file) if turned_off_by_flag else []
+    if ignored:
+        why = "DP is off" if cfg.privacy.dp == "none" else "it is for member-level DP only"
+        warnings.warn(f"{args.config} sets privacy.{', privacy.'.join(ignored)}, not used: {why} in this run",
+                      PrivacyWarning, stacklevel=2)
+
+
+def privacy_outlook(sim: Any) -> Any:
+    """The run's privacy outlook (fedledger.privacy.outlook), or None without DP."""
+    from fedledger.privacy.outlook import member_outlook, record_outlook
+
+    cfg = sim.cfg
+    p = cfg.privacy
+    if p.dp == "record":
+        return record_outlook(counts=[int(c) for c in sim.pool.counts], batch_size=cfg.batch_size,
+                              epochs=cfg.local_epochs, rounds=cfg.rounds, epsilon=p.epsilon, delta=p.delta,
+                              d=sim.dim, clip_norm=p.clip_norm)
+    if p.dp == "member" and sim.ddp is not None:
+        plan = sim.ddp.plan
+        return member_outlook(noise_multiplier=plan.noise_multiplier_actual, min_survivors=plan.min_survivors,
+                              d=sim.dim, rounds=plan.rounds, epsilon=p.epsilon, delta=p.delta)
+    return None
 
 
 def check_out_dir(out: Path) -> None:
@@ -242,6 +292,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if estimate.total_s > LONG_RUN_S:
         progress.starting(f"{estimate.describe()}; --proofs none, fewer --rounds or --plain for a quicker look")
     sim = Simulation(cfg)
+    outlook = privacy_outlook(sim)
+    if outlook is not None:
+        progress.starting(outlook.summary)
+        if outlook.warning is not None:
+            import warnings
+
+            from fedledger.privacy.outlook import PrivacyWarning
+
+            warnings.warn(outlook.warning, PrivacyWarning, stacklevel=1)
     sim.clock.on_stage = progress.stage
     try:
         result = sim.run(out, on_round=progress.round_done, on_resume=progress.resumed)
@@ -282,7 +341,19 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
         )
     total = sum(r["seconds"] for r in rounds)
     lines.append(f"final accuracy {payload['final_accuracy']:.4f}   {total:.1f} s in rounds")
-    if "centralized_accuracy" in payload:
+    if "centralized_accuracy" in payload and "central_dp_accuracy" in payload:
+        dp = payload["central_dp"]
+        lines.append(
+            f"non-private centralized {payload['centralized_accuracy']:.4f}   central DP {dp['accuracy']:.4f} "
+            f"({dp['unit']} level, epsilon {dp['epsilon']:.3g}, same delta, steps and accountant)   fedledger "
+            f"{payload['final_accuracy']:.4f}")
+        lines.append(
+            f"against non-private centralized, privacy and federation cost "
+            f"{100 * (payload['centralized_accuracy'] - payload['final_accuracy']):.1f} points (ratio "
+            f"{payload['accuracy_ratio']:.4f}); against central DP, federation costs "
+            f"{100 * (dp['accuracy'] - payload['final_accuracy']):.1f} points (ratio "
+            f"{payload['central_dp_ratio'] or 0:.4f})")
+    elif "centralized_accuracy" in payload:
         lines.append(
             f"centralized (same budget) {payload['centralized_accuracy']:.4f}"
             f"   accuracy ratio {payload['accuracy_ratio']:.4f}"

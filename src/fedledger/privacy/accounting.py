@@ -16,6 +16,7 @@ variance (the tau term is then negligible, which `DdpPlan` records).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ class MemberAccountant:
         return cls(history=[(float(z), float(q), int(s)) for z, q, s in state["history"]])
 
 
+@functools.lru_cache(maxsize=256)  # pure; the simulation, the outlook and the baseline ask the same
 def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int,
                     *, tolerance: float = 1e-3) -> float:
     """Smallest noise multiplier (to `tolerance` relative) with epsilon <= target after `steps` steps."""

@@ -55,6 +55,7 @@ from fedledger.privacy import (
     privacy_block,
     train_member_dpsgd,
 )
+from fedledger.privacy.baseline import CentralDpResult, central_dpsgd, central_member_dp
 from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.evidence import Evidence, RoundManifest
 from fedledger.protocol.messages import UpdateMessage
@@ -118,6 +119,7 @@ class RunResult:
     final_accuracy: float = 0.0
     final_model_hash: str = ""
     centralized_accuracy: float | None = None
+    central_dp: dict[str, Any] | None = None  # with --baseline under DP: the central DP model (privacy/baseline.py)
     resumed_from: int = 0
     recovery: dict[str, Any] | None = None  # how a run that found a round in progress on chain picked it up
     privacy: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +154,11 @@ class RunResult:
         if self.centralized_accuracy is not None:
             out["centralized_accuracy"] = self.centralized_accuracy
             out["accuracy_ratio"] = self.accuracy_ratio
+        if self.central_dp is not None:
+            out["central_dp"] = self.central_dp
+            out["central_dp_accuracy"] = self.central_dp["accuracy"]
+            out["central_dp_ratio"] = (self.final_accuracy / self.central_dp["accuracy"]
+                                       if self.central_dp["accuracy"] else None)
         return out
 
 
@@ -638,6 +645,8 @@ class Simulation:
             result.zk = {"proof_of_training": True, "keys": self.training_proofs.keys_record}
         if self.cfg.baseline:
             result.centralized_accuracy = self.centralized_accuracy()
+            if self.cfg.privacy.dp != "none":
+                result.central_dp = central_dp_baseline(self).to_json()
         return result
 
     # -- on a ledger -------------------------------------------------------------------------------
@@ -1085,3 +1094,24 @@ def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.T
     if keep is not None:
         keep["model"] = trained
     return evaluate(model, trained, sim.test_X, sim.test_y)[0]
+
+
+def central_dp_baseline(sim: Simulation) -> CentralDpResult:
+    """The central model under the run's own privacy unit, epsilon, delta, steps and accountant
+    (fedledger.privacy.baseline): three numbers with the non-private centralized one and the run's."""
+    cfg, p = sim.cfg, sim.cfg.privacy
+    model = build_model(cfg.model, sim.data.input_shape, sim.data.num_classes, seed=cfg.seed)
+    noise = sim.entropy.torch(Purpose.DPSGD, label="central-dp-baseline")
+    if p.dp == "record":
+        return central_dpsgd(model, sim.pool.X, sim.pool.clean_y, sim.test_X, sim.test_y,
+                             members_per_round=sim.cohort_size, batch_size=cfg.batch_size, epochs=cfg.local_epochs,
+                             rounds=cfg.rounds, lr=cfg.lr, clip_norm=p.clip_norm, epsilon=p.epsilon, delta=p.delta,
+                             generator=noise, momentum=cfg.momentum)
+    strategy = build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction,
+                              byzantine=cfg.krum_byzantine)
+    return central_member_dp(model, sim.pool.X, sim.pool.clean_y, sim.test_X, sim.test_y,
+                             offsets=sim.pool.offsets, counts=sim.pool.counts, recipe=sim.recipe, strategy=strategy,
+                             rounds=cfg.rounds, releases=sim.planned_releases, clip_norm=p.clip_norm,
+                             epsilon=p.epsilon, delta=p.delta, order_seed=derive_seed(cfg.seed, "central-dp"),
+                             noise=noise, batched=cfg.batched,
+                             steps=budget_steps(sim.full_steps, sim.budgets))
