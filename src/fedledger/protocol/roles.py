@@ -52,6 +52,7 @@ from fedledger.protocol.secure import (
     SECAGG,
     SESSION,
     AggregatorSession,
+    NextSessionEvidence,
     Replayed,
     SecureRules,
     SecureState,
@@ -359,11 +360,16 @@ class Trainer(Role):
             self.send(agg, key, topic(REVEAL, s), session.reveal(s, r))
             return True
         if kind == SESSION:
-            members = [int(m) for m in json.loads(payload)["members"]]
+            body = json.loads(payload)
+            members = [int(m) for m in body["members"]]
             if self.member not in members or s <= session.session:
                 return False
+            assert self.net is not None and self.rules is not None
+            evidence = NextSessionEvidence(tuple(bytes.fromhex(x) for x in body.get("transcript", [])), self.rules,
+                                           self.net.registry, self.net.context(self.task_id, key),
+                                           self.net.cohort_members(view), view.record.seed)
             with self.clock.stage("secagg"):
-                out = session.start(s, members)
+                out = session.start(s, members, evidence)
             for m in out:
                 self.send(agg, key, topic(SECAGG, s), m.to_bytes())
             return True

@@ -291,6 +291,7 @@ class TrainerSession:
     masked: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict)  # session -> (z, u)
     proved_sessions: set[int] = field(default_factory=set)
     revealed: set[int] = field(default_factory=set)
+    members_of: dict[int, tuple[int, ...]] = field(default_factory=dict)  # session -> its members
 
     @classmethod
     def begin(cls, *, ctx: Context, member: int, identity: Identity, pki: Mapping[int, PublicIdentity],
@@ -309,18 +310,28 @@ class TrainerSession:
                 pass  # out of the proven bounds: no commitment, no proof; the aggregator leaves it out
         return s
 
-    def start(self, session: int, members: Sequence[int]) -> list[Message]:
+    def start(self, session: int, members: Sequence[int], evidence: NextSessionEvidence | None = None) -> list[Message]:
         """Begin SecAgg+ session `session` among `members` (AdvertiseKeys).
 
         A later session re-sums the same input, so the difference of two sums over member sets that differ by
         one member is that member's input: a session after the first starts only once this member revealed in
-        blame for the one before (an aggregator cannot start it unasked), among survivors of that session."""
+        blame for the one before (an aggregator cannot start it unasked), and only among exactly the survivors
+        of that session less the culprits blame names on their own signed messages, which this member checks
+        itself by replaying the previous session's transcript (`evidence`): an aggregator that drops an honest
+        member's reveal (or names it culprit without proof) cannot leave it out of the re-sum."""
         if session:
             prior = self.client
             if (session != self.session + 1 or self.session not in self.revealed or prior is None
                     or not set(members) <= set(prior.survivors)):
                 raise MessageError(f"session {session} was not started by blame over session {self.session}")
+            if evidence is None:
+                raise MessageError(f"session {session} comes without the transcript of session {self.session}")
+            expected = evidence.next_members(self.session, prior.survivors)
+            if tuple(sorted(members)) != expected:
+                raise MessageError(f"session {session} among {sorted(members)}: blame over session "
+                                   f"{self.session} leaves {list(expected)}")
         self.session = session
+        self.members_of[session] = tuple(sorted(members))
         graph = self.rules.graph(self.ctx, members, session)
         cfg = ClientConfig(self.rules.session(self.ctx, session), self.member, self.identity, self.pki,
                            self.rules.params, graph)
@@ -331,6 +342,12 @@ class TrainerSession:
     def handle(self, msg: Message) -> list[tuple[str, bytes]]:
         """A SecAgg+ message from the server: the replies, as (kind, payload)."""
         assert self.client is not None
+        if (isinstance(msg, SurvivorList) and self.session
+                and tuple(sorted(msg.survivors)) != self.members_of.get(self.session)):
+            # a re-sum over the same inputs: any member left out of it (called a dropout, or unproved) would make
+            # the difference of the two sums its input, so this member releases nothing for a short list
+            raise MessageError(f"session {self.session} lists survivors {sorted(msg.survivors)}, not every one "
+                               f"of {list(self.members_of.get(self.session, ()))}")
         if isinstance(msg, SurvivorList) and len(msg.survivors) < self.rules.plan.min_survivors:
             # the noise is sized for min_survivors members: a smaller sum would be released with less noise than
             # the task's privacy plan says. Not signing (nor revealing shares) is this member's own check; the
@@ -407,7 +424,7 @@ class SessionOutcome:
     invalid: tuple[int, ...] = ()  # members whose own signed proof failed verification
     unproved: tuple[int, ...] = ()  # masked an input but posted or proved nothing: left out, not faulty
     culprits: tuple[int, ...] = ()  # blame: their own revealed values contradict their masked input
-    silent: tuple[int, ...] = ()  # did not reveal in blame: left out of the next session, not faulty
+    silent: tuple[int, ...] = ()  # did not reveal in blame: not faulty, and kept in the next session (`next_members`)
     linear_check: bool | None = None
     secagg_faulty: tuple[int, ...] = ()  # named by SecAgg+ itself on their own signed messages (bad key, share)
 
@@ -502,7 +519,7 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
         sessions.append(outcome)
         if outcome.linear_check is not False:
             break
-        current = tuple(m for m in outcome.survivors if m not in outcome.culprits and m not in outcome.silent)
+        current = next_members(outcome)
         if not outcome.culprits:
             raise IntegrityError("the linear check failed and blame names nobody: the round has no valid sum")
     else:
@@ -511,6 +528,45 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
     if unused:
         raise IntegrityError(f"transcript holds messages of sessions {sorted(unused)} that never ran")
     return Replayed(tuple(sessions))
+
+
+def next_members(outcome: SessionOutcome) -> tuple[int, ...]:
+    """Who the session after a failed linear check re-sums: every survivor but the culprits blame named on their
+    own signed messages. Nobody else may be left out (a member silent in blame included): the two sums' difference
+    is the input of whoever is left out, which is harmless only for the culprits (trainers check it, `start`)."""
+    return tuple(m for m in outcome.survivors if m not in outcome.culprits)
+
+
+@dataclass(frozen=True)
+class NextSessionEvidence:
+    """What a trainer checks before it joins a re-sum: the aggregator's transcript so far, replayed by the
+    trainer itself exactly as validators will (`_replay_session`), against the chain's keys."""
+
+    transcript: tuple[bytes, ...]
+    rules: SecureRules
+    registry: Registry
+    base: Context
+    members: Mapping[str, int]  # the cohort: trainer address -> member number
+    round_seed: bytes
+
+    def next_members(self, session: int, survivors_seen: Sequence[int]) -> tuple[int, ...]:
+        """The members of session `session + 1`; raises `MessageError` unless the transcript shows session
+        `session` ending with `survivors_seen` (the list this member signed), a failed linear check and blame
+        naming a culprit."""
+        try:
+            parsed = parse_transcript(self.transcript, self.registry, self.base, self.members)
+            pki = {m: self.registry.key(a) for a, m in self.members.items()}
+            current = tuple(sorted(self.members.values()))
+            for s in range(session + 1):
+                outcome = _replay_session(parsed, self.rules, pki, self.base, current, s, self.round_seed)
+                if outcome.linear_check is not False or not outcome.culprits:
+                    raise MessageError(f"the transcript shows no blame naming a culprit in session {s}")
+                current = next_members(outcome)
+        except (IntegrityError, *SecAggError) as e:
+            raise MessageError(f"the transcript of session {session} does not replay: {e}") from None
+        if tuple(outcome.survivors) != tuple(sorted(survivors_seen)):
+            raise MessageError(f"the transcript's survivors {list(outcome.survivors)} are not the ones signed")
+        return current
 
 
 def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, PublicIdentity], base: Context,
@@ -832,12 +888,14 @@ class AggregatorSession:
             assert self.outcome is not None
             outcome = _blame(self.parsed, self.rules, self.ctx, s, session, self.outcome)
             self.outcomes.append(outcome)
-            nxt = tuple(m for m in s.survivors if m not in outcome.culprits and m not in outcome.silent)
+            nxt = next_members(outcome)
             if not outcome.culprits or session + 1 >= MAX_SESSIONS:
                 self.stage, self.reason = "failed", "the linear check failed and blame named nobody"
                 return []
+            # every trainer of the next session replays this session from these messages before it joins
+            evidence = [raw.hex() for raw in self.transcript]
             self._open(session + 1, nxt)
-            body = _json({"members": list(nxt)})
+            body = _json({"members": list(nxt), "transcript": evidence})
             return [(m, topic(SESSION, session + 1), body) for m in nxt]
         return self._advance_server()
 
