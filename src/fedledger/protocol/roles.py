@@ -47,10 +47,12 @@ from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessag
 from fedledger.protocol.secure import (
     BLAME,
     CHALLENGE,
+    DISPUTE,
     PROOF,
     REVEAL,
     SECAGG,
     SESSION,
+    SHARED,
     AggregatorSession,
     NextSessionEvidence,
     Replayed,
@@ -323,8 +325,8 @@ class Trainer(Role):
                 msg = self.open(env, key, [view.record.aggregator])
                 kind, s = parse_topic(env.topic)
                 progressed |= self._handle(view, session, kind, s, msg.payload)
-            except (MessageError, ProtocolViolation, SecAggAbort, InvalidProof):
-                continue  # a message that does not check counts as no message
+            except (MessageError, ProtocolViolation, SecAggAbort, InvalidProof, KeyError, TypeError, ValueError):
+                continue  # a message that does not check (or does not parse) counts as no message
         return progressed
 
     def _handle(self, view: RoundView, session: TrainerSession, kind: str, s: int, payload: bytes) -> bool:
@@ -358,6 +360,23 @@ class Trainer(Role):
             if r is None or int(json.loads(payload)["r"], 16) != r:
                 return False
             self.send(agg, key, topic(REVEAL, s), session.reveal(s, r))
+            return True
+        if kind == DISPUTE:
+            r = self._challenges.get((key, s))
+            body = json.loads(payload)
+            if r is None or int(body["r"], 16) != r:
+                return False
+            assert self.net is not None
+            cohort = self.net.cohort_members(view)
+            reports: dict[int, Any] = {}
+            for raw in body["reveals"]:
+                # the other end's own signed reveal of this attempt and session: what contradicts ours
+                signed = Signed.from_bytes(bytes.fromhex(raw))
+                check(signed, self.net.registry, self.net.context(self.task_id, key, topic(REVEAL, s)),
+                      senders=frozenset(a.lower() for a in cohort))
+                reports[cohort[next(a for a in cohort if a.lower() == signed.sender.lower())]] = json.loads(
+                    signed.payload)
+            self.send(agg, key, topic(SHARED, s), session.settle(s, r, reports))
             return True
         if kind == SESSION:
             body = json.loads(payload)
