@@ -573,6 +573,24 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
     return Replayed(tuple(sessions))
 
 
+class Aborted(IntegrityError):
+    """The transcript stops where SecAgg+ aborts naming nobody: too few members answered a stage (`replay`)."""
+
+
+def replay_abort(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registry, base: Context,
+                 members: Mapping[str, int], round_seed: bytes) -> str:
+    """Check an aborted attempt's evidence: the trainers' signed messages the aggregator received must replay
+    (every signature, context and SecAgg+ check as in `replay`) up to a stage where SecAgg+ aborts naming
+    nobody, because fewer members answered than its threshold. Returns why; raises `IntegrityError` if the
+    transcript does not replay, or replays to a result or to an abort naming members (then the aggregator had a
+    result to post: a round not released, with those members named)."""
+    try:
+        replay(transcript, rules=rules, registry=registry, base=base, members=members, round_seed=round_seed)
+    except Aborted as e:
+        return str(e)
+    raise IntegrityError("the transcript replays to a result: the attempt did not abort")
+
+
 def next_members(outcome: SessionOutcome) -> tuple[int, ...]:
     """Who the session after a failed linear check re-sums: every survivor but the culprits blame named on their
     own signed messages. Nobody else may be left out (a member silent in blame included): the two sums' difference
@@ -633,7 +651,7 @@ def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, Publi
             server, _ = server_advance(server)
     except SecAggAbort as e:
         if not e.faulty:
-            raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
+            raise Aborted(f"SecAgg+ session {session} does not replay: {e}") from None
         # stopped on members named with their own signed messages: not released, and they are faulty
         return replace(outcome, survivors=(), total=None, secagg_faulty=tuple(sorted(e.faulty)))
     except SecAggError as e:
@@ -818,6 +836,7 @@ class AggregatorSession:
     r: int | None = None
     reason: str = ""
     outcomes: list[SessionOutcome] = field(default_factory=list)  # of the sessions that ended
+    aborted: bool = False  # failed where SecAgg+ aborts naming nobody (too few answered): `replay_abort` holds
     raw_reveals: dict[int, bytes] = field(default_factory=dict)  # the current session's signed reveals
     disputants: set[int] = field(default_factory=set)  # asked to settle a dispute in the current session
 
@@ -921,7 +940,9 @@ class AggregatorSession:
             return self._close()
         except SecAggAbort as e:
             if not e.faulty:
-                self.stage, self.reason = "failed", str(e)
+                # fewer members answered than SecAgg+ needs: silence proves nothing against anyone, and the
+                # aggregator reports the abort with what it received (`replay_abort`), not a missed deadline
+                self.stage, self.reason, self.aborted = "failed", str(e), True
                 return []
             # SecAgg+ stopped on members its own state names with their own signed messages (a dealer whose
             # shares do not rebuild its committed secret, ...): nothing is released, and the round is posted as
