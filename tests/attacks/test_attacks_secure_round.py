@@ -649,6 +649,63 @@ def test_a_false_kappa_in_blame_names_its_sender(tmp_path: Path, monkeypatch: py
                                                          SlashReason.FAULTY_UPDATE)]
 
 
+class PairProbingAggregator(Aggregator):
+    """Colludes with a `mask_swap` trainer so blame runs, then asks an honest member to 'settle a dispute' with an
+    honest neighbour whose (genuine, signed) reveal does not contradict it: a pair's X25519 value gives away the
+    pair's mask, and with the self-mask seed revealed in blame, every pair's value would unmask the member."""
+
+    colluders: frozenset[int]
+    reveals: dict[tuple[int, int], dict[int, bytes]]
+    probed: set[tuple[int, int]]
+    answers: list[bytes]
+
+    @classmethod
+    def wrapping(cls, role: Aggregator, colluders: frozenset[int]) -> PairProbingAggregator:
+        out = _rewrap(cls, role)
+        out.colluders, out.reveals, out.probed, out.answers = colluders, {}, set(), []
+        return out
+
+    def step(self, view: RoundView, idle: bool) -> bool:
+        assert self.net is not None
+        key = view.key
+        got = self.reveals.setdefault(key, {})
+        for env in _drain(self.transport, self.address):
+            if env.topic == topic("shared", 0):
+                self.answers.append(env.payload)  # what an honest member gave away
+                continue
+            if env.topic == topic("reveal", 0):
+                got[self.net.members[env.sender]] = env.payload
+            self.transport.send(env)
+        honest = sorted(m for m in got if m not in self.colluders)
+        session = self._sessions.get(key)
+        if len(honest) >= 2 and key not in self.probed and session is not None and session.r is not None:
+            self.probed.add(key)
+            victim, neighbour = honest[0], honest[1]
+            body = _json({"r": hex(session.r), "reveals": [got[neighbour].hex()]})
+            self.send(_address(self.net, victim), key, topic("dispute", 0), body)
+        return super().step(view, idle)
+
+
+def _address(net: Any, member: int) -> str:
+    return next(a for a, m in net.members.items() if m == member)
+
+
+def test_an_honest_member_reveals_no_pair_value_without_a_contradicting_reveal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_drops: None) -> None:
+    from fedledger.sim.attacks import AttackPlan
+
+    spec = "mask_swap:0.1"
+    cfg = build_config({**BASE, "proofs": "update", "attack": spec, **WITH_MARGIN})
+    colluders = AttackPlan.parse(spec, cfg.clients, cfg.seed).members_doing("mask_swap")
+    armed = _arm(monkeypatch, lambda a: PairProbingAggregator.wrapping(a, colluders))
+    sim = Simulation(cfg)
+    res = sim.run(tmp_path)
+    assert any(a.probed for a in armed)  # type: ignore[attr-defined]  # the attack ran
+    # the security property: no pair value leaves an honest member unless the other end's own report contradicts it
+    assert not [x for a in armed for x in a.answers], "an honest member revealed a pair's X25519 value"  # type: ignore[attr-defined]
+    assert all(r.finalized for r in res.rounds)
+
+
 # -- 9. members that go silent mid-protocol beyond the threshold: the honest aggregator pays -----------------
 
 
