@@ -531,6 +531,17 @@ class Ledger:
             ),
         )
 
+    def report_abort(self, task_id: int, round_id: int, evidence_root: bytes) -> None:
+        """The round's aggregator, before its deadline: report that the attempt aborted (too few members
+        answered for secure aggregation to finish), with the signed messages it did receive under
+        `evidence_root`. Posted as a result with an empty model hash; the committee checks and votes on it
+        like a result: accepted, the round is rejected without a slash and nobody is paid (the owner reopens
+        it, this aggregator is not drawn first); rejected, the aggregator is slashed (REJECTED_RESULT)."""
+        spent = self.task(task_id).privacy_spent  # nothing is released by an abort: the task's own figure
+        self.submit_result(task_id, round_id, RoundResult(
+            model_hash=ZERO32, evidence_root=evidence_root, survivor_root=ZERO32, survivor_count=0,
+            privacy_spent=spent, reputation_root=ZERO32, reward_root=ZERO32, faulty=()))
+
     def round_binding(self, task_id: int, round_id: int) -> ProofBinding:
         """(proofs root, challenge, attempt) the round's current attempt posted with its result:
         what the task's dispute contract checks proofs against, once the round is finalized."""

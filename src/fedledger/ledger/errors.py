@@ -181,7 +181,6 @@ REVERT_OVERRIDES: dict[str, type[LedgerRevert]] = {
     "rewards: round pool exhausted": PoolExhausted,
     "rewards: transfer failed": InvalidArgument,
     "rewards: zero address": InvalidArgument,
-    "round_machine: empty model hash": InvalidArgument,
     "round_machine: faulty member is not a trainer": InvalidArgument,
     "round_machine: faulty trainer did not join the task": InvalidArgument,
     "round_machine: only the round's aggregator submits": NotAuthorized,

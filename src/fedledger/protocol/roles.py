@@ -57,11 +57,14 @@ from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessag
 from fedledger.protocol.secure import (
     BLAME,
     CHALLENGE,
+    DISPUTE,
     PROOF,
     REVEAL,
     SECAGG,
     SESSION,
+    SHARED,
     AggregatorSession,
+    NextSessionEvidence,
     Replayed,
     SecureRules,
     SecureState,
@@ -70,6 +73,7 @@ from fedledger.protocol.secure import (
     privacy_spent,
     recompute,
     replay,
+    replay_abort,
     topic,
 )
 from fedledger.protocol.signing import Context, Registry, ReplayGuard, Signed, check
@@ -334,8 +338,8 @@ class Trainer(Role):
                 msg = self.open(env, key, [view.record.aggregator])
                 kind, s = parse_topic(env.topic)
                 progressed |= self._handle(view, session, kind, s, msg.payload)
-            except (MessageError, ProtocolViolation, SecAggAbort, InvalidProof):
-                continue  # a message that does not check counts as no message
+            except (MessageError, ProtocolViolation, SecAggAbort, InvalidProof, KeyError, TypeError, ValueError):
+                continue  # a message that does not check (or does not parse) counts as no message
         return progressed
 
     def _handle(self, view: RoundView, session: TrainerSession, kind: str, s: int, payload: bytes) -> bool:
@@ -370,12 +374,34 @@ class Trainer(Role):
                 return False
             self.send(agg, key, topic(REVEAL, s), session.reveal(s, r))
             return True
+        if kind == DISPUTE:
+            r = self._challenges.get((key, s))
+            body = json.loads(payload)
+            if r is None or int(body["r"], 16) != r:
+                return False
+            assert self.net is not None
+            cohort = self.net.cohort_members(view)
+            reports: dict[int, Any] = {}
+            for raw in body["reveals"]:
+                # the other end's own signed reveal of this attempt and session: what contradicts ours
+                signed = Signed.from_bytes(bytes.fromhex(raw))
+                check(signed, self.net.registry, self.net.context(self.task_id, key, topic(REVEAL, s)),
+                      senders=frozenset(a.lower() for a in cohort))
+                reports[cohort[next(a for a in cohort if a.lower() == signed.sender.lower())]] = json.loads(
+                    signed.payload)
+            self.send(agg, key, topic(SHARED, s), session.settle(s, r, reports))
+            return True
         if kind == SESSION:
-            members = [int(m) for m in json.loads(payload)["members"]]
+            body = json.loads(payload)
+            members = [int(m) for m in body["members"]]
             if self.member not in members or s <= session.session:
                 return False
+            assert self.net is not None and self.rules is not None
+            evidence = NextSessionEvidence(tuple(bytes.fromhex(x) for x in body.get("transcript", [])), self.rules,
+                                           self.net.registry, self.net.context(self.task_id, key),
+                                           self.net.cohort_members(view), view.record.seed)
             with self.clock.stage("secagg"):
-                out = session.start(s, members)
+                out = session.start(s, members, evidence)
             for m in out:
                 self.send(agg, key, topic(SECAGG, s), m.to_bytes())
             return True
@@ -510,7 +536,10 @@ class Aggregator(Role):
             self.send(_address_of(self.net, member), key, t, payload)
         progressed |= bool(out)
         if session.stage == "failed":
-            self._done.add(key)  # no valid sum: the submission deadline will pass
+            self._done.add(key)
+            if session.aborted and key not in self.faults.misses_deadline:
+                self._report_abort(view, session)
+            # otherwise no valid sum: the submission deadline will pass
             return True
         if session.stage != "done":
             return progressed
@@ -521,6 +550,17 @@ class Aggregator(Role):
         output = self._secure_output(view, session)
         self._submit(view, self.publish(view, output), tuple(session.transcript), output.state)
         return True
+
+    def _report_abort(self, view: RoundView, session: AggregatorSession) -> None:
+        """Too few members answered: post the abort with every signed message received as its evidence. The
+        committee replays it (`secure.replay_abort`); accepted, the round is redrawn without a slash and this
+        aggregator is not paid."""
+        evidence = Evidence(view.global_model, None, None, Settlement(), tuple(session.transcript), None,
+                            deterministic=self.deterministic)
+        root = RoundManifest(view.global_model, self.blobs.put(evidence.to_bytes())).store(self.blobs)
+        with self.clock.stage("chain"):
+            self.ledger.report_abort(self.task_id, view.record.round_id, root)
+            self.ledger.persist()
 
     def _secure_output(self, view: RoundView, session: AggregatorSession) -> RoundOutput:
         """The round as validators will recompute it from the transcript (the same functions, on the same
@@ -715,6 +755,9 @@ class Validator(Role):
 
     def verify(self, view: RoundView) -> None:
         """Raise `IntegrityError` naming the first item that does not check."""
+        if view.record.model_hash == ZERO32:
+            self.checker.verify_abort(view)  # an abort report: no model to evaluate
+            return
         checked = self.checker.verify(view)
         if view.global_model not in self._accuracy_of:  # the previous model: evaluated once, not every attempt
             self._accuracy_of = {view.global_model: self.evaluate(from_bytes(self.blobs.get(view.global_model)))}
@@ -760,6 +803,30 @@ class RoundChecker:
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError, EOFError,
                 pickle.UnpicklingError) as e:
             raise IntegrityError(f"the evidence does not parse: {type(e).__name__}: {e}") from None
+
+    def verify_abort(self, view: RoundView) -> str:
+        """An aborted attempt (an empty model hash): its evidence must hold the previous model and the signed
+        messages the aggregator received, and they must replay to SecAgg+ aborting for too few answers
+        (`secure.replay_abort`); it names nobody faulty and pays nobody. Returns why it aborted; raises
+        `IntegrityError` otherwise (the aggregator is then slashed as for a rejected result)."""
+        try:
+            r = view.record
+            if self.rules is None or self.net is None:
+                raise IntegrityError("an abort report in a round without secure aggregation")
+            if r.survivor_count or r.faulty or r.reward_root != ZERO32 or r.reputation_root != ZERO32:
+                raise IntegrityError("an abort report names survivors, faulty members or a settlement")
+            manifest = RoundManifest.find(self.blobs, r.evidence_root)
+            ev = Evidence.from_bytes(self.blobs.get(manifest.evidence))
+            if manifest.model != view.global_model or ev.previous_model != view.global_model:
+                raise IntegrityError("the abort's evidence does not start from the last finalized model")
+            return replay_abort(ev.transcript, rules=self.rules, registry=self.net.registry,
+                                base=self.net.context(self.task_id, view.key), members=self.net.cohort_members(view),
+                                round_seed=r.seed)
+        except FedLedgerError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError,
+                EOFError) as e:
+            raise IntegrityError(f"the abort's evidence does not parse: {type(e).__name__}: {e}") from None
 
     def _verify(self, view: RoundView) -> CheckedRound:
         r = view.record

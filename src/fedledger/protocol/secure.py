@@ -23,6 +23,8 @@ Messages (topic, with the SecAgg+ session s = 0, or 1 after blame):
   proof/s     trainer -> aggregator   the update proof for r
   blame/s     aggregator -> trainer   the linear check failed: reveal
   reveal/s    trainer -> aggregator   self-mask seed, carries, kappa per pair
+  dispute/s   aggregator -> trainer   the other ends' signed reveals whose kappa contradicts this member's
+  shared/s    trainer -> aggregator   for each contradicted pair, the pair's X25519 value with its proof
   session/1   aggregator -> trainer   start session 1 with these members
 """
 
@@ -50,9 +52,10 @@ from fedledger.privacy.distributed import (
 from fedledger.privacy.rotation import Rotation
 from fedledger.protocol.messages import MessageError
 from fedledger.protocol.signing import Context, Registry, Signed
-from fedledger.secagg.channel import seed_commitment
+from fedledger.secagg.channel import pair_context, pairwise_seed_from_shared, seed_commitment
 from fedledger.secagg.client import ClientConfig, ClientStage, ClientState, client_handle, client_start
 from fedledger.secagg.context import SessionContext
+from fedledger.secagg.dleq import SharedProof, prove_shared, verify_shared
 from fedledger.secagg.entropy import CryptoRng
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
 from fedledger.secagg.field import decode_element
@@ -83,6 +86,7 @@ from fedledger.zk import InvalidProof, LinearCheckFailed
 from fedledger.zk.backend import KeySet
 from fedledger.zk.binding import (
     MemberEvidence,
+    adjudicate,
     blame,
     check_aggregate,
     derive_challenge,
@@ -107,9 +111,9 @@ from fedledger.zk.update import (
     verify_update,
 )
 
-SECAGG, POSTING, CHALLENGE, PROOF, BLAME, REVEAL, SESSION = (
-    "secagg", "posting", "challenge", "proof", "blame", "reveal", "session")
-TRAINER_TOPICS = (SECAGG, POSTING, PROOF, REVEAL)
+SECAGG, POSTING, CHALLENGE, PROOF, BLAME, REVEAL, SESSION, DISPUTE, SHARED = (
+    "secagg", "posting", "challenge", "proof", "blame", "reveal", "session", "dispute", "shared")
+TRAINER_TOPICS = (SECAGG, POSTING, PROOF, REVEAL, SHARED)
 MAX_SESSIONS = 2
 SecAggError = (ProtocolViolation, SecAggAbort)
 
@@ -291,6 +295,9 @@ class TrainerSession:
     masked: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict)  # session -> (z, u)
     proved_sessions: set[int] = field(default_factory=set)
     revealed: set[int] = field(default_factory=set)
+    members_of: dict[int, tuple[int, ...]] = field(default_factory=dict)  # session -> its members
+    mask_secrets: dict[int, bytes] = field(default_factory=dict)  # session -> its masking key (for a dispute)
+    settled: set[int] = field(default_factory=set)  # sessions whose disputes this member answered
 
     @classmethod
     def begin(cls, *, ctx: Context, member: int, identity: Identity, pki: Mapping[int, PublicIdentity],
@@ -309,28 +316,45 @@ class TrainerSession:
                 pass  # out of the proven bounds: no commitment, no proof; the aggregator leaves it out
         return s
 
-    def start(self, session: int, members: Sequence[int]) -> list[Message]:
+    def start(self, session: int, members: Sequence[int], evidence: NextSessionEvidence | None = None) -> list[Message]:
         """Begin SecAgg+ session `session` among `members` (AdvertiseKeys).
 
         A later session re-sums the same input, so the difference of two sums over member sets that differ by
         one member is that member's input: a session after the first starts only once this member revealed in
-        blame for the one before (an aggregator cannot start it unasked), among survivors of that session."""
+        blame for the one before (an aggregator cannot start it unasked), and only among exactly the survivors
+        of that session less the culprits blame names on their own signed messages, which this member checks
+        itself by replaying the previous session's transcript (`evidence`): an aggregator that drops an honest
+        member's reveal (or names it culprit without proof) cannot leave it out of the re-sum."""
         if session:
             prior = self.client
             if (session != self.session + 1 or self.session not in self.revealed or prior is None
                     or not set(members) <= set(prior.survivors)):
                 raise MessageError(f"session {session} was not started by blame over session {self.session}")
+            if evidence is None:
+                raise MessageError(f"session {session} comes without the transcript of session {self.session}")
+            expected = evidence.next_members(self.session, prior.survivors)
+            if tuple(sorted(members)) != expected:
+                raise MessageError(f"session {session} among {sorted(members)}: blame over session "
+                                   f"{self.session} leaves {list(expected)}")
         self.session = session
+        self.members_of[session] = tuple(sorted(members))
         graph = self.rules.graph(self.ctx, members, session)
         cfg = ClientConfig(self.rules.session(self.ctx, session), self.member, self.identity, self.pki,
                            self.rules.params, graph)
         self.client, out = client_start(cfg, self.wrapped, self.rand,
                                         None if self.secret is None else int(self.secret.t))
+        self.mask_secrets[session] = self.client.mask_secret
         return out
 
     def handle(self, msg: Message) -> list[tuple[str, bytes]]:
         """A SecAgg+ message from the server: the replies, as (kind, payload)."""
         assert self.client is not None
+        if (isinstance(msg, SurvivorList) and self.session
+                and tuple(sorted(msg.survivors)) != self.members_of.get(self.session)):
+            # a re-sum over the same inputs: any member left out of it (called a dropout, or unproved) would make
+            # the difference of the two sums its input, so this member releases nothing for a short list
+            raise MessageError(f"session {self.session} lists survivors {sorted(msg.survivors)}, not every one "
+                               f"of {list(self.members_of.get(self.session, ()))}")
         if isinstance(msg, SurvivorList) and len(msg.survivors) < self.rules.plan.min_survivors:
             # the noise is sized for min_survivors members: a smaller sum would be released with less noise than
             # the task's privacy plan says. Not signing (nor revealing shares) is this member's own check; the
@@ -393,6 +417,38 @@ class TrainerSession:
                       "kappas": kappas})
 
 
+    def settle(self, session: int, r: int, reports: Mapping[int, Any]) -> bytes:
+        """A blame dispute: `reports` maps a neighbour to its signed reveal (the caller checked the signature).
+        For each neighbour whose reported kappa of our pair differs from ours, the pair's X25519 value with a
+        proof that it is right (`secagg.dleq`), which shows who lied. Only for a real contradiction: the value
+        gives away the pair's mask, which only a neighbour that lied about it (and knows it anyway) can make us
+        reveal; an aggregator cannot make an honest pair reveal theirs."""
+        assert self.client is not None
+        record = self.client.record
+        if record is None or session not in self.revealed or session in self.settled or session != self.session:
+            raise MessageError("no blame reveal of this session to stand by")
+        p = self.rules.params
+        out: dict[str, Any] = {}
+        for j, body in reports.items():
+            seed = record.pair_seeds.get(j)
+            if seed is None or j not in self.client.roster:
+                continue
+            mine = kappa(r, expand_mask(seed, p.length, p.bits, b"pair"), field_mask(seed))
+            try:
+                theirs = _felt(body["kappas"][str(self.member)])
+            except (KeyError, TypeError, ValueError, MessageError):
+                theirs = None  # a malformed report contradicts ours too
+            if theirs == mine:
+                continue
+            context = pair_context(self.rules.session(self.ctx, session), self.member, j)
+            proof = prove_shared(self.mask_secrets[session], self.client.roster[j][1], context, self.rand(32))
+            out[str(j)] = proof.to_json()
+        if not out:
+            raise MessageError("no reported kappa contradicts ours")
+        self.settled.add(session)
+        return _json({"pairs": out})
+
+
 # -- replay: what validators and auditors recompute -------------------------------------------------
 
 
@@ -407,7 +463,8 @@ class SessionOutcome:
     invalid: tuple[int, ...] = ()  # members whose own signed proof failed verification
     unproved: tuple[int, ...] = ()  # masked an input but posted or proved nothing: left out, not faulty
     culprits: tuple[int, ...] = ()  # blame: their own revealed values contradict their masked input
-    silent: tuple[int, ...] = ()  # did not reveal in blame: left out of the next session, not faulty
+    disputed: tuple[tuple[int, int], ...] = ()  # blame: pairs whose ends report different kappas, not settled
+    silent: tuple[int, ...] = ()  # did not reveal in blame: not faulty, and kept in the next session (`next_members`)
     linear_check: bool | None = None
     secagg_faulty: tuple[int, ...] = ()  # named by SecAgg+ itself on their own signed messages (bad key, share)
 
@@ -440,6 +497,7 @@ class _Parsed:
     proofs: dict[int, dict[int, UpdateProof]] = field(default_factory=dict)
     answers: dict[int, dict[int, int | None]] = field(default_factory=dict)  # the challenge each proof says it answers
     reveals: dict[int, dict[int, Mapping[str, Any]]] = field(default_factory=dict)
+    shared: dict[int, dict[int, Any]] = field(default_factory=dict)  # session -> member -> its dispute answer
 
 
 def parse_transcript(transcript: Sequence[bytes], registry: Registry, base: Context,
@@ -477,6 +535,8 @@ def parse_transcript(transcript: Sequence[bytes], registry: Registry, base: Cont
                 body = _load(msg.payload)
                 out.proofs.setdefault(session, {})[member] = proof_from_json(body)
                 out.answers.setdefault(session, {})[member] = proof_answers(body)
+            elif kind == SHARED:
+                out.shared.setdefault(session, {})[member] = _load(msg.payload)
             else:
                 out.reveals.setdefault(session, {})[member] = _load(msg.payload)
         except (MessageError, ProtocolViolation, SecAggAbort, KeyError, TypeError, ValueError) as e:
@@ -502,7 +562,7 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
         sessions.append(outcome)
         if outcome.linear_check is not False:
             break
-        current = tuple(m for m in outcome.survivors if m not in outcome.culprits and m not in outcome.silent)
+        current = next_members(outcome)
         if not outcome.culprits:
             raise IntegrityError("the linear check failed and blame names nobody: the round has no valid sum")
     else:
@@ -511,6 +571,63 @@ def replay(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registr
     if unused:
         raise IntegrityError(f"transcript holds messages of sessions {sorted(unused)} that never ran")
     return Replayed(tuple(sessions))
+
+
+class Aborted(IntegrityError):
+    """The transcript stops where SecAgg+ aborts naming nobody: too few members answered a stage (`replay`)."""
+
+
+def replay_abort(transcript: Sequence[bytes], *, rules: SecureRules, registry: Registry, base: Context,
+                 members: Mapping[str, int], round_seed: bytes) -> str:
+    """Check an aborted attempt's evidence: the trainers' signed messages the aggregator received must replay
+    (every signature, context and SecAgg+ check as in `replay`) up to a stage where SecAgg+ aborts naming
+    nobody, because fewer members answered than its threshold. Returns why; raises `IntegrityError` if the
+    transcript does not replay, or replays to a result or to an abort naming members (then the aggregator had a
+    result to post: a round not released, with those members named)."""
+    try:
+        replay(transcript, rules=rules, registry=registry, base=base, members=members, round_seed=round_seed)
+    except Aborted as e:
+        return str(e)
+    raise IntegrityError("the transcript replays to a result: the attempt did not abort")
+
+
+def next_members(outcome: SessionOutcome) -> tuple[int, ...]:
+    """Who the session after a failed linear check re-sums: every survivor but the culprits blame named on their
+    own signed messages. Nobody else may be left out (a member silent in blame included): the two sums' difference
+    is the input of whoever is left out, which is harmless only for the culprits (trainers check it, `start`)."""
+    return tuple(m for m in outcome.survivors if m not in outcome.culprits)
+
+
+@dataclass(frozen=True)
+class NextSessionEvidence:
+    """What a trainer checks before it joins a re-sum: the aggregator's transcript so far, replayed by the
+    trainer itself exactly as validators will (`_replay_session`), against the chain's keys."""
+
+    transcript: tuple[bytes, ...]
+    rules: SecureRules
+    registry: Registry
+    base: Context
+    members: Mapping[str, int]  # the cohort: trainer address -> member number
+    round_seed: bytes
+
+    def next_members(self, session: int, survivors_seen: Sequence[int]) -> tuple[int, ...]:
+        """The members of session `session + 1`; raises `MessageError` unless the transcript shows session
+        `session` ending with `survivors_seen` (the list this member signed), a failed linear check and blame
+        naming a culprit."""
+        try:
+            parsed = parse_transcript(self.transcript, self.registry, self.base, self.members)
+            pki = {m: self.registry.key(a) for a, m in self.members.items()}
+            current = tuple(sorted(self.members.values()))
+            for s in range(session + 1):
+                outcome = _replay_session(parsed, self.rules, pki, self.base, current, s, self.round_seed)
+                if outcome.linear_check is not False or not outcome.culprits:
+                    raise MessageError(f"the transcript shows no blame naming a culprit in session {s}")
+                current = next_members(outcome)
+        except (IntegrityError, *SecAggError) as e:
+            raise MessageError(f"the transcript of session {session} does not replay: {e}") from None
+        if tuple(outcome.survivors) != tuple(sorted(survivors_seen)):
+            raise MessageError(f"the transcript's survivors {list(outcome.survivors)} are not the ones signed")
+        return current
 
 
 def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, PublicIdentity], base: Context,
@@ -534,7 +651,7 @@ def _replay_session(parsed: _Parsed, rules: SecureRules, pki: Mapping[int, Publi
             server, _ = server_advance(server)
     except SecAggAbort as e:
         if not e.faulty:
-            raise IntegrityError(f"SecAgg+ session {session} does not replay: {e}") from None
+            raise Aborted(f"SecAgg+ session {session} does not replay: {e}") from None
         # stopped on members named with their own signed messages: not released, and they are faulty
         return replace(outcome, survivors=(), total=None, secagg_faulty=tuple(sorted(e.faulty)))
     except SecAggError as e:
@@ -625,7 +742,28 @@ def _blame(parsed: _Parsed, rules: SecureRules, base: Context, server: ServerSta
             reports[(_key(m), _key(j))] = k
     report = blame(r, p.bits, evidence, reports, graph)
     culprits += [int(k) for k in report.culprits]
-    return replace(outcome, culprits=tuple(sorted(set(culprits))), silent=tuple(silent))
+    # a disputed pair: one end lied about its kappa (to fix its own equation). Either end's proof of the pair's
+    # X25519 value gives the true kappa, and names whoever reported another one (on its own signed reveal)
+    answers = parsed.shared.get(session, {})
+    open_pairs: list[tuple[int, int]] = []
+    for a, b in report.disputed:
+        i, j = int(a), int(b)
+        true = None
+        for end, other in ((i, j), (j, i)):
+            try:
+                proof = SharedProof.from_json(answers[end]["pairs"][str(other)])
+                shared = verify_shared(proof, server.advertised[end].mask_public, server.advertised[other].mask_public,
+                                       pair_context(context, i, j))
+            except (KeyError, TypeError, ProtocolViolation):
+                continue  # no answer, or one that does not verify: the other end's may
+            seed = pairwise_seed_from_shared(shared, context, i, j)
+            true = kappa(r, expand_mask(seed, p.length, p.bits, b"pair"), field_mask(seed))
+            break
+        if true is None:
+            open_pairs.append((i, j))
+        else:
+            culprits += [int(k) for k in adjudicate((a, b), true, reports)]
+    return replace(outcome, culprits=tuple(sorted(set(culprits))), silent=tuple(silent), disputed=tuple(open_pairs))
 
 
 # -- from the sum to the model ---------------------------------------------------------------------
@@ -698,6 +836,9 @@ class AggregatorSession:
     r: int | None = None
     reason: str = ""
     outcomes: list[SessionOutcome] = field(default_factory=list)  # of the sessions that ended
+    aborted: bool = False  # failed where SecAgg+ aborts naming nobody (too few answered): `replay_abort` holds
+    raw_reveals: dict[int, bytes] = field(default_factory=dict)  # the current session's signed reveals
+    disputants: set[int] = field(default_factory=set)  # asked to settle a dispute in the current session
 
     @property
     def replayed(self) -> Replayed:
@@ -715,6 +856,7 @@ class AggregatorSession:
         self.server = server_start(ServerConfig(self.rules.session(self.ctx, session), self.pki, self.rules.params,
                                                 graph))
         self.stage, self.r, self.outcome = "secagg", None, None
+        self.raw_reveals, self.disputants = {}, set()
 
     # inbound ---------------------------------------------------------------------------------------
     def accept(self, member: int, kind: str, session: int, raw: bytes, payload: bytes) -> bool:
@@ -738,8 +880,10 @@ class AggregatorSession:
                 self.parsed.proofs.setdefault(session, {})[member] = proof_from_json(body)
                 self.parsed.answers.setdefault(session, {})[member] = proof_answers(body)
             elif kind == REVEAL and self.stage == "blame" and member in self._expected():
-                _load(payload)
                 self.parsed.reveals.setdefault(session, {})[member] = _load(payload)
+                self.raw_reveals[member] = raw
+            elif kind == SHARED and self.stage == "dispute" and member in self._expected():
+                self.parsed.shared.setdefault(session, {})[member] = _load(payload)
             else:
                 return False
         except (MessageError, *SecAggError, KeyError, TypeError, ValueError):
@@ -755,6 +899,8 @@ class AggregatorSession:
             return set(self.parsed.postings.get(session, {})) & set(s.masked)
         if self.stage == "blame":
             return set(s.survivors)
+        if self.stage == "dispute":
+            return set(self.disputants)
         if s.stage == ServerStage.ADVERTISE:
             return set(self.members)
         if s.stage == ServerStage.SHARE:
@@ -772,6 +918,8 @@ class AggregatorSession:
             return set(self.parsed.proofs.get(session, {}))
         if self.stage == "blame":
             return set(self.parsed.reveals.get(session, {}))
+        if self.stage == "dispute":
+            return set(self.parsed.shared.get(session, {}))
         if s.stage == ServerStage.ADVERTISE:
             return set(s.advertised)
         if s.stage == ServerStage.SHARE:
@@ -792,7 +940,9 @@ class AggregatorSession:
             return self._close()
         except SecAggAbort as e:
             if not e.faulty:
-                self.stage, self.reason = "failed", str(e)
+                # fewer members answered than SecAgg+ needs: silence proves nothing against anyone, and the
+                # aggregator reports the abort with what it received (`replay_abort`), not a missed deadline
+                self.stage, self.reason, self.aborted = "failed", str(e), True
                 return []
             # SecAgg+ stopped on members its own state names with their own signed messages (a dealer whose
             # shares do not rebuild its committed secret, ...): nothing is released, and the round is posted as
@@ -828,16 +978,28 @@ class AggregatorSession:
                 self.outcomes.append(replace(outcome, survivors=tuple(sorted(self.server.masked))))
                 return []
             return self._advance_server()
-        if self.stage == "blame":
-            assert self.outcome is not None
+        if self.stage in ("blame", "dispute"):
+            assert self.outcome is not None and self.r is not None
             outcome = _blame(self.parsed, self.rules, self.ctx, s, session, self.outcome)
+            if outcome.disputed and self.stage == "blame":
+                # ask both ends of each contradicted pair to settle it, each with the other end's signed reveal
+                self.stage = "dispute"
+                partners: dict[int, set[int]] = {}
+                for i, j in outcome.disputed:
+                    partners.setdefault(i, set()).add(j)
+                    partners.setdefault(j, set()).add(i)
+                self.disputants = set(partners)
+                return [(m, topic(DISPUTE, session), _json({"r": hex(self.r), "reveals": [
+                    self.raw_reveals[j].hex() for j in sorted(others)]})) for m, others in sorted(partners.items())]
             self.outcomes.append(outcome)
-            nxt = tuple(m for m in s.survivors if m not in outcome.culprits and m not in outcome.silent)
+            nxt = next_members(outcome)
             if not outcome.culprits or session + 1 >= MAX_SESSIONS:
                 self.stage, self.reason = "failed", "the linear check failed and blame named nobody"
                 return []
+            # every trainer of the next session replays this session from these messages before it joins
+            evidence = [raw.hex() for raw in self.transcript]
             self._open(session + 1, nxt)
-            body = _json({"members": list(nxt)})
+            body = _json({"members": list(nxt), "transcript": evidence})
             return [(m, topic(SESSION, session + 1), body) for m in nxt]
         return self._advance_server()
 

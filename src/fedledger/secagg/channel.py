@@ -32,9 +32,18 @@ def pairwise_seed(my_secret: bytes | X25519PrivateKey, peer_public: bytes, sessi
 
     Raises `InvalidKey` if the peer's key is of low order (checked before, and the all-zero secret
     that cryptography refuses with ValueError is mapped to it)."""
+    return pairwise_seed_from_shared(x25519_exchange(my_secret, peer_public), session, a, b)
+
+
+def pairwise_seed_from_shared(shared: bytes, session: SessionContext, a: int, b: int) -> bytes:
+    """The pairwise mask seed from the pair's X25519 value (as a blame dispute reveals it, `secagg.dleq`)."""
     lo, hi = min(a, b), max(a, b)
-    raw = x25519_exchange(my_secret, peer_public)
-    return hkdf(raw, session, b"pairwise-mask" + struct.pack(">II", lo, hi))
+    return hkdf(shared, session, b"pairwise-mask" + struct.pack(">II", lo, hi))
+
+
+def pair_context(session: SessionContext, a: int, b: int) -> bytes:
+    """What a proof of the pair's X25519 value is bound to: the session and the unordered pair."""
+    return session.encode() + struct.pack(">II", min(a, b), max(a, b))
 
 
 def channel_key(my_secret: bytes | X25519PrivateKey, peer_public: bytes, session: SessionContext, sender: int,

@@ -219,6 +219,12 @@ def submit_result(
 ):
     """
     @notice The round's aggregator posts the result: one transaction, whatever the cohort size.
+            An empty `model_hash` reports an aborted attempt instead (too few members answered for
+            secure aggregation to finish: silence cannot be proven, so the aggregator shows the
+            signed messages it did receive under `evidence_root`). The committee checks and votes
+            on it like a result (`settlement`): accepted, the round is rejected without a slash
+            and nobody is paid (`reopen` redraws without this aggregator); rejected, the aggregator
+            is slashed as for any rejected result.
     @param privacy_spent The task's cumulative privacy spent with this round (18 decimals).
     @param faulty Trainers the aggregator names as faulty (blamed by secure aggregation, or with
            a failed update proof in the evidence). The committee checks the list with the rest
@@ -235,7 +241,6 @@ def submit_result(
     assert r.status == round_book.OPEN, "round_machine: round is not open"
     assert msg.sender == r.aggregator, "round_machine: only the round's aggregator submits"
     assert block.timestamp <= r.submit_deadline, "round_machine: submission deadline passed"
-    assert model_hash != empty(bytes32), "round_machine: empty model hash"
     assert privacy_spent <= r.privacy_bound, "round_machine: privacy spent above the round's bound"
     assert privacy_spent >= task_book.tasks[task_id].privacy_spent, "round_machine: privacy spent below the task's"
     for t: address in faulty:

@@ -63,20 +63,25 @@ def finalize(task_id: uint256, round_id: uint256) -> uint256:
             records the privacy spent, slashes the trainers the result names as faulty). Rejects
             once rejecting weight reaches the same quorum, and slashes the aggregator
             (REJECTED_RESULT); rejects without a slash when every member has voted and neither
-            side reached quorum. Reverts otherwise: wait for votes, or `reopen` after the vote
+            side reached quorum, or when the quorum accepts an abort report (an empty model hash,
+            `round_machine.submit_result`). Reverts otherwise: wait for votes, or `reopen` after the vote
             deadline (which slashes the members that did not vote).
     @return The new status (3 finalized, 4 rejected).
     """
     r: round_book.Round = round_book.rounds[task_id][round_id]
     assert r.status == round_book.SUBMITTED, "settlement: round is not awaiting votes"
     quorum_bps: uint256 = task_book.tasks[task_id].quorum_bps
-    if votes._quorum(r.accept_weight, r.committee_weight, quorum_bps):
+    accepted: bool = votes._quorum(r.accept_weight, r.committee_weight, quorum_bps)
+    if accepted and r.model_hash != empty(bytes32):
         self._settle(task_id, round_id, r)
         return round_book.FINALIZED
     slashed: address = empty(address)
     amount: uint256 = 0
     round_book.rounds[task_id][round_id].status = round_book.REJECTED
-    if votes._quorum(r.reject_weight, r.committee_weight, quorum_bps):
+    if accepted:
+        # an accepted abort report (empty model hash): nobody is slashed or paid; `reopen` redraws
+        pass
+    elif votes._quorum(r.reject_weight, r.committee_weight, quorum_bps):
         # the committee's quorum attests a fault in the result: the aggregator pays for it
         slashed = r.aggregator
         evidence: bytes32 = keccak256(abi_encode(task_id, round_id, r.attempt, r.model_hash, r.evidence_root))
