@@ -12,7 +12,13 @@ reveal names its sender (found: a list of kappas or an int64 overflow crashed th
 member whose dealt shares do not rebuild its committed secret is named and the round posted as not released (found:
 SecAgg+ aborted, nothing was posted and each honest aggregator was slashed for the missed deadline). A trainer signs
 no survivor list shorter than the noise is sized for (found: only the aggregator's own code refused to unmask a sum
-of fewer members).
+of fewer members). Blame's re-sum leaves out only proven culprits, which every trainer of it checks by replaying
+session 0 itself, and no member may be left out of session 1 (found: an aggregator that dropped an honest member's
+reveal isolated its input as sum0 - sum1). A false kappa in blame is settled by the honest end's proof of the pair's
+X25519 value and names the liar (found: blame named nobody and the honest aggregator was slashed); an aggregator
+cannot make an honest pair reveal that value. Members silent beyond the SecAgg+ threshold let the aggregator report
+the abort without a slash, and a false abort report is slashed (found: the honest aggregator was slashed for the
+missed deadline).
 """
 
 from __future__ import annotations

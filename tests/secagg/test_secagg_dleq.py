@@ -28,7 +28,7 @@ def test_the_proof_gives_the_x25519_value_both_ends_compute() -> None:
 
 
 def test_a_false_value_or_a_proof_for_other_keys_or_context_is_refused() -> None:
-    a, b, pa, pb = _pair()
+    a, _b, pa, pb = _pair()
     c = X25519PrivateKey.generate()
     proof = prove_shared(a.private_bytes_raw(), pb, b"ctx", os.urandom(32))
     wrong_k = prove_shared(a.private_bytes_raw(), c.public_key().public_bytes_raw(), b"ctx", os.urandom(32)).k

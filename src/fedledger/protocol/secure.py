@@ -960,8 +960,7 @@ class AggregatorSession:
         assert self.server is not None
         s, session = self.server, self.session
         if self.stage == "secagg" and s.stage == ServerStage.MASKED and self.rules.proofs:
-            outcome = _screen_challenge(self.parsed, self.rules, s, session, self.round_seed)
-            self.r, posted_by, postings = outcome
+            self.r, posted_by, postings = _screen_challenge(self.parsed, self.rules, s, session, self.round_seed)
             self.stage = "prove"
             body = _json({"r": hex(self.r), "postings": [p.hex() for p in postings]})
             if not posted_by:
