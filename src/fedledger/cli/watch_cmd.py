@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,54 +199,54 @@ def _expired(start: float, timeout: float | None) -> bool:
     return timeout is not None and time.monotonic() - start > timeout
 
 
-def _live(run_dir: Path, interval: float, timeout: float | None) -> int:
-    from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
+def _follow(run_dir: Path, interval: float, timeout: float | None, show: Callable[[dict[str, Any]], bool]) -> int:
+    """Read the results every `interval` seconds and hand them to `show` until it says the run is complete."""
     start = time.monotonic()
-    console = Console()
-    waiting = Text(f"waiting for {run_dir / RESULTS} (the run writes it after its first round) ...", style="dim")
-    try:
-        with Live(waiting, console=console, refresh_per_second=4, transient=False) as live:
-            while True:
-                res = read(run_dir)
-                if res is not None:
-                    live.update(dashboard(res, run_dir))
-                    if status(res)["complete"]:
-                        return 0
-                if _expired(start, timeout):
-                    return _timed_out(run_dir, timeout)
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        return 0
-
-
-def _lines(run_dir: Path, interval: float, timeout: float | None) -> int:
-    """Not a terminal: print each round once, as it appears, and exit when the run is complete."""
-    start = time.monotonic()
-    shown = 0
-    announced = False
     try:
         while True:
             res = read(run_dir)
-            if res is not None:
-                if not announced:
-                    print(f"watching {run_dir}: {status(res)['title']}", flush=True)
-                    announced = True
-                planned = status(res)["planned"]
-                for r in res["rounds"][shown:]:
-                    print(round_line(r, planned), flush=True)
-                shown = len(res["rounds"])
-                if status(res)["complete"]:
-                    s = status(res)
-                    print(f"complete: {s['done']} rounds, final accuracy {_f(s['accuracy'])}", flush=True)
-                    return 0
+            if res is not None and show(res):
+                return 0
             if _expired(start, timeout):
                 return _timed_out(run_dir, timeout)
             time.sleep(interval)
     except KeyboardInterrupt:
         return 0
+
+
+def _live(run_dir: Path, interval: float, timeout: float | None) -> int:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    waiting = Text(f"waiting for {run_dir / RESULTS} (the run writes it after its first round) ...", style="dim")
+    with Live(waiting, console=Console(), refresh_per_second=4, transient=False) as live:
+
+        def show(res: dict[str, Any]) -> bool:
+            live.update(dashboard(res, run_dir))
+            return bool(status(res)["complete"])
+
+        return _follow(run_dir, interval, timeout, show)
+
+
+def _lines(run_dir: Path, interval: float, timeout: float | None) -> int:
+    """Not a terminal: print each round once, as it appears, and exit when the run is complete."""
+    shown, announced = 0, False
+
+    def show(res: dict[str, Any]) -> bool:
+        nonlocal shown, announced
+        s = status(res)
+        if not announced:
+            print(f"watching {run_dir}: {s['title']}", flush=True)
+            announced = True
+        for r in res["rounds"][shown:]:
+            print(round_line(r, s["planned"]), flush=True)
+        shown = len(res["rounds"])
+        if s["complete"]:
+            print(f"complete: {s['done']} rounds, final accuracy {_f(s['accuracy'])}", flush=True)
+        return bool(s["complete"])
+
+    return _follow(run_dir, interval, timeout, show)
 
 
 def _timed_out(run_dir: Path, timeout: float | None) -> int:
