@@ -25,6 +25,7 @@ from fedledger.ledger.anvil import find_anvil
 from fedledger.ledger.errors import LedgerRevert
 from fedledger.protocol.roles import Aggregator, TaskOwner
 from fedledger.sim import Simulation
+from fedledger.sim.onchain import AGGREGATOR_BASE, OWNER_ACCOUNT, TRAINER_BASE, VALIDATOR_BASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed")]
 
@@ -76,3 +77,35 @@ def test_an_owner_cannot_get_honest_aggregators_slashed_with_a_low_privacy_bound
     # the security property: an aggregator that computed the honest result is never slashed for it
     missed = [s for s in slashes if s.reason is SlashReason.MISSED_DEADLINE]
     assert not missed, f"{len(missed)} honest aggregator(s) slashed for a deadline the owner made them miss"
+
+
+def test_members_refuse_a_task_whose_committed_privacy_spend_is_below_its_spec(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found open after the fix above: the owner commits `privacy_per_round` at creation, and nothing tied that
+    value to the spec. An owner committing half the plan's per-round spend made every honest result exceed its
+    bound, the same trap one step earlier. Members now check the committed terms against the spec before they
+    join (`protocol.terms.join_task`), so such a task gets no member, and so no round and no slash."""
+    from fedledger.protocol.terms import TaskTermsError
+    from fedledger.sim.federation import Simulation as Sim
+
+    honest = Sim._privacy_per_round
+
+    def half_the_plan(self: Sim, spec: dict[str, object]) -> int | None:  # the owner's own code: the attack
+        planned = honest(self, spec)
+        assert planned is not None and planned > 1
+        return planned // 2
+
+    monkeypatch.setattr(Sim, "_privacy_per_round", half_the_plan)
+    with pytest.raises(TaskTermsError, match="privacy_per_round"):
+        Simulation(build_config(SECURE)).run(tmp_path)
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        task = ledger.task(1)
+        registered = [ledger.dev(a).address for a in (*range(AGGREGATOR_BASE, AGGREGATOR_BASE + 3),
+                                                       *range(VALIDATOR_BASE, VALIDATOR_BASE + 3),
+                                                       *range(TRAINER_BASE, TRAINER_BASE + 5))]
+        assert all(ledger.member(a) is not None for a in registered)
+        assert not any(ledger.joined(1, a) for a in registered)
+        assert not ledger.slashes()
+        with pytest.raises(LedgerRevert):  # no committee can be drawn from members that did not join
+            ledger.dev(OWNER_ACCOUNT).commit_round(1)
+    assert task.privacy_per_round < task.privacy_budget

@@ -17,6 +17,7 @@ from fedledger.core.config import FederationConfig, build_config
 from fedledger.core.errors import DataError
 from fedledger.core.rng import derive_seed
 from fedledger.data import DATASETS
+from fedledger.ledger.types import to_fixed
 from fedledger.learning import build_strategy
 from fedledger.models import build_model, get_flat
 from fedledger.privacy import DdpPlan, DistributedDP
@@ -94,9 +95,46 @@ def model_shape(spec: dict[str, Any]) -> tuple[tuple[int, ...], int]:
     return info.input_shape, info.num_classes
 
 
+def task_config(spec: dict[str, Any]) -> FederationConfig:
+    """The configuration a task's spec fixes (its `FederationConfig` fields; the rest is description)."""
+    return build_config({k: v for k, v in spec.items() if k in FederationConfig.model_fields})
+
+
+def model_dim(spec: dict[str, Any]) -> int:
+    """The number of parameters of the task's model, rebuilt from the spec."""
+    cfg = task_config(spec)
+    shape, classes = model_shape(spec)
+    return int(get_flat(build_model(cfg.model, shape, classes, seed=cfg.seed)).numel())
+
+
+def release_allowance(cfg: FederationConfig, plan: DdpPlan, rnd: int) -> int:
+    """Member-level releases that may be spent once round `rnd` is finalized: every planned release but one
+    for each round after it."""
+    return plan.rounds - (cfg.rounds - rnd)
+
+
+def privacy_per_round(spec: dict[str, Any], *, dim: int | None = None) -> int:
+    """The member-level privacy plan's per-round spend a task commits on chain with its budget (18 decimals): the
+    most one round can add to the posted cumulative spent. The contract bounds each round by the spent so far
+    plus it (within the budget), so an honest result always fits and the owner declares nothing per round.
+
+    A round may use up to `m` releases (its own and every spare one), so this is the largest rise of the posted
+    value, to_fixed(epsilon_after(n)), over any `m` consecutive planned releases."""
+    cfg = task_config(spec)
+    plan = distributed_dp(cfg, model_dim(spec) if dim is None else dim).plan
+    m = release_allowance(cfg, plan, 1)  # the releases round 1 may use; no later round may use more
+
+    def posted(n: int) -> int:
+        eps = plan.epsilon_after(n)
+        return to_fixed(0.0 if eps != eps else eps)  # as `privacy_spent` posts it (NaN: nothing)
+
+    values = [posted(n) for n in range(plan.rounds + 1)]
+    return max(values[min(n + m, plan.rounds)] - values[n] for n in range(plan.rounds))
+
+
 def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None) -> TaskRules:
     """The rules of the task whose spec is `spec` (`FederationConfig` fields)."""
-    cfg = build_config({k: v for k, v in spec.items() if k in FederationConfig.model_fields})
+    cfg = task_config(spec)
 
     def strategy() -> Any:
         return build_strategy(cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction,
@@ -105,10 +143,7 @@ def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None
     secure = None
     p = cfg.privacy
     if p.dp == "member" and p.secagg and cfg.proofs != "training":
-        if dim is None:
-            shape, classes = model_shape(spec)
-            dim = int(get_flat(build_model(cfg.model, shape, classes, seed=cfg.seed)).numel())
-        ddp = distributed_dp(cfg, dim)
+        ddp = distributed_dp(cfg, model_dim(spec) if dim is None else dim)
         assert ddp.secagg_params is not None
         spec_ = spec_for(ddp.plan) if cfg.proofs == "update" else None
         if spec_ is not None and keys is None:

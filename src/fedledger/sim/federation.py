@@ -60,7 +60,7 @@ from fedledger.privacy.distributed import AggregateResult
 from fedledger.protocol.evidence import Evidence, RoundManifest
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock, Trainer
-from fedledger.protocol.rules import min_survivors, planned_releases
+from fedledger.protocol.rules import min_survivors, planned_releases, privacy_per_round, release_allowance
 from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, privacy_spent
 from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.context import SessionContext
@@ -659,14 +659,14 @@ class Simulation:
         accounts = [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),
                     *(VALIDATOR_BASE + i for i in range(max(committee, 3))), OWNER_ACCOUNT]
         role_ids = role_identities(self.entropy, accounts, out)
+        # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
+        # its initial weights) from the spec alone, for a user's own data as for a bundled set
+        spec = {**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
+                "num_classes": self.data.num_classes, **self._committed_keys()}
         chain = ChainRounds.connect(
             self.cfg.ledger.chain, out, members=len(self.data.members), committee=committee, rounds=self.cfg.rounds,
             privacy_budget=self.cfg.privacy.epsilon if self.cfg.privacy.dp != "none" else None,
-            privacy_per_round=self._privacy_per_round(),
-            # the task spec names the model's input shape and classes, so an auditor rebuilds the model (its size,
-            # its initial weights) from the spec alone, for a user's own data as for a bundled set
-            spec={**self.cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(self.data.input_shape),
-                  "num_classes": self.data.num_classes, **self._committed_keys()},
+            privacy_per_round=self._privacy_per_round(spec), spec=spec,
             trainer_keys=[identities[i].public_bytes for i in range(len(identities))],
             evaluators=[partial(_accuracy, self.model, held) for held in validators],
             held_out=[len(y) for _, y in validators], clock=self.clock,
@@ -828,30 +828,18 @@ class Simulation:
             return {}
         return {"zk_keys": {"update": self.proofs.prover.keys.vk_hash}}
 
-    def _privacy_per_round(self) -> int | None:
-        """The privacy plan's per-round spend the task commits on chain with its budget (18 decimals): the most
-        one round can add to the posted cumulative spent. The contract bounds each round by the spent so far plus
-        it (within the budget), so an honest result always fits and the owner declares nothing per round.
-
-        Under member-level DP a round may use up to `m` releases (its own and every spare one), so this is the
-        largest rise of the posted value, to_fixed(epsilon_after(n)), over any `m` consecutive planned releases.
-        None (no per-round limit, the budget itself) otherwise: record-level and no DP."""
+    def _privacy_per_round(self, spec: dict[str, Any]) -> int | None:
+        """The per-round privacy spend the task commits on chain with its budget (`rules.privacy_per_round`):
+        member-level DP only; None (the budget itself) for record-level and no DP."""
         if self.cfg.privacy.dp != "member" or self.ddp is None:
             return None
-        plan = self.ddp.plan
-        m = self._release_allowance(1)  # the releases round 1 may use; no later round may use more
-
-        def posted(n: int) -> int:
-            eps = plan.epsilon_after(n)
-            return to_fixed(0.0 if eps != eps else eps)  # as `privacy_spent` posts it (NaN: nothing)
-
-        values = [posted(n) for n in range(plan.rounds + 1)]
-        return max(values[min(n + m, plan.rounds)] - values[n] for n in range(plan.rounds))
+        return privacy_per_round(spec, dim=self.dim)
 
     def _check_release(self, rnd: int, attempt: int, released: int) -> None:
         """Refuse to start attempt `attempt` of round `rnd` (from 0) when its release, after `released` earlier
         ones, would pass the allowance: before any member masks an input, not when the result is posted."""
-        if released + attempt + 1 > self._release_allowance(rnd):
+        assert self.ddp is not None
+        if released + attempt + 1 > release_allowance(self.cfg, self.ddp.plan, rnd):
             raise PrivacyBudgetExceeded(
                 f"round {rnd} attempt {attempt + 1}: the earlier attempts used the spare releases the noise was "
                 f"planned for ({self.cfg.privacy.spare_releases}); another release would pass the budget "
@@ -861,12 +849,6 @@ class Simulation:
         if stage == "open" and self._secure is not None and self.ddp is not None:
             self._check_release(view.record.round_id, view.record.attempt, self.ddp.rounds_done)
         _kill_if_asked(view.record.round_id, stage, chain.ledger.backend)
-
-    def _release_allowance(self, rnd: int) -> int:
-        """Member-level releases that may be spent once round `rnd` is finalized: every planned release but one
-        for each round after it."""
-        assert self.ddp is not None
-        return self.ddp.plan.rounds - (self.cfg.rounds - rnd)
 
     def centralized_accuracy(self) -> float:
         """The same model trained on the pooled training data with the federation's compute budget."""

@@ -52,6 +52,7 @@ from fedledger.protocol.roles import (
 )
 from fedledger.protocol.secure import SecureRules
 from fedledger.protocol.signing import Registry
+from fedledger.protocol.terms import join_task
 from fedledger.protocol.transport import InProcessTransport
 from fedledger.secagg.keys import Identity
 from fedledger.sim.attacks import AttackPlan, FramingAggregator, TamperingAggregator, UnderReportingAggregator
@@ -98,6 +99,7 @@ class Federation:
             spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # auditors fetch the spec by its hash
             self.task_id = self._setup(members, committee, rounds, privacy_budget, spec_hash, trainer_keys,
                                        role_keys or {}, data_commitments, privacy_per_round)
+            self._join_all(self.task_id, members, committee, blobs)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"task_id": self.task_id, "members": members}))
         self.owner = ledger.dev(OWNER_ACCOUNT)
@@ -147,12 +149,15 @@ class Federation:
             # the privacy plan is fixed with the spec: each round's bound derives from it on chain
             privacy_per_round=per_round if budget is not None else None,
         )
-        task_id = int(owner.create_task(task))
-        for account in [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),  # only joined members are drawn
+        return int(owner.create_task(task))
+
+    def _join_all(self, task_id: int, members: int, committee: int, blobs: BlobStore) -> None:
+        """Every member joins (only joined members are drawn), each after checking the terms the owner committed
+        against the spec (`protocol.terms.join_task`), as a member's own node does."""
+        for account in [*(AGGREGATOR_BASE + i for i in range(AGGREGATORS)),
                         *(VALIDATOR_BASE + i for i in range(max(committee, 3))),
                         *(TRAINER_BASE + i for i in range(members))]:
-            self.ledger.dev(account).join_task(task_id)
-        return task_id
+            join_task(self.ledger.dev(account), task_id, blobs.get)
 
     def registered_keys(self) -> dict[int, bytes]:
         """Each trainer's public key as registered on chain: the PKI of secure aggregation."""
