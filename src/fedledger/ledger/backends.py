@@ -113,6 +113,17 @@ class AnvilBackend(Backend):
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
         self.funder = Account.from_key(ANVIL_DEV_KEY)
 
+    @classmethod
+    def at(cls, url: str, run_dir: Path | str | None = None) -> AnvilBackend:
+        """An anvil someone else started (`fedledger chain up`, a developer's own): a dev chain all the same. The
+        run's deployment record goes to `run_dir`/chain, as for a managed one."""
+        backend = cls.__new__(cls)
+        backend.chain_dir = Path(run_dir) / "chain" if run_dir is not None else None
+        backend.node, backend._lock_fd, backend.url = None, None, url
+        backend.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+        backend.funder = Account.from_key(ANVIL_DEV_KEY)
+        return backend
+
     def _attach_or_start(self, startup_timeout: float) -> str:
         if self.chain_dir is None:
             self.node = AnvilNode(None, startup_timeout=startup_timeout).start()
@@ -249,6 +260,12 @@ class RpcBackend(Backend):
     def describe(self) -> str:
         return f"JSON-RPC node at {self.url}"
 
+    def is_anvil(self) -> bool:
+        try:
+            return str(self.w3.client_version).lower().startswith("anvil")
+        except Exception:  # a node that does not answer web3_clientVersion is no anvil
+            return False
+
     def fund(self, address: str, wei: int) -> None:
         self._require_dev("funding")
 
@@ -284,5 +301,8 @@ def open_backend(
     if chain == "memory":
         return MemoryBackend()
     if chain.startswith(("http://", "https://")):
-        return RpcBackend(chain, keystore=keystore, run_dir=run_dir)
+        backend = RpcBackend(chain, keystore=keystore, run_dir=run_dir)
+        if keystore is None and backend.is_anvil():  # no signer named: an anvil's dev accounts serve
+            return AnvilBackend.at(chain, run_dir)
+        return backend
     raise LedgerError(f"unknown chain {chain!r}: use auto, memory or an http(s):// URL")

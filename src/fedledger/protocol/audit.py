@@ -40,7 +40,7 @@ from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import DataError, IntegrityError
 from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Ledger, RoundStatus
-from fedledger.ledger.backends import open_backend
+from fedledger.ledger.backends import AnvilBackend, open_backend
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.client import _Session
 from fedledger.ledger.compiler import CONTRACTS, compile_all
@@ -189,6 +189,9 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
         raise DataError(f"{run_dir} holds no saved chain (no chain/deployment.json): a --chain memory run keeps "
                         "no chain after it ends, so there is nothing to audit; audit a run made with --chain auto, "
                         "or name the node that holds it with --chain URL")
+    if chain == "auto" and not (run_dir / "chain" / AnvilBackend.STATE_FILE).is_file():
+        raise DataError(f"{run_dir} holds no anvil state (no chain/{AnvilBackend.STATE_FILE}): it ran on a node "
+                        "elsewhere (--chain URL); audit it against that node with --chain URL")
     if not (run_dir / "blobs").is_dir():
         raise DataError(f"{run_dir} has no blob store (no blobs/ directory): is it a run's output directory?")
     blobs = BlobStore(run_dir / "blobs")
