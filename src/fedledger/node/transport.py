@@ -47,6 +47,7 @@ import grpc
 from fedledger.core.errors import IntegrityError
 from fedledger.node.blobs import CidStore
 from fedledger.node.cid import digest_of, verify
+from fedledger.node.faults import LinkFaults
 from fedledger.node.peers import PeerDirectory, PeerRefused, normalize
 from fedledger.node.tls import TLS_NAME, NodeIdentity, pem_to_der
 from fedledger.protocol.transport import Envelope, TransportError
@@ -152,6 +153,7 @@ class GrpcTransport:
         refresh_interval: float = 0.5,
         workers: int = 8,
         rng: random.Random | None = None,
+        faults: LinkFaults | None = None,
     ) -> None:
         if not 0 < chunk_size <= GRPC_MESSAGE_LIMIT - 64 * 1024:
             raise TransportError(f"a chunk is at most {GRPC_MESSAGE_LIMIT - 64 * 1024} bytes, not {chunk_size}")
@@ -167,6 +169,7 @@ class GrpcTransport:
         self.inbox_items = inbox_items
         self.inbox_bytes = inbox_bytes
         self._rng = rng or random.Random(os.urandom(16))  # backoff jitter: needs no secrecy
+        self.faults = faults  # injected partition / slow link (fedledger.node.faults), None: a healthy link
         self._workers = workers
         self._inboxes: dict[str, _Inbox] = {}
         self._channels: dict[str, grpc.Channel] = {}
@@ -288,6 +291,8 @@ class GrpcTransport:
             peer = self.directory.check(str(claimed), pem_to_der(certs[0]))
         except TransportError as e:
             self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(claimed), str(e))
+        if self.faults is not None and self.faults.incoming(peer):
+            _abort(context, grpc.StatusCode.UNAVAILABLE, "link dropped (injected fault)")
         self.last_seen[peer] = time.monotonic()
         return peer
 
@@ -433,6 +438,10 @@ class GrpcTransport:
             if left <= MIN_ATTEMPT:  # too little left for a call to complete: stop rather than time out
                 break
             code: grpc.StatusCode | None = None
+            if self.faults is not None and self.faults.outgoing(recipient):  # as if the peer did not answer
+                last = "UNAVAILABLE: link dropped (injected fault)"
+                time.sleep(min(policy.delay(attempt, self._rng), max(0.0, end - time.monotonic())))
+                continue
             try:
                 out = fn(self._channel(recipient), min(policy.rpc_timeout, left))
                 self.last_seen[recipient] = time.monotonic()
