@@ -59,6 +59,7 @@ DELIVER = f"/{SERVICE}/Deliver"
 DELIVER_STREAM = f"/{SERVICE}/DeliverStream"
 PING = f"/{SERVICE}/Ping"
 BLOB = f"/{SERVICE}/Blob"
+RESOLVE = f"/{SERVICE}/Resolve"  # a protocol blob address or name -> the CID this node serves it under
 META_SENDER = "fl-sender"
 META_MSG_ID = "fl-msg-id"
 META_SIZE = "fl-size"  # a streamed envelope's declared size: refused before it is read when it cannot fit
@@ -170,6 +171,8 @@ class GrpcTransport:
         self.inbox_bytes = inbox_bytes
         self._rng = rng or random.Random(os.urandom(16))  # backoff jitter: needs no secrecy
         self.faults = faults  # injected partition / slow link (fedledger.node.faults), None: a healthy link
+        # answers `Resolve` requests (fedledger.node.blobmap.NetBlobStore sets it); None: this node resolves nothing
+        self.resolver: Callable[[bytes], bytes | None] | None = None
         self._workers = workers
         self._inboxes: dict[str, _Inbox] = {}
         self._channels: dict[str, grpc.Channel] = {}
@@ -215,6 +218,7 @@ class GrpcTransport:
                         "DeliverStream": grpc.stream_unary_rpc_method_handler(self._on_deliver_stream),
                         "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
                         "Blob": grpc.unary_stream_rpc_method_handler(self._on_blob),
+                        "Resolve": grpc.unary_unary_rpc_method_handler(self._on_resolve),
                     },
                 )
             ]
@@ -361,6 +365,13 @@ class GrpcTransport:
     def _on_ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._authenticate(context)
         return request[:64]
+
+    def _on_resolve(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._authenticate(context)
+        answer = self.resolver(request[:64]) if self.resolver is not None else None
+        if answer is None:
+            _abort(context, grpc.StatusCode.NOT_FOUND, "this node cannot resolve that")
+        return answer
 
     def _blob_bytes(self, cid: str) -> bytes | None:
         """The blob this node serves for `cid` (None if it has none)."""
@@ -575,6 +586,20 @@ class GrpcTransport:
         if self.blobs is None:
             raise TransportError("this node has no blob store")
         return self.blobs.add(data)
+
+    def resolve_at(self, peer: str, request: bytes) -> bytes | None:
+        """Ask `peer`'s node to resolve `request` (its `resolver`); None if it cannot. The answer is untrusted:
+        the caller checks whatever it fetches with it."""
+
+        def call(ch: grpc.Channel, timeout: float) -> bytes:
+            return ch.unary_unary(RESOLVE)(request, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+
+        try:
+            return self._call(normalize(peer), "resolve", call)
+        except TransportError as e:
+            if "NOT_FOUND" in str(e):
+                return None
+            raise
 
     def fetch_blob(self, cid: str, sources: Sequence[str], *, max_size: int | None = None) -> bytes:
         """The blob `cid` names: from this node's store, else from the first of `sources` that serves it.
