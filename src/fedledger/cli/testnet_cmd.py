@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epsilon", type=float, dest="privacy.epsilon")
     p.add_argument("--secagg", action=argparse.BooleanOptionalAction, default=None, dest="privacy.secagg")
     p.add_argument("--committee", type=int, dest="ledger.committee", help="validators per round (one node each)")
+    p.add_argument("--aggregators", type=int, default=3, metavar="K", help="aggregator nodes the round's "
+                   "aggregator is drawn among")
     p.add_argument("--stall", type=float, default=5.0, metavar="S",
                    help="move the dev chain's clock past a deadline after S seconds with nothing happening on chain")
     p.add_argument("--wall-clock", action="store_true", help="never move the clock (deadlines in real time)")
@@ -120,8 +122,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"testnet: {args.members} members ({cfg.dataset}, {cfg.rounds} rounds) in {args.out}; "
               f"`fedledger testnet status {args.out}` from another terminal", file=sys.stderr, flush=True)
-    payload = net.up(cfg, args.members, stall=None if args.wall_clock else args.stall, keep=args.keep,
-                     timeout=args.timeout, on_status=show)
+    payload = net.up(cfg, args.members, aggregators=args.aggregators, stall=None if args.wall_clock else args.stall,
+                     keep=args.keep, timeout=args.timeout, on_status=show)
     if not args.quiet:
         from fedledger.cli.main import summary_table
 

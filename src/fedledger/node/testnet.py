@@ -110,14 +110,18 @@ class Manifest:
                 return n
         raise ConfigError(f"no node {name!r} in this testnet; nodes: {', '.join(n.name for n in self.nodes)}")
 
+    def named(self, address: str) -> NodeSpec | None:
+        """The node of member `address` (None: not one of this testnet's)."""
+        return next((n for n in self.nodes if n.address.lower() == address.lower()), None)
 
-def layout(members: int, committee: int) -> list[tuple[str, str, str]]:
+
+def layout(members: int, committee: int, aggregators: int = AGGREGATORS) -> list[tuple[str, str, str]]:
     """(name, role, --data) of every node of a testnet with `members` trainers."""
-    if members < 1:
-        raise ConfigError("a testnet needs at least one member (--members N)")
+    if members < 1 or aggregators < 1:
+        raise ConfigError("a testnet needs at least one member (--members N) and one aggregator")
     width = max(2, len(str(members)))
     out = [("owner", "owner", "none")]
-    out += [(f"agg{i + 1}", "aggregator", "none") for i in range(AGGREGATORS)]
+    out += [(f"agg{i + 1}", "aggregator", "none") for i in range(aggregators)]
     out += [(f"val{i + 1}", "validator", f"shard:{i}") for i in range(max(committee, 1))]
     out += [(f"m{i + 1:0{width}d}", "trainer", f"shard:{i}") for i in range(members)]
     return out
@@ -287,7 +291,7 @@ class Testnet:
         return Manifest.load(self.root)
 
     # ------------------------------------------------------------------ creation
-    def create(self, cfg: Any, members: int) -> Manifest:
+    def create(self, cfg: Any, members: int, aggregators: int = AGGREGATORS) -> Manifest:
         """Keystores, password, task config and manifest (once; a second call finds them)."""
         from eth_account import Account
 
@@ -316,7 +320,7 @@ class Testnet:
             used.add(p)
             return p
 
-        for name, role, data in layout(members, cfg.ledger.committee):
+        for name, role, data in layout(members, cfg.ledger.committee, aggregators):
             d = self.root / NODES / name
             d.mkdir(parents=True, exist_ok=True)
             account = Account.from_key(secrets.token_bytes(32))  # the OS CSPRNG
@@ -352,14 +356,15 @@ class Testnet:
             if want and ledger.utility_balance(spec.address) < want:
                 ledger.transfer_utility(spec.address, want)
 
-    def up(self, cfg: Any, members: int, *, stall: float | None = 5.0, keep: bool = False,
+    def up(self, cfg: Any, members: int, *, aggregators: int = AGGREGATORS, stall: float | None = 5.0,
+           keep: bool = False,
            timeout: float | None = None, on_status: Callable[[dict[str, Any]], None] | None = None,
            poll: float = 1.0) -> dict[str, Any]:
         """Run the testnet to the end of its task (see the module docstring); the results payload."""
         from fedledger.ledger import Ledger
         from fedledger.ledger.backends import AnvilBackend
 
-        m = self.create(cfg, members)
+        m = self.create(cfg, members, aggregators)
         backend = AnvilBackend(self.root)
         if not backend.owner:
             backend.close()
@@ -565,7 +570,8 @@ def task_progress(ledger: Any, task_id: int | None) -> dict[str, Any] | None:
         r = ledger.round(task_id, t.current_round)
         out["current_round"] = {"round": t.current_round, "status": RoundStatus(r.status).name.lower(),
                                 "attempt": r.attempt, "aggregator": r.aggregator,
-                                "submit_deadline": r.submit_deadline, "vote_deadline": r.vote_deadline}
+                                "submit_deadline": r.submit_deadline, "vote_deadline": r.vote_deadline,
+                                "committee": list(r.committee)}
     return out
 
 
