@@ -173,24 +173,23 @@ def process_state(pid: int) -> str:
         return "?"
 
 
-def rss_bytes(pid: int) -> int | None:
+def _status_bytes(pid: int, key: str) -> int | None:
+    """A `kB` figure of /proc/PID/status (VmRSS, VmHWM, ...) in bytes; None if the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    return _status_bytes(pid, "VmRSS")
 
 
 def peak_rss_bytes(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _status_bytes(pid, "VmHWM")
 
 
 def fedledger_argv() -> list[str]:
@@ -431,8 +430,8 @@ class Testnet:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=d)
         (d / "task-create.log").write_text(out.stdout + out.stderr)
         if out.returncode != 0:
-            raise TestnetError(f"`fedledger task create` failed ({out.returncode}): "
-                               f"{(out.stderr or out.stdout).strip().splitlines()[-1:] or ['no output']}")
+            last = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
+            raise TestnetError(f"`fedledger task create` failed (exit {out.returncode}): {last}")
         mine = [i for i in range(before + 1, ledger.task_count() + 1)
                 if ledger.task(i).owner.lower() == owner.address.lower()]
         if not mine:
