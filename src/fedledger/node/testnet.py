@@ -55,6 +55,7 @@ GAS_FUNDS = 100 * ETHER
 STAKE_FUNDS = {"trainer": 20 * TOKEN, "aggregator": 400 * TOKEN, "validator": 600 * TOKEN, "owner": 0}
 OWNER_FUNDS = 100_000 * TOKEN  # the task's deposit and reward escrow
 KDF_N = 2**14  # scrypt cost of the testnet's keystores (see Testnet.create)
+ALL_DOWN_GRACE = 10.0  # seconds with no node process alive before `up` gives up
 DEADLINE_STEP = 3_601  # seconds the clock moves on a stall: past a TaskSpec window (fedledger.sim.onchain)
 ROLE_FLAG = {"trainer": "trainer", "aggregator": "aggregator", "validator": "validator", "owner": "owner"}
 
@@ -391,6 +392,7 @@ class Testnet:
             clock = _Clock(ledger, stall)
             watch = _Watch(self.root, m)
             end = None if timeout is None else time.monotonic() + timeout
+            all_down_since: float | None = None
             while not stopping:
                 status = self.status(ledger)
                 watch.see(status)
@@ -401,6 +403,12 @@ class Testnet:
                     break
                 if end is not None and time.monotonic() > end:
                     raise TestnetError(f"the task did not finish within {timeout:.0f} s: {json.dumps(task)}")
+                if any(n["state"] in ("running", "paused") for n in status["nodes"]):
+                    all_down_since = None
+                elif all_down_since is None:
+                    all_down_since = time.monotonic()
+                elif time.monotonic() - all_down_since > ALL_DOWN_GRACE:
+                    raise TestnetError(f"every node has stopped before the task finished; {self._last_words(m)}")
                 clock.tick(status)
                 time.sleep(poll)
             backend.persist()
@@ -418,6 +426,16 @@ class Testnet:
             with contextlib.suppress(FedLedgerError, OSError):
                 m.save(self.root)
             ledger.close()
+
+    def _last_words(self, m: Manifest) -> str:
+        """The last line a node logged (the first node that logged anything), for an error message."""
+        for spec in m.nodes:
+            with contextlib.suppress(OSError):
+                lines = [x for x in (spec.dir(self.root) / "node.log").read_text(errors="replace").splitlines()
+                         if x.strip() and not x.startswith("--- start")]
+                if lines:
+                    return f"{spec.name}'s log ends: {lines[-1][-300:]}"
+        return "no node logged anything"
 
     def _create_task(self, ledger: Any, owner: NodeSpec) -> int:
         """`fedledger task create` as the owner; the task id, read back from the chain (the owner's newest task)."""
