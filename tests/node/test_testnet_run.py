@@ -69,14 +69,14 @@ def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Pa
     """Same role code, another transport: ten processes (owner, 3 aggregators, 3 validators, 3 trainers) in
     deterministic test mode finish on the model hash the one-process run with the same seed and configuration
     finishes on."""
-    cfg = config(rounds=2, deterministic=True, **{"ledger.committee": 3})
+    cfg = config(rounds=2, deterministic=True, **{"ledger.committee": 3, "privacy.dp": "none", "privacy.secagg": False})
     net_dir, run_dir = tmp_path / "testnet", tmp_path / "run"
     payload = Testnet(net_dir).up(cfg, 3, stall=3.0, timeout=1800)
     assert payload["testnet"]["processes"] == 10
     argv = ["run", "--dataset", "digits", "--model", "logreg", "--partition", "iid", "--seed", "11", "--fraction",
             "1.0", "--proofs", "none", "--max-samples", "600", "--local-steps", "5", "--chain", "auto",
-            "--committee", "3", "--clients", "3", "--rounds", "2", "--deterministic", "--out", str(run_dir),
-            "--quiet"]
+            "--committee", "3", "--clients", "3", "--rounds", "2", "--deterministic", "--dp", "none",
+            "--out", str(run_dir), "--quiet"]
     assert main(argv) == 0
     ran = json.loads((run_dir / "results.json").read_text())
     assert [r["model_hash"] for r in payload["rounds"]] == [r["model_hash"] for r in ran["rounds"]]
