@@ -75,8 +75,21 @@ def _round_figures(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def daemon_missing() -> str | None:
+    """Why node processes cannot run from this checkout (None: they can)."""
+    import argparse
+
+    from fedledger.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = {"node", "task"} - set(sub.choices)
+    return f"`fedledger {' / '.join(sorted(missing))}` not in this checkout" if missing else None
+
+
 def testnet_figures(processes: int, rounds: int, timeout: float) -> dict[str, Any]:
     members = processes - 1 - AGGREGATORS - COMMITTEE
+    if (why := daemon_missing()) is not None:
+        return {"skipped": why}
     need = processes * MB_PER_NODE
     if available_mb() < need:
         return {"skipped": f"{available_mb()} MB available, {need} MB needed for {processes} node processes"}
