@@ -25,6 +25,7 @@ from fedledger.node.testnet import (
     Testnet,
     node_argv,
 )
+from fedledger.node.testnet_results import ACTED, RECEIVED, SENT, figure, parse_metrics
 
 
 def config(**kw: object) -> object:
@@ -116,3 +117,21 @@ def test_status_and_faults_from_the_command_line(tmp_path: Path, capsys: pytest.
     assert faults.current().healthy
     assert main(["testnet", "fault", str(tmp_path), "nobody", "--drop", "all"]) == 2
     assert (tmp_path / MANIFEST).exists()
+
+
+def test_a_nodes_figures_are_read_from_its_prometheus_metrics() -> None:
+    text = """# HELP fedledger_node_bytes_sent_total bytes sent
+# TYPE fedledger_node_bytes_sent_total counter
+fedledger_node_bytes_sent_total 1234
+fedledger_node_bytes_received_total 99.0
+fedledger_node_blob_bytes_fetched_total 5000
+fedledger_node_rounds_acted_total 3
+fedledger_node_errors_total{kind="chain"} 1
+fedledger_node_errors_total{kind="transport"} 2
+fedledger_node_stage_seconds_sum{stage="training"} 1.5
+not a metric line
+"""
+    got = parse_metrics(text)
+    assert got["fedledger_node_errors_total"] == 3.0
+    assert (figure(got, SENT), figure(got, RECEIVED), figure(got, ACTED)) == (1234, 99, 3)
+    assert figure(None, SENT) == 0

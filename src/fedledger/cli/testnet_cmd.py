@@ -133,13 +133,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _fmt_bytes(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f} MiB"
+    return "-" if n is None else f"{n / 2**20:.1f} MiB"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from fedledger.node.testnet import Testnet
 
-    status = Testnet(args.dir).status()
+    status = Testnet(args.dir).status(metrics=True)
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -154,8 +154,11 @@ def cmd_status(args: argparse.Namespace) -> int:
               f", block {task['block']}")
     for n in status["nodes"]:
         fault = f"  fault {json.dumps(n['fault'])}" if n["fault"] else ""
+        fig = n.get("figures")
+        acted = (f"  acted {fig['rounds_acted']} sent {_fmt_bytes(fig['bytes_sent'])} received "
+                 f"{_fmt_bytes(fig['bytes_received'])}") if fig else ""
         print(f"  {n['name']:<6} {n['role']:<10} {n['state']:<8} pid {n['pid'] or '-':<8} {n['listen']:<16} "
-              f"rss {_fmt_bytes(n['rss'])}  {n['address']}{fault}")
+              f"rss {_fmt_bytes(n['rss'])}  {n['address']}{acted}{fault}")
     return 0
 
 

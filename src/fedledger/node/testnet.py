@@ -457,8 +457,9 @@ class Testnet:
         return mine[-1]
 
     # ------------------------------------------------------------------ status and faults
-    def status(self, ledger: Any | None = None) -> dict[str, Any]:
-        """Which nodes run (and in which state), and the task's progress read from the chain."""
+    def status(self, ledger: Any | None = None, *, metrics: bool = False) -> dict[str, Any]:
+        """Which nodes run (and in which state), and the task's progress read from the chain; with `metrics`,
+        each running node's rounds acted and bytes from its own metrics endpoint."""
         m = self.manifest
         nodes = []
         for spec in m.nodes:
@@ -470,6 +471,11 @@ class Testnet:
                           "rss": rss_bytes(pid) if pid is not None else None,
                           "fault": json.loads(plan_path.read_text()) if plan_path.exists() else None,
                           "listen": f"127.0.0.1:{spec.port}", "metrics": f"127.0.0.1:{spec.metrics_port}"})
+            if metrics and state not in ("-", "T", "t", "Z"):
+                got = scrape(f"http://127.0.0.1:{spec.metrics_port}/metrics", timeout=0.5)
+                nodes[-1]["figures"] = None if got is None else {
+                    "rounds_acted": figure(got, ACTED), "bytes_sent": figure(got, SENT),
+                    "bytes_received": figure(got, RECEIVED)}
         out: dict[str, Any] = {"dir": str(self.root), "chain": m.chain_url, "task_id": m.task_id,
                                "supervisor": m.supervisor_pid, "nodes": nodes, "task": None}
         if ledger is None:

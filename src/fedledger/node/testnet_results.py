@@ -28,6 +28,11 @@ def scrape(url: str, timeout: float = 2.0) -> dict[str, float] | None:
             text = resp.read().decode("utf-8", "replace")
     except (OSError, ValueError):
         return None
+    return parse_metrics(text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """{metric name: sum over its label sets} of a Prometheus text exposition (comments and bad lines skipped)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
