@@ -253,28 +253,35 @@ def _reap(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def stop_node(root: Path, spec: NodeSpec, timeout: float = 10.0) -> bool:
-    """SIGTERM (a paused node is continued first so it can exit), then SIGKILL after `timeout`."""
-    pid = node_pid(root, spec)
-    if pid is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGCONT)
-        os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        proc = _children.get(pid)
-        if proc is not None and proc.poll() is not None:
-            break
-        if proc is None and (not Path(f"/proc/{pid}").exists() or process_state(pid) == "Z"):
-            break
-        time.sleep(0.05)
-    else:
+def _exited(pid: int) -> bool:
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is not None
+    return not Path(f"/proc/{pid}").exists() or process_state(pid) == "Z"
+
+
+def stop_nodes(root: Path, specs: list[NodeSpec], timeout: float = 10.0) -> list[str]:
+    """SIGTERM every running node at once (a paused one is continued first so it can exit), SIGKILL those still
+    running after `timeout`; the names of the nodes that were running."""
+    running = {}
+    for spec in specs:
+        pid = node_pid(root, spec)
+        if pid is None:
+            continue
+        running[spec.name] = (spec, pid)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-    _pid_path(root, spec).unlink(missing_ok=True)
-    return True
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not all(_exited(pid) for _, pid in running.values()):
+        time.sleep(0.05)
+    for spec, pid in running.values():
+        if not _exited(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        _pid_path(root, spec).unlink(missing_ok=True)
+    return list(running)
 
 
 # ---------------------------------------------------------------------------------------------- the testnet
@@ -419,10 +426,9 @@ class Testnet:
                 time.sleep(poll)
             return payload
         finally:
-            for spec in m.nodes:
-                stop_node(self.root, spec)
+            stop_nodes(self.root, m.nodes)
             signal.signal(signal.SIGTERM, old)
-            m.supervisor_pid = None
+            m.supervisor_pid, m.chain_url = None, ""  # the chain stops with this process
             with contextlib.suppress(FedLedgerError, OSError):
                 m.save(self.root)
             ledger.close()
@@ -528,7 +534,7 @@ class Testnet:
     def down(self, timeout: float = 30.0) -> list[str]:
         """Stop every node and the supervisor (which stops the chain, state kept); the names stopped."""
         m = self.manifest
-        stopped = [spec.name for spec in m.nodes if stop_node(self.root, spec)]
+        stopped = stop_nodes(self.root, m.nodes)
         pid = m.supervisor_pid
         if pid is not None and Path(f"/proc/{pid}").exists():
             with contextlib.suppress(ProcessLookupError):
