@@ -17,7 +17,6 @@ from fedledger.node.cid import cid_of
 from fedledger.protocol.evidence import RoundManifest
 
 
-
 def store(net: Net, t: GrpcTransport, sources: list[str] | None = None,
           cls: type[NetBlobStore] = NetBlobStore) -> NetBlobStore:
     m = net.members[t]
