@@ -46,15 +46,17 @@ def audit_clean(out: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_small_testnet_runs_its_task_to_the_end_and_audits_clean(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = config(rounds=1, **{"ledger.committee": 1, "privacy.dp": "none", "privacy.secagg": False})
-    payload = Testnet(tmp_path).up(cfg, 2, aggregators=1, stall=3.0, timeout=600)
+    cfg = config(rounds=1, **{"ledger.committee": 3, "privacy.dp": "none", "privacy.secagg": False})
+    payload = Testnet(tmp_path).up(cfg, 2, aggregators=1, stall=5.0, timeout=900)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(payload))
     assert len(saved["rounds"]) == 1 and saved["rounds"][0]["finalized"] and saved["rounds"][0]["participants"] == 2
     assert saved["final_model_hash"].startswith("0x") and 0.0 < saved["final_accuracy"] <= 1.0
     nodes = {n["name"]: n for n in saved["testnet"]["nodes"] if "role" in n}
-    assert set(nodes) == {"owner", "agg1", "val1", "m01", "m02"}
-    assert all(nodes[t]["bytes_sent"] > 0 and nodes[t]["rounds_acted"] >= 1 for t in ("m01", "m02", "agg1", "val1"))
+    assert set(nodes) == {"owner", "agg1", "val1", "val2", "val3", "m01", "m02"}
+    assert all(n["rounds_acted"] >= 1 for n in nodes.values())
+    assert nodes["m01"]["bytes_sent"] > 0 and nodes["m02"]["bytes_sent"] > 0  # the updates went over gRPC
+    assert nodes["agg1"]["bytes_received"] >= nodes["m01"]["bytes_sent"] + nodes["m02"]["bytes_sent"]
     assert all(n["peak_rss"] and n["processes"] == 1 for n in nodes.values())
     audit_clean(tmp_path, capsys)
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 0

@@ -39,6 +39,7 @@ from fedledger.ledger import Ledger, Role, RoundStatus
 from fedledger.ledger.types import ZERO32
 from fedledger.node.chain import load_keystore, open_chain
 from fedledger.node.metrics import Log, Metrics, serve
+from fedledger.node.faults import FAULT_FILE, LinkFaults
 from fedledger.node.netblobs import NetworkBlobStore
 from fedledger.node.peers import PeerDirectory
 from fedledger.node.tls import KEY_FILE, NodeIdentity
@@ -141,7 +142,8 @@ class NodeDaemon:
         self._closers.append(peers_ledger.close)
         self.blobs = NetworkBlobStore(o.state / "blobs", self._sources)
         self.transport = GrpcTransport(self.address, self.tls, PeerDirectory(peers_ledger, ttl=1.0, probe_retry=1.0),
-                                       listen=o.listen, store=self.blobs).start()
+                                       listen=o.listen, store=self.blobs,
+                                       faults=LinkFaults(o.state / FAULT_FILE)).start()  # testnet link faults
         self._closers.insert(0, lambda: self.transport.stop(0))
         self.blobs.transport = self.transport
         url = o.advertise or self.transport.url

@@ -55,6 +55,7 @@ GAS_FUNDS = 100 * ETHER
 STAKE_FUNDS = {"trainer": 20 * TOKEN, "aggregator": 400 * TOKEN, "validator": 600 * TOKEN, "owner": 0}
 OWNER_FUNDS = 100_000 * TOKEN  # the task's deposit and reward escrow
 KDF_N = 2**14  # scrypt cost of the testnet's keystores (see Testnet.create)
+JOIN_TIMEOUT = 600.0  # seconds for every node to start and join the task (torch imports on a loaded machine)
 ALL_DOWN_GRACE = 10.0  # seconds with no node process alive before `up` gives up
 DEADLINE_STEP = 3_601  # seconds the clock moves on a stall: past a TaskSpec window (fedledger.sim.onchain)
 ROLE_FLAG = {"trainer": "trainer", "aggregator": "aggregator", "validator": "validator", "owner": "owner"}
@@ -121,8 +122,8 @@ def layout(members: int, committee: int, aggregators: int = AGGREGATORS) -> list
     if members < 1 or aggregators < 1:
         raise ConfigError("a testnet needs at least one member (--members N) and one aggregator")
     width = max(2, len(str(members)))
-    out = [("owner", "owner", "none")]
-    out += [(f"agg{i + 1}", "aggregator", "none") for i in range(aggregators)]
+    out = [("owner", "owner", "shard")]
+    out += [(f"agg{i + 1}", "aggregator", "shard") for i in range(aggregators)]
     out += [(f"val{i + 1}", "validator", f"shard:{i}") for i in range(max(committee, 1))]
     out += [(f"m{i + 1:0{width}d}", "trainer", f"shard:{i}") for i in range(members)]
     return out
@@ -394,8 +395,12 @@ class Testnet:
                 m.task_id = self._create_task(ledger, m.node("owner"))
                 m.save(self.root)
                 backend.persist()
-            for spec in m.nodes:
+            self._hand_out_spec(ledger, m)
+            members = [spec for spec in m.nodes if spec.role != "owner"]
+            for spec in members:
                 start_node(self.root, m, spec)
+            self._wait_joined(ledger, m, members, JOIN_TIMEOUT)
+            start_node(self.root, m, m.node("owner"))  # it opens round 1 once every member is in the pools
             clock = _Clock(ledger, stall)
             watch = _Watch(self.root, m)
             end = None if timeout is None else time.monotonic() + timeout
@@ -433,6 +438,32 @@ class Testnet:
                 m.save(self.root)
             ledger.close()
 
+    def _hand_out_spec(self, ledger: Any, m: Manifest) -> None:
+        """Put the task's spec (public, named by its hash on chain) into every node's blob store, as a deployment
+        hands members the task they are to join; each node re-hashes it on read."""
+        from fedledger.core.blobstore import BlobStore
+
+        assert m.task_id is not None
+        spec_hash = ledger.task(m.task_id).spec_hash
+        spec = BlobStore(m.node("owner").dir(self.root) / "state" / "blobs").get(spec_hash)
+        for node in m.nodes:
+            BlobStore(node.dir(self.root) / "state" / "blobs").put(spec)
+
+    def _wait_joined(self, ledger: Any, m: Manifest, nodes: list[NodeSpec], timeout: float) -> None:
+        end = time.monotonic() + timeout
+        waiting = list(nodes)
+        while waiting:
+            waiting = [n for n in waiting if not ledger.joined(m.task_id, n.address)]
+            if not waiting:
+                return
+            if time.monotonic() > end:
+                raise TestnetError(f"{', '.join(n.name for n in waiting)} did not join task {m.task_id} within "
+                                   f"{timeout:.0f} s; {self._last_words(m)}")
+            if all(node_pid(self.root, n) is None for n in waiting):
+                raise TestnetError(f"{', '.join(n.name for n in waiting)} stopped before joining; "
+                                   f"{self._last_words(m)}")
+            time.sleep(0.5)
+
     def _last_words(self, m: Manifest) -> str:
         """The last line a node logged (the first node that logged anything), for an error message."""
         for spec in m.nodes:
@@ -449,7 +480,7 @@ class Testnet:
         m = self.manifest
         before = ledger.task_count()
         argv = [*fedledger_argv(), "task", "create", "--config", str(self.root / TASK_CONFIG), "--chain",
-                m.chain_url, "--keystore", str(d / "keystore.json"), "--password-file",
+                m.chain_url, "--keystore", str(d / "keystore.json"), "--state", str(d / "state"), "--password-file",
                 str(self.root / PASSWORD_FILE), "--deployment", str(self.root / "chain" / "deployment.json")]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=d)
         (d / "task-create.log").write_text(out.stdout + out.stderr)
