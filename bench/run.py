@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-AREAS = ["learning", "data", "privacy", "secagg", "zk", "ledger", "protocol", "economics"]
+AREAS = ["learning", "data", "privacy", "secagg", "zk", "ledger", "protocol", "economics", "testnet"]
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="block number, contract addresses, tasks and rounds")
     common(p)
+    p.add_argument("--deployment", type=Path, metavar="FILE",
+                   help="with --chain URL: the contracts' deployment.json (else DIR/chain/deployment.json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_status)
 
@@ -127,10 +129,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise DataError(f"no chain state in {args.out} (no {args.out / 'chain'} directory): name a run with --out DIR, "
                         "start one with `fedledger chain up --out DIR`, or give a node with --chain URL")
 
-    with Ledger.connect(
-        args.chain, args.out, deploy_if_missing=args.chain == "memory", keystore=args.keystore
-    ) as ledger:
-        payload = status_payload(ledger)
+    if getattr(args, "deployment", None) is not None:  # a node's view: the deployment file names the contracts
+        import tempfile
+
+        from fedledger.node.chain import open_chain
+
+        with tempfile.TemporaryDirectory(prefix="fedledger-status-") as tmp, \
+                open_chain(args.chain, Path(tmp), deployment=args.deployment) as ledger:
+            payload = status_payload(ledger)
+    else:
+        with Ledger.connect(
+            args.chain, args.out, deploy_if_missing=args.chain == "memory", keystore=args.keystore
+        ) as ledger:
+            payload = status_payload(ledger)
     if args.json:
         print(json.dumps(payload, indent=2))
     else:

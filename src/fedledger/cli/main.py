@@ -22,7 +22,9 @@ from fedledger.cli import (
     economics_cmd,
     export_cmd,
     new_cmd,
+    node_cmd,
     report_cmd,
+    testnet_cmd,
     watch_cmd,
     zk_cmd,
 )
@@ -375,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     new_cmd.register(sub)
     account_cmd.register(sub)
     economics_cmd.register(sub)
+    node_cmd.register(sub)
+    testnet_cmd.register(sub)
     _help_everywhere(parser)
     return parser
 

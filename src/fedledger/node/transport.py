@@ -44,9 +44,11 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.node.blobs import CidStore
 from fedledger.node.cid import digest_of, verify
+from fedledger.node.faults import LinkFaults
 from fedledger.node.peers import PeerDirectory, PeerRefused, normalize
 from fedledger.node.tls import TLS_NAME, NodeIdentity, pem_to_der
 from fedledger.protocol.transport import Envelope, TransportError
@@ -58,6 +60,7 @@ DELIVER = f"/{SERVICE}/Deliver"
 DELIVER_STREAM = f"/{SERVICE}/DeliverStream"
 PING = f"/{SERVICE}/Ping"
 BLOB = f"/{SERVICE}/Blob"
+RESOLVE = f"/{SERVICE}/Resolve"  # a protocol blob address or name -> the CID this node serves it under
 META_SENDER = "fl-sender"
 META_MSG_ID = "fl-msg-id"
 META_SIZE = "fl-size"  # a streamed envelope's declared size: refused before it is read when it cannot fit
@@ -70,6 +73,8 @@ RETRYABLE = frozenset(
 )
 MIN_ATTEMPT = 0.02  # seconds: a retry budget with less left than this is spent
 SEEN_IDS = 8192  # delivered message ids remembered for de-duplication
+NAMED_BLOB = "fl"  # a Blob request `fl:HEX`: a blob by its protocol address (BlobStore.address)
+NAMED_KEY = "fl-name"  # `fl-name:HEX`: the address filed under a key (a Merkle root) in the roles' store
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, why: str) -> NoReturn:
@@ -144,6 +149,7 @@ class GrpcTransport:
         *,
         listen: str = "127.0.0.1:0",
         blobs: CidStore | None = None,
+        store: BlobStore | None = None,
         inbox_items: int = 4096,
         inbox_bytes: int = 512 * MiB,
         chunk_size: int = CHUNK_SIZE,
@@ -152,6 +158,7 @@ class GrpcTransport:
         refresh_interval: float = 0.5,
         workers: int = 8,
         rng: random.Random | None = None,
+        faults: LinkFaults | None = None,
     ) -> None:
         if not 0 < chunk_size <= GRPC_MESSAGE_LIMIT - 64 * 1024:
             raise TransportError(f"a chunk is at most {GRPC_MESSAGE_LIMIT - 64 * 1024} bytes, not {chunk_size}")
@@ -160,6 +167,7 @@ class GrpcTransport:
         self.directory = directory
         self.listen = listen
         self.blobs = blobs
+        self.store = store  # the roles' blob store (protocol addresses), served as `fl:` and `fl-name:` requests
         self.chunk_size = chunk_size
         self.max_message = max_message
         self.retry = retry
@@ -167,6 +175,9 @@ class GrpcTransport:
         self.inbox_items = inbox_items
         self.inbox_bytes = inbox_bytes
         self._rng = rng or random.Random(os.urandom(16))  # backoff jitter: needs no secrecy
+        self.faults = faults  # injected partition / slow link (fedledger.node.faults), None: a healthy link
+        # answers `Resolve` requests (fedledger.node.blobmap.NetBlobStore sets it); None: this node resolves nothing
+        self.resolver: Callable[[bytes], bytes | None] | None = None
         self._workers = workers
         self._inboxes: dict[str, _Inbox] = {}
         self._channels: dict[str, grpc.Channel] = {}
@@ -212,6 +223,7 @@ class GrpcTransport:
                         "DeliverStream": grpc.stream_unary_rpc_method_handler(self._on_deliver_stream),
                         "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
                         "Blob": grpc.unary_stream_rpc_method_handler(self._on_blob),
+                        "Resolve": grpc.unary_unary_rpc_method_handler(self._on_resolve),
                     },
                 )
             ]
@@ -288,6 +300,8 @@ class GrpcTransport:
             peer = self.directory.check(str(claimed), pem_to_der(certs[0]))
         except TransportError as e:
             self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(claimed), str(e))
+        if self.faults is not None and self.faults.incoming(peer):
+            _abort(context, grpc.StatusCode.UNAVAILABLE, "link dropped (injected fault)")
         self.last_seen[peer] = time.monotonic()
         return peer
 
@@ -357,21 +371,48 @@ class GrpcTransport:
         self._authenticate(context)
         return request[:64]
 
+    def _on_resolve(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._authenticate(context)
+        answer = self.resolver(request[:64]) if self.resolver is not None else None
+        if answer is None:
+            _abort(context, grpc.StatusCode.NOT_FOUND, "this node cannot resolve that")
+        return answer
+
     def _blob_bytes(self, cid: str) -> bytes | None:
         """The blob this node serves for `cid` (None if it has none)."""
         if self.blobs is None or not self.blobs.has(cid):
             return None
         return self.blobs.read(cid)
 
+    def _named_bytes(self, name: str) -> bytes | None:
+        """What this node serves for a protocol request: `fl:HEX` (a blob by its protocol address, re-hashed on
+        read) or `fl-name:HEX` (the address filed under a key, a lookup the fetcher checks); None if it has none."""
+        kind, _, value = name.partition(":")
+        key = bytes.fromhex(value)
+        if self.store is None or len(key) != 32:
+            return None
+        if kind == NAMED_BLOB:
+            return self.store.get(key) if key in self.store else None
+        try:
+            return self.store.resolve(key).hex().encode()
+        except IntegrityError:
+            return None
+
     def _on_blob(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         peer = self._authenticate(context)
+        named = request.startswith((NAMED_BLOB.encode() + b":", NAMED_KEY.encode() + b":"))
         try:
             cid = request.decode("ascii")
-            digest_of(cid)
-        except (UnicodeDecodeError, IntegrityError) as e:
+            if not named:
+                digest_of(cid)
+            elif len(cid.partition(":")[2]) != 64:
+                raise ValueError("a protocol address is 64 hex digits")
+            else:
+                bytes.fromhex(cid.partition(":")[2])
+        except (UnicodeDecodeError, ValueError, IntegrityError) as e:
             self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, peer, f"not a CID: {e}")
         try:
-            data = self._blob_bytes(cid)
+            data = self._named_bytes(cid) if named else self._blob_bytes(cid)
         except IntegrityError as e:  # corrupt on this node's disk: serve nothing rather than bad bytes
             _abort(context, grpc.StatusCode.DATA_LOSS, str(e))
         if data is None:
@@ -433,6 +474,10 @@ class GrpcTransport:
             if left <= MIN_ATTEMPT:  # too little left for a call to complete: stop rather than time out
                 break
             code: grpc.StatusCode | None = None
+            if self.faults is not None and self.faults.outgoing(recipient):  # as if the peer did not answer
+                last = "UNAVAILABLE: link dropped (injected fault)"
+                time.sleep(min(policy.delay(attempt, self._rng), max(0.0, end - time.monotonic())))
+                continue
             try:
                 out = fn(self._channel(recipient), min(policy.rpc_timeout, left))
                 self.last_seen[recipient] = time.monotonic()
@@ -567,7 +612,22 @@ class GrpcTransport:
             raise TransportError("this node has no blob store")
         return self.blobs.add(data)
 
-    def fetch_blob(self, cid: str, sources: Sequence[str], *, max_size: int | None = None) -> bytes:
+    def resolve_at(self, peer: str, request: bytes) -> bytes | None:
+        """Ask `peer`'s node to resolve `request` (its `resolver`); None if it cannot. The answer is untrusted:
+        the caller checks whatever it fetches with it."""
+
+        def call(ch: grpc.Channel, timeout: float) -> bytes:
+            return ch.unary_unary(RESOLVE)(request, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
+
+        try:
+            return self._call(normalize(peer), "resolve", call)
+        except TransportError as e:
+            if "NOT_FOUND" in str(e):
+                return None
+            raise
+
+    def fetch_blob(self, cid: str, sources: Sequence[str], *, max_size: int | None = None,
+                   policy: RetryPolicy | None = None) -> bytes:
         """The blob `cid` names: from this node's store, else from the first of `sources` that serves it.
 
         Received bytes are hashed before anything keeps them: a source that serves other bytes is skipped
@@ -576,36 +636,68 @@ class GrpcTransport:
         digest_of(cid)
         if self.blobs is not None and self.blobs.has(cid):
             return self.blobs.read(cid)
+        data = self._fetch(cid, sources, lambda data: verify(cid, data), max_size=max_size, policy=policy)
+        if self.blobs is not None:
+            self.blobs.add(data)
+        return data
+
+    def fetch_named(self, address: bytes, sources: Sequence[str], *, max_size: int | None = None,
+                    policy: RetryPolicy | None = None) -> bytes:
+        """A blob of the roles' store by its protocol address (`BlobStore.address`), verified on receipt the same
+        way; the caller caches it (`fedledger.node.netblobs.NetworkBlobStore`)."""
+
+        def check(data: bytes) -> None:
+            if BlobStore.address(data) != address:
+                raise IntegrityError(f"content does not match its address 0x{address.hex()} (tampered or corrupt)")
+
+        return self._fetch(f"{NAMED_BLOB}:{address.hex()}", sources, check, max_size=max_size, policy=policy)
+
+    def fetch_name(self, key: bytes, sources: Sequence[str], *, policy: RetryPolicy | None = None) -> bytes:
+        """The address a peer filed under `key` (a lookup: whatever it names is checked where it is used)."""
+
+        def check(data: bytes) -> None:
+            if len(data) != 64:
+                raise IntegrityError(f"a peer answered the name 0x{key.hex()} with {len(data)} bytes")
+            bytes.fromhex(data.decode("ascii", "replace"))
+
+        try:
+            return bytes.fromhex(self._fetch(f"{NAMED_KEY}:{key.hex()}", sources, check, max_size=64,
+                                             policy=policy).decode())
+        except ValueError:
+            raise IntegrityError(f"no peer filed a valid address under 0x{key.hex()}") from None
+
+    def _fetch(self, request: str, sources: Sequence[str], check: Callable[[bytes], None], *,
+               max_size: int | None, policy: RetryPolicy | None) -> bytes:
         limit = self.max_message if max_size is None else max_size
         errors: list[str] = []
         tampered = False
         for source in sources:
             src = normalize(source)
+            if src == self.address:
+                continue
 
             def fetch(ch: grpc.Channel, timeout: float, src: str = src) -> bytes:
                 parts: list[bytes] = []
                 size = 0
-                for chunk in ch.unary_stream(BLOB)(cid.encode(), timeout=timeout, metadata=self._metadata()):
+                for chunk in ch.unary_stream(BLOB)(request.encode(), timeout=timeout, metadata=self._metadata()):
                     size += len(chunk)
                     if size > limit:
-                        raise IntegrityError(f"{src} sent more than {limit} bytes for {cid}")
+                        raise IntegrityError(f"{src} sent more than {limit} bytes for {request}")
                     parts.append(chunk)
                 return b"".join(parts)
 
             try:
-                data = self._call(src, "blob fetch", fetch)
-                verify(cid, data)
+                data = self._call(src, "blob fetch", fetch, policy)
+                check(data)
             except (TransportError, IntegrityError) as e:
                 errors.append(f"{src}: {e}")
                 if isinstance(e, IntegrityError):
                     tampered = True
                     with self._lock:
-                        self.refused.append((src, f"served wrong bytes for {cid}"))
+                        self.refused.append((src, f"served wrong bytes for {request}"))
                 continue
             with self._lock:
                 self.bytes_received[self.address] += len(data)
-            if self.blobs is not None:
-                self.blobs.add(data)
             return data
-        why = f"no source served {cid}: " + "; ".join(errors or ["no sources"])
+        why = f"no source served {request}: " + "; ".join(errors or ["no sources"])
         raise IntegrityError(why) if tampered else TransportError(why)

@@ -31,7 +31,11 @@ CHECKPOINT = "checkpoint.pt"
 
 def model_record(sim: Simulation) -> dict[str, Any]:
     """What rebuilds the run's model and prepares its inputs: saved with the run, carried by an export."""
-    cfg, data = sim.cfg, sim.data
+    return record_of(sim.cfg, sim.data)
+
+
+def record_of(cfg: Any, data: Any) -> dict[str, Any]:
+    """`model_record` of a run with configuration `cfg` on `data` (a testnet has no Simulation)."""
     std = data.standardization
     return {
         "architecture": {"model": cfg.model, "input_shape": list(data.input_shape),

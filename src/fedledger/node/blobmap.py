@@ -1,0 +1,165 @@
+"""The protocol's blob addresses on the network: `NetBlobStore`, the `BlobStore` a node's roles use.
+
+Roles and the chain name blobs by the protocol's address (`BlobStore.address`: SHA-256 domain-separated by
+usage, `fedledger.core.hashing`); the network serves blobs by IPFS-compatible CIDv1 (the plain SHA-256 of the
+bytes, `fedledger.node.cid`). The two cannot be derived from one another without the bytes, so a node keeps
+the mapping for every blob it holds:
+- `put` stores the bytes under the protocol address (the layout `fedledger audit` reads), adds them to the
+  transport's `CidStore` (so the node serves them by CID) and files the CID under the protocol address
+  (`cids/<address>`);
+- a peer asks `Resolve(0x00 || address)` and gets the CID; `Resolve(0x01 || key)` gets the protocol address a
+  name (a Merkle root, `BlobStore.name`) is filed under, then its CID;
+- `get` of a blob this node lacks asks each source in turn (by default the peers `sources()` names: the
+  node that made the blob first), fetches by CID (`GrpcTransport.fetch_blob`: sha2-256 checked on receipt)
+  and keeps the bytes only if they also hash to the protocol address asked for. A source that maps an
+  address to another blob's CID, or serves other bytes, is skipped and recorded in `transport.refused`.
+
+Resolve answers are untrusted hints: a blob is kept only when its bytes hash to the address asked for, and
+a name is, as in the local store, a lookup its reader verifies (`RoundManifest.find` recomputes the root).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fedledger.core.blobstore import BlobStore
+from fedledger.core.errors import IntegrityError
+from fedledger.node.cid import cid_of, digest_of
+from fedledger.protocol.transport import TransportError
+
+if TYPE_CHECKING:
+    from fedledger.node.transport import GrpcTransport
+
+BLOB_QUERY = b"\x00"
+NAME_QUERY = b"\x01"
+
+
+class NetBlobStore(BlobStore):
+    """A node's protocol blob store: local first, then fetched by CID from `sources()` and verified twice."""
+
+    def __init__(self, root: Path | str, transport: GrpcTransport | None = None,
+                 sources: Callable[[], Sequence[str]] = lambda: ()) -> None:
+        super().__init__(root)
+        self.transport = transport
+        self.sources = sources
+        self.fetched = 0  # blobs fetched from peers
+        if transport is not None:
+            transport.resolver = self.answer
+
+    # ------------------------------------------------------------------ local
+    def _cid_path(self, address: bytes) -> Path:
+        return self.root / "cids" / address.hex()
+
+    def put(self, data: bytes) -> bytes:
+        address = super().put(data)
+        self._map(address, data)
+        return address
+
+    def _map(self, address: bytes, data: bytes) -> None:
+        path = self._cid_path(address)
+        if path.exists():
+            return
+        cid = cid_of(data)
+        if self.transport is not None and self.transport.blobs is not None:
+            self.transport.blobs.add(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(cid)
+        tmp.replace(path)
+
+    def cid(self, address: bytes) -> str | None:
+        """The CID this node serves the blob `address` under (None if it does not hold it)."""
+        if address not in self:
+            return None
+        try:
+            cid = self._cid_path(address).read_text().strip()
+            digest_of(cid)
+            return cid
+        except (OSError, IntegrityError):  # held before the map existed, or the map file is damaged: remap
+            data = super().get(address)
+            self._map(address, data)
+            return cid_of(data)
+
+    def answer(self, request: bytes) -> bytes | None:
+        """A peer's `Resolve` request, answered from this node's store (None: not held)."""
+        kind, key = request[:1], request[1:]
+        if len(key) != 32:
+            return None
+        if kind == BLOB_QUERY:
+            cid = self.cid(key)
+            return cid.encode() if cid is not None else None
+        if kind == NAME_QUERY:
+            try:
+                address = super().resolve(key)
+            except IntegrityError:
+                return None
+            cid = self.cid(address)
+            return address + cid.encode() if cid is not None else None
+        return None
+
+    # ------------------------------------------------------------------ network
+    def _peers(self, sources: Sequence[str] | None) -> Sequence[str]:
+        return list(self.sources() if sources is None else sources)
+
+    def get(self, address: bytes, sources: Sequence[str] | None = None) -> bytes:
+        if address in self or self.transport is None:
+            return super().get(address)
+        return self.fetch(address, sources)
+
+    def fetch(self, address: bytes, sources: Sequence[str] | None = None) -> bytes:
+        """The blob `address` from the first source that maps it to a CID and serves bytes hashing to both."""
+        assert self.transport is not None
+        errors: list[str] = []
+        for peer in self._peers(sources):
+            if peer.lower() == self.transport.address:
+                continue
+            try:
+                answer = self.transport.resolve_at(peer, BLOB_QUERY + address)
+                if answer is None:
+                    errors.append(f"{peer}: does not hold it")
+                    continue
+                cid = answer.decode("ascii", "replace")
+                data = self.transport.fetch_blob(cid, [peer])
+            except (TransportError, IntegrityError) as e:
+                errors.append(f"{peer}: {e}")
+                continue
+            if BlobStore.address(data) != address:  # a valid CID of some other blob
+                self._refused(peer, f"mapped blob 0x{address.hex()} to {cid}, which holds other bytes")
+                errors.append(f"{peer}: served another blob")
+                continue
+            self.put(data)
+            self.fetched += 1
+            return data
+        raise IntegrityError(f"blob 0x{address.hex()} is not in the store at {self.root} and no peer served it"
+                             + (f" ({'; '.join(errors)})" if errors else ""))
+
+    def resolve(self, key: bytes, sources: Sequence[str] | None = None) -> bytes:
+        try:
+            return super().resolve(key)
+        except IntegrityError:
+            if self.transport is None:
+                raise
+        for peer in self._peers(sources):
+            if peer.lower() == self.transport.address:
+                continue
+            try:
+                answer = self.transport.resolve_at(peer, NAME_QUERY + key)
+            except TransportError:
+                continue
+            if answer is None or len(answer) <= 32:
+                continue
+            address = answer[:32]
+            try:
+                self.get(address, [peer])
+            except IntegrityError:
+                continue
+            self.name(key, address)  # as untrusted as a local name: its reader checks what it names
+            return address
+        raise IntegrityError(f"nothing is filed under 0x{key.hex()} here or at any peer asked")
+
+    def _refused(self, peer: str, why: str) -> None:
+        assert self.transport is not None
+        with self.transport._lock:
+            self.transport.refused.append((peer, why))
