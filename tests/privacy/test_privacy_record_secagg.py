@@ -126,3 +126,11 @@ def test_plain_secagg_sum_is_exact_under_dropouts(bits):
     assert torch.allclose(decode_sum(plan, exact, 2.0, ddp.rotation(1)).total, res.sum)
     with pytest.raises(InsufficientSurvivors):
         ddp.aggregate(x, 2, np.array([1, 1, 0, 0, 0, 0, 0, 0], dtype=bool), entropy=DeterministicEntropy(4))
+
+
+def test_tanh_cnn_is_the_published_dpsgd_architecture():
+    from fedledger.models import build_model
+
+    model = build_model("tanh_cnn", (1, 28, 28), 10)
+    assert sum(p.numel() for p in model.parameters()) == 26010  # Papernot et al. 2021's MNIST CNN
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)

@@ -30,6 +30,7 @@ from fedledger.privacy.record_secagg import (
     record_schedule,
 )
 from fedledger.protocol.rules import min_survivors
+from fedledger.secagg.graph import SecAggParams
 
 
 def secure_pipeline(sim: Any) -> DistributedDP:
@@ -42,7 +43,10 @@ def secure_pipeline(sim: Any) -> DistributedDP:
         raise ConfigError(f"strategy {sim.strategy.name} needs to see individual updates; with --secagg use fedavg, "
                           "fednova or a server optimizer (fedadam, fedyogi, fedadagrad)")
     n = sim.cohort_size
-    m = min_survivors(n, cfg.dropout)
+    # below SecAgg+'s threshold (a strict majority of a neighbourhood, all of a small cohort) nothing can be
+    # unmasked: such a round is not released (InsufficientSurvivors) rather than aborted; the noise is sized for it
+    threshold = SecAggParams.for_cohort(n, 1, p.bits, dropout=cfg.dropout).threshold if n >= 2 else 1
+    m = max(min_survivors(n, cfg.dropout), threshold)
     if p.dp == "record":
         counts = [int(c) for c in sim.pool.counts]
         q, steps = record_schedule(counts, cfg.batch_size, n, cfg.local_epochs)
