@@ -236,7 +236,8 @@ THREE_NUMBER_SETTINGS: dict[str, dict[str, Any]] = {
                                                                            "secagg": True}},
     "record_fashion_5_eps3_secagg": {"dataset": "fashion_mnist", "max_samples": 30000, "clients": 5, "rounds": 5,
                                      "privacy": {"dp": "record", "epsilon": 3.0, "secagg": True}},
-    "secagg_nodp_digits_10_drop38": {"clients": 10, "rounds": 10, "dropout": 0.38, "privacy": {"secagg": True}},
+    "secagg_nodp_digits_10_drop38": {"clients": 10, "rounds": 20, "dropout": 0.38, "lr": 0.3, "local_epochs": 5,
+                                     "privacy": {"secagg": True, "clip_norm": 10.0}},
     # examples/demo.toml's member-level recipe, without the chain (10 releases)
     **{f"member_digits_{n}_eps{e:g}": {
         "clients": n, "rounds": 10, "partition": "dirichlet:0.5", "model": "logreg", "local_epochs": 2, "lr": 0.1,
