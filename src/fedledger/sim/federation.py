@@ -66,6 +66,7 @@ from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, p
 from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.keys import pki_from_registered
+from fedledger.sim import secure_paths
 from fedledger.sim.attacks import (
     AttackPlan,
     ImpersonatingTrainer,
@@ -81,7 +82,6 @@ from fedledger.sim.onchain import (
     VALIDATOR_BASE,
     ChainRounds,
 )
-from fedledger.sim import secure_paths
 from fedledger.sim.proofs import RoundBinding, RoundProofs
 from fedledger.sim.training_proofs import TrainingProofs, TrainingRound
 from fedledger.zk import LinearCheckFailed
@@ -583,8 +583,8 @@ class Simulation:
                                  plan=self.ddp.plan,
                                  secagg={"protocol": "SecAgg+", **asdict(self.ddp.secagg_params)}
                                  if p.secagg and self.ddp.secagg_params is not None else None)
-        if p.dp == "record" and isinstance(self.ddp.plan if self.ddp is not None else None, RecordPlan):
-            plan = self.ddp.plan
+        plan = self.ddp.plan if self.ddp is not None else None
+        if p.dp == "record" and isinstance(plan, RecordPlan) and self.ddp is not None and self.ddp.secagg_params:
             return privacy_block(p, epsilon_spent=self._epsilon(), noise_multiplier=plan.noise_multiplier_actual,
                                  max_grad_norm=p.clip_norm, sample_rate=plan.sample_rate,
                                  steps_per_round=plan.steps_per_round,

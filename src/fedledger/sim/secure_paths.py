@@ -21,7 +21,7 @@ import torch
 from fedledger.core.errors import ConfigError
 from fedledger.core.rng import Purpose, derive_seed
 from fedledger.learning import LocalResult
-from fedledger.privacy.distributed import AggregateResult, DistributedDP
+from fedledger.privacy.distributed import AggregateResult, DdpPlan, DistributedDP
 from fedledger.privacy.record_secagg import (
     RecordPlan,
     clipped_batch_sums,
@@ -47,13 +47,14 @@ def secure_pipeline(sim: Any) -> DistributedDP:
     # unmasked: such a round is not released (InsufficientSurvivors) rather than aborted; the noise is sized for it
     threshold = SecAggParams.for_cohort(n, 1, p.bits, dropout=cfg.dropout).threshold if n >= 2 else 1
     m = max(min_survivors(n, cfg.dropout), threshold)
+    plan: DdpPlan
     if p.dp == "record":
         counts = [int(c) for c in sim.pool.counts]
         q, steps = record_schedule(counts, cfg.batch_size, n, cfg.local_epochs)
-        plan = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
-                                  sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
-                                  clip_norm=p.clip_norm, bits=p.bits)
-        clip = plan.batch_clip
+        record = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
+                                    sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
+                                    clip_norm=p.clip_norm, bits=p.bits)
+        plan, clip = record, record.batch_clip
     else:
         plan = plain_secagg_plan(d=sim.dim, n=n, min_survivors=m, bits=p.bits)
         clip = p.clip_norm
