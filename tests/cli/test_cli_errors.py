@@ -193,6 +193,16 @@ CASES = [
     Case("--secret-sampling with record-level DP",
          _privacy_flag_without_dp("--dp", "record", "--secret-sampling"), 2, "--secret-sampling applies to "
          "member-level DP only"),
+    # issue 17, item 2: --secagg without member-level DP runs (off chain); what it cannot do is refused in one line
+    Case("--secagg without DP on a chain", _privacy_flag_without_dp("--secagg", "--chain", "memory"), 2,
+         "--secagg without DP runs off chain only for now"),
+    Case("--secagg with a robust strategy", _privacy_flag_without_dp("--secagg", "--strategy", "median"), 2,
+         "strategy median needs to see individual updates; with --secagg use fedavg"),
+    Case("--secret-sampling with record-level DP through SecAgg+",
+         _privacy_flag_without_dp("--dp", "record", "--secagg", "--secret-sampling"), 2,
+         "--secret-sampling applies to member-level DP only"),
+    Case("--epsilon with --secagg without DP", _privacy_flag_without_dp("--secagg", "--epsilon", "1"), 2,
+         f"--epsilon {NO_DP}"),
     Case("a config file turning DP off with a budget", _toml_turns_dp_off_with_a_budget, 2,
          f"fed.toml {NO_DP}", not_created=("run",)),
     Case("out is a file", _out_is_file, 2, "is a file"),

@@ -73,9 +73,32 @@ def test_a_private_run_cannot_resume_with_another_round_count(tmp_path) -> None:
         _run(tmp_path, rounds=3)  # the noise was planned for one round
 
 
-def test_secagg_without_member_level_dp_is_refused() -> None:
-    with pytest.raises(ConfigError, match="--dp member"):
-        _run(privacy={"dp": "none", "secagg": True})
+def test_secagg_without_dp_sums_quantized_updates_through_secagg() -> None:
+    # issue 17, item 2: --secagg alone is no longer refused; SecAgg+ carries 16-bit packed vectors, nothing accounted
+    res = _run(privacy={"dp": "none", "secagg": True, "bits": 16, "clip_norm": 5.0}, rounds=2, dropout=0.38,
+               lr=0.5, deterministic=True)
+    assert res.privacy["unit"] == "none" and res.privacy["secure_aggregation"] is True
+    assert all(r.epsilon_spent is None for r in res.rounds)
+    r = res.rounds[-1]
+    assert r.survivors + r.dropped == 12 and r.bytes_up > r.survivors * 1024 * 16 // 8
+    assert res.final_accuracy > 0.8
+
+
+def test_secagg_without_dp_is_refused_on_a_chain() -> None:
+    with pytest.raises(ConfigError, match="off chain only"):
+        Simulation(build_config({**MEMBER, "privacy": {"dp": "none", "secagg": True},
+                                 "ledger": {"enabled": True, "chain": "memory"}}))
+
+
+def test_record_level_through_secagg_spends_the_budget_as_central_dpsgd() -> None:
+    res = _run(privacy={"dp": "record", "secagg": True, "epsilon": 3.0}, clients=5, rounds=2, baseline=True,
+               deterministic=True)
+    block, central = res.privacy, res.central_dp
+    assert block["unit"] == "record" and block["secure_aggregation"]["protocol"] == "SecAgg+"
+    noise = block["distributed_noise"]
+    assert noise["steps_planned"] == central["steps"] and noise["sample_rate"] == central["sample_rate"]
+    assert noise["noise_multiplier"] >= central["noise_multiplier"]
+    assert res.rounds[-1].epsilon_spent == pytest.approx(3.0, rel=2e-3) and res.rounds[-1].epsilon_spent <= 3.0
 
 
 def test_robust_strategies_cannot_see_private_updates() -> None:

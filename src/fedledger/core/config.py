@@ -307,6 +307,8 @@ MEMBER_DP_SETTINGS = ("adaptive_clip", "target_quantile", "bits", "secret_sampli
 def unused_privacy_settings(privacy: PrivacyConfig, given: Iterable[str]) -> list[str]:
     """The privacy settings among `given` (field names) that a run with this privacy unit would ignore."""
     idle = {"none": DP_SETTINGS, "record": MEMBER_DP_SETTINGS}.get(privacy.dp, ())
+    if privacy.secagg:  # secure aggregation without member-level DP quantizes to `bits` and proves the clip norm
+        idle = tuple(k for k in idle if k not in ("bits", "clip_norm"))
     given = set(given)
     return [k for k in idle if k in given]
 

@@ -71,11 +71,33 @@ def small_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     )
 
 
+def tanh_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The DP-SGD CNN with tanh activations (about 26k parameters) of Papernot, Thakurta, Song, Chien, Erlingsson
+    2021 ("Tempered sigmoid activations for deep learning with differential privacy") and Tramer and Boneh 2021
+    ("Differentially private learning needs better features (or much more data)", 86.0% on Fashion-MNIST at
+    epsilon 3): conv 16x8x8 stride 2, max-pool 2 stride 1, conv 32x4x4 stride 2, max-pool 2 stride 1, fc 32, fc."""
+    if len(input_shape) != 3 or input_shape[1:] != (28, 28):
+        raise ConfigError(f"model tanh_cnn needs 28x28 images (C, 28, 28), not input shape {input_shape}")
+    return nn.Sequential(
+        nn.Conv2d(input_shape[0], 16, 8, stride=2, padding=3),
+        nn.Tanh(),
+        nn.MaxPool2d(2, stride=1),
+        nn.Conv2d(16, 32, 4, stride=2),
+        nn.Tanh(),
+        nn.MaxPool2d(2, stride=1),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 32),
+        nn.Tanh(),
+        nn.Linear(32, num_classes),
+    )
+
+
 MODELS: dict[str, ModelFactory] = {
     "logreg": logistic_regression,
     "mlp": mlp,
     "tabular": tabular_net,
     "cnn": small_cnn,
+    "tanh_cnn": tanh_cnn,
 }
 
 

@@ -280,7 +280,8 @@ def encode_members(
     if plan.adaptive:
         values[:, plan.padded] = unclipped.numpy().astype(np.int64) * plan.bit_scale
     noise = np.zeros_like(values)
-    noise[:, :noised] = sample_discrete_gaussian(plan.member_variance, n * noised, rng).reshape(n, noised)
+    if plan.member_variance:  # zero: secure aggregation without DP (privacy/record_secagg.py)
+        noise[:, :noised] = sample_discrete_gaussian(plan.member_variance, n * noised, rng).reshape(n, noised)
     mod = 1 << plan.bits
     wrapped = np.mod(values + noise, mod).astype(np.uint32)
     return MemberEncoding(
@@ -382,10 +383,12 @@ class DistributedDP:
         secagg_dropout: float = 0.0,
         extra: int = 0,
         keep_encoding: bool = False,
+        plan: DdpPlan | None = None,
     ) -> None:
         if clip_norm <= 0:
             raise ConfigError("clip_norm must be positive")
-        self.plan = plan_distributed_dp(
+        # `plan`: another pipeline's plan over the same encoding (privacy/record_secagg.py); else member level
+        self.plan = plan if plan is not None else plan_distributed_dp(
             epsilon=epsilon, delta=delta, rounds=rounds, d=d, n=n, min_survivors=min_survivors, bits=bits,
             adaptive=adaptive_clip, secret_sampling=secret_sampling, sample_rate=sample_rate, extra=extra,
         )

@@ -46,7 +46,7 @@ def spec_for(plan: DdpPlan) -> UpdateSpec:
     bound2x = math.floor(plan.rounding_bound**2 + plan.bit_scale**2)
     entry_bits = math.ceil(math.log2(math.isqrt(bound2x) + 1)) + 1
     sigma = math.sqrt(plan.member_variance)
-    noise_bits = math.ceil(math.log2(TAIL_SIGMAS * sigma + 1)) + 1
+    noise_bits = max(2, math.ceil(math.log2(TAIL_SIGMAS * sigma + 1)) + 1)  # no noise (secagg without DP): 2
     noised = plan.padded + (1 if plan.adaptive else 0)
     bound2e = math.ceil(2 * plan.member_variance * noised + TAIL_SIGMAS**2 * plan.member_variance)
     # chunks sized for two single-threaded provers (the 2-core target machine), filling their FFT domains; a

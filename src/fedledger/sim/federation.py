@@ -57,6 +57,7 @@ from fedledger.privacy import (
 )
 from fedledger.privacy.baseline import CentralDpResult, central_dpsgd, central_member_dp
 from fedledger.privacy.distributed import AggregateResult
+from fedledger.privacy.record_secagg import RecordPlan
 from fedledger.protocol.evidence import Evidence, RoundManifest
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import RoundOutput, RoundView, StageClock, Trainer
@@ -65,6 +66,7 @@ from fedledger.protocol.secure import SecureRules, SecureState, load_strategy, p
 from fedledger.protocol.signing import data_commitment
 from fedledger.secagg.context import SessionContext
 from fedledger.secagg.keys import pki_from_registered
+from fedledger.sim import secure_paths
 from fedledger.sim.attacks import (
     AttackPlan,
     ImpersonatingTrainer,
@@ -271,8 +273,8 @@ class Simulation:
 
     def _distributed_dp(self) -> DistributedDP | None:
         p = self.cfg.privacy
-        if p.secagg and p.dp != "member":
-            raise ConfigError("--secagg runs inside the member-level pipeline; use it with --dp member")
+        if p.secagg and p.dp != "member":  # record-level DP-SGD steps, or no DP, through SecAgg+
+            return secure_paths.secure_pipeline(self)
         if p.dp == "none":
             return None
         if self.strategy.needs_individual_updates:
@@ -297,7 +299,8 @@ class Simulation:
         if self.cfg.proofs != "update":
             return None
         if self.ddp is None:
-            raise ConfigError("--proofs update proves the integer secure-aggregation inputs: use it with --dp member")
+            raise ConfigError("--proofs update proves the integer secure-aggregation inputs: use it with --secagg or "
+                              "--dp member")
         return RoundProofs.for_plan(self.ddp.plan, task=f"simulation/{self.cfg.seed}")
 
     @property
@@ -333,6 +336,10 @@ class Simulation:
                 and streams(self.trainer, self.strategy):
             step = self._train_and_aggregate(rnd, members)  # chunk by chunk: memory bounded by the chunk
         elif len(members):
+            if isinstance(self.ddp.plan if self.ddp is not None else None, RecordPlan):
+                step = secure_paths.record_round(self, rnd, selected, survives, attempt)
+                self.last_step = step
+                return step
             with self.clock.stage("training"):
                 contributors, local = self._train(rnd, members, self.global_flat, attempt)
             local = replace(local, deltas=self.attacks.tamper_updates(contributors, local.deltas, self._first_updates))
@@ -525,7 +532,8 @@ class Simulation:
                 survives = survives & ~np.isin(selected, sorted(named))
                 self.ddp.load_state_dict(accounted)  # the same noisy inputs are summed again, without them
         self.global_flat = self.strategy.step(
-            self.global_flat, RoundUpdates(agg.mean[None, :], np.ones(1), np.ones(1))
+            self.global_flat, RoundUpdates(secure_paths.server_update(self, agg, selected)[None, :], np.ones(1),
+                                           np.ones(1))
         )
         self.epsilon_member_level = agg.epsilon_so_far
         survivors = int(agg.survivors.sum())
@@ -562,7 +570,7 @@ class Simulation:
         return proofs
 
     def _epsilon(self) -> float | None:
-        if self.cfg.privacy.dp == "member":
+        if self.cfg.privacy.dp == "member" or (self.cfg.privacy.dp == "record" and self.ddp is not None):
             return self.epsilon_member_level
         if self.cfg.privacy.dp == "record":
             return max((a.epsilon(self.cfg.privacy.delta) for a in self.accountants.values()), default=0.0)
@@ -575,6 +583,13 @@ class Simulation:
                                  plan=self.ddp.plan,
                                  secagg={"protocol": "SecAgg+", **asdict(self.ddp.secagg_params)}
                                  if p.secagg and self.ddp.secagg_params is not None else None)
+        plan = self.ddp.plan if self.ddp is not None else None
+        if p.dp == "record" and isinstance(plan, RecordPlan) and self.ddp is not None and self.ddp.secagg_params:
+            return privacy_block(p, epsilon_spent=self._epsilon(), noise_multiplier=plan.noise_multiplier_actual,
+                                 max_grad_norm=p.clip_norm, sample_rate=plan.sample_rate,
+                                 steps_per_round=plan.steps_per_round,
+                                 secagg={"protocol": "SecAgg+", **asdict(self.ddp.secagg_params)}) | {
+                "distributed_noise": plan.describe()}
         if p.dp == "record":
             sigmas = sorted(self.noise_multipliers.values())
             sample = dpsgd_schedule(int(self.pool.counts.min()), self.cfg.batch_size, self.cfg.local_epochs)

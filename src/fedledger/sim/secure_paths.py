@@ -1,0 +1,104 @@
+"""Secure aggregation outside member-level DP, in the simulation (issue 17, item 2; privacy/record_secagg.py).
+
+* `--dp record --secagg`: every DP-SGD step of a round is one secure sum of the members' clipped batch gradients
+  with their noise shares; the round runs as many steps as central DP-SGD takes in the same epochs.
+* `--secagg` alone: the members' local updates, clipped to the norm the proofs enforce and quantized, are
+  summed through SecAgg+ with no noise.
+
+Both reuse the member-level encoding, SecAgg+, the update proofs and their binding (`DistributedDP` with
+another plan), through `Simulation._aggregate_distributed`. Off chain only for now: on a ledger the trainer
+roles run the member-level pipeline only (`protocol.secure`), so such a run is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedledger.core.errors import ConfigError
+from fedledger.core.rng import Purpose, derive_seed
+from fedledger.learning import LocalResult
+from fedledger.privacy.distributed import AggregateResult, DdpPlan, DistributedDP
+from fedledger.privacy.record_secagg import (
+    RecordPlan,
+    clipped_batch_sums,
+    plain_secagg_plan,
+    plan_record_secagg,
+    record_schedule,
+)
+from fedledger.protocol.rules import min_survivors
+from fedledger.secagg.graph import SecAggParams
+
+
+def secure_pipeline(sim: Any) -> DistributedDP:
+    """The `DistributedDP` that runs `--secagg` without member-level DP for this simulation."""
+    cfg, p = sim.cfg, sim.cfg.privacy
+    if cfg.ledger.enabled:
+        raise ConfigError(f"--secagg {'with --dp record ' if p.dp == 'record' else 'without DP '}runs off chain only "
+                          "for now (the ledger's trainer roles run member-level DP); add --chain off")
+    if sim.strategy.needs_individual_updates:
+        raise ConfigError(f"strategy {sim.strategy.name} needs to see individual updates; with --secagg use fedavg, "
+                          "fednova or a server optimizer (fedadam, fedyogi, fedadagrad)")
+    n = sim.cohort_size
+    # below SecAgg+'s threshold (a strict majority of a neighbourhood, all of a small cohort) nothing can be
+    # unmasked: such a round is not released (InsufficientSurvivors) rather than aborted; the noise is sized for it
+    threshold = SecAggParams.for_cohort(n, 1, p.bits, dropout=cfg.dropout).threshold if n >= 2 else 1
+    m = max(min_survivors(n, cfg.dropout), threshold)
+    plan: DdpPlan
+    if p.dp == "record":
+        counts = [int(c) for c in sim.pool.counts]
+        q, steps = record_schedule(counts, cfg.batch_size, n, cfg.local_epochs)
+        record = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
+                                    sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
+                                    clip_norm=p.clip_norm, bits=p.bits)
+        plan, clip = record, record.batch_clip
+    else:
+        plan = plain_secagg_plan(d=sim.dim, n=n, min_survivors=m, bits=p.bits)
+        clip = p.clip_norm
+    return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=clip, d=sim.dim, n=n, rounds=plan.rounds,
+                         min_survivors=m, bits=p.bits, public_seed=derive_seed(cfg.seed, "public").to_bytes(8, "big"),
+                         secagg_dropout=cfg.dropout, keep_encoding=cfg.proofs != "none", plan=plan)
+
+
+def server_update(sim: Any, agg: AggregateResult, selected: np.ndarray) -> torch.Tensor:
+    """What the server adds to the model from one secure sum: a DP-SGD step (the noisy gradient sum over the
+    survivors' expected batch, times -lr) under record-level DP, the mean update otherwise."""
+    plan = sim.ddp.plan
+    if not isinstance(plan, RecordPlan):
+        return agg.mean
+    records = float(sim.pool.counts[selected[agg.survivors]].sum())
+    return -sim.cfg.lr * agg.sum / (plan.sample_rate * records)
+
+
+def record_round(sim: Any, rnd: int, selected: np.ndarray, survives: np.ndarray, attempt: int) -> Any:
+    """One round of record-level DP through SecAgg+: `steps_per_round` secure sums, each one DP-SGD step.
+
+    Release j (from 1, over the whole run) keys its secrets, rotation and SecAgg+ session, so no two steps share
+    noise or masks. Returns the simulation's `_RoundStep` for the round (bytes summed over the steps)."""
+    plan = sim.ddp.plan
+    assert isinstance(plan, RecordPlan)
+    members = selected[survives]
+    up = down = 0
+    last = None
+    faulty: set[int] = set()
+    for s in range(plan.steps_per_round):
+        release = (rnd - 1) * plan.steps_per_round + s + 1
+        gens = [sim.entropy.torch(Purpose.DPSGD, member=int(i), round=release, attempt=attempt) for i in members]
+        with sim.clock.stage("training"):
+            sums, sizes = clipped_batch_sums(sim.model, sim.global_flat, sim.pool.X, sim.pool.y,
+                                             sim.pool.offsets[members], sim.pool.counts[members], plan.sample_rate,
+                                             plan.record_clip, gens)
+        sim.examples_processed += int(sizes.sum())
+        local = LocalResult(sums, torch.zeros(len(members)), sizes, sizes.astype(np.float64))
+        step = sim._aggregate_distributed(release, selected, survives, local, attempt)
+        if not step.aggregated:
+            return step
+        up += step.bytes_up or 0
+        down += step.extra_bytes_down
+        faulty |= set(step.faulty)
+        last = step
+    assert last is not None
+    return replace(last, bytes_up=up, extra_bytes_down=down, faulty=tuple(sorted(faulty)))
