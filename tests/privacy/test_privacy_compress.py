@@ -162,3 +162,42 @@ def test_compress_and_bits_auto_parse() -> None:
     assert cfg.privacy.compress == "srht:8" and cfg.privacy.bits == "auto"
     with pytest.raises(ConfigError):
         build_config({"privacy": {"dp": "member", "bits": 7}})
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--compress", "srht:8"], "--compress does nothing without DP"),
+    (["--dp", "record", "--compress", "srht:8"], "--compress applies to member-level DP only"),
+    (["--dp", "member", "--compress", "srht:1"], "1 < RATIO"),
+    (["--dp", "member", "--compress", "gzip"], "none or srht:RATIO"),
+    (["--dp", "member", "--bits", "7"], "8..32 or auto"),
+    (["--dp", "member", "--bits", "many"], "8..32 or auto"),
+])
+def test_cli_refuses_bad_compression_flags_with_one_line(flags: list[str], says: str, tmp_path,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    from fedledger.cli.main import main
+
+    argv = ["run", "--plain", "--dataset", "digits", "--model", "logreg", "--clients", "3", "--rounds", "1",
+            "--quiet", "--out", str(tmp_path / "run"), *flags]
+    capfd.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = int(e.code or 0)
+    _, err = capfd.readouterr()
+    assert code != 0 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_compressed_run_reports_its_bytes_per_member_against_float32(tmp_path) -> None:
+    from fedledger.sim import Simulation
+
+    cfg = build_config({"dataset": "digits", "model": "mlp", "clients": 6, "rounds": 1, "seed": 0,
+                        "deterministic": True, "out": str(tmp_path),
+                        "privacy": {"dp": "member", "secagg": True, "epsilon": 8, "compress": "srht:8",
+                                    "bits": "auto"}})
+    sim = Simulation(cfg)
+    res = sim.run().to_json()
+    t = res["traffic"]
+    assert t["float32_bytes"] == 4 * sim.dim and t["compress"].startswith("srht:") and t["bits"] < 32
+    assert t["bytes_up_per_member_per_round"] == [round(r["bytes_up"] / r["participants"]) for r in res["rounds"]]
+    assert t["reduction_vs_float32"] > 0.8
