@@ -281,6 +281,9 @@ def compression(quick: bool) -> dict[str, Any]:
     on the wire: the whole system's roles over the transport (envelopes included) on a managed anvil node, one
     round each (`traffic` in results.json); every setting at the bits the plan of the 30-round task needs
     (`--bits auto`) and at 16 bits for the uncompressed reference."""
+    import tempfile
+    from pathlib import Path
+
     from fedledger.privacy.compress import auto_bits
     from fedledger.privacy.distributed import plan_distributed_dp
     from fedledger.sim import Simulation
@@ -298,14 +301,12 @@ def compression(quick: bool) -> dict[str, Any]:
         plan = auto_bits(plan_distributed_dp, epsilon=EPSILON, delta=DELTA, rounds=cfg30.rounds, d=d,
                          n=cfg30.clients, min_survivors=cfg30.clients, compress=ratio) if bits == "auto" else None
         b = plan.bits if plan is not None else bits
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
             cfg = _cnn_config(rounds=1, max_samples=2000 if quick else None, out=tmp,
                               ledger={"enabled": True, "chain": "auto"},
                               privacy={"secagg": True, "compress": compress, "bits": b})
             t0, c0 = time.perf_counter(), time.process_time()
-            res = Simulation(cfg).run().to_json()
+            res = Simulation(cfg).run(out=Path(tmp)).to_json()
             t = res["traffic"]
         out["settings"][f"{compress}@{bits}"] = {
             "compress": compress, "bits": b, "coordinates_sent": t["coordinates_sent"],

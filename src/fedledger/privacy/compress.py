@@ -137,7 +137,8 @@ def auto_bits(plan_fn: Any, **kwargs: Any) -> Any:
     raise ConfigError(f"no width up to 32 bits holds this sum: {last}")
 
 
-__all__ = ["SketchMap", "sketch_shape", "auto_bits", "float32_bytes", "parse_compress", "round_map", "sketch_rows", "traffic_report"]
+__all__ = ["SketchMap", "auto_bits", "float32_bytes", "parse_compress", "round_map", "sketch_rows", "sketch_shape",
+           "traffic_report"]
 
 
 def float32_bytes(d: int) -> int:

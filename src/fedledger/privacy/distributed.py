@@ -258,7 +258,7 @@ def encode_members(
         raise ValueError(f"deltas must be [n, {plan.d}], got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("deltas contain NaN or infinity")
-    if getattr(rotation, "compresses", False):  # SRHT: clip, rotate and round the compressed vector (compress.py)
+    if isinstance(rotation, SketchMap):  # SRHT: clip, rotate and round the compressed vector (compress.py)
         x = rotation.compress(x)
     n = x.shape[0]
     norms = x.norm(dim=1)
@@ -395,11 +395,12 @@ class DistributedDP:
     ) -> None:
         if clip_norm <= 0:
             raise ConfigError("clip_norm must be positive")
-        kw = dict(epsilon=epsilon, delta=delta, rounds=rounds, d=d, n=n, min_survivors=min_survivors,
-                  adaptive=adaptive_clip, secret_sampling=secret_sampling, sample_rate=sample_rate, extra=extra,
-                  compress=compress)
+        kw: dict[str, Any] = dict(epsilon=epsilon, delta=delta, rounds=rounds, d=d, n=n, min_survivors=min_survivors,
+                                  adaptive=adaptive_clip, secret_sampling=secret_sampling, sample_rate=sample_rate,
+                                  extra=extra, compress=compress)
         # bits "auto": the fewest that hold the sum of n members plus noise (compress.auto_bits)
-        self.plan = auto_bits(plan_distributed_dp, **kw) if bits == "auto" else plan_distributed_dp(bits=bits, **kw)
+        self.plan = (auto_bits(plan_distributed_dp, **kw) if bits == "auto"
+                     else plan_distributed_dp(bits=int(bits), **kw))
         bits = self.plan.bits
         self.target_quantile = target_quantile
         self.clip_norm = float(clip_norm)
