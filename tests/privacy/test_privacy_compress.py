@@ -201,3 +201,27 @@ def test_a_compressed_run_reports_its_bytes_per_member_against_float32(tmp_path)
     assert t["float32_bytes"] == 4 * sim.dim and t["compress"].startswith("srht:") and t["bits"] < 32
     assert t["bytes_up_per_member_per_round"] == [round(r["bytes_up"] / r["participants"]) for r in res["rounds"]]
     assert t["reduction_vs_float32"] > 0.8
+
+
+@pytest.mark.slow
+def test_whole_system_round_with_compression_finalizes_and_measures_the_wire(tmp_path) -> None:
+    """Trainers compress with the map seeded by the round's seed on chain, validators decompress with the same
+    one and accept the round; bytes_up is what the transport carried."""
+    from fedledger.ledger.anvil import find_anvil
+    from fedledger.sim import Simulation
+
+    if find_anvil() is None:
+        pytest.skip("anvil is not installed")
+    res = {}
+    for compress in ("none", "srht:8"):
+        cfg = build_config({"dataset": "digits", "model": "mlp", "clients": 4, "rounds": 1, "seed": 0,
+                            "ledger": {"enabled": True, "chain": "auto"},
+                            "privacy": {"dp": "member", "secagg": True, "epsilon": 8, "compress": compress,
+                                        "bits": 16}})
+        out = tmp_path / compress.replace(":", "-")
+        res[compress] = Simulation(cfg).run(out=out).to_json()
+        assert res[compress]["rounds"][0]["finalized"]
+    full, small = (res[k]["traffic"]["bytes_up_per_member_mean"] for k in ("none", "srht:8"))
+    dim = res["none"]["traffic"]["model_parameters"]
+    # the masked input shrinks from the whole model to about an eighth of it at 2 bytes a coordinate
+    assert full - small >= 2 * (dim - res["srht:8"]["traffic"]["coordinates_sent"]) - 64
