@@ -198,7 +198,7 @@ def test_a_compressed_run_reports_its_bytes_per_member_against_float32(tmp_path)
     sim = Simulation(cfg)
     res = sim.run().to_json()
     t = res["traffic"]
-    assert t["float32_bytes"] == 4 * sim.dim and t["compress"].startswith("srht:") and t["bits"] < 32
+    assert t["float32_bytes"] == 4 * sim.dim and t["sketch_rows"] and t["effective_ratio"] > 7 and t["bits"] < 32
     assert t["bytes_up_per_member_per_round"] == [round(r["bytes_up"] / r["participants"]) for r in res["rounds"]]
     assert t["reduction_vs_float32"] > 0.8
 

@@ -159,6 +159,7 @@ def traffic_report(rounds: list[tuple[int, int]], d: int, plan: Any = None) -> d
     }
     if plan is not None:
         out |= {"bits": plan.bits, "coordinates_sent": plan.length, "model_parameters": d,
-                "compress": f"srht:{d / plan.sketch_rows:.4g}" if plan.sketch_rows else "none",
-                "sketch_rows": plan.sketch_rows}
+                "sketch_rows": plan.sketch_rows,  # 0: no compression
+                # model parameters per coordinate kept (rows are rounded up to whole rotation blocks)
+                "effective_ratio": d / plan.sketch_rows if plan.sketch_rows else 1.0}
     return out
