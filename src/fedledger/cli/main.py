@@ -156,7 +156,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     priv.add_argument("--target-quantile", type=float, dest="privacy.target_quantile")
     priv.add_argument("--secagg", action=argparse.BooleanOptionalAction, default=None, dest="privacy.secagg",
                       help="sum member-level updates through SecAgg+")
-    priv.add_argument("--bits", type=int, dest="privacy.bits", help="bits per coordinate on the wire, 8..32")
+    priv.add_argument("--bits", type=_bits_arg, dest="privacy.bits",
+                      help="bits per coordinate on the wire, 8..32, or auto (the fewest that hold the noised sum)")
+    priv.add_argument("--compress", dest="privacy.compress", metavar="none|srht:RATIO",
+                      help="member-level: send a subsampled randomized Hadamard sketch RATIO times shorter")
     priv.add_argument("--spare-releases", type=int, dest="privacy.spare_releases",
                       help="member-level releases planned beyond one per round for redone attempts (with --chain)")
     priv.add_argument("--secret-sampling", action="store_true", default=None, dest="privacy.secret_sampling",
@@ -184,8 +187,17 @@ _RUN_FIELDS = [
     "max_samples", "seed", "deterministic", "out", "baseline", "batched", "attack", "proofs", "privacy.dp",
     "privacy.epsilon", "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile",
     "privacy.secagg", "privacy.bits", "privacy.secret_sampling", "privacy.spare_releases", "ledger.chain",
-    "ledger.committee",
+    "ledger.committee", "privacy.compress",
 ]
+
+
+def _bits_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 8..32 or auto, got {value!r}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> FederationConfig:

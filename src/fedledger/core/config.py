@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,25 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+_COMPRESS = re.compile(r"^srht:([0-9]+(?:\.[0-9]+)?)$")
+
+
+def parse_compress(value: str) -> float | None:
+    """`none` -> None; `srht:RATIO` -> RATIO (model length over sent length, 1 < RATIO <= 4096); ValueError
+    with one line otherwise (fedledger.privacy.compress builds the map)."""
+    v = str(value).strip().lower()
+    if v in ("", "none"):
+        return None
+    m = _COMPRESS.match(v)
+    if m is None:
+        raise ValueError(f"compress must be none or srht:RATIO (e.g. srht:8), got {value!r}")
+    ratio = float(m.group(1))
+    if not 1 < ratio <= 4096:
+        raise ValueError(f"compress srht:RATIO needs 1 < RATIO <= 4096 (the model length over the sent length), "
+                         f"got {m.group(1)}")
+    return ratio
+
+
 class PrivacyConfig(_Frozen):
     """Which privacy unit is protected and how much privacy may be spent (see docs/privacy.md)."""
 
@@ -33,13 +53,31 @@ class PrivacyConfig(_Frozen):
     adaptive_clip: bool = False
     target_quantile: float = Field(0.5, gt=0, lt=1)
     secagg: bool = False
-    bits: int = Field(32, ge=8, le=32)
+    bits: int | Literal["auto"] = Field(
+        32, description="bits per coordinate on the wire, 8..32, or auto: the fewest that hold the noised sum of the "
+                        "cohort (privacy/compress.py auto_bits)")
+    compress: str = Field("none", description="member-level linear compression before quantization: none or "
+                                              "srht:RATIO (model length over sent length; docs/privacy.md)")
     secret_sampling: bool = False
     spare_releases: int = Field(
         2, ge=0, le=64,
         description="member-level releases planned beyond one per round, used only on a ledger: an attempt the "
                     "committee rejects (or whose aggregator misses its deadline) was unmasked, so it is accounted, "
                     "and the noise is planned for rounds + spare releases; a run that needs more stops")
+
+
+    @field_validator("bits")
+    @classmethod
+    def _bits_range(cls, v: int | str) -> int | str:
+        if v != "auto" and not 8 <= int(v) <= 32:
+            raise ValueError("bits must be in 8..32 or auto")
+        return v
+
+    @field_validator("compress")
+    @classmethod
+    def _compress_spec(cls, v: str) -> str:
+        parse_compress(v)
+        return v.strip().lower()
 
 
 class ChainConfig(_Frozen):
@@ -300,8 +338,8 @@ def load_config(path: Path | str | None, overrides: dict[str, Any] | None = None
 
 #: privacy settings only a DP run reads, and (of those) the ones only member-level DP reads
 DP_SETTINGS = ("epsilon", "delta", "clip_norm", "adaptive_clip", "target_quantile", "bits", "secret_sampling",
-               "spare_releases")
-MEMBER_DP_SETTINGS = ("adaptive_clip", "target_quantile", "bits", "secret_sampling", "spare_releases")
+               "spare_releases", "compress")
+MEMBER_DP_SETTINGS = ("adaptive_clip", "target_quantile", "bits", "secret_sampling", "spare_releases", "compress")
 
 
 def unused_privacy_settings(privacy: PrivacyConfig, given: Iterable[str]) -> list[str]:

@@ -37,6 +37,7 @@ from fedledger.core.errors import ConfigError, FedLedgerError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import CryptoRng, Entropy, Purpose, SystemEntropy
 from fedledger.privacy import accounting
+from fedledger.privacy.compress import SketchMap, auto_bits, parse_compress, round_map, sketch_shape
 from fedledger.privacy.discrete_gaussian import MAX_VARIANCE, sample_discrete_gaussian
 from fedledger.privacy.rotation import Rotation, choose_block
 from fedledger.secagg.context import SessionContext
@@ -84,6 +85,7 @@ class DdpPlan:
     epsilon_total: float  # at `rounds` rounds, at `delta`
     sample_rate: float  # 1.0 unless sampling is secret
     secret_sampling: bool
+    sketch_rows: int = 0  # SRHT compression (privacy/compress.py): coordinates kept of the model's d; 0: none
 
     @property
     def length(self) -> int:
@@ -137,12 +139,15 @@ def plan_distributed_dp(
     sample_rate: float = 1.0,
     extra: int = 0,
     block: int | None = None,
+    compress: float | None = None,
 ) -> DdpPlan:
     """Choose noise, scale and sensitivities for `rounds` rounds at (epsilon, delta).
 
     The noise is sized for `min_survivors` (default: n) members; the scale is the largest for
     which the sum of n members can never wrap modulo 2**bits (with the rotation's concentration
-    bound), capped so each member's variance stays within the exact sampler's range.
+    bound), capped so each member's variance stays within the exact sampler's range. `compress` (a ratio > 1):
+    the update is compressed to `sketch_rows(d, compress)` coordinates first (privacy/compress.py) and every
+    figure (padding, sensitivity, wrap bound) is about the compressed vector, which is clipped to C itself.
     """
     if not 8 <= bits <= 32:
         raise ConfigError(f"bits must be in 8..32, got {bits}")
@@ -153,8 +158,9 @@ def plan_distributed_dp(
         raise ConfigError("secret sampling needs the sampling rate (0 < rate < 1)")
     q = sample_rate if secret_sampling else 1.0
     z = accounting.calibrate_rounds(epsilon, delta, rounds, q)
-    blk = block or choose_block(d)
-    padded = math.ceil(d / blk) * blk
+    rows, sketch_block = sketch_shape(d, compress) if compress else (0, 0)
+    blk = block or sketch_block or choose_block(d)
+    padded = math.ceil((rows or d) / blk) * blk
     # coordinate concentration after rotation: |y_j| <= ||x_block|| * sqrt(2 ln(2 / tail) / B) with
     # ||x_block|| <= ||x||: holds whatever the update looks like (even all its mass in one block)
     conc = math.sqrt(2 * math.log(2 / WRAP_TAIL) / blk)
@@ -213,7 +219,7 @@ def plan_distributed_dp(
         d=d, padded=padded, block=blk, bits=bits, n=n, min_survivors=m, rounds=rounds, epsilon_target=epsilon,
         delta=delta, adaptive=adaptive, extra=extra, noise_multiplier=z, int_norm=g, l2_sensitivity=l2,
         l1_sensitivity=l1, bit_scale=bscale, member_variance=var, rho_per_round=rho, tau=tau,
-        epsilon_total=0.0, sample_rate=q, secret_sampling=secret_sampling,
+        epsilon_total=0.0, sample_rate=q, secret_sampling=secret_sampling, sketch_rows=rows,
     )
     eps = plan.epsilon_after(rounds)
     object.__setattr__(plan, "epsilon_total", eps)
@@ -224,7 +230,8 @@ def plan_distributed_dp(
 class MemberEncoding:
     """Per-member intermediate values (rows are members) for audit and zero-knowledge proofs.
 
-    clipped: the clipped update (float64 [n, d]); unclipped: the clip bit (bool [n]);
+    clipped: the clipped update (float64 [n, d]; with compression the clipped compressed vector, [n, rows]);
+    unclipped: the clip bit (bool [n]);
     rotated: clipped, rotated and scaled (float64 [n, padded]); values: the integer vector before
     noise, update then clip bit then extra zeros (int64 [n, length]); noise: each member's
     discrete Gaussian share (int64 [n, length], zero on extra coordinates); wrapped: values +
@@ -242,7 +249,7 @@ class MemberEncoding:
 
 
 def encode_members(
-    plan: DdpPlan, deltas: torch.Tensor | np.ndarray, clip_norm: float, rotation: Rotation, rng: CryptoRng
+    plan: DdpPlan, deltas: torch.Tensor | np.ndarray, clip_norm: float, rotation: Rotation | SketchMap, rng: CryptoRng
 ) -> MemberEncoding:
     """Clip, rotate, scale, conditionally round, add the noise share, wrap: all members at once."""
     x = torch.as_tensor(np.asarray(deltas) if not isinstance(deltas, torch.Tensor) else deltas)
@@ -251,6 +258,8 @@ def encode_members(
         raise ValueError(f"deltas must be [n, {plan.d}], got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("deltas contain NaN or infinity")
+    if isinstance(rotation, SketchMap):  # SRHT: clip, rotate and round the compressed vector (compress.py)
+        x = rotation.compress(x)
     n = x.shape[0]
     norms = x.norm(dim=1)
     unclipped = norms <= clip_norm
@@ -297,7 +306,7 @@ class DecodedSum:
     extra: np.ndarray  # the summed extra coordinates, modulo 2**bits (uint32)
 
 
-def decode_sum(plan: DdpPlan, total: np.ndarray, clip_norm: float, rotation: Rotation) -> DecodedSum:
+def decode_sum(plan: DdpPlan, total: np.ndarray, clip_norm: float, rotation: Rotation | SketchMap) -> DecodedSum:
     """Server side: centre the modular sum, undo scale and rotation; read the clip-bit count."""
     t = np.asarray(total, dtype=np.int64).reshape(-1)
     if t.shape != (plan.length,):
@@ -370,7 +379,7 @@ class DistributedDP:
         n: int,
         rounds: int,
         min_survivors: int | None = None,
-        bits: int = 32,
+        bits: int | str = 32,
         adaptive_clip: bool = False,
         target_quantile: float = 0.5,
         secret_sampling: bool = False,
@@ -384,14 +393,22 @@ class DistributedDP:
         extra: int = 0,
         keep_encoding: bool = False,
         plan: DdpPlan | None = None,
+        compress: float | None = None,
     ) -> None:
         if clip_norm <= 0:
             raise ConfigError("clip_norm must be positive")
-        # `plan`: another pipeline's plan over the same encoding (privacy/record_secagg.py); else member level
-        self.plan = plan if plan is not None else plan_distributed_dp(
-            epsilon=epsilon, delta=delta, rounds=rounds, d=d, n=n, min_survivors=min_survivors, bits=bits,
-            adaptive=adaptive_clip, secret_sampling=secret_sampling, sample_rate=sample_rate, extra=extra,
-        )
+        kw: dict[str, Any] = dict(epsilon=epsilon, delta=delta, rounds=rounds, d=d, n=n, min_survivors=min_survivors,
+                                  adaptive=adaptive_clip, secret_sampling=secret_sampling, sample_rate=sample_rate,
+                                  extra=extra, compress=compress)
+        # `plan`: another pipeline's plan over the same encoding (privacy/record_secagg.py); else member level.
+        # bits "auto": the fewest that hold the sum of n members plus noise (compress.auto_bits)
+        if plan is not None:
+            self.plan = plan
+        elif bits == "auto":
+            self.plan = auto_bits(plan_distributed_dp, **kw)
+        else:
+            self.plan = plan_distributed_dp(bits=int(bits), **kw)
+        bits = self.plan.bits
         self.target_quantile = target_quantile
         self.clip_norm = float(clip_norm)
         self.rounds_done = 0
@@ -413,10 +430,12 @@ class DistributedDP:
         return cls(epsilon=privacy.epsilon, delta=privacy.delta, clip_norm=privacy.clip_norm, d=d, n=n,
                    rounds=rounds, min_survivors=min_survivors, bits=privacy.bits,
                    adaptive_clip=privacy.adaptive_clip, target_quantile=privacy.target_quantile,
-                   secret_sampling=privacy.secret_sampling, secagg=privacy.secagg, **kwargs)
+                   secret_sampling=privacy.secret_sampling, secagg=privacy.secagg,
+                   compress=parse_compress(getattr(privacy, "compress", "none")), **kwargs)
 
-    def rotation(self, round_index: int) -> Rotation:
-        return Rotation.for_round(self.plan.d, self.public_seed, round_index, self.plan.block)
+    def rotation(self, round_index: int, round_seed: bytes = b"") -> Rotation | SketchMap:
+        """The round's public map: the rotation, or the SRHT compression (seeded also by the round's seed)."""
+        return round_map(self.plan, self.public_seed, round_index, round_seed)
 
     def aggregate(
         self,
@@ -429,6 +448,7 @@ class DistributedDP:
         member_ids: list[int] | None = None,
         binding: InputBinding | None = None,
         session: SessionContext | None = None,
+        round_seed: bytes = b"",
     ) -> AggregateResult:
         """Privatise and sum one attempt of a round. `survivors[i]` False: member i drops before sending its
         masked input. Every secret (stochastic rounding, noise shares, SecAgg+ randomness and, without
@@ -455,7 +475,7 @@ class DistributedDP:
             raise InsufficientSurvivors(
                 f"only {int(sv.sum())} members survived; the noise is sized for at least {plan.min_survivors}")
         rng = entropy.stream(Purpose.DP_NOISE, round=round_index, attempt=attempt)
-        rot = self.rotation(round_index)
+        rot = self.rotation(round_index, round_seed)
         clip = self.clip_norm
         enc = encode_members(plan, deltas, clip, rot, rng)
         ids = list(range(n)) if member_ids is None else [int(m) for m in member_ids]

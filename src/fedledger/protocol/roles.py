@@ -319,7 +319,8 @@ class Trainer(Role):
                 ctx=ctx, member=self.member, identity=self.identity, pki=self.net.pki(view), rules=rules,
                 cohort=list(members.values()), delta=vector, clip_norm=before.clip_norm,
                 rng=self.entropy.stream(Purpose.DP_NOISE, member=self.member, round=key[0], attempt=key[1]),
-                commit_rng=self.entropy.numpy(Purpose.COMMITMENT, member=self.member, round=key[0], attempt=key[1]))
+                commit_rng=self.entropy.numpy(Purpose.COMMITMENT, member=self.member, round=key[0], attempt=key[1]),
+                round_seed=view.record.seed)
         session = self.prepare_input(session)
         self._sessions[key] = session
         with self.clock.stage("secagg"):
@@ -571,7 +572,7 @@ class Aggregator(Role):
         before = state_before(view, self.blobs, self.rules)
         previous = from_bytes(self.blobs.get(view.global_model))
         rec = recompute(self.rules, previous, before, replayed.final, view.record.round_id, view.key[1],
-                        unmasked=replayed.unmasked)
+                        unmasked=replayed.unmasked, round_seed=view.record.seed)
         address = {m: a for a, m in members.items()}
         contributors = tuple(address[m] for m in replayed.final.survivors) if rec.released else ()
         return RoundOutput(model=rec.model, contributors=contributors,
@@ -853,7 +854,7 @@ class RoundChecker:
         before = state_before(view, self.blobs, self.rules)
         previous = from_bytes(self.blobs.get(view.global_model))
         rec = recompute(self.rules, previous, before, replayed.final, r.round_id, view.key[1],
-                        unmasked=replayed.unmasked)
+                        unmasked=replayed.unmasked, round_seed=r.seed)
         if rec.model.shape != checked.model.shape or not torch.allclose(rec.model, checked.model, atol=1e-6, rtol=0):
             gap = float((rec.model - checked.model).abs().max()) if rec.model.shape == checked.model.shape else -1
             raise IntegrityError(f"the model is not the one the transcript's sum gives (max difference {gap:.3g})")

@@ -43,6 +43,7 @@ import torch
 from fedledger.core.errors import IntegrityError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.learning import RoundUpdates
+from fedledger.privacy.compress import SketchMap, round_map
 from fedledger.privacy.distributed import (
     DdpPlan,
     adaptive_clip_update,
@@ -209,8 +210,9 @@ class SecureRules:
     def proofs(self) -> bool:
         return self.spec is not None
 
-    def rotation(self, round_id: int) -> Rotation:
-        return Rotation.for_round(self.plan.d, self.public_seed, round_id, self.plan.block)
+    def rotation(self, round_id: int, round_seed: bytes = b"") -> Rotation | SketchMap:
+        """The round's public map (with compression, the SRHT is seeded also by the round's seed on chain)."""
+        return round_map(self.plan, self.public_seed, round_id, round_seed)
 
     @staticmethod
     def secagg_task(ctx: Context) -> bytes:
@@ -302,9 +304,9 @@ class TrainerSession:
     @classmethod
     def begin(cls, *, ctx: Context, member: int, identity: Identity, pki: Mapping[int, PublicIdentity],
               rules: SecureRules, cohort: Sequence[int], delta: torch.Tensor, clip_norm: float,
-              rng: CryptoRng, commit_rng: np.random.Generator) -> TrainerSession:
+              rng: CryptoRng, commit_rng: np.random.Generator, round_seed: bytes = b"") -> TrainerSession:
         """The privacy pipeline and the commitment, from the member's own update."""
-        enc = encode_members(rules.plan, delta[None, :], clip_norm, rules.rotation(ctx.round), rng)
+        enc = encode_members(rules.plan, delta[None, :], clip_norm, rules.rotation(ctx.round, round_seed), rng)
         s = cls(ctx, member, identity, pki, rules, tuple(sorted(cohort)), rng.bytes, enc.wrapped[0].copy())
         if rules.spec is not None:
             from fedledger.core.errors import DataError
@@ -777,7 +779,7 @@ class Recomputed:
 
 
 def recompute(rules: SecureRules, previous: torch.Tensor, before: SecureState, final: SessionOutcome,
-              round_id: int, attempt: int = 0, *, unmasked: bool = False) -> Recomputed:
+              round_id: int, attempt: int = 0, *, unmasked: bool = False, round_seed: bytes = b"") -> Recomputed:
     """Decode the released sum, apply the strategy: the model the round must have posted.
 
     Every earlier attempt of the round counts as a release (its sum may have been unmasked before it was
@@ -798,7 +800,7 @@ def recompute(rules: SecureRules, previous: torch.Tensor, before: SecureState, f
     if before.released >= plan.rounds:
         raise IntegrityError(f"all {plan.rounds} planned releases are already spent")
     k = len(final.survivors)
-    dec = decode_sum(plan, final.total, before.clip_norm, rules.rotation(round_id))
+    dec = decode_sum(plan, final.total, before.clip_norm, rules.rotation(round_id, round_seed))
     nxt = before.clip_norm
     if plan.adaptive and dec.unclipped_count is not None:
         nxt = adaptive_clip_update(before.clip_norm, dec.unclipped_count / k, rules.target_quantile)

@@ -56,6 +56,7 @@ from fedledger.privacy import (
     train_member_dpsgd,
 )
 from fedledger.privacy.baseline import CentralDpResult, central_dpsgd, central_member_dp
+from fedledger.privacy.compress import traffic_report
 from fedledger.privacy.distributed import AggregateResult
 from fedledger.privacy.record_secagg import RecordPlan
 from fedledger.protocol.evidence import Evidence, RoundManifest
@@ -129,6 +130,7 @@ class RunResult:
     attack: dict[str, Any] | None = None
     zk: dict[str, Any] | None = None
     randomness: dict[str, Any] = field(default_factory=dict)  # Entropy.describe(): deterministic or system
+    traffic: dict[str, Any] | None = None  # bytes_up per member per round against float32 (compress.traffic_report)
 
     @property
     def accuracy_ratio(self) -> float | None:
@@ -147,6 +149,8 @@ class RunResult:
             "privacy": self.privacy,
             "randomness": self.randomness,
         }
+        if self.traffic is not None:
+            out["traffic"] = self.traffic
         if self.ledger is not None:
             out["ledger"] = self.ledger
         if self.attack is not None:
@@ -517,7 +521,8 @@ class Simulation:
                 agg = self.ddp.aggregate(deltas, rnd, survivors=survives, entropy=secrets, attempt=attempt,
                                          member_ids=[int(m) for m in selected], binding=binding,
                                          session=SessionContext.simulated(self.ddp.task_id, rnd, attempt,
-                                                                          sub_session=sums - 1))
+                                                                          sub_session=sums - 1),
+                                         round_seed=seed)
             except InsufficientSurvivors:
                 return _RoundStep(participants=int(survives.sum()), aggregated=False)
             self.clock.seconds["privacy"] += time.perf_counter() - started - agg.secagg_seconds
@@ -653,6 +658,8 @@ class Simulation:
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
+        result.traffic = traffic_report([(r.bytes_up, r.participants) for r in result.rounds], self.dim,
+                                        self.ddp.plan if self.ddp is not None else None)
         result.attack = self.attacks.summary() if self.attacks.active else None
         if self.proofs is not None:
             result.zk = {"update_spec": asdict(self.proofs.spec), "keys": self.proofs.keys_record}
