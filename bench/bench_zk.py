@@ -478,6 +478,92 @@ def _snarkjs(backend: Groth16Backend, rng: np.random.Generator, reps: int) -> di
     return out
 
 
+def _stage_profile(backend: Groth16Backend, dim: int) -> dict[str, Any]:
+    """CPU seconds per stage of one `dim`-entry update on the native path, one thread, `plan_chunk(dim, 2)` chunks:
+    key loading, commitment, witness (Python/numpy), serialization (.wtns), arkworks' prove_wtns and the check.
+    arkworks' share is split by proving the same chunk from an all-zero witness (its MSMs over the witness then
+    cost almost nothing; the FFTs and the H-query MSM over the domain do not depend on the witness):
+    `prove_domain_s` (FFTs + H MSM + fixed cost) and `prove_witness_msm_s` (the rest)."""
+    import groth16py
+
+    from fedledger.zk.backend import public_values
+    from fedledger.zk.update import chunk_witnesses, update_signals
+    from fedledger.zk.witness import write_wtns
+
+    spec = UpdateSpec(chunk_size=plan_chunk(dim, 2))
+    cpu = time.process_time
+    c0 = cpu()
+    prover = UpdateProver(spec, backend, workers=1)
+    keys = prover.keys
+    keys._pk = None  # time the proving key's load itself
+    c1 = cpu()
+    _ = keys.pk
+    st: dict[str, float] = {"key_load_s": cpu() - c1, "prover_start_s": c1 - c0}
+    if not prover.native:
+        prover.close()
+        return {"skipped": "native path unavailable (circom2 missing)"}
+    rng = np.random.default_rng(3)
+    x, e = _vectors(dim, rng)
+
+    def timed(name: str, f: Any, *a: Any) -> Any:
+        t = cpu()
+        out = f(*a)
+        st[name] = st.get(name, 0.0) + cpu() - t
+        return out
+
+    secret, posted = timed("commitment_s", commit_update, spec, ProofContext("bench", 1, "prof"), x, e, rng)
+    _, inputs, _ = timed("witness_s", chunk_witnesses, spec, secret, posted, R)
+    path = Path("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp") / f"bench-{os.getpid()}.wtns"
+    assert prover._plan is not None
+    try:
+        for inp in inputs:
+            wit = timed("witness_s", lambda i: prover._plan.witness(update_signals(spec, i)), inp)
+            timed("serialize_wtns_s", write_wtns, path, wit)
+            proof = timed("prove_wtns_s", groth16py.prove_wtns, keys.pk, str(path))
+            timed("verify_s", keys.verifier.verify, proof, public_values(keys.circuit, inp))
+            write_wtns(path, [1] + [0] * (len(wit) - 1))
+            timed("prove_zero_witness_s", groth16py.prove_wtns, keys.pk, str(path))
+    finally:
+        path.unlink(missing_ok=True)
+        prover.close()
+    st["prove_domain_s"] = st.pop("prove_zero_witness_s")
+    st["prove_witness_msm_s"] = st["prove_wtns_s"] - st["prove_domain_s"]
+    per_proof = sum(st[k] for k in ("commitment_s", "witness_s", "serialize_wtns_s", "prove_wtns_s", "verify_s"))
+    return {
+        "dim": dim,
+        "chunks": len(inputs),
+        "chunk_size": spec.chunk_size,
+        "fft_domain": domain_size(spec),
+        "cpu_s": {k: round(v, 3) for k, v in st.items()},
+        "cpu_s_per_update_without_key_load": round(per_proof, 3),
+        "arkworks_share": round(st["prove_wtns_s"] / per_proof, 3),
+        "load_average": _load(),
+    }
+
+
+def _members_round(backend: Groth16Backend, members: int, dim: int) -> dict[str, Any]:
+    """A simulated round's proving stage: `members` updates of `dim` entries, chunks planned for the least CPU per
+    update (`protocol.rules.spec_for`), all submitted to one shared 2-thread prover before any is collected (as the
+    simulation's trainers do). CPU seconds (witnesses + proofs) and the wall time they imply on 2 free cores."""
+    spec = UpdateSpec(chunk_size=plan_chunk(dim, 1), entry_bits=15, noise_bits=16)
+    rng = np.random.default_rng(5)
+    with UpdateProver(spec, backend, workers=2) as prover:
+        jobs = [commit_update(spec, ProofContext("bench", 1, f"m{i}"), *_vectors(dim, rng), rng)
+                for i in range(members)]
+        c0, t0 = prover.cpu_seconds, time.perf_counter()
+        proofs = [f.result() for f in [prover.submit_update(s_, p_, R) for s_, p_ in jobs]]
+        wall, cpu_s = time.perf_counter() - t0, prover.cpu_seconds - c0
+        for (_, posted), proof in zip(jobs, proofs, strict=True):
+            verify_update(prover.keys, spec, posted, proof, R)
+        native = prover.native
+    return {
+        "members": members, "dim": dim, "chunk_size": spec.chunk_size, "chunks_per_member": spec.n_chunks(dim),
+        "native": native, "prove_wall_s": round(wall, 3), "prove_cpu_s": round(cpu_s, 3),
+        "cpu_s_per_member": round(cpu_s / members, 3),
+        "idle_2_cores_estimate_s": round(cpu_s / 2, 3), "load_average": _load(),
+    }
+
+
 def _update_proofs(backend: Groth16Backend, quick: bool, setups: dict[str, Any]) -> dict[str, Any]:
     """Update proofs at 1,024 / 16,384 / 100,000 entries on 2 cores: the native path (witness in
     Python/numpy, prove_wtns on 2 threads) and, in the same run, the interpreter path (groth16py
@@ -539,6 +625,10 @@ def run(quick: bool = False, update_only: bool = False) -> dict[str, Any]:
         n: {"before": round(v["before"]["total"] / n, 2), "after": round(v["after"]["total"] / n, 2)}
         for n, v in out["constraints"].items()
     }
+
+    # Where a proof's CPU goes (one thread), and a simulated round's proving stage (the demo's shape)
+    out["prover_stages"] = {f"update_{d}": _stage_profile(backend, d) for d in ((1024,) if quick else (1024, 16_384))}
+    out["round_20_members_d1024"] = _members_round(backend, 20, 1024)
 
     ups = _update_proofs(backend, quick, setups)
     spec, keys, posted, proof = ups.pop("_last_1024")

@@ -129,3 +129,35 @@ def test_native_witness_path_matches_the_interpreter(small_prover, rng) -> None:
     for proof in (native, interp):
         verify_update(small_prover.keys, SMALL, posted, proof, 4242)
     assert native.s == interp.s and [c.state_out for c in native.chunks] == [c.state_out for c in interp.chunks]
+
+
+def test_many_updates_in_flight_on_one_prover(small_prover, rng) -> None:
+    """submit_update: every member's update submitted before any is collected (the simulation's batch) gives the
+    same proofs as one at a time; a member's bad witness fails its own future only, and the prover's CPU counter
+    grows with the work."""
+    from fedledger.zk.errors import ProvingError
+
+    jobs = []
+    for i in range(4):
+        x, e = rng.integers(-300, 300, 2 * SMALL.chunk_size - i), rng.integers(-50, 50, 2 * SMALL.chunk_size - i)
+        jobs.append(commit_update(SMALL, ProofContext("t", 4, f"m{i}"), x, e, rng))
+    bad_x = rng.integers(-300, 300, SMALL.chunk_size)
+    bad_x[3] = 2**20  # outside the 17-bit range of y
+    bad = commit_update(SMALL, ProofContext("t", 4, "cheat"), bad_x, np.zeros_like(bad_x), rng, check=False)
+    with UpdateProver(SMALL, small_prover.backend, workers=2) as prover:
+        c0 = prover.cpu_seconds
+        pending = [prover.submit_update(s, p, 99) for s, p in [*jobs[:2], bad, *jobs[2:]]]
+        proofs = [f.result() for i, f in enumerate(pending) if i != 2]
+        with pytest.raises(ProvingError):
+            pending[2].result()
+        assert prover.cpu_seconds > c0
+    for (secret, posted), proof in zip(jobs, proofs, strict=True):
+        verify_update(small_prover.keys, SMALL, posted, proof, 99)
+        assert proof.s == small_prover.prove_update(secret, posted, 99).s
+
+
+def test_task_chunks_are_planned_for_the_least_cpu_per_update() -> None:
+    """spec_for: a 1,024-entry update is one chunk (the demo's shape), cheaper in modeled CPU than two halves."""
+    one, two = UpdateSpec(chunk_size=plan_chunk(1024, 1)), UpdateSpec(chunk_size=plan_chunk(1024, 2))
+    assert one.n_chunks(1024) == 1 and two.n_chunks(1024) == 2
+    assert modeled_chunk_seconds(one) < 2 * modeled_chunk_seconds(two)

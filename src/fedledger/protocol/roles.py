@@ -81,7 +81,7 @@ from fedledger.protocol.transport import Envelope, Transport
 from fedledger.secagg.errors import ProtocolViolation, SecAggAbort
 from fedledger.secagg.keys import Identity, PublicIdentity
 from fedledger.secagg.messages import Kind, decode
-from fedledger.zk import InvalidProof
+from fedledger.zk import InvalidProof, ProvingError
 from fedledger.zk.update import UpdateProver
 
 Key = tuple[int, int]  # (round, attempt)
@@ -272,11 +272,13 @@ class Trainer(Role):
         self._sessions: dict[Key, TrainerSession] = {}
         self._stopped: set[Key] = set()
         self._challenges: dict[tuple[Key, int], int] = {}
+        self._proving: list[tuple[str, Key, int, Callable[[], bytes]]] = []
 
     def step(self, view: RoundView, idle: bool) -> bool:
         r = view.record
         key = view.key
-        progressed = self._read(view) if self.rules is not None else False
+        progressed = self._send_proofs()
+        progressed |= self._read(view) if self.rules is not None else False
         if r.status is not RoundStatus.OPEN or key in self._sent or self.address not in view.cohort:
             return progressed
         dropping = self.drops(key)
@@ -343,6 +345,19 @@ class Trainer(Role):
                 continue  # a message that does not check (or does not parse) counts as no message
         return progressed
 
+    def _send_proofs(self) -> bool:
+        """Send the proofs started on the previous step. The prover worked on them in the meantime, so a simulation
+        whose members share one prover proves every member's update at once on all its cores."""
+        pending, self._proving = self._proving, []
+        for agg, key, s, finish in pending:
+            try:
+                with self.clock.stage("proofs"):
+                    proof = finish()
+            except ProvingError:
+                continue  # as before: a proof that cannot be made is no message
+            self.send(agg, key, topic(PROOF, s), proof)
+        return bool(pending)
+
     def _handle(self, view: RoundView, session: TrainerSession, kind: str, s: int, payload: bytes) -> bool:
         key, agg = view.key, view.record.aggregator
         if kind == SECAGG:
@@ -365,9 +380,9 @@ class Trainer(Role):
                 return False
             body = json.loads(payload)
             with self.clock.stage("proofs"):
-                proof = session.prove(s, body, view.record.seed, self.prover)
+                finish = session.prove(s, body, view.record.seed, self.prover)
             self._challenges[(key, s)] = int(body["r"], 16)
-            self.send(agg, key, topic(PROOF, s), proof)
+            self._proving.append((agg, key, s, finish))  # sent on the next step (`_send_proofs`)
             return True
         if kind == BLAME:
             r = self._challenges.get((key, s))

@@ -384,8 +384,10 @@ class TrainerSession:
         z, u = self.masked[session]
         return posting_digest(self.posted, masked_input_digest(z, u), vector_digest(self.carries[session]))
 
-    def prove(self, session: int, body: Mapping[str, Any], round_seed: bytes, prover: UpdateProver) -> bytes:
-        """The proof for the challenge, after checking the challenge is derived from postings including ours."""
+    def prove(self, session: int, body: Mapping[str, Any], round_seed: bytes,
+              prover: UpdateProver) -> Callable[[], bytes]:
+        """Start the proof for the challenge, after checking the challenge is derived from postings including ours;
+        calling the result waits for the proof (the prover works on it meanwhile) and gives the message body."""
         if self.secret is None or self.posted is None or session in self.proved_sessions or session not in self.masked:
             raise MessageError("no proof to make for this challenge")
         postings = [bytes.fromhex(x) for x in body["postings"]]
@@ -396,7 +398,8 @@ class TrainerSession:
         self.proved_sessions.add(session)
         # the proof says which challenge it answers: validators never read a proof made for an r the aggregator
         # showed only to this member as this member's fault
-        return _json({**proof_to_json(prover.prove_update(self.secret, self.posted, r)), "r": hex(r)})
+        pending = prover.submit_update(self.secret, self.posted, r)
+        return lambda: _json({**proof_to_json(pending.result()), "r": hex(r)})
 
     def reveal(self, session: int, r: int) -> bytes:
         """Blame: the self-mask seed, the carries and kappa for each pair, for session `session`."""

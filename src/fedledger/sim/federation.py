@@ -269,6 +269,7 @@ class Simulation:
         self.clock = StageClock()
         self._work: _BatchedWork | None = None
         self._round_start: tuple[Any, ...] = ()
+        self._prove_cpu0 = 0.0  # the shared prover's CPU seconds when the round started
         self._computed: tuple[int, int] | None = None
         self._survival: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._secure: SecureRules | None = None
@@ -766,6 +767,7 @@ class Simulation:
     def _run_chain_round(self, chain: ChainRounds, rnd: int) -> RoundRecord:
         start = time.perf_counter()
         txs = chain.tx_count()
+        self._prove_cpu0 = self.proofs.prover.cpu_seconds if self.proofs and self.proofs.prover else 0.0
         self._round_start = self._snapshot()
         self._computed = None
         traffic = _traffic(chain, chain.fed.index_of)
@@ -806,6 +808,8 @@ class Simulation:
             rejected = sorted({m for s in replayed.sessions for m in s.invalid})
             proofs = {"made": len(final.s) + len(final.invalid), "verified": len(final.s), "rejected": len(rejected),
                       "prove_seconds": round(self.clock.seconds.get("proofs", 0.0), 3),  # proving and verifying
+                      "prove_cpu_seconds": round(self.proofs.prover.cpu_seconds - self._prove_cpu0, 3)
+                      if self.proofs and self.proofs.prover else None,  # witnesses + proofs, load-independent
                       "linear_check": final.linear_check,
                       "excluded": [names[m] for m in sorted({*final.invalid, *final.unproved})],
                       "culprits": [names[m] for m in replayed.faulty if m not in rejected]}

@@ -25,13 +25,15 @@ or mixed between members or rounds. Flow:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import ByteSource
 from fedledger.zk.backend import CIRCUIT_DIR, Circuit, Groth16Backend, KeySet, ProverPool, prove_wtns_checked
-from fedledger.zk.errors import InvalidProof
+from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
 from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
 from fedledger.zk.witness import WitnessPlan, build_plan, write_wtns
@@ -457,6 +459,8 @@ class UpdateProver:
         self._threads: ThreadPoolExecutor | None = None
         self._plan: WitnessPlan | None = None
         self._cpu = 0.0
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(2 * self.workers + 1)
         if native:
             try:
                 self._plan = build_plan(spec.circuit.main, [str(CIRCUIT_DIR), circomlib_dir()], self.keys.directory)
@@ -476,8 +480,10 @@ class UpdateProver:
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU seconds spent on proofs so far (native path: the whole process, witnesses included)."""
-        return self._pool.cpu_seconds if self._pool is not None else self._cpu
+        """CPU seconds spent on proofs so far: witness threads and prover threads (native path), or the prover
+        processes (fallback). Unlike wall time it does not depend on what else the machine runs."""
+        with self._lock:
+            return self._cpu
 
     def close(self) -> None:
         if self._pool is not None:
@@ -494,40 +500,121 @@ class UpdateProver:
         self.close()
 
     def _prove_wtns(self, inp: Mapping[str, object], path: str) -> bytes:
+        c0 = time.thread_time()  # this prover thread's CPU: arkworks' MSMs and FFTs, then the check
         try:
             return prove_wtns_checked(self.keys, inp, path)
         finally:
+            with self._lock:
+                self._cpu += time.thread_time() - c0
+
+    def _release(self, path: str) -> None:
+        """A chunk is done (proved, failed or cancelled): its witness file and its slot are free."""
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        self._slots.release()
+
+    def _submit_chunk(self, inp: Mapping[str, object]) -> Future[bytes]:
+        """Compute one chunk's witness in the calling thread and queue its proof on the prover threads.
+        At most `2 workers + 1` witnesses wait in /dev/shm: a caller that submits many updates at once
+        blocks here (its witnesses run ahead of the provers by that much, not by the whole batch)."""
+        if self._threads is None or self._plan is None:
+            raise ConfigError("this prover is closed")
+        c0 = time.thread_time()
+        wit = self._plan.witness(update_signals(self.spec, inp))
+        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
+        os.close(fd)
+        write_wtns(Path(path), wit)
+        with self._lock:
+            self._cpu += time.thread_time() - c0
+        self._slots.acquire()
+        try:
+            fut = self._threads.submit(self._prove_wtns, inp, path)
+        except BaseException:
+            self._release(path)
+            raise
+        fut.add_done_callback(lambda _: self._release(path))
+        return fut
 
     def prove_chunks(self, inputs: Iterable[Mapping[str, object]]) -> list[bytes]:
         if self._pool is not None:
-            return [proof for proof, _ in self._pool.prove_many(list(inputs))]
-        if self._threads is None or self._plan is None:
-            raise ConfigError("this prover is closed")
-        c0 = time.process_time()
-        futures = []
-        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            c0 = self._pool.cpu_seconds
+            out = [proof for proof, _ in self._pool.prove_many(list(inputs))]
+            with self._lock:
+                self._cpu += self._pool.cpu_seconds - c0
+            return out
+        futures: list[Future[bytes]] = []
         try:
             for inp in inputs:  # witness k+1 is computed while the threads prove chunk k
-                wit = self._plan.witness(update_signals(self.spec, inp))
-                fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
-                os.close(fd)
-                write_wtns(Path(path), wit)
-                futures.append(self._threads.submit(self._prove_wtns, inp, path))
+                futures.append(self._submit_chunk(inp))
             return [f.result() for f in futures]
         finally:
             for f in futures:
                 f.cancel()
-            self._cpu += time.process_time() - c0
 
-    def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
+    def submit_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> Future[UpdateProof]:
+        """Start proving an update for challenge r; the proof arrives in the returned future.
+
+        The witnesses are computed here, in the calling thread, and the chunk proofs queue on the prover
+        threads, so the witnesses of the next update overlap the proofs of this one. Whoever proves many
+        updates on one machine (a simulation's members) submits them all, then collects: every core proves
+        while one thread computes witnesses. `prove_update` is `submit_update(...).result()`. A chunk whose
+        witness breaks a constraint fails the future with ProvingError.
+        """
         if not 0 < r < P:
             raise ConfigError("the challenge must be a non-zero field element")
         t0 = time.perf_counter()
         s, inputs, states = chunk_witnesses(self.spec, secret, posted, r)
-        proofs = self.prove_chunks(inputs)
-        chunks = tuple(ChunkProof(k, states[k + 1], p) for k, p in enumerate(proofs))
-        return UpdateProof(s=s, chunks=chunks, prove_seconds=time.perf_counter() - t0)
+        if self._pool is not None:  # interpreter fallback: its processes prove the chunks now
+            done: Future[UpdateProof] = Future()
+            try:
+                proofs = self.prove_chunks(inputs)
+            except BaseException as err:
+                done.set_exception(err)
+                return done
+            chunks = tuple(ChunkProof(k, states[k + 1], p) for k, p in enumerate(proofs))
+            done.set_result(UpdateProof(s=s, chunks=chunks, prove_seconds=time.perf_counter() - t0))
+            return done
+        futures: list[Future[bytes]] = []
+        try:
+            for inp in inputs:
+                futures.append(self._submit_chunk(inp))
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        return _gather(futures, lambda proofs: UpdateProof(
+            s=s, chunks=tuple(ChunkProof(k, states[k + 1], p) for k, p in enumerate(proofs)),
+            prove_seconds=time.perf_counter() - t0))
+
+    def prove_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> UpdateProof:
+        return self.submit_update(secret, posted, r).result()
+
+
+def _gather(futures: list[Future[bytes]], make: Callable[[list[bytes]], UpdateProof]) -> Future[UpdateProof]:
+    """One future for a list of chunk futures: `make(results)` once all succeed, the first error otherwise."""
+    out: Future[UpdateProof] = Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def done(f: Future[bytes]) -> None:
+        with lock:
+            if out.done():
+                return
+            if f.cancelled() or f.exception() is not None:
+                out.set_exception(f.exception() if not f.cancelled() else ProvingError("chunk proof cancelled"))
+                return
+            left[0] -= 1
+            if left[0]:
+                return
+        try:
+            out.set_result(make([g.result() for g in futures]))
+        except BaseException as err:  # pragma: no cover - make() only builds dataclasses
+            out.set_exception(err)
+
+    for f in futures:
+        f.add_done_callback(done)
+    return out
 
 
 def verify_update(
