@@ -113,6 +113,7 @@ def central_member_dp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, test_X
     set_flat(work, flat)
     accuracy = evaluate(work, flat, test_X, test_y)[0]
     if stream is not None:
+        factorization = stream.factorization
         sens = factorization.sensitivity(every_release(releases))
         return CentralDpResult(accuracy=accuracy, epsilon=mf_epsilon(factorization, every_release(releases),
                                                                      stream.sigma, delta), delta=delta, unit="member",

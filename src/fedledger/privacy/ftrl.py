@@ -165,8 +165,8 @@ def _tree_block(length: int) -> tuple[list[tuple[int, int]], np.ndarray]:
             node = max((n for n in starts[pos] if n[1] <= t), key=lambda n: n[1])
             dec[t - 1, index[node]] = 1.0
             pos = node[1]
-    used = dec.any(axis=0)  # a node no prefix uses would only add to the sensitivity
-    return [n for n, u in zip(order, used, strict=True) if u], dec[:, used]
+    used = np.flatnonzero(dec.any(axis=0))  # a node no prefix uses would only add to the sensitivity
+    return [order[i] for i in used], dec[:, used]
 
 
 def _blocks(name: str, releases: int, period: int,
