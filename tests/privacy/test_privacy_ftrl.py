@@ -185,3 +185,31 @@ def test_tree_restarts_complete_each_tree_at_its_root() -> None:
 def test_unknown_factorization_is_refused() -> None:
     with pytest.raises(ConfigError, match="unknown factorization"):
         build_factorization("hadamard", 4)
+
+
+@pytest.mark.parametrize("name", ["identity", "tree", "sqrt"])
+def test_central_dp_ftrl_spends_the_budget_by_the_accountant(name: str) -> None:
+    """The trusted-server DP-FTRL baseline (central_member_dp with a factorization) trains and spends the
+    run's epsilon: the figure is dp-accounting's for one Gaussian with the stream's noise / sensitivity."""
+    from fedledger.core.config import build_config
+    from fedledger.learning import build_strategy
+    from fedledger.models import build_model
+    from fedledger.privacy.baseline import central_member_dp
+    from fedledger.sim import Simulation
+
+    cfg = build_config(dict(dataset="digits", model="logreg", clients=6, rounds=3, max_samples=400,
+                            privacy=dict(dp="member", epsilon=3.0)))
+    sim = Simulation(cfg)
+    fact = build_factorization(name, sim.planned_releases)
+    gen = torch.Generator()
+    gen.manual_seed(7)
+    res = central_member_dp(build_model("logreg", sim.data.input_shape, sim.data.num_classes, seed=0), sim.pool.X,
+                            sim.pool.clean_y, sim.test_X, sim.test_y, offsets=sim.pool.offsets,
+                            counts=sim.pool.counts, recipe=sim.recipe,
+                            strategy=build_strategy("fedavg", server_lr=1.0, trim=0.1, byzantine=0),
+                            rounds=cfg.rounds, releases=sim.planned_releases, clip_norm=cfg.privacy.clip_norm,
+                            epsilon=3.0, delta=1e-5, order_seed=1, noise=gen, factorization=fact)
+    assert res.epsilon == pytest.approx(3.0, rel=2e-3) and res.epsilon <= 3.0 + 1e-9
+    assert res.epsilon == pytest.approx(_rdp_epsilon(dpa.GaussianDpEvent(res.noise_multiplier), 1e-5), rel=1e-9)
+    assert fact.name in res.mechanism
+    assert 0.0 <= res.accuracy <= 1.0
