@@ -30,6 +30,7 @@ from fedledger.learning import Cohort, LocalRecipe, RoundUpdates, Strategy, eval
 from fedledger.models import get_flat, set_flat
 from fedledger.privacy.accounting import MemberAccountant, calibrate_noise, calibrate_rounds, gaussian_rounds_epsilon
 from fedledger.privacy.dpsgd import dpsgd_schedule, train_member_dpsgd
+from fedledger.privacy.ftrl import CorrelatedNoise, Factorization, calibrate_mf, every_release, mf_epsilon
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,17 @@ def central_member_dp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, test_X
                       test_y: torch.Tensor, *, offsets: np.ndarray, counts: np.ndarray, recipe: LocalRecipe,
                       strategy: Strategy, rounds: int, releases: int, clip_norm: float, epsilon: float,
                       delta: float, order_seed: int, noise: torch.Generator, batched: bool = True,
-                      steps: np.ndarray | None = None) -> CentralDpResult:
+                      steps: np.ndarray | None = None, factorization: Factorization | None = None) -> CentralDpResult:
     """Member-level central DP: DP-FedAvg over every member every round with a trusted server's Gaussian noise,
-    calibrated over `releases` (the federation's planned releases) by the same RDP accountant."""
+    calibrated over `releases` (the federation's planned releases) by the same RDP accountant. With a
+    `factorization` (privacy.ftrl, over `releases`) the server adds its correlated stream instead: DP-FTRL."""
     n = len(counts)
     z = calibrate_rounds(epsilon, delta, releases)
+    stream = None
+    if factorization is not None:
+        pattern = every_release(releases)
+        stream = CorrelatedNoise(factorization, calibrate_mf(factorization, pattern, epsilon, delta),
+                                 get_flat(model).numel(), noise)
     trainer = make_trainer(model, replace(recipe, proximal_mu=0.0), batched=batched)
     flat = get_flat(model).clone()
     steps = recipe.full_steps(counts) if steps is None else steps
@@ -97,11 +104,22 @@ def central_member_dp(model: nn.Module, X: torch.Tensor, y: torch.Tensor, test_X
         if not torch.isfinite(local.deltas).all():
             raise TrainingError("the central member-level DP baseline diverged (non-finite update); lower --lr")
         total = clip_rows(local.deltas, clip_norm).sum(dim=0)
-        total += torch.normal(0.0, z * clip_norm, size=total.shape, generator=noise)
+        if stream is None:
+            total += torch.normal(0.0, z * clip_norm, size=total.shape, generator=noise)
+        else:
+            total += clip_norm * stream.next()
         flat = strategy.step(flat, RoundUpdates((total / n)[None, :], np.ones(1), np.ones(1)))
     work = model
     set_flat(work, flat)
     accuracy = evaluate(work, flat, test_X, test_y)[0]
+    if stream is not None:
+        factorization = stream.factorization
+        sens = factorization.sensitivity(every_release(releases))
+        return CentralDpResult(accuracy=accuracy, epsilon=mf_epsilon(factorization, every_release(releases),
+                                                                     stream.sigma, delta), delta=delta, unit="member",
+                               mechanism=f"DP-FTRL, {factorization.name} factorization, every member every release, "
+                               "trusted server's correlated Gaussian noise (Denisov et al. 2022)",
+                               noise_multiplier=stream.sigma / sens, steps=rounds, sample_rate=1.0, members=n)
     return CentralDpResult(accuracy=accuracy, epsilon=gaussian_rounds_epsilon(z, rounds, delta), delta=delta,
                            unit="member", mechanism="DP-FedAvg, every member every round, trusted server's "
                            "Gaussian noise (McMahan et al. 2018)", noise_multiplier=z, steps=rounds,
