@@ -50,6 +50,7 @@ from fedledger.ledger.types import (
     RoundRecord,
     RoundResult,
     RoundStatus,
+    ScoringRecord,
     Slash,
     SlashReason,
     TaskId,
@@ -806,6 +807,34 @@ class Ledger:
         return _slash(self._events(receipt, "Slashed")[0])
 
     # ------------------------------------------------------------------ rewards
+    # ------------------------------------------------------------------ score commit-reveal (Scores)
+    def publish_scoring(self, task_id: int, round_id: int, evidence_root: bytes) -> None:
+        """The round's aggregator: open the committee's score commit-reveal over `evidence_root`."""
+        self._tx("publish_scoring", self._fn("scores").publish(task_id, round_id, _b32(evidence_root, "evidence root")))
+
+    def commit_scores(self, task_id: int, round_id: int, commitment: bytes) -> None:
+        """A committee member: commit to its score vector (`scores_commitment`)."""
+        self._tx("commit_scores", self._fn("scores").commit(task_id, round_id, _b32(commitment, "commitment")))
+
+    def reveal_scores(self, task_id: int, round_id: int, scores_hash: bytes, salt: bytes) -> None:
+        """A committer: reveal (scores hash, salt) once commits closed; raises `InvalidProof` on a mismatch."""
+        self._tx("reveal_scores", self._fn("scores").reveal(task_id, round_id, _b32(scores_hash, "scores hash"),
+                                                            _b32(salt, "salt")))
+
+    def scoring(self, task_id: int, round_id: int, attempt: int) -> ScoringRecord:
+        """The scoring record of one attempt (`evidence_root` zero: nothing published)."""
+        root, commit_deadline, reveal_deadline, commits, reveals, size = \
+            self._fn("scores").attempt_of(task_id, round_id, attempt).call()
+        return ScoringRecord(bytes(root), int(commit_deadline), int(reveal_deadline), int(commits), int(reveals),
+                             int(size))
+
+    def scores_commitment_of(self, task_id: int, round_id: int, attempt: int, validator: str) -> bytes:
+        return bytes(self._fn("scores").commitment_of(task_id, round_id, attempt, validator).call())
+
+    def revealed_scores(self, task_id: int, round_id: int, attempt: int, validator: str) -> bytes:
+        """The validator's revealed scores hash in that attempt (zero: none)."""
+        return bytes(self._fn("scores").revealed_of(task_id, round_id, attempt, validator).call())
+
     def reward_pool(self, task_id: int, round_id: int) -> tuple[bytes, int, int]:
         """(reward root, pool minted for contributors, claimed so far)."""
         root, amount, claimed = self._fn("rewards").pools(task_id, round_id).call()

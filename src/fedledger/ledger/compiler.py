@@ -32,6 +32,7 @@ CONTRACTS = (
     "registry",
     "task_manager",
     "governance",
+    "scores",
 )
 #: EIP-170: the largest runtime bytecode a chain accepts
 MAX_CODE_SIZE = 24_576

@@ -95,7 +95,7 @@ def _at(w3: Web3, address: str, abi: list[dict[str, object]]) -> Contract:
 
 
 def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployParams = DeployParams()) -> Deployment:
-    """Deploy and wire all contracts (15 transactions)."""
+    """Deploy and wire all contracts (16 transactions)."""
     arts = compile_all()
     start_block = int(w3.eth.block_number) + 1
     addr: dict[str, str] = {}
@@ -136,6 +136,7 @@ def deploy(w3: Web3, sender: TxSender, deployer: LocalAccount, params: DeployPar
         params.gov_quorum_bps,
         params.proposal_threshold,
     )
+    create("scores", addr["task_manager"])  # the committee's score commit-reveal (reads the task manager)
     c = {name: _at(w3, a, arts[name].abi) for name, a in addr.items()}
     sender.transact(deployer, "wire:reward_token", c["reward_token"].functions.set_minter(addr["task_manager"]))
     wire_staking = c["staking"].functions.wire(addr["registry"], addr["task_manager"], addr["governance"])

@@ -189,6 +189,25 @@ class RoundResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoringRecord:
+    """One attempt's score commit-reveal (`Scores.attempt_of`)."""
+
+    evidence_root: bytes  # the evidence the committee scores (zero: nothing published)
+    commit_deadline: int
+    reveal_deadline: int
+    commits: int
+    reveals: int
+    committee_size: int
+
+    @property
+    def published(self) -> bool:
+        return self.evidence_root != ZERO32
+
+    def reveals_open(self, now: int) -> bool:
+        return self.published and (self.commits == self.committee_size or now > self.commit_deadline)
+
+
+@dataclass(frozen=True, slots=True)
 class RoundRecord:
     task_id: TaskId
     round_id: RoundId

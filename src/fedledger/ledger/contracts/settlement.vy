@@ -117,11 +117,16 @@ def _settle(task_id: uint256, round_id: uint256, r: round_book.Round):
     for v: address in committee:
         if votes._vote_in(task_id, round_id, r.attempt, v) == votes.ACCEPT:
             accepted.append(v)
-    share: uint256 = reward * validator_share_bps // BPS // len(accepted)
+    # the contributors' pool is the reward less the validators' part whoever accepted, so the
+    # off-chain split (the reward root) divides a known amount exactly; what does not divide
+    # among the accepting validators goes back to the escrow
+    part: uint256 = reward * validator_share_bps // BPS
+    share: uint256 = part // len(accepted)
     if share > 0:
         for v: address in accepted:
             extcall peers.reward_token.mint(v, share)
-    pool: uint256 = reward - share * len(accepted)
+    task_book.tasks[task_id].escrow += part - share * len(accepted)
+    pool: uint256 = reward - part
     if pool > 0 and r.reward_root != empty(bytes32):
         extcall peers.reward_token.mint(peers.rewards.address, pool)
         extcall peers.rewards.post_root(task_id, round_id, r.reward_root, pool)
