@@ -67,7 +67,8 @@ def _check_invariants(fed: Fed, finalized: int) -> None:
     # each finalized round mints its reward less the validators' remainder unit(s) that do not divide among
     # the accepting members (fewer than the committee), which stay in the escrow (checked just below)
     supply = reward.totalSupply().call()
-    assert finalized * (TASK.reward_per_round - TEST_PARAMS.max_committee) <= supply <= finalized * TASK.reward_per_round <= funded
+    low = finalized * (TASK.reward_per_round - TEST_PARAMS.max_committee)
+    assert low <= supply <= finalized * TASK.reward_per_round <= funded
     assert L.task(fed.task_id).escrow == funded - reward.totalSupply().call()
     assert sum(L.reward_balance(a) for a in holders) + L.reward_balance(rewards) == reward.totalSupply().call()
     unpaid = 0

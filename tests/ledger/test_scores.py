@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from ledger_fed import TASK, TEST_PARAMS, Fed, h, needs_anvil
 
+from fedledger.core.blobstore import BlobStore
 from fedledger.ledger import RoundInfo
 from fedledger.ledger.claims import reward_tree
 from fedledger.ledger.errors import DeadlineError, InvalidProof, NotAuthorized, NotCommitteeMember, WrongState
-from fedledger.core.blobstore import BlobStore
 from fedledger.protocol.incentives import DEFAULT_SCORE
 from fedledger.protocol.scoring import (
     ScoreVector,

@@ -37,7 +37,8 @@ def _accuracy(x: np.ndarray, y: np.ndarray):
     return utility
 
 
-def _local_update(x: np.ndarray, y: np.ndarray, start: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+def _local_update(x: np.ndarray, y: np.ndarray, start: np.ndarray, noise: float,
+                  rng: np.random.Generator) -> np.ndarray:
     yy = np.where(rng.random(len(y)) < noise, 1 - y, y)
     w = start.copy()
     for _ in range(30):

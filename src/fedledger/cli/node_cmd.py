@@ -1,6 +1,7 @@
 """`fedledger node` (one member's daemon) and `fedledger task create|status` (the task owner's side).
 
-    fedledger node --chain URL --keystore FILE --listen HOST:PORT --state DIR [--roles trainer|aggregator|validator|owner]
+    fedledger node --chain URL --keystore FILE --listen HOST:PORT --state DIR
+                   [--roles trainer|aggregator|validator|owner]
                    [--data shard|shard:I|file:PATH] [--tasks ID,...] [--deployment FILE] [--advertise HOST:PORT]
                    [--metrics HOST:PORT] [--password-file F] [--patience S]
     fedledger task create --config FILE.toml --chain URL --keystore FILE --state DIR [--deployment FILE]
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("node", help="run one member's node: its role, on a chain, over the network")
     p.add_argument("--chain", required=True, metavar="URL", help="JSON-RPC URL of the chain")
     p.add_argument("--keystore", required=True, type=Path, metavar="FILE", help="the member's encrypted keystore")
-    p.add_argument("--password-file", type=Path, metavar="F", help="keystore password (else $FEDLEDGER_KEYSTORE_PASSWORD)")
+    p.add_argument("--password-file", type=Path, metavar="F", 
+                   help="keystore password (else $FEDLEDGER_KEYSTORE_PASSWORD)")
     p.add_argument("--listen", required=True, metavar="HOST:PORT", help="where the node's gRPC server listens")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the endpoint published on chain (default: --listen)")
     p.add_argument("--state", type=Path, metavar="DIR", help="state directory (default: ./fedledger-node-ADDRESS)")
@@ -124,20 +126,17 @@ def load_task_config(path: Path) -> tuple[Any, dict[str, Any]]:
 def cmd_task_create(args: argparse.Namespace) -> int:
     from fedledger.core.blobstore import BlobStore
     from fedledger.data import load_data
-    from fedledger.ledger import Role, TaskSpec, to_fixed
+    from fedledger.ledger import Role, TaskSpec
     from fedledger.node.chain import load_keystore, open_chain, read_password
     from fedledger.node.daemon import role_identity
+    from fedledger.protocol.terms import terms_from_spec
     from fedledger.sim.onchain import QUORUM_BPS, REWARD_PER_ROUND
 
     cfg, task = load_task_config(args.config)
     data = load_data(cfg)
     spec = {**cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(data.input_shape),
             "num_classes": data.num_classes}
-    per_round = None
-    if cfg.privacy.dp != "none":
-        from fedledger.sim.federation import Simulation
-
-        per_round = Simulation(cfg, data=data)._privacy_per_round()  # the simulation's own plan for the task
+    terms = terms_from_spec(spec)  # what every member checks the chain against before it joins
     account = load_keystore(args.keystore, read_password(args.password_file))
     blobs = BlobStore(args.state / "blobs")
     spec_hash = blobs.put(json.dumps(spec, sort_keys=True).encode())  # as `fedledger run` publishes it
@@ -153,13 +152,11 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         if ledger.utility_balance() < need:
             raise ConfigError(f"{ledger.address} holds {ledger.utility_balance() / TOKEN:g} utility tokens; the task "
                               f"escrows {need / TOKEN:g} (rewards for {cfg.rounds} rounds and the deposit)")
-        budget = cfg.privacy.epsilon if cfg.privacy.dp != "none" else None
-        spec_tx = TaskSpec(spec_hash=spec_hash, reward_per_round=reward, rounds=cfg.rounds,
-                           privacy_budget=to_fixed(budget) if budget is not None else 1,
-                           committee_size=cfg.ledger.committee, quorum_bps=int(task.get("quorum_bps", QUORUM_BPS)),
+        spec_tx = TaskSpec(spec_hash=spec_hash, reward_per_round=reward, rounds=terms.rounds,
+                           privacy_budget=terms.privacy_budget, privacy_per_round=terms.privacy_per_round,
+                           committee_size=terms.committee_size, quorum_bps=int(task.get("quorum_bps", QUORUM_BPS)),
                            submit_window=int(task.get("submit_window", 3600)),
-                           vote_window=int(task.get("vote_window", 3600)),
-                           privacy_per_round=per_round if budget is not None else None)
+                           vote_window=int(task.get("vote_window", 3600)))
         task_id = int(ledger.create_task(spec_tx))
     payload = {"task": task_id, "spec_hash": "0x" + spec_hash.hex(), "owner": account.address,
                "rounds": cfg.rounds, "spec_blob": str(blobs._path(spec_hash))}

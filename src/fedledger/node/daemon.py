@@ -21,6 +21,7 @@ keystore password (PKCS#8, BestAvailableEncryption): rotating it is one `set_end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -35,11 +36,11 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.core.errors import ConfigError, FedLedgerError, IntegrityError
 from fedledger.core.vectors import to_bytes
-from fedledger.ledger import Ledger, Role, RoundStatus
+from fedledger.ledger import Role, RoundStatus
 from fedledger.ledger.types import ZERO32
 from fedledger.node.chain import load_keystore, open_chain
-from fedledger.node.metrics import Log, Metrics, serve
 from fedledger.node.faults import FAULT_FILE, LinkFaults
+from fedledger.node.metrics import Log, Metrics, serve
 from fedledger.node.netblobs import NetworkBlobStore
 from fedledger.node.peers import PeerDirectory
 from fedledger.node.tls import KEY_FILE, NodeIdentity
@@ -58,6 +59,7 @@ from fedledger.protocol import roles
 from fedledger.protocol.roles import Network, RoundView, StageClock
 from fedledger.protocol.rules import TaskRules, task_rules
 from fedledger.protocol.signing import Registry
+from fedledger.protocol.terms import TaskTermsError, check_task_terms, read_spec
 from fedledger.secagg.keys import Identity
 
 TOKEN = 10**18
@@ -105,6 +107,7 @@ class NodeOptions:
 class TaskRun:
     task_id: int
     spec: dict[str, Any]
+    spec_bytes: bytes  # as hashed on chain: the terms are re-checked against it before each round
     rules: TaskRules
     initial: bytes
     net: Network
@@ -156,7 +159,8 @@ class NodeDaemon:
         if o.metrics:
             server = serve(self.metrics, o.metrics)
             self._closers.insert(0, server.shutdown)
-            self.metrics.health["metrics"] = f"{server.server_address[0]}:{server.server_address[1]}"
+            host, port = server.server_address[:2]
+            self.metrics.health["metrics"] = f"{host!s}:{port}"
         self.log("started", address=self.address, role=o.role.name.lower(), endpoint=url,
                  metrics=self.metrics.health.get("metrics"), tasks=list(o.tasks))
         return self
@@ -196,7 +200,7 @@ class NodeDaemon:
     def _sources(self) -> list[str]:
         """Peers that may hold a blob: every member with a published endpoint, this round's aggregators and task
         owners first."""
-        everyone = [a for a in self.transport.directory._registry.endpoints() if a != self.address]  # noqa: SLF001
+        everyone = [a for a in self.transport.directory._registry.endpoints() if a != self.address]
         first: set[str] = set()
         for run in self.runs.values():
             if run.state:
@@ -216,11 +220,9 @@ class NodeDaemon:
 
     def join(self, task_id: int) -> TaskRun:
         info = self.ledger.task(task_id)
-        spec = json.loads(self.blobs.get(info.spec_hash))  # by its hash on chain, from a peer if need be
-        terms = _terms_check()
-        if terms is not None:
-            terms(self.ledger, task_id, spec)
-        # LEAD: fedledger.protocol.terms.check_task_terms(ledger, task_id, spec) is called here when it exists
+        raw = read_spec(info, self.blobs.get)  # by its hash on chain, from a peer if need be
+        check_task_terms(info, raw)  # refuse a task whose committed terms its spec does not fix
+        spec = json.loads(raw)
         rules = task_rules(spec)
         why = unsupported(rules)
         if why is not None:
@@ -234,7 +236,7 @@ class NodeDaemon:
 
         net = Network(ledger.backend.chain_id, ledger.deployment.addresses["task_manager"], Registry(lookup),
                       self._trainers())
-        common = {"clock": self.clock, "identity": self.identity, "net": net}
+        common: dict[str, Any] = {"clock": self.clock, "identity": self.identity, "net": net}
         t = self.transport
         pool = info.reward_per_round - info.reward_per_round * ledger.params()["validator_share_bps"] // 10_000
         if role is Role.TASK_OWNER:
@@ -272,11 +274,12 @@ class NodeDaemon:
                                 reward_pool=pool, held_out=len(split.y), rules=rules.secure,
                                 strategy=rules.strategy, private=rules.private, **common)
         self.log("joined", task=task_id, rounds=info.rounds, role=role.name.lower())
-        return TaskRun(task_id, spec, rules, initial, net, r)
+        return TaskRun(task_id, spec, raw, rules, initial, net, r)
 
     # ------------------------------------------------------------------ the loop
     def observe(self, run: TaskRun) -> RoundView | None:
         task = self.ledger.task(run.task_id)
+        check_task_terms(task, run.spec_bytes)  # governance or the owner may not change them once joined
         if task.current_round == 0:
             if isinstance(run.role, roles.TaskOwner):
                 run.role.open()
@@ -310,7 +313,12 @@ class NodeDaemon:
                     self.log("join_failed", level="warning", task=task_id, error=str(e)[:300])
                     continue
             run = self.runs[task_id]
-            view = self.observe(run)
+            try:
+                view = self.observe(run)
+            except TaskTermsError as e:
+                self.metrics.error("terms")
+                self.log("terms_changed", level="error", task=task_id, error=str(e)[:300])
+                continue
             self.metrics.last_chain_read = time.monotonic()
             if view is None:
                 continue
@@ -364,17 +372,8 @@ class NodeDaemon:
 
     def close(self) -> None:
         for close in self._closers:
-            try:
+            with contextlib.suppress(Exception):  # closing what is left; the process is ending
                 close()
-            except Exception:  # noqa: BLE001 - closing what is left; the process is ending
-                pass
         self._closers = []
         self.log("stopped")
 
-
-def _terms_check() -> Callable[..., Any] | None:
-    try:
-        from fedledger.protocol import terms  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(terms, "check_task_terms", None)

@@ -108,7 +108,7 @@ def serve(metrics: Metrics, listen: str, *, stale: float = 60.0) -> ThreadingHTT
         raise ConfigError(f"--metrics {listen!r}: use HOST:PORT")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if self.path == "/metrics":
                 code, body, kind = 200, metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8"
             elif self.path in ("/healthz", "/health"):
@@ -122,7 +122,7 @@ def serve(metrics: Metrics, listen: str, *, stale: float = 60.0) -> ThreadingHTT
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     try:

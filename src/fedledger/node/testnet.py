@@ -396,10 +396,10 @@ class Testnet:
                 m.save(self.root)
                 backend.persist()
             self._hand_out_spec(ledger, m)
-            members = [spec for spec in m.nodes if spec.role != "owner"]
-            for spec in members:
+            joining = [spec for spec in m.nodes if spec.role != "owner"]
+            for spec in joining:
                 start_node(self.root, m, spec)
-            self._wait_joined(ledger, m, members, JOIN_TIMEOUT)
+            self._wait_joined(ledger, m, joining, JOIN_TIMEOUT)
             start_node(self.root, m, m.node("owner"))  # it opens round 1 once every member is in the pools
             clock = _Clock(ledger, stall)
             watch = _Watch(self.root, m)

@@ -70,7 +70,7 @@ BATCH_TAIL_SIGMAS = 6.0
 PLAIN_MAX_SCALE = 2.0**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecordPlan(DdpPlan):
     """A `DdpPlan` for record-level DP-SGD steps through SecAgg+.
 

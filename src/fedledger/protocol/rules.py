@@ -17,8 +17,8 @@ from fedledger.core.config import FederationConfig, build_config
 from fedledger.core.errors import DataError
 from fedledger.core.rng import derive_seed
 from fedledger.data import DATASETS
-from fedledger.ledger.types import to_fixed
 from fedledger.learning import build_strategy
+from fedledger.ledger.types import to_fixed
 from fedledger.models import build_model, get_flat
 from fedledger.privacy import DdpPlan, DistributedDP
 from fedledger.protocol.secure import SecureRules

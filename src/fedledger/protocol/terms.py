@@ -47,10 +47,7 @@ class TaskTerms:
 def terms_from_spec(spec: dict[str, Any], *, dim: int | None = None) -> TaskTerms:
     """The terms a task with spec `spec` must commit. `dim` (the model's size) saves rebuilding the model."""
     cfg = task_config(spec)
-    if cfg.privacy.dp == "none":
-        budget = NO_PRIVACY_BUDGET
-    else:
-        budget = to_fixed(cfg.privacy.epsilon)
+    budget = NO_PRIVACY_BUDGET if cfg.privacy.dp == "none" else to_fixed(cfg.privacy.epsilon)
     per_round = privacy_per_round(spec, dim=dim) if cfg.privacy.dp == "member" else None
     return TaskTerms(rounds=cfg.rounds, committee_size=cfg.ledger.committee, privacy_budget=budget,
                      privacy_per_round=budget if per_round is None else per_round)
