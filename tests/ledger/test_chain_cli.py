@@ -41,6 +41,7 @@ def test_up_then_status_then_deploy(tmp_path, capsys) -> None:
         "registry",
         "task_manager",
         "governance",
+        "scores",
     }
     assert run("chain", "status", "--out", str(out), "--json") == 0
     status = json.loads(capsys.readouterr().out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ledger_fed import TASK, E, build_fed
+from ledger_fed import TASK, TEST_PARAMS, E, build_fed
 
 from fedledger.ledger import Ledger, RoundStatus
 from fedledger.ledger.errors import AlreadyClaimed, NotCommitteeMember, QuorumNotReached
@@ -33,7 +33,8 @@ def test_memory_round_claim_and_reverts(memory_ledger: Ledger) -> None:
     # the receipts-only index saw everything, including the deployment's own events
     assert fed.ledger.events("RoundFinalized", task_id=fed.task_id)[0].args["round_id"] == info.round_id
     assert fed.ledger.events("MinterSet")
-    assert fed.ledger.contracts["reward_token"].functions.totalSupply().call() == TASK.reward_per_round
+    supply = fed.ledger.contracts["reward_token"].functions.totalSupply().call()
+    assert TASK.reward_per_round - TEST_PARAMS.max_committee < supply <= TASK.reward_per_round  # residue escrowed
     snap = fed.ledger.snapshot()
     fed.ledger.advance_time(10)
     fed.ledger.revert(snap)

@@ -642,6 +642,7 @@ class Simulation:
                     result.final_accuracy, result.final_model_hash = record.accuracy, record.model_hash
                     result.privacy = self.privacy_report()
                     result.ledger = chain.summary() if chain is not None else None
+                    result.traffic = self._traffic(result)
                     write_results(out, result.to_json())
                 if on_round:
                     on_round(record)
@@ -659,8 +660,7 @@ class Simulation:
         result.final_accuracy = evaluate(self.model, self.global_flat, self.test_X, self.test_y)[0]
         result.final_model_hash = model_hash(self.global_flat)
         result.privacy = self.privacy_report()
-        result.traffic = traffic_report([(r.bytes_up, r.participants) for r in result.rounds], self.dim,
-                                        self.ddp.plan if self.ddp is not None else None)
+        result.traffic = self._traffic(result)
         result.attack = self.attacks.summary() if self.attacks.active else None
         if self.proofs is not None:
             result.zk = {"update_spec": asdict(self.proofs.spec), "keys": self.proofs.keys_record}
@@ -890,6 +890,10 @@ class Simulation:
             free.add("data")
         cfg = self.cfg.model_dump(exclude=free)
         return json.dumps(cfg, sort_keys=True)
+
+    def _traffic(self, result: RunResult) -> dict[str, Any]:
+        return traffic_report([(r.bytes_up, r.participants) for r in result.rounds], self.dim,
+                              self.ddp.plan if self.ddp is not None else None)
 
     def _checkpoint(self, out: Path, result: RunResult) -> None:
         out.mkdir(parents=True, exist_ok=True)
