@@ -66,9 +66,6 @@ def test_a_small_testnet_runs_its_task_to_the_end_and_audits_clean(tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open: on its first run the testnet's round-1 model hash differed from "
-                          "fedledger run's with the same seed and configuration; the cause is not found yet",
-                   strict=False)
 def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Same role code, another transport: ten processes (owner, 3 aggregators, 3 validators, 3 trainers) in

@@ -50,6 +50,7 @@ from fedledger.node.work import (
     NodeAggregation,
     NodeWork,
     commitment,
+    committed_counts,
     evaluator,
     initial_model,
     member_split,
@@ -256,7 +257,8 @@ class NodeDaemon:
             elif me.metadata != wanted:
                 raise IntegrityError(f"this node's data ({len(split.y)} examples) is not what {self.address} "
                                      f"committed to when it joined task {task_id}")
-            work = NodeWork(rules, spec, split, number, task_id, self.blobs, self.clock)
+            work = NodeWork(rules, spec, split, number, task_id, self.blobs, self.clock,
+                            committed_counts(ledger, net))
             r = roles.Trainer(ledger, task_id, t, self.blobs, member=number, work=work, rules=rules.secure, **common)
         elif role is Role.AGGREGATOR:
             if not ledger.joined(task_id):
