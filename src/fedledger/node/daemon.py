@@ -2,9 +2,9 @@
 
 It runs THE SAME role classes as the simulation (`protocol.roles`: TaskOwner, Trainer, Aggregator, Validator),
 one account per process, over a `GrpcTransport`, with a blob store that fetches what it lacks from peers
-(`blobmap.NetBlobStore`: by protocol address, resolved to a CID and verified on receipt). The loop: read each task's round from the chain, build the `RoundView` every member
-derives alike (record, cohort from the seed, model the round starts from), step the node's roles, sleep a
-poll interval when none progressed.
+(`blobmap.NetBlobStore`: by protocol address, resolved to a CID and verified on receipt). The loop: read each
+task's round from the chain, build the `RoundView` every member derives alike (record, cohort from the seed,
+model the round starts from), step the node's roles, sleep a poll interval when none progressed.
 
 `idle` (the roles' "the collection or vote deadline is reached" pass): in the simulation it is the pass after
 nobody progressed; here a node cannot see the others, so a role is idle once the round's (attempt, status)
@@ -38,9 +38,9 @@ from fedledger.core.errors import ConfigError, FedLedgerError, IntegrityError
 from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Role, RoundStatus
 from fedledger.ledger.types import ZERO32
-from fedledger.node.chain import load_keystore, open_chain
 from fedledger.node.blobmap import FETCH_POLICY, NetBlobStore
 from fedledger.node.blobs import CidStore
+from fedledger.node.chain import load_keystore, open_chain
 from fedledger.node.faults import FAULT_FILE, LinkFaults
 from fedledger.node.metrics import Log, Metrics, serve
 from fedledger.node.peers import PeerDirectory

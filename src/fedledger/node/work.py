@@ -36,7 +36,6 @@ from fedledger.protocol.rules import TaskRules, model_shape
 from fedledger.protocol.signing import data_commitment
 from fedledger.sim.federation import _validator_holdouts, recipe_of
 
-
 #: a round's cohort as member number -> the example count it committed to (`commitment`), from the chain
 CohortCounts = Callable[[RoundView], dict[int, int]]
 
