@@ -1,7 +1,8 @@
 """An owner who commits on chain other terms than its task's spec fixes (a larger committee, a privacy budget the
 spec does not spend) cannot draw members in: a real `fedledger node` trainer process, with the spec in hand, checks
 the committed terms against it before it joins (`protocol.terms.check_task_terms` in `NodeDaemon.join`), logs
-why it refuses, and never joins on chain, while it joins the same owner's honest task at once."""
+why it refuses, and never joins on chain, while it joins the same owner's honest task at once; and once it has
+joined, a change of the committed terms (a governance decision) stops it before the next round."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import pytest
 from eth_account import Account
 
 from fedledger.core.config import WHOLE_SYSTEM, load_config
-from fedledger.ledger import Ledger, to_fixed
+from fedledger.ledger import GovAction, Ledger, Role, to_fixed
 from fedledger.ledger.anvil import find_anvil
 from fedledger.ledger.backends import AnvilBackend
 from fedledger.ledger.types import TaskSpec
+from fedledger.node.daemon import STAKES, role_identity
 from fedledger.node.testnet import PASSWORD_FILE, Testnet, node_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed (make node)")]
@@ -92,6 +94,37 @@ def test_a_trainer_node_refuses_a_task_whose_committed_terms_its_spec_does_not_f
         events = log_events(log)
         assert any(e.get("event") == "joined" and e.get("task") == honest for e in events)
         assert not any(e.get("event") == "joined" and e.get("task") in (bigger_committee, more_privacy) for e in events)
+
+        # once joined: governance moves the honest task's committee size away from its spec's (a passed proposal
+        # of the staked validators); before each round the node re-checks the terms, logs it and does nothing
+        gov = ledger.contracts["governance"].functions
+        voters = []
+        for v in (n for n in m.nodes if n.role == "validator"):
+            account = Account.from_key(Account.decrypt(json.loads((v.dir(tmp_path) / "keystore.json").read_text()),
+                                                       password))
+            voter = ledger.as_account(account)
+            voter.register(Role.VALIDATOR, role_identity(account).public_bytes)
+            voter.stake(STAKES[Role.VALIDATOR])
+            voters.append(voter)
+        ledger.advance_time(1)
+        pid = voters[0].propose(GovAction.TASK_COMMITTEE_SIZE, key=honest, value=info.committee_size + 1)
+        ledger.advance_time(1)
+        for voter in voters:
+            voter.vote_proposal(pid, True)
+        ledger.advance_time(int(gov.voting_period().call()) + 1)
+        voters[0].queue(pid)
+        ledger.advance_time(int(gov.timelock().call()))
+        voters[0].execute(pid)
+        assert ledger.task(honest).committee_size == info.committee_size + 1
+        seen = len(log_events(log))
+        end = time.monotonic() + 120
+        changed: list[dict[str, Any]] = []
+        while not changed and time.monotonic() < end:
+            changed = [e for e in log_events(log)[seen:] if e.get("event") == "terms_changed"]
+            time.sleep(0.5)
+        assert changed and changed[0]["task"] == honest, log.read_text()[-2000:]
+        assert f"committee_size {info.committee_size + 1} (the spec fixes 3)" in changed[0]["error"]
+        assert not any(e.get("event") in ("acted", "round") for e in log_events(log)[seen:])
     finally:
         if proc is not None:
             proc.terminate()
