@@ -38,7 +38,8 @@ def test_each_node_gets_its_own_random_key_encrypted_under_a_private_password(tm
     m = Testnet(tmp_path).create(cfg, 3)
     names = [n.name for n in m.nodes]
     assert names == ["owner", "agg1", "agg2", "agg3", "val1", "val2", "val3", "m01", "m02", "m03"]
-    assert [n.data for n in m.nodes if n.role == "trainer"] == ["shard:0", "shard:1", "shard:2"]
+    # a member's shard is its member number (its place among trainer registrations), as in `fedledger run`
+    assert [n.data for n in m.nodes if n.role == "trainer"] == ["shard", "shard", "shard"]
     pw = tmp_path / PASSWORD_FILE
     assert stat.S_IMODE(pw.stat().st_mode) == 0o600
     password = pw.read_text().strip()
@@ -71,7 +72,7 @@ def test_a_node_is_started_with_its_own_key_port_shard_and_state(tmp_path: Path)
     i = argv.index("node")
     flags = dict(zip(argv[i + 1 :: 2], argv[i + 2 :: 2], strict=True))
     assert flags["--keystore"] == str(tmp_path / "nodes" / "m02" / "keystore.json")
-    assert flags["--listen"] == f"127.0.0.1:{spec.port}" and flags["--data"] == "shard:1"
+    assert flags["--listen"] == f"127.0.0.1:{spec.port}" and flags["--data"] == "shard"
     assert flags["--roles"] == "trainer" and flags["--tasks"] == "1" and flags["--chain"] == m.chain_url
     assert flags["--state"] == str(tmp_path / "nodes" / "m02" / "state")
     assert flags["--password-file"] == str(tmp_path / PASSWORD_FILE)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +65,6 @@ def test_a_small_testnet_runs_its_task_to_the_end_and_audits_clean(tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open: on its first run the testnet's round-1 model hash differed from "
-                          "fedledger run's with the same seed and configuration; the cause is not found yet",
-                   strict=False)
 def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Same role code, another transport: ten processes (owner, 3 aggregators, 3 validators, 3 trainers) in
@@ -90,54 +86,74 @@ def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Pa
     audit_clean(net_dir, capsys)
 
 
-def _victim(stage: str) -> Callable[[Testnet, dict[str, Any]], str | None]:
-    """The node to kill when the round is at `stage` (None: not yet)."""
+#: (role, the first round it is killed in): one testnet, a different stage of a later round each time (four
+#: separate testnets cost ~2.7 min each on 2 loaded cores; this one costs about as much as two)
+KILLS = (("aggregator", 1), ("trainer", 2), ("validator", 3), ("owner", 4))
+ROUNDS = 5  # one clean round after the last kill: the owner, killed last, opens it
 
-    def pick(net: Testnet, status: dict[str, Any]) -> str | None:
-        cur = (status.get("task") or {}).get("current_round") or {}
-        m = net.manifest
-        if stage == "owner" and cur.get("round") == 1:
-            return "owner"
-        if cur.get("round") != 1 or cur.get("status") not in ("open", "submitted"):
-            return None
-        if stage == "trainer" and cur["status"] == "open":
-            return "m01"
-        if stage == "aggregator" and cur["status"] == "open":
-            spec = m.named(cur["aggregator"])
-            return spec.name if spec is not None else None
-        if stage == "validator" and cur["status"] == "submitted" and cur.get("committee"):
-            spec = m.named(cur["committee"][0])
-            return spec.name if spec is not None else None
+
+def _victim(net: Testnet, stage: str, at: int, status: dict[str, Any]) -> str | None:
+    """The node to kill now for `stage`, from round `at` on (None: not yet): the aggregator drawn for an open
+    round, a trainer of an open round (training or sending), the first committee validator of a submitted round
+    (verifying and voting), the owner whatever the round does."""
+    cur = (status.get("task") or {}).get("current_round") or {}
+    if cur.get("round", 0) < at or cur["round"] >= ROUNDS:
         return None
-
-    return pick
+    if stage == "owner":
+        return "owner"
+    if stage == "trainer" and cur["status"] == "open":
+        return "m01"
+    if stage == "aggregator" and cur["status"] == "open":
+        spec = net.manifest.named(cur["aggregator"])
+        return spec.name if spec is not None else None
+    if stage == "validator" and cur["status"] == "submitted" and cur.get("committee"):
+        spec = net.manifest.named(cur["committee"][0])
+        return spec.name if spec is not None else None
+    return None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["trainer", "aggregator", "validator", "owner"])
-def test_killing_one_node_at_each_stage_does_not_stop_the_federation(stage: str, tmp_path: Path,
+def test_killing_one_node_at_each_stage_does_not_stop_the_federation(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """SIGKILL one node while its role is at work in round 1, start it again a few seconds later: every round is
-    finalized (redone where it has to be), the audit is clean, and the restarted process acts in a later round."""
-    cfg = config(rounds=3, **{"ledger.committee": 3, "privacy.dp": "none", "privacy.secagg": False})
+    """SIGKILL one node while its role is at work (the aggregator collecting, a trainer training, a validator
+    voting, the owner), start it again 4 s later, then the next: every round is finalized (redone where it has
+    to be), the audit is clean, and each restarted process acts again in a later round (the aggregator: in
+    every later round the chain draws it for; there are two, so a later draw is likely but not certain)."""
+    cfg = config(rounds=ROUNDS, **{"ledger.committee": 3, "privacy.dp": "none", "privacy.secagg": False})
     net = Testnet(tmp_path)
-    pick = _victim(stage)
-    killed: dict[str, Any] = {}
+    done: list[dict[str, Any]] = []
+    drawn: dict[int, set[str]] = {}  # round -> aggregators drawn for it (any attempt)
 
     def chaos(status: dict[str, Any]) -> None:
-        if "name" not in killed:
-            name = pick(net, status)
-            if name is not None:
-                net.kill(name)
-                killed.update(name=name, at=time.monotonic(), round=status["task"]["current_round"])
-        elif "restarted" not in killed and time.monotonic() - killed["at"] > 4.0:
-            net.start(killed["name"])
-            killed["restarted"] = time.monotonic()
+        cur = (status.get("task") or {}).get("current_round") or {}
+        if cur.get("aggregator"):
+            drawn.setdefault(cur["round"], set()).add(cur["aggregator"])
+        if done and "restarted" not in done[-1]:
+            if time.monotonic() - done[-1]["at"] > 4.0:
+                net.start(done[-1]["name"])
+                done[-1]["restarted"] = cur.get("round", 0)
+            return
+        if len(done) == len(KILLS):
+            return
+        stage, at = KILLS[len(done)]
+        name = _victim(net, stage, at, status)
+        if name is not None:
+            net.kill(name)
+            done.append({"stage": stage, "name": name, "at": time.monotonic(), "round": dict(cur)})
 
-    payload = net.up(cfg, 4, stall=3.0, timeout=2400, on_status=chaos)
-    assert "restarted" in killed, f"the {stage} was never killed: the run did not reach its stage"
-    assert len(payload["rounds"]) == 3 and all(r["finalized"] for r in payload["rounds"])
-    node = next(n for n in payload["testnet"]["nodes"] if n["name"] == killed["name"])
-    assert node["processes"] == 2  # the killed process and its restart
-    assert node["rounds_acted"] >= 1  # counted by the restarted process: it took part again
+    started = time.monotonic()
+    payload = net.up(cfg, 3, aggregators=2, stall=3.0, timeout=2400, on_status=chaos)
+    wall = time.monotonic() - started
+    assert [d["stage"] for d in done] == [k for k, _ in KILLS], f"stages reached: {done}"
+    assert all("restarted" in d for d in done), done
+    assert len(payload["rounds"]) == ROUNDS and all(r["finalized"] for r in payload["rounds"])
+    nodes = {n["name"]: n for n in payload["testnet"]["nodes"] if "role" in n}
+    for d in done:
+        node = nodes[d["name"]]
+        assert node["processes"] == 2, d  # the killed process and its restart
+        later = any(node["address"] in drawn.get(r, ()) for r in range(d["restarted"] + 1, ROUNDS + 1))
+        if d["stage"] != "aggregator" or later:
+            assert node["rounds_acted"] >= 1, d  # counted by the restarted process: it took part again
+    assert all(n["processes"] == 1 for name, n in nodes.items() if name not in {d["name"] for d in done})
     audit_clean(tmp_path, capsys)
+    print(f"kill test: {wall:.0f} s wall, kills {[(d['stage'], d['name'], d['round'].get('round')) for d in done]}")

@@ -170,9 +170,15 @@ class BatchedTrainer:
         y: torch.Tensor,
         cohort: Cohort,
         gen: torch.Generator,
+        *,
+        keys_width: int | None = None,
     ) -> LocalResult:
-        """The whole cohort's results at once (memory grows with the cohort: deltas [M, d])."""
-        parts = [part for _, part in self.train_chunks(global_flat, X, y, cohort, gen)]
+        """The whole cohort's results at once (memory grows with the cohort: deltas [M, d]).
+
+        `keys_width` (None: the cohort's largest count) is the width of each member's row of the sample-order
+        draw and caps the minibatch width: a member training alone (a node) passes its whole cohort's, with
+        `gen` advanced past the rows of the members before it, to get the bits the whole cohort's call gives it."""
+        parts = [part for _, part in self.train_chunks(global_flat, X, y, cohort, gen, keys_width=keys_width)]
         if len(parts) == 1:
             return parts[0]
         if not parts:
@@ -190,6 +196,7 @@ class BatchedTrainer:
         gen: torch.Generator,
         *,
         chunk: int | None = None,
+        keys_width: int | None = None,
     ) -> Iterator[tuple[int, LocalResult]]:
         """(first member's index in the cohort, results of the members from there), chunk after chunk in
         member order. A chunk is `chunk` members rounded up to whole blocks (None: one block); the caller
@@ -198,7 +205,7 @@ class BatchedTrainer:
         if members == 0:
             return
         counts = torch.as_tensor(cohort.counts)
-        keys_width = int(counts.max())
+        keys_width = int(counts.max()) if keys_width is None else keys_width
         width = min(self.recipe.batch_size, keys_width)
         block = self.block_members(width, int(np.prod(X.shape[1:])))
         size = block if chunk is None else block * max(1, -(-chunk // block))
@@ -296,10 +303,12 @@ class SequentialTrainer:
         y: torch.Tensor,
         cohort: Cohort,
         gen: torch.Generator,
+        *,
+        keys_width: int | None = None,
     ) -> LocalResult:
         r = self.recipe
         counts = torch.as_tensor(cohort.counts)
-        order = _positions(counts, gen)
+        order = _positions(counts, gen, keys_width)
         start = global_flat.detach().float()
         buffers0 = [b.detach().clone() for b in self.model.buffers()]
         deltas, losses = [], []

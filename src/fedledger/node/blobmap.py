@@ -9,10 +9,16 @@ the mapping for every blob it holds:
   (`cids/<address>`);
 - a peer asks `Resolve(0x00 || address)` and gets the CID; `Resolve(0x01 || key)` gets the protocol address a
   name (a Merkle root, `BlobStore.name`) is filed under, then its CID;
-- `get` of a blob this node lacks asks each source in turn (by default the peers `sources()` names: the
-  node that made the blob first), fetches by CID (`GrpcTransport.fetch_blob`: sha2-256 checked on receipt)
-  and keeps the bytes only if they also hash to the protocol address asked for. A source that maps an
-  address to another blob's CID, or serves other bytes, is skipped and recorded in `transport.refused`.
+- `get` of a blob this node lacks asks each source in turn (by default the peers `sources()` names: on a
+  node, every member with a published endpoint, the round's aggregator first), fetches by CID
+  (`GrpcTransport.fetch_blob`: sha2-256 checked on receipt) and keeps the bytes only if they also hash to the
+  protocol address asked for, so this node serves them on in turn. A source that maps an address to another
+  blob's CID, or serves other bytes, is skipped and recorded in `transport.refused`; each source is asked
+  under `policy` (a node's daemon: `FETCH_POLICY`, quick, as a peer that is down must not hold up the others,
+  and a role step that fails for want of a blob is retried on the daemon's next pass).
+
+This is how a node's roles reach what they lack: the global model the last round's aggregator stored, the
+evidence a validator checks, the task spec the owner published, a round manifest filed under its root.
 
 Resolve answers are untrusted hints: a blob is kept only when its bytes hash to the address asked for, and
 a name is, as in the local store, a lookup its reader verifies (`RoundManifest.find` recomputes the root).
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.node.cid import cid_of, digest_of
+from fedledger.node.transport import RetryPolicy
 from fedledger.protocol.transport import TransportError
 
 if TYPE_CHECKING:
@@ -34,19 +41,28 @@ if TYPE_CHECKING:
 
 BLOB_QUERY = b"\x00"
 NAME_QUERY = b"\x01"
+#: a fetch asks each source once, quickly: a peer that is down must not hold up the others
+FETCH_POLICY = RetryPolicy(attempts=3, base=0.05, cap=0.5, total=3.0, rpc_timeout=20.0)
 
 
 class NetBlobStore(BlobStore):
     """A node's protocol blob store: local first, then fetched by CID from `sources()` and verified twice."""
 
     def __init__(self, root: Path | str, transport: GrpcTransport | None = None,
-                 sources: Callable[[], Sequence[str]] = lambda: ()) -> None:
+                 sources: Callable[[], Sequence[str]] = lambda: (), *, policy: RetryPolicy | None = None) -> None:
         super().__init__(root)
-        self.transport = transport
+        self.transport: GrpcTransport | None = None
         self.sources = sources
+        self.policy = policy  # per source (None: the transport's own; a node's daemon passes FETCH_POLICY)
         self.fetched = 0  # blobs fetched from peers
+        self.fetched_bytes = 0
         if transport is not None:
-            transport.resolver = self.answer
+            self.attach(transport)
+
+    def attach(self, transport: GrpcTransport) -> None:
+        """Serve and fetch through `transport` (a node builds its store before its transport runs)."""
+        self.transport = transport
+        transport.resolver = self.answer
 
     # ------------------------------------------------------------------ local
     def _cid_path(self, address: bytes) -> Path:
@@ -59,11 +75,11 @@ class NetBlobStore(BlobStore):
 
     def _map(self, address: bytes, data: bytes) -> None:
         path = self._cid_path(address)
+        cid = cid_of(data)
+        if self.transport is not None and self.transport.blobs is not None and not self.transport.blobs.has(cid):
+            self.transport.blobs.add(data)  # served by CID (also what was stored before the transport ran)
         if path.exists():
             return
-        cid = cid_of(data)
-        if self.transport is not None and self.transport.blobs is not None:
-            self.transport.blobs.add(data)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(cid)
@@ -76,6 +92,8 @@ class NetBlobStore(BlobStore):
         try:
             cid = self._cid_path(address).read_text().strip()
             digest_of(cid)
+            if self.transport is not None and self.transport.blobs is not None and not self.transport.blobs.has(cid):
+                raise OSError("mapped but not served yet")
             return cid
         except (OSError, IntegrityError):  # held before the map existed, or the map file is damaged: remap
             data = super().get(address)
@@ -116,12 +134,12 @@ class NetBlobStore(BlobStore):
             if peer.lower() == self.transport.address:
                 continue
             try:
-                answer = self.transport.resolve_at(peer, BLOB_QUERY + address)
+                answer = self.transport.resolve_at(peer, BLOB_QUERY + address, policy=self.policy)
                 if answer is None:
                     errors.append(f"{peer}: does not hold it")
                     continue
                 cid = answer.decode("ascii", "replace")
-                data = self.transport.fetch_blob(cid, [peer])
+                data = self.transport.fetch_blob(cid, [peer], policy=self.policy)
             except (TransportError, IntegrityError) as e:
                 errors.append(f"{peer}: {e}")
                 continue
@@ -131,6 +149,7 @@ class NetBlobStore(BlobStore):
                 continue
             self.put(data)
             self.fetched += 1
+            self.fetched_bytes += len(data)
             return data
         raise IntegrityError(f"blob 0x{address.hex()} is not in the store at {self.root} and no peer served it"
                              + (f" ({'; '.join(errors)})" if errors else ""))
@@ -145,7 +164,7 @@ class NetBlobStore(BlobStore):
             if peer.lower() == self.transport.address:
                 continue
             try:
-                answer = self.transport.resolve_at(peer, NAME_QUERY + key)
+                answer = self.transport.resolve_at(peer, NAME_QUERY + key, policy=self.policy)
             except TransportError:
                 continue
             if answer is None or len(answer) <= 32:

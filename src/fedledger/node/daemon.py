@@ -2,9 +2,9 @@
 
 It runs THE SAME role classes as the simulation (`protocol.roles`: TaskOwner, Trainer, Aggregator, Validator),
 one account per process, over a `GrpcTransport`, with a blob store that fetches what it lacks from peers
-(`NetworkBlobStore`). The loop: read each task's round from the chain, build the `RoundView` every member
-derives alike (record, cohort from the seed, model the round starts from), step the node's roles, sleep a
-poll interval when none progressed.
+(`blobmap.NetBlobStore`: by protocol address, resolved to a CID and verified on receipt). The loop: read each
+task's round from the chain, build the `RoundView` every member derives alike (record, cohort from the seed,
+model the round starts from), step the node's roles, sleep a poll interval when none progressed.
 
 `idle` (the roles' "the collection or vote deadline is reached" pass): in the simulation it is the pass after
 nobody progressed; here a node cannot see the others, so a role is idle once the round's (attempt, status)
@@ -38,10 +38,11 @@ from fedledger.core.errors import ConfigError, FedLedgerError, IntegrityError
 from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Role, RoundStatus
 from fedledger.ledger.types import ZERO32
+from fedledger.node.blobmap import FETCH_POLICY, NetBlobStore
+from fedledger.node.blobs import CidStore
 from fedledger.node.chain import load_keystore, open_chain
 from fedledger.node.faults import FAULT_FILE, LinkFaults
 from fedledger.node.metrics import Log, Metrics, serve
-from fedledger.node.netblobs import NetworkBlobStore
 from fedledger.node.peers import PeerDirectory
 from fedledger.node.tls import KEY_FILE, NodeIdentity
 from fedledger.node.transport import GrpcTransport
@@ -50,6 +51,7 @@ from fedledger.node.work import (
     NodeAggregation,
     NodeWork,
     commitment,
+    committed_counts,
     evaluator,
     initial_model,
     member_split,
@@ -143,12 +145,12 @@ class NodeDaemon:
         # the peer directory reads the chain from the transport's threads: its own session (and event index)
         peers_ledger = open_chain(o.chain, o.state / "peers", deployment=o.state / "chain" / "deployment.json")
         self._closers.append(peers_ledger.close)
-        self.blobs = NetworkBlobStore(o.state / "blobs", self._sources)
+        self.blobs = NetBlobStore(o.state / "blobs", sources=self._sources, policy=FETCH_POLICY)
         self.transport = GrpcTransport(self.address, self.tls, PeerDirectory(peers_ledger, ttl=1.0, probe_retry=1.0),
-                                       listen=o.listen, store=self.blobs,
+                                       listen=o.listen, blobs=CidStore(o.state / "cids"),
                                        faults=LinkFaults(o.state / FAULT_FILE)).start()  # testnet link faults
         self._closers.insert(0, lambda: self.transport.stop(0))
-        self.blobs.transport = self.transport
+        self.blobs.attach(self.transport)
         url = o.advertise or self.transport.url
         current = self.ledger.endpoint(self.address)
         if current is None or current.url != url or current.tls_fingerprint != self.tls.fingerprint:
@@ -256,7 +258,8 @@ class NodeDaemon:
             elif me.metadata != wanted:
                 raise IntegrityError(f"this node's data ({len(split.y)} examples) is not what {self.address} "
                                      f"committed to when it joined task {task_id}")
-            work = NodeWork(rules, spec, split, number, task_id, self.blobs, self.clock)
+            work = NodeWork(rules, spec, split, number, task_id, self.blobs, self.clock,
+                            committed_counts(ledger, net))
             r = roles.Trainer(ledger, task_id, t, self.blobs, member=number, work=work, rules=rules.secure, **common)
         elif role is Role.AGGREGATOR:
             if not ledger.joined(task_id):
@@ -354,7 +357,7 @@ class NodeDaemon:
             self.metrics.stages(self.clock.take())
             self.metrics.set("bytes_sent_total", sum(self.transport.bytes_sent.values()))
             self.metrics.set("bytes_received_total", sum(self.transport.bytes_received.values()))
-            self.metrics.set("blob_bytes_fetched_total", self.blobs.fetched)
+            self.metrics.set("blob_bytes_fetched_total", self.blobs.fetched_bytes)
             if isinstance(run.role, roles.TaskOwner) and r.status is RoundStatus.FINALIZED \
                     and self.ledger.task(task_id).finalized_rounds >= self.ledger.task(task_id).rounds \
                     and run.state[1] is RoundStatus.FINALIZED and "done" not in run.spec:

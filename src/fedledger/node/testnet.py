@@ -14,8 +14,9 @@
 
 Layout of a testnet of `--members N` (as `fedledger run --clients N` lays out a federation): N trainer nodes
 `m01`..`mNN`, `AGGREGATORS` aggregator nodes `agg1`.., one validator node per committee seat `val1`.. and the
-task owner's node `owner`, each its own process with its own key, port, data shard and log. Nodes are told
-their shard (`--data shard:I`), so a trainer's data does not depend on the order nodes happen to register in.
+task owner's node `owner`, each its own process with its own key, port, data shard and log. A member's shard is
+its member number (`--data shard`: its place among its role's registrations), as in `fedledger run`, where the
+i-th trainer registered holds shard i: the same numbers, data and sample orders, so the same model.
 
 The supervisor (`Testnet.up`) holds the anvil (it stops with it), starts the nodes, creates the task and
 follows the chain until every round is finalized. While the nodes wait on a deadline and nothing moves on
@@ -124,8 +125,8 @@ def layout(members: int, committee: int, aggregators: int = AGGREGATORS) -> list
     width = max(2, len(str(members)))
     out = [("owner", "owner", "shard")]
     out += [(f"agg{i + 1}", "aggregator", "shard") for i in range(aggregators)]
-    out += [(f"val{i + 1}", "validator", f"shard:{i}") for i in range(max(committee, 1))]
-    out += [(f"m{i + 1:0{width}d}", "trainer", f"shard:{i}") for i in range(members)]
+    out += [(f"val{i + 1}", "validator", "shard") for i in range(max(committee, 1))]
+    out += [(f"m{i + 1:0{width}d}", "trainer", "shard") for i in range(members)]
     return out
 
 

@@ -44,7 +44,6 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.node.blobs import CidStore
 from fedledger.node.cid import digest_of, verify
@@ -73,8 +72,6 @@ RETRYABLE = frozenset(
 )
 MIN_ATTEMPT = 0.02  # seconds: a retry budget with less left than this is spent
 SEEN_IDS = 8192  # delivered message ids remembered for de-duplication
-NAMED_BLOB = "fl"  # a Blob request `fl:HEX`: a blob by its protocol address (BlobStore.address)
-NAMED_KEY = "fl-name"  # `fl-name:HEX`: the address filed under a key (a Merkle root) in the roles' store
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, why: str) -> NoReturn:
@@ -149,7 +146,6 @@ class GrpcTransport:
         *,
         listen: str = "127.0.0.1:0",
         blobs: CidStore | None = None,
-        store: BlobStore | None = None,
         inbox_items: int = 4096,
         inbox_bytes: int = 512 * MiB,
         chunk_size: int = CHUNK_SIZE,
@@ -167,7 +163,6 @@ class GrpcTransport:
         self.directory = directory
         self.listen = listen
         self.blobs = blobs
-        self.store = store  # the roles' blob store (protocol addresses), served as `fl:` and `fl-name:` requests
         self.chunk_size = chunk_size
         self.max_message = max_message
         self.retry = retry
@@ -384,35 +379,15 @@ class GrpcTransport:
             return None
         return self.blobs.read(cid)
 
-    def _named_bytes(self, name: str) -> bytes | None:
-        """What this node serves for a protocol request: `fl:HEX` (a blob by its protocol address, re-hashed on
-        read) or `fl-name:HEX` (the address filed under a key, a lookup the fetcher checks); None if it has none."""
-        kind, _, value = name.partition(":")
-        key = bytes.fromhex(value)
-        if self.store is None or len(key) != 32:
-            return None
-        if kind == NAMED_BLOB:
-            return self.store.get(key) if key in self.store else None
-        try:
-            return self.store.resolve(key).hex().encode()
-        except IntegrityError:
-            return None
-
     def _on_blob(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         peer = self._authenticate(context)
-        named = request.startswith((NAMED_BLOB.encode() + b":", NAMED_KEY.encode() + b":"))
         try:
             cid = request.decode("ascii")
-            if not named:
-                digest_of(cid)
-            elif len(cid.partition(":")[2]) != 64:
-                raise ValueError("a protocol address is 64 hex digits")
-            else:
-                bytes.fromhex(cid.partition(":")[2])
+            digest_of(cid)
         except (UnicodeDecodeError, ValueError, IntegrityError) as e:
             self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, peer, f"not a CID: {e}")
         try:
-            data = self._named_bytes(cid) if named else self._blob_bytes(cid)
+            data = self._blob_bytes(cid)
         except IntegrityError as e:  # corrupt on this node's disk: serve nothing rather than bad bytes
             _abort(context, grpc.StatusCode.DATA_LOSS, str(e))
         if data is None:
@@ -612,7 +587,7 @@ class GrpcTransport:
             raise TransportError("this node has no blob store")
         return self.blobs.add(data)
 
-    def resolve_at(self, peer: str, request: bytes) -> bytes | None:
+    def resolve_at(self, peer: str, request: bytes, *, policy: RetryPolicy | None = None) -> bytes | None:
         """Ask `peer`'s node to resolve `request` (its `resolver`); None if it cannot. The answer is untrusted:
         the caller checks whatever it fetches with it."""
 
@@ -620,7 +595,7 @@ class GrpcTransport:
             return ch.unary_unary(RESOLVE)(request, timeout=timeout, metadata=self._metadata())  # type: ignore[no-any-return]
 
         try:
-            return self._call(normalize(peer), "resolve", call)
+            return self._call(normalize(peer), "resolve", call, policy)
         except TransportError as e:
             if "NOT_FOUND" in str(e):
                 return None
@@ -640,31 +615,6 @@ class GrpcTransport:
         if self.blobs is not None:
             self.blobs.add(data)
         return data
-
-    def fetch_named(self, address: bytes, sources: Sequence[str], *, max_size: int | None = None,
-                    policy: RetryPolicy | None = None) -> bytes:
-        """A blob of the roles' store by its protocol address (`BlobStore.address`), verified on receipt the same
-        way; the caller caches it (`fedledger.node.netblobs.NetworkBlobStore`)."""
-
-        def check(data: bytes) -> None:
-            if BlobStore.address(data) != address:
-                raise IntegrityError(f"content does not match its address 0x{address.hex()} (tampered or corrupt)")
-
-        return self._fetch(f"{NAMED_BLOB}:{address.hex()}", sources, check, max_size=max_size, policy=policy)
-
-    def fetch_name(self, key: bytes, sources: Sequence[str], *, policy: RetryPolicy | None = None) -> bytes:
-        """The address a peer filed under `key` (a lookup: whatever it names is checked where it is used)."""
-
-        def check(data: bytes) -> None:
-            if len(data) != 64:
-                raise IntegrityError(f"a peer answered the name 0x{key.hex()} with {len(data)} bytes")
-            bytes.fromhex(data.decode("ascii", "replace"))
-
-        try:
-            return bytes.fromhex(self._fetch(f"{NAMED_KEY}:{key.hex()}", sources, check, max_size=64,
-                                             policy=policy).decode())
-        except ValueError:
-            raise IntegrityError(f"no peer filed a valid address under 0x{key.hex()}") from None
 
     def _fetch(self, request: str, sources: Sequence[str], check: Callable[[bytes], None], *,
                max_size: int | None, policy: RetryPolicy | None) -> bytes:

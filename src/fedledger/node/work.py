@@ -14,6 +14,7 @@ the validator's held-out accuracy, all derived from the task spec published on c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,31 @@ from fedledger.protocol.roles import Network, RoundOutput, RoundView, StageClock
 from fedledger.protocol.rules import TaskRules, model_shape
 from fedledger.protocol.signing import data_commitment
 from fedledger.sim.federation import _validator_holdouts, recipe_of
+
+#: a round's cohort as member number -> the example count it committed to (`commitment`), from the chain
+CohortCounts = Callable[[RoundView], dict[int, int]]
+
+
+def committed_counts(ledger: Any, net: Network) -> CohortCounts:
+    """The cohort's member numbers and committed example counts (the first 8 bytes of a trainer's registered
+    metadata, `signing.data_commitment`), read from the chain once per member."""
+    seen: dict[str, int] = {}
+
+    def counts(view: RoundView) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for address in view.cohort:
+            number = net.members.get(address)
+            if number is None:
+                continue
+            if address not in seen:
+                m = ledger.member(address)
+                if m is None or len(m.metadata) < 8:
+                    continue
+                seen[address] = int.from_bytes(m.metadata[:8], "big")
+            out[number] = seen[address]
+        return out
+
+    return counts
 
 
 @dataclass(frozen=True)
@@ -97,7 +123,7 @@ class NodeWork:
     """A trainer's local work on its own split (`roles.LocalWork` for one member): trained when asked."""
 
     def __init__(self, rules: TaskRules, spec: dict[str, Any], split: Split, member: int, task_id: int,
-                 blobs: BlobStore, clock: StageClock) -> None:
+                 blobs: BlobStore, clock: StageClock, cohort_counts: CohortCounts | None = None) -> None:
         cfg = rules.cfg
         shape, classes = model_shape(spec)
         self.model = build_model(cfg.model, shape, classes, seed=cfg.seed)
@@ -111,15 +137,34 @@ class NodeWork:
         self.task_id = task_id
         self.blobs = blobs
         self.clock = clock
+        self.cohort_counts = cohort_counts or (lambda view: {member: len(self.y)})
         self.done: dict[tuple[int, tuple[int, int]], UpdateMessage] = {}
+
+    def sample_order(self, member: int, view: RoundView) -> tuple[torch.Generator, int]:
+        """(the generator, positioned at this member's row, and the row width) of the round's sample-order draw.
+
+        The draw is the one the simulation's batched trainer makes for the whole cohort at once: a
+        [cohort, largest count] uniform draw from the generator of (seed, "round", round), one row per member
+        in member-number order (`learning.local._positions`). A member reproduces its own row from public
+        facts only (the cohort on chain and the example counts its members committed to when they joined), so
+        the same role code gives the same bits as one process or as separate nodes (docs/testnet.md,
+        "Equal to fedledger run")."""
+        counts = self.cohort_counts(view)
+        counts.setdefault(member, len(self.y))
+        before = sorted(n for n in counts if n < member)
+        width = max(max(counts.values()), len(self.y))
+        gen = torch_generator(self.seed, "round", view.key[0])
+        if before:
+            torch.rand((len(before), width), generator=gen)  # the rows of the members before this one
+        return gen, width
 
     def request(self, member: int, view: RoundView) -> None:
         key = view.key
         start = from_bytes(self.blobs.get(view.global_model))  # fetched by its hash (from peers if need be)
         cohort = Cohort(np.array([0]), np.array([len(self.y)]), self.steps)
+        gen, width = self.sample_order(member, view)
         with self.clock.stage("training"):
-            local = self.trainer.train(start, self.X, self.y, cohort,
-                                       torch_generator(self.seed, "round", key[0], "member", member))
+            local = self.trainer.train(start, self.X, self.y, cohort, gen, keys_width=width)
         if not (torch.isfinite(local.deltas).all() and torch.isfinite(local.losses).all()):
             raise ConfigError(f"member {member} produced a non-finite loss in round {key[0]}; lower the task's lr")
         self.done[(member, key)] = UpdateMessage(
@@ -188,5 +233,5 @@ def unsupported(rules: TaskRules) -> str | None:
     return None
 
 
-__all__ = ["DataChoice", "NodeAggregation", "NodeWork", "commitment", "evaluator", "initial_model", "member_split",
-           "unsupported"]
+__all__ = ["CohortCounts", "DataChoice", "NodeAggregation", "NodeWork", "commitment", "committed_counts", "evaluator",
+           "initial_model", "member_split", "unsupported"]
