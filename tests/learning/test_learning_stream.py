@@ -196,20 +196,26 @@ class _OneChunk(BatchedTrainer):
         return super().train_chunks(*args, **{**kwargs, "chunk": 10**9})
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "fednova", "fedadam"])
-def test_the_simulation_streams_and_gets_the_stacked_updates_model(strategy: str) -> None:
-    chunked, whole = _sim(strategy=strategy), _sim(strategy=strategy)
-    chunked.trainer = BatchedTrainer(chunked.model, chunked.recipe, block=2)  # six blocks of two members
-    whole.trainer = _OneChunk(whole.model, whole.recipe, block=2)
+def _count_chunks(trainer: BatchedTrainer) -> list[int]:
+    """The sizes of the chunks `trainer.train_chunks` yields from now on, in order."""
     seen: list[int] = []
-    original = chunked.trainer.train_chunks
+    original = trainer.train_chunks
 
     def spy(*args, **kwargs):
         for first, part in original(*args, **kwargs):
             seen.append(len(part.deltas))
             yield first, part
 
-    chunked.trainer.train_chunks = spy  # type: ignore[method-assign]
+    trainer.train_chunks = spy  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fednova", "fedadam"])
+def test_the_simulation_streams_and_gets_the_stacked_updates_model(strategy: str) -> None:
+    chunked, whole = _sim(strategy=strategy), _sim(strategy=strategy)
+    chunked.trainer = BatchedTrainer(chunked.model, chunked.recipe, block=2)  # six blocks of two members
+    whole.trainer = _OneChunk(whole.model, whole.recipe, block=2)
+    seen = _count_chunks(chunked.trainer)
     for rnd in (1, 2):
         start = chunked.global_flat.clone()
         a, b = chunked.run_round(rnd), whole.run_round(rnd)
@@ -309,15 +315,7 @@ def test_chunked_and_unchunked_simulations_give_the_same_model_hash(strategy: st
     import fedledger.sim.federation as federation
 
     chunked = _plain(strategy)
-    chunks: list[int] = []
-    original = chunked.trainer.train_chunks
-
-    def spy(*args, **kwargs):
-        for first, part in original(*args, **kwargs):
-            chunks.append(len(part.deltas))
-            yield first, part
-
-    chunked.trainer.train_chunks = spy  # type: ignore[method-assign]
+    chunks = _count_chunks(chunked.trainer)
     streamed = [chunked.run_round(rnd) for rnd in (1, 2, 3)]
     monkeypatch.setattr(federation, "streams", lambda trainer, strategy: False)
     unchunked = _plain(strategy)
