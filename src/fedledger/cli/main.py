@@ -187,10 +187,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 _RUN_FIELDS = [
     "dataset", "partition", "clients", "fraction", "rounds", "model", "strategy", "optimizer", "local_epochs",
     "local_steps", "batch_size", "lr", "momentum", "proximal_mu", "server_lr", "heterogeneity", "dropout",
-    "max_samples", "seed", "deterministic", "out", "baseline", "batched", "train_memory_mib", "attack", "proofs", "privacy.dp",
+    "max_samples", "seed", "deterministic", "out", "baseline", "batched", "attack", "proofs", "privacy.dp",
     "privacy.epsilon", "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile",
     "privacy.secagg", "privacy.bits", "privacy.secret_sampling", "privacy.spare_releases", "ledger.chain",
-    "ledger.committee", "privacy.compress",
+    "ledger.committee", "privacy.compress", "train_memory_mib",
 ]
 
 

@@ -171,9 +171,9 @@ class FederationConfig(_Frozen):
     batched: bool = True
     train_memory_mib: int | None = Field(
         None, ge=1, description="working memory (MiB) of one block of the batched trainer, which bounds a plain "
-                                "round's memory whatever the cohort (unset: fedledger.learning.local.DEFAULT_BLOCK_BYTES); "
-                                "the block fixes the floating-point rounding, so runs compare bit for bit only "
-                                "with the same value")
+                                "round's memory whatever the cohort (unset: DEFAULT_BLOCK_BYTES of "
+                                "fedledger.learning.local); the block fixes the floating-point rounding, so runs "
+                                "compare bit for bit only with the same value")
     proofs: Literal["none", "update", "training"] = Field(
         "none", description="zero-knowledge proofs every round: update (well-formed, bound to SecAgg+) or training"
     )
