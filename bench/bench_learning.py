@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -141,25 +140,21 @@ def _best_of(repeats: int, fn: Any) -> float:
 
 #: BEFORE_COMMIT is the last commit before the streaming trainer: "before" runs its src/ (the whole cohort in
 #: one batch), extracted by bench/before.py
-FLOWER_VENV = CACHE / "flower-venv"
-#: Flower's simulation engine needs Ray; it gets its own venv so that Ray's pins never touch ours
+#: Flower's simulation engine needs Ray, so it runs in its own venv (Ray's pins never touch ours), made once by
+#: hand: python -m venv .cache/flower-venv && .cache/flower-venv/bin/pip install <FLOWER_PINS>. The bench
+#: never installs it; FEDLEDGER_FLOWER_VENV points at a venv elsewhere (e.g. the main checkout's).
+FLOWER_VENV = Path(os.environ.get("FEDLEDGER_FLOWER_VENV") or CACHE / "flower-venv")
 FLOWER_PINS = ["flwr[simulation]==1.42.0", "ray==2.55.1", f"torch=={torch.__version__.split('+')[0]}"]
 SCALE_CONFIG = {"dataset": "fashion_mnist", "partition": "iid", "model": "logreg", "local_epochs": 1,
                 "batch_size": 32, "lr": 0.1, "seed": 0}
 SCALE_TIMEOUT = 600  # seconds per configuration: "where they fit in 10 minutes"
+FLOWER_ABSENT = "skipped: flower venv absent"
 
 
-def _flower_python() -> Path:
-    """The Flower venv's interpreter, created (pip, the ordinary client) on first use."""
+def _flower_python() -> Path | None:
+    """The Flower venv's interpreter, or None when there is none (the bench installs nothing)."""
     python = FLOWER_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(FLOWER_VENV)], check=True, capture_output=True)
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *FLOWER_PINS], capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            shutil.rmtree(FLOWER_VENV, ignore_errors=True)
-            raise RuntimeError(f"pip install {' '.join(FLOWER_PINS)} failed: {done.stderr.strip()[-300:]}")
-    return python
+    return python if python.exists() else None
 
 
 def _tree_pss_kib(root: int) -> int:
@@ -297,11 +292,8 @@ def scale(quick: bool) -> dict[str, Any]:
         before_note = f"src/ of commit {BEFORE_COMMIT}"
     except (OSError, subprocess.CalledProcessError) as e:
         before_src, before_note = None, f"unavailable: {e}"
-    try:
-        flower: Path | None = _flower_python()
-        flower_note = "flwr 1.42.0 simulation (Ray 2.55.1) in " + str(FLOWER_VENV.relative_to(ROOT))
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
-        flower, flower_note = None, f"unavailable: {e}"
+    flower = _flower_python()
+    flower_note = f"flwr 1.42.0 simulation (Ray 2.55.1) in {FLOWER_VENV}" if flower else FLOWER_ABSENT
     out: dict[str, Any] = {"config": SCALE_CONFIG, "before": before_note, "flower": flower_note, "members": {}}
     flower_fits = True
     for members in sizes:
@@ -322,6 +314,8 @@ def scale(quick: bool) -> dict[str, Any]:
             flower_fits = "error" not in row["flower"]
         elif flower is not None:
             row["flower"] = {"error": f"skipped: a smaller federation did not fit in {SCALE_TIMEOUT} s"}
+        else:
+            row["flower"] = {"error": FLOWER_ABSENT}
         _ratios(row)
         row["model_equality"] = _same_models(row)
         out["members"][str(members)] = row

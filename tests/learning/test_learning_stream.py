@@ -196,20 +196,26 @@ class _OneChunk(BatchedTrainer):
         return super().train_chunks(*args, **{**kwargs, "chunk": 10**9})
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "fednova", "fedadam"])
-def test_the_simulation_streams_and_gets_the_stacked_updates_model(strategy: str) -> None:
-    chunked, whole = _sim(strategy=strategy), _sim(strategy=strategy)
-    chunked.trainer = BatchedTrainer(chunked.model, chunked.recipe, block=2)  # six blocks of two members
-    whole.trainer = _OneChunk(whole.model, whole.recipe, block=2)
+def _count_chunks(trainer: BatchedTrainer) -> list[int]:
+    """The sizes of the chunks `trainer.train_chunks` yields from now on, in order."""
     seen: list[int] = []
-    original = chunked.trainer.train_chunks
+    original = trainer.train_chunks
 
     def spy(*args, **kwargs):
         for first, part in original(*args, **kwargs):
             seen.append(len(part.deltas))
             yield first, part
 
-    chunked.trainer.train_chunks = spy  # type: ignore[method-assign]
+    trainer.train_chunks = spy  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fednova", "fedadam"])
+def test_the_simulation_streams_and_gets_the_stacked_updates_model(strategy: str) -> None:
+    chunked, whole = _sim(strategy=strategy), _sim(strategy=strategy)
+    chunked.trainer = BatchedTrainer(chunked.model, chunked.recipe, block=2)  # six blocks of two members
+    whole.trainer = _OneChunk(whole.model, whole.recipe, block=2)
+    seen = _count_chunks(chunked.trainer)
     for rnd in (1, 2):
         start = chunked.global_flat.clone()
         a, b = chunked.run_round(rnd), whole.run_round(rnd)
@@ -269,3 +275,74 @@ def test_a_streamed_round_holds_a_chunk_not_the_cohort() -> None:
     deltas_kib = 6000 * 3010 * 4 // 1024
     assert grown["stacked"] > deltas_kib, grown  # the stacked path holds every update
     assert grown["streamed"] < deltas_kib / 4, grown
+
+
+LINEAR = ["fedavg", "fednova", "fedadam", "fedyogi", "fedadagrad"]
+
+
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6), d=st.integers(1, 30),
+       strategy=st.sampled_from(LINEAR), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_a_round_sum_fed_chunk_by_chunk_is_the_whole_rounds_step(sizes: list[int], d: int, strategy: str,
+                                                                  seed: int) -> None:
+    """The accumulator's property: any split of the cohort into consecutive chunks gives the bits of the
+    strategy's step over every update at once (sample counts and FedNova normalizers differing per member)."""
+    g = torch.Generator().manual_seed(seed)
+    m = sum(sizes)
+    deltas = torch.randn(m, d, generator=g) * torch.logspace(-4, 4, m)[:, None]
+    counts = torch.randint(1, 500, (m,), generator=g).numpy()
+    normalizers = torch.randint(1, 30, (m,), generator=g).double().numpy()
+    start = torch.randn(d, generator=g)
+    whole = build_strategy(strategy).step(start, RoundUpdates(deltas, counts, normalizers))
+    total = RoundSum(build_strategy(strategy), counts, normalizers, dim=d)
+    first = 0
+    for n in sizes:
+        total.add(first, deltas[first : first + n])
+        first += n
+    assert torch.equal(total.step(start), whole)
+
+
+def _plain(strategy: str, memory_mib: int | None = 1, **extra) -> Simulation:
+    return _sim(strategy=strategy, dropout=0.3, momentum=0.5, train_memory_mib=memory_mib, **extra)
+
+
+@pytest.mark.parametrize("strategy", LINEAR)
+def test_chunked_and_unchunked_simulations_give_the_same_model_hash(strategy: str, monkeypatch) -> None:
+    """The chunked plain simulation (many blocks of a 1 MiB budget, each chunk summed as it finishes) against
+    the unchunked one of the same block (every update stacked, then the strategy's step), three rounds with
+    dropouts, compute budgets and Dirichlet sample counts: the same model hash after every round (server
+    optimizer state carried across rounds included)."""
+    import fedledger.sim.federation as federation
+
+    chunked = _plain(strategy)
+    chunks = _count_chunks(chunked.trainer)
+    streamed = [chunked.run_round(rnd) for rnd in (1, 2, 3)]
+    monkeypatch.setattr(federation, "streams", lambda trainer, strategy: False)
+    unchunked = _plain(strategy)
+    stacked = [unchunked.run_round(rnd) for rnd in (1, 2, 3)]
+    assert [r.model_hash for r in streamed] == [r.model_hash for r in stacked]
+    assert [r.train_loss for r in streamed] == [r.train_loss for r in stacked]
+    assert sum(r.dropped for r in streamed) > 0 and len(set(chunked.pool.counts.tolist())) > 1
+    block = chunked.trainer.block_members(16, 64)
+    assert 1 < block < 12 and len(chunks) > 3 and max(chunks) <= block  # several chunks per round
+
+
+@pytest.mark.parametrize("strategy", ["median", "trimmed_mean", "multikrum"])
+def test_robust_aggregators_get_the_same_model_whatever_the_chunk(strategy: str) -> None:
+    """Robust aggregators take every update at once; the trainer's chunks (of the same block) change no bit."""
+    chunked, whole = _plain(strategy), _plain(strategy)
+    whole.trainer = _OneChunk(whole.model, whole.recipe, block_bytes=2**20)
+    for rnd in (1, 2):
+        assert chunked.run_round(rnd).model_hash == whole.run_round(rnd).model_hash
+
+
+def test_the_block_budget_is_a_config_knob_and_a_flag() -> None:
+    from fedledger.cli.main import build_parser, config_from_args
+    from fedledger.learning.local import DEFAULT_BLOCK_BYTES
+
+    assert _sim().trainer.block_bytes == DEFAULT_BLOCK_BYTES
+    assert _sim(train_memory_mib=3).trainer.block_bytes == 3 * 2**20
+    cfg = config_from_args(build_parser().parse_args(["run", "--plain", "--train-memory-mib", "64"]))
+    assert cfg.train_memory_mib == 64
+    with pytest.raises(ValueError, match="train_memory_mib"):
+        build_config({"train_memory_mib": 0})

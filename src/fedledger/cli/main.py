@@ -144,6 +144,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", action="store_true", default=None, help="also train centrally, same budget")
     p.add_argument("--no-batched", dest="batched", action="store_false", default=None,
                    help="train members one by one instead of vmap-batched")
+    p.add_argument("--train-memory-mib", type=int, dest="train_memory_mib", metavar="MIB",
+                   help="working memory of one block of the batched trainer: bounds a round's memory whatever "
+                        "the cohort (default 256; the block fixes the rounding, so compare runs with the same value)")
     priv = p.add_argument_group("privacy (docs/privacy.md)")
     priv.add_argument("--dp", choices=["none", "record", "member"], dest="privacy.dp",
                       help="record: DP-SGD inside each member; member: distributed DP through secure aggregation")
@@ -187,7 +190,7 @@ _RUN_FIELDS = [
     "max_samples", "seed", "deterministic", "out", "baseline", "batched", "attack", "proofs", "privacy.dp",
     "privacy.epsilon", "privacy.delta", "privacy.clip_norm", "privacy.adaptive_clip", "privacy.target_quantile",
     "privacy.secagg", "privacy.bits", "privacy.secret_sampling", "privacy.spare_releases", "ledger.chain",
-    "ledger.committee", "privacy.compress",
+    "ledger.committee", "privacy.compress", "train_memory_mib",
 ]
 
 

@@ -169,6 +169,11 @@ class FederationConfig(_Frozen):
     out: str = "runs/latest"
     baseline: bool = False
     batched: bool = True
+    train_memory_mib: int | None = Field(
+        None, ge=1, description="working memory (MiB) of one block of the batched trainer, which bounds a plain "
+                                "round's memory whatever the cohort (unset: DEFAULT_BLOCK_BYTES of "
+                                "fedledger.learning.local); the block fixes the floating-point rounding, so runs "
+                                "compare bit for bit only with the same value")
     proofs: Literal["none", "update", "training"] = Field(
         "none", description="zero-knowledge proofs every round: update (well-formed, bound to SecAgg+) or training"
     )

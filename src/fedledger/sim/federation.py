@@ -237,7 +237,8 @@ class Simulation:
         self.data = data or load_data(cfg)  # a bundled data set, the user's own table, or their data factory
         self.model = model or build_model(cfg.model, self.data.input_shape, self.data.num_classes, seed=cfg.seed)
         self.recipe = recipe_of(cfg)
-        self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched)
+        self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched,
+                                    block_bytes=None if cfg.train_memory_mib is None else cfg.train_memory_mib * 2**20)
         self.strategy = build_strategy(
             cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction, byzantine=cfg.krum_byzantine
         )
