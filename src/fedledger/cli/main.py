@@ -247,10 +247,13 @@ def check_privacy_flags(cfg: FederationConfig, args: argparse.Namespace) -> None
 
 def privacy_outlook(sim: Any) -> Any:
     """The run's privacy outlook (fedledger.privacy.outlook), or None without DP."""
-    from fedledger.privacy.outlook import member_outlook, record_outlook
+    from fedledger.privacy.outlook import member_outlook, record_outlook, record_secagg_outlook
 
     cfg = sim.cfg
     p = cfg.privacy
+    if p.dp == "record" and p.secagg and sim.ddp is not None:  # one noise, shared by the members, per DP-SGD step
+        return record_secagg_outlook(plan=sim.ddp.plan, counts=[int(c) for c in sim.pool.counts], rounds=cfg.rounds,
+                                     epsilon=p.epsilon, delta=p.delta, d=sim.dim)
     if p.dp == "record":
         return record_outlook(counts=[int(c) for c in sim.pool.counts], batch_size=cfg.batch_size,
                               epochs=cfg.local_epochs, rounds=cfg.rounds, epsilon=p.epsilon, delta=p.delta,
