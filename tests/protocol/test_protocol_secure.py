@@ -187,3 +187,28 @@ def test_an_attempt_past_the_planned_releases_stops_before_any_member_masks_an_i
     with pytest.raises(PrivacyBudgetExceeded, match=r"round 1 attempt 2: .*spare releases"):
         sim.run(tmp_path)
     assert masked_attempts and set(masked_attempts) == {0}
+
+
+@pytest.mark.slow
+def test_one_spare_release_pays_for_one_redone_attempt_within_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo keeps one spare release (examples/demo.toml): a round the committee rejects once is redone with
+    fresh noise, both attempts are accounted, and the total stays within the task's epsilon (never over it)."""
+    masked_attempts: list[int] = []
+    send = InProcessTransport.send
+
+    def recording(self: InProcessTransport, envelope: object) -> None:
+        if envelope.topic.startswith("secagg"):  # type: ignore[attr-defined]
+            msg = decode(Signed.from_bytes(envelope.payload).payload)  # type: ignore[attr-defined]
+            if isinstance(msg, MaskedInput):
+                masked_attempts.append(msg.header.session.attempt)
+        send(self, envelope)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InProcessTransport, "send", recording)
+    sim = Simulation(build_config({**SECURE, "rounds": 1, "attack": "malicious_aggregator",
+                                   "privacy": {**SECURE["privacy"], "spare_releases": 1}}))
+    result = sim.run(tmp_path)
+    assert set(masked_attempts) == {0, 1}  # the rejected attempt and the redone one, nothing more
+    assert sim.ddp is not None and sim.ddp.plan.rounds == 2
+    spent = result.privacy["epsilon_spent"]
+    assert spent == pytest.approx(sim.ddp.plan.epsilon_after(2)) and spent <= SECURE["privacy"]["epsilon"] + 1e-9
