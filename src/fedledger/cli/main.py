@@ -370,6 +370,11 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
             f"{payload['accuracy_ratio']:.4f}); against central DP, federation costs "
             f"{100 * (dp['accuracy'] - payload['final_accuracy']):.1f} points (ratio "
             f"{payload['central_dp_ratio'] or 0:.4f})")
+        from fedledger.privacy.cost import privacy_cost_note
+
+        note = privacy_cost_note(payload)
+        if note is not None:
+            lines.append(note)
     elif "centralized_accuracy" in payload:
         lines.append(
             f"centralized (same budget) {payload['centralized_accuracy']:.4f}"

@@ -34,8 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.privacy.accounting import (calibrate_noise, calibrate_rounds, dpsgd_event, epsilon_of,
-                                          gaussian_rounds_epsilon)
+from fedledger.privacy.accounting import (
+    calibrate_noise,
+    calibrate_rounds,
+    dpsgd_event,
+    epsilon_of,
+    gaussian_rounds_epsilon,
+)
 from fedledger.privacy.dpsgd import dpsgd_schedule
 
 #: above this noise-to-signal per round, the noise swamps what a round can learn
