@@ -97,3 +97,69 @@ def test_a_plain_run_over_a_config_with_privacy_settings_warns_that_they_are_unu
                  "--out", str(tmp_path / "run")]) == 0
     err = capfd.readouterr().err
     assert "sets privacy.epsilon, privacy.bits, not used: DP is off in this run" in err
+
+
+def _record_secagg_sim(tmp_path: Path, clients: int = 5):
+    from fedledger.core.config import load_config
+    from fedledger.sim.federation import Simulation
+
+    cfg = load_config(None, {"dataset": "digits", "clients": clients, "rounds": 10, "privacy.dp": "record",
+                             "privacy.secagg": True, "privacy.epsilon": 3.0, "out": str(tmp_path / "run")})
+    return Simulation(cfg)
+
+
+def test_record_level_through_secagg_outlook_is_the_noise_the_plan_actually_adds(tmp_path: Path) -> None:
+    """The outlook of `--dp record --secagg` (what the CLI prints) against the noise the real pipeline puts on one
+    step's sum: m members feed zero gradients through `encode_members` (their real noise shares, rotation, scale,
+    rounding, wrap), the modular sum is decoded with `decode_sum`, and what is left is exactly the step's noise in
+    model units. Its std must be the outlook's, not √m times it (the bug: each member counted as adding the full
+    noise, as if the shares were independent DP-SGD noises that average out)."""
+    import os
+
+    import numpy as np
+
+    from fedledger.cli.main import privacy_outlook
+    from fedledger.core.rng import CryptoRng
+    from fedledger.privacy.distributed import decode_sum, encode_members
+    from fedledger.privacy.record_secagg import RecordPlan
+    from fedledger.privacy.rotation import Rotation
+
+    sim = _record_secagg_sim(tmp_path)
+    plan = sim.ddp.plan
+    assert isinstance(plan, RecordPlan)
+    out = privacy_outlook(sim)
+    assert out is not None and out.unit == "record" and out.step_noise_std is not None
+    m = plan.min_survivors
+    noise = []
+    for step in range(16):
+        rotation = Rotation.for_round(plan.d, b"outlook-test", step, block=plan.block)
+        enc = encode_members(plan, np.zeros((m, plan.d)), plan.batch_clip, rotation, CryptoRng(os.urandom(32)))
+        total = enc.wrapped.astype(np.int64).sum(axis=0) % (1 << plan.bits)
+        noise.append(decode_sum(plan, total, plan.batch_clip, rotation).total.double().numpy())
+    measured = float(np.concatenate(noise).std())
+    assert measured == pytest.approx(out.step_noise_std, rel=0.03)  # 10,400 draws: 0.7% standard error
+    # the ratio is that noise over `steps_per_round` steps of the expected batch, against T·C of signal
+    batch = plan.sample_rate * float(sim.pool.counts.sum())
+    expected = measured * math.sqrt(plan.d) / (batch * plan.record_clip * math.sqrt(plan.steps_per_round))
+    assert out.noise_to_signal == pytest.approx(expected, rel=0.03)
+    assert f"noise-to-signal per round {out.noise_to_signal:.2f}" in out.summary and "through SecAgg+" in out.summary
+    # what the CLI printed before (each member adding its own full DP-SGD noise) overstates it by about √m
+    p, cfg = sim.cfg.privacy, sim.cfg
+    old = record_outlook(counts=[int(c) for c in sim.pool.counts], batch_size=cfg.batch_size, epochs=cfg.local_epochs,
+                         rounds=cfg.rounds, epsilon=p.epsilon, delta=p.delta, d=sim.dim, clip_norm=p.clip_norm)
+    assert old.noise_to_signal / out.noise_to_signal > 0.8 * math.sqrt(m)
+
+
+def test_record_level_through_secagg_with_too_few_records_warns_with_a_fix_that_works(tmp_path: Path) -> None:
+    from fedledger.privacy.outlook import record_secagg_outlook
+    from fedledger.privacy.record_secagg import plan_record_secagg
+
+    def outlook(epsilon: float, rounds: int = 10):
+        plan = plan_record_secagg(epsilon=epsilon, delta=1e-5, steps_per_round=1, rounds=rounds, sample_rate=0.5,
+                                  d=650, n=5, min_survivors=5, max_records=20, clip_norm=0.25)
+        return record_secagg_outlook(plan=plan, counts=[20] * 5, rounds=rounds, epsilon=epsilon, delta=1e-5, d=650)
+
+    out = outlook(1.0)
+    assert out.warning is not None and "record-level DP through SecAgg+" in out.warning
+    eps = float(re.search(r"or epsilon ([0-9.]+)", out.warning).group(1))  # type: ignore[union-attr]
+    assert outlook(eps * 1.02).noise_to_signal <= SWAMP * 1.05

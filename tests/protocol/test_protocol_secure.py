@@ -164,26 +164,46 @@ def test_only_masked_inputs_shares_and_proofs_reach_the_aggregator(tmp_path: Pat
             assert seed not in blob and seed.hex().encode() not in blob
 
 
-def test_an_attempt_past_the_planned_releases_stops_before_any_member_masks_an_input(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each rejected attempt was a release (the aggregator saw its sum). With no spare release planned, the
-    attempt after round 1's rejection would pass the budget: the run stops with the reason before that attempt
-    starts, not at the contract's check when its result is posted."""
-    from fedledger.core.errors import PrivacyBudgetExceeded
-
-    masked_attempts: list[int] = []
+@pytest.fixture
+def masked_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The attempt of every masked input a member sends (recorded on the real transport)."""
+    seen: list[int] = []
     send = InProcessTransport.send
 
     def recording(self: InProcessTransport, envelope: object) -> None:
         if envelope.topic.startswith("secagg"):  # type: ignore[attr-defined]
             msg = decode(Signed.from_bytes(envelope.payload).payload)  # type: ignore[attr-defined]
             if isinstance(msg, MaskedInput):
-                masked_attempts.append(msg.header.session.attempt)
+                seen.append(msg.header.session.attempt)
         send(self, envelope)  # type: ignore[arg-type]
 
     monkeypatch.setattr(InProcessTransport, "send", recording)
+    return seen
+
+
+def test_an_attempt_past_the_planned_releases_stops_before_any_member_masks_an_input(
+        tmp_path: Path, masked_attempts: list[int]) -> None:
+    """Each rejected attempt was a release (the aggregator saw its sum). With no spare release planned, the
+    attempt after round 1's rejection would pass the budget: the run stops with the reason before that attempt
+    starts, not at the contract's check when its result is posted."""
+    from fedledger.core.errors import PrivacyBudgetExceeded
+
     sim = Simulation(build_config({**SECURE, "rounds": 1, "attack": "malicious_aggregator",
                                    "privacy": {**SECURE["privacy"], "spare_releases": 0}}))
     with pytest.raises(PrivacyBudgetExceeded, match=r"round 1 attempt 2: .*spare releases"):
         sim.run(tmp_path)
     assert masked_attempts and set(masked_attempts) == {0}
+
+
+@pytest.mark.slow
+def test_one_spare_release_pays_for_one_redone_attempt_within_the_budget(
+        tmp_path: Path, masked_attempts: list[int]) -> None:
+    """The demo keeps one spare release (examples/demo.toml): a round the committee rejects once is redone with
+    fresh noise, both attempts are accounted, and the total stays within the task's epsilon (never over it)."""
+    sim = Simulation(build_config({**SECURE, "rounds": 1, "attack": "malicious_aggregator",
+                                   "privacy": {**SECURE["privacy"], "spare_releases": 1}}))
+    result = sim.run(tmp_path)
+    assert set(masked_attempts) == {0, 1}  # the rejected attempt and the redone one, nothing more
+    assert sim.ddp is not None and sim.ddp.plan.rounds == 2
+    spent = result.privacy["epsilon_spent"]
+    assert spent == pytest.approx(sim.ddp.plan.epsilon_after(2)) and spent <= SECURE["privacy"]["epsilon"] + 1e-9

@@ -250,10 +250,13 @@ def check_privacy_flags(cfg: FederationConfig, args: argparse.Namespace) -> None
 
 def privacy_outlook(sim: Any) -> Any:
     """The run's privacy outlook (fedledger.privacy.outlook), or None without DP."""
-    from fedledger.privacy.outlook import member_outlook, record_outlook
+    from fedledger.privacy.outlook import member_outlook, record_outlook, record_secagg_outlook
 
     cfg = sim.cfg
     p = cfg.privacy
+    if p.dp == "record" and p.secagg and sim.ddp is not None:  # one noise, shared by the members, per DP-SGD step
+        return record_secagg_outlook(plan=sim.ddp.plan, counts=[int(c) for c in sim.pool.counts], rounds=cfg.rounds,
+                                     epsilon=p.epsilon, delta=p.delta, d=sim.dim)
     if p.dp == "record":
         return record_outlook(counts=[int(c) for c in sim.pool.counts], batch_size=cfg.batch_size,
                               epochs=cfg.local_epochs, rounds=cfg.rounds, epsilon=p.epsilon, delta=p.delta,
@@ -370,6 +373,11 @@ def summary_table(payload: dict[str, Any], max_rows: int = 12) -> str:
             f"{payload['accuracy_ratio']:.4f}); against central DP, federation costs "
             f"{100 * (dp['accuracy'] - payload['final_accuracy']):.1f} points (ratio "
             f"{payload['central_dp_ratio'] or 0:.4f})")
+        from fedledger.privacy.cost import privacy_cost_note
+
+        note = privacy_cost_note(payload)
+        if note is not None:
+            lines.append(note)
     elif "centralized_accuracy" in payload:
         lines.append(
             f"centralized (same budget) {payload['centralized_accuracy']:.4f}"

@@ -10,6 +10,13 @@ the clip norm (and, for DP-SGD, of the learning rate), so it needs no data and n
   expected records with noise std σ_i·C on each coordinate of the batch's gradient sum; over the round its
   signal is at most T_i·C/b_i·b_i = T_i·C and its noise has norm σ_i·C·√(d·T_i)/b_i. FedAvg weights the
   members by records (w_i), so the ratio is √(Σ w_i² T_i σ_i² / b_i²)·√d / Σ w_i T_i.
+* record level through SecAgg+ (`privacy.record_secagg`): every secure sum is *one* DP-SGD step on the union of
+  the members' Poisson batches, and the noise is not each member's own but the sum of the m survivors' shares,
+  std σ_sum = √(m s²) / scale per coordinate (model units) on the batch's gradient sum. A round of T such steps
+  over an expected batch B = q·N·m/n (N the cohort's records) carries at most T·C of signal and noise of norm
+  √T·σ_sum·√d / B, so the ratio is σ_sum·√d / (B·C·√T). Estimating it as if each member added the full
+  noise (the formula above) overstates it by about √m: the members' noises are not independent draws that
+  average out, they are shares of one noise.
 
 Thresholds are measured, not derived (docs/privacy.md, "Before training"): on digits the runs that learn
 stay below `SWAMP` (record level, 5 members at ε = 3: 0.25 with the logistic regression, 1.0 with the MLP;
@@ -23,10 +30,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from fedledger.privacy.accounting import calibrate_noise, calibrate_rounds, gaussian_rounds_epsilon
+from fedledger.privacy.accounting import (
+    calibrate_noise,
+    calibrate_rounds,
+    dpsgd_event,
+    epsilon_of,
+    gaussian_rounds_epsilon,
+)
 from fedledger.privacy.dpsgd import dpsgd_schedule
 
 #: above this noise-to-signal per round, the noise swamps what a round can learn
@@ -45,6 +59,9 @@ class Outlook:
     noise_to_signal: float  # per round, see the module docstring
     summary: str  # one line: the unit, the noise and the ratio
     warning: str | None  # one line, with what to change, when the ratio passes SWAMP
+    #: record level through SecAgg+: the std per coordinate (model units) of the noise on one step's sum of
+    #: clipped gradients, √(m s²) / scale; None for the other outlooks
+    step_noise_std: float | None = None
 
     @property
     def hopeless(self) -> bool:
@@ -132,3 +149,46 @@ def record_outlook(*, counts: Sequence[int], batch_size: int, epochs: float, rou
     warning = (f"record-level DP: noise-to-signal {ratio:.1f} per round, {_verdict(ratio)} (it should be below "
                f"{SWAMP:g}); use {', or '.join(fixes)}")
     return Outlook("record", ratio, summary, warning)
+
+
+def record_secagg_step_noise_std(plan: Any) -> float:
+    """The std per coordinate, in model units, of the noise on one secure sum of a `RecordPlan`: the m shares of
+    variance s² summed, unscaled (the plan's guaranteed noise; more survivors only add to it)."""
+    return math.sqrt(plan.min_survivors * plan.member_variance) / plan.scale
+
+
+def record_secagg_ratio(*, step_noise_std: float, clip_norm: float, batch: float, steps: int, d: int) -> float:
+    """Noise-to-signal per round of `steps` DP-SGD steps through SecAgg+ (module docstring)."""
+    return step_noise_std * math.sqrt(d) / (batch * clip_norm * math.sqrt(steps))
+
+
+def record_secagg_outlook(*, plan: Any, counts: Sequence[int], rounds: int, epsilon: float, delta: float,
+                          d: int) -> Outlook:
+    """The outlook of record-level DP-SGD through SecAgg+ (`privacy.record_secagg.RecordPlan`): one noise, the
+    sum of the survivors' shares, on each step's sum of the members' clipped per-example gradients."""
+    std = record_secagg_step_noise_std(plan)
+    clip = plan.record_clip
+    # the expected batch of m members of average size: the records behind the m shares that make the noise
+    batch = plan.sample_rate * float(sum(counts)) * plan.min_survivors / plan.n
+    steps = plan.steps_per_round
+    ratio = record_secagg_ratio(step_noise_std=std, clip_norm=clip, batch=batch, steps=steps, d=d)
+    summary = (f"privacy: record level (add or remove one training record of one member), epsilon {epsilon:g} at "
+               f"delta {delta:g} over {rounds} rounds of {steps} DP-SGD steps through SecAgg+; noise std "
+               f"{std / clip:.3g} clip norms on each step's sum of about {batch:.0f} clipped gradients (the sum of "
+               f"at least {plan.min_survivors} members' shares), noise-to-signal per round {ratio:.2f} (d = {d})")
+    if ratio <= SWAMP:
+        return Outlook("record", ratio, summary, None, std)
+    per_z = ratio / plan.noise_multiplier  # the ratio is proportional to the central noise multiplier z
+
+    def ratio_at(r: int) -> float:
+        return per_z * calibrate_noise(epsilon, delta, plan.sample_rate, steps * r)
+
+    z_needed = plan.noise_multiplier * SWAMP / ratio
+    eps_needed = epsilon_of(dpsgd_event(z_needed, plan.sample_rate, steps * rounds), delta)
+    fixes = [f"at least {math.ceil(plan.n * ratio / SWAMP)} members of this size", f"epsilon {eps_needed:.3g}"]
+    fewer = _fewest_rounds_fix(ratio_at, rounds)
+    if fewer is not None:
+        fixes.insert(0, f"{fewer} rounds")
+    warning = (f"record-level DP through SecAgg+: noise-to-signal {ratio:.1f} per round, {_verdict(ratio)} (it "
+               f"should be below {SWAMP:g}); use {', or '.join(fixes)}")
+    return Outlook("record", ratio, summary, warning, std)

@@ -26,6 +26,7 @@ from web3.exceptions import Web3Exception
 
 from fedledger import __version__
 from fedledger.core.errors import DataError, FedLedgerError, IntegrityError
+from fedledger.privacy.cost import privacy_cost_note
 from fedledger.report import charts
 from fedledger.report.chain import ChainView, read_chain
 
@@ -382,6 +383,11 @@ def _summary(res: Mapping[str, Any], chain: ChainView | None) -> str:
     if "centralized_accuracy" in res:
         facts["centralized accuracy, same budget"] = Raw(_fmt(res["centralized_accuracy"]))
         facts["accuracy ratio (federated / centralized)"] = Raw(_fmt(res.get("accuracy_ratio")))
+    if res.get("central_dp"):
+        facts["central DP, same epsilon, steps and accountant"] = Raw(_fmt(res["central_dp"].get("accuracy")))
+    cost = privacy_cost_note(res)
+    if cost is not None:
+        facts["what privacy costs"] = cost
     facts["final model hash"] = _code(res.get("final_model_hash", ""))
     facts["privacy"] = (
         Raw(f"{_fmt(privacy.get('unit'))}-level DP, epsilon {_fmt(privacy.get('epsilon_spent'))} of "
