@@ -35,7 +35,7 @@ from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
 from fedledger.core.vectors import from_bytes
 from fedledger.ledger import Ledger, RoundStatus
-from fedledger.ledger.types import ScoringRecord
+from fedledger.ledger.types import ZERO32, ScoringRecord
 from fedledger.protocol.evidence import CheckedRound, Evidence, RoundManifest, Settlement
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.scoring import (
@@ -224,8 +224,9 @@ class CommitteeScoring:
             return False
         ballot = self.ballots.get(key)
         if ballot is None:
-            if now > rec.commit_deadline:
-                self.skipped.add(key)
+            if now > rec.commit_deadline or \
+                    self.ledger.scores_commitment_of(self.task_id, key[0], key[1], self.ledger.address) != ZERO32:
+                self.skipped.add(key)  # too late, or committed before a restart (its salt is gone: no reveal)
                 return False
             scores = score(rec.evidence_root)
             if scores is None:
