@@ -54,8 +54,15 @@ from fedledger.protocol.evidence import (
 )
 from fedledger.protocol.incentives import next_reputation, reward_shares
 from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessage
-from fedledger.protocol.score_flow import CommitteeScoring, History, check_scored, scored_settlement, scoring_root, \
-    settle_ready, validator_scores
+from fedledger.protocol.score_flow import (
+    CommitteeScoring,
+    History,
+    check_scored,
+    scored_settlement,
+    scoring_root,
+    settle_ready,
+    validator_scores,
+)
 from fedledger.protocol.secure import (
     BLAME,
     CHALLENGE,
