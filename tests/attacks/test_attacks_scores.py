@@ -35,6 +35,7 @@ from fedledger.protocol.evidence import Evidence, RoundManifest, Settlement
 from fedledger.protocol.incentives import reward_shares
 from fedledger.protocol.roles import RoundView, Validator
 from fedledger.protocol.score_flow import CommitteeScoring
+from fedledger.report.html import build_report
 from fedledger.sim import Simulation
 from fedledger.sim.attacks import AttackPlan, TamperingAggregator
 from fedledger.sim.onchain import CONTRIBUTOR_POOL, REWARD_PER_ROUND, TRAINER_BASE, VALIDATOR_BASE
@@ -95,6 +96,11 @@ def test_a_free_rider_earns_nothing_while_honest_trainers_are_paid_by_score(tmp_
         assert all(ledger.reward_balance(r) == 0 for r in riders)  # claims included
     _conserved(tmp_path)
     audit_run(tmp_path)  # the auditor recomputes every settlement from the chain's reveals
+    # the report shows every member's score, reward and reputation per round, and why each party was (not) paid
+    page = build_report(tmp_path, audit=False)[0].read_text()
+    assert "Contribution scores and pay" in page and "no useful update" in page
+    assert "paid by its consensus score" in page and "round finalized: paid its part" in page
+    assert "accepted: flat share paid on chain; scores: agreement" in page
 
 
 def _calldata_salt(ledger: Ledger, tx_hash: str) -> bytes:
