@@ -10,8 +10,10 @@ chain, the blob store and its inbox, which is what lets a restarted run resume a
 
 Lifecycle (DESIGN.md): the owner opens the round; trainers in the cohort fetch the global model by hash,
 train and send an `UpdateMessage` to the drawn aggregator; at the collection deadline the aggregator
-aggregates, stores the model and evidence (with the round's settlement: rewards and reputation) and
-posts one transaction; committee members re-check from the chain and the blobs and vote; the owner
+aggregates, stores the model and the bare evidence and publishes it for the committee's scores; committee
+members recompute it, score the cohort, commit and reveal (`score_flow`); the aggregator posts one
+transaction with the settlement the reveals give (rewards and reputation); committee members re-check
+everything from the chain and the blobs and vote; the owner
 finalizes at quorum, or reopens a round that was rejected or whose deadline passed (the contract slashes
 an aggregator that missed its deadline).
 """
