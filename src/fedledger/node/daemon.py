@@ -334,7 +334,7 @@ class NodeDaemon:
                     run.seen.add(view.key)
                     self.metrics.inc("rounds_seen_total")
                 self.log("round", task=task_id, round=r.round_id, attempt=r.attempt, status=r.status.name.lower())
-            if isinstance(run.role, roles.Trainer):  # trainers named since the task started
+            if not isinstance(run.role, roles.TaskOwner):  # trainers registered since the task started
                 run.net.members.update(self._trainers())  # type: ignore[attr-defined]
             idle = now - run.changed >= self.opts.patience
             try:
