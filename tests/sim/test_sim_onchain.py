@@ -36,7 +36,8 @@ def test_rounds_are_finalized_with_constant_transactions_and_survive_a_restart(t
     res = _sim().run(tmp_path)  # a new process would do the same: anvil restarts from its state file
     assert res.resumed_from == 1
     assert [r.finalized for r in res.rounds] == [True, True, True]
-    assert {r.chain_txs for r in res.rounds[1:]} == {4 + 3}  # open, seal, submit, 3 votes, finalize
+    # open, seal, publish scoring, submit, finalize + per committee member a score commit, reveal and vote
+    assert {r.chain_txs for r in res.rounds[1:]} == {5 + 3 * 3}
     assert res.ledger is not None and res.ledger["finalized_rounds"] == 3
     # the chain records exactly the models the simulation produced
     from fedledger.ledger import Ledger
@@ -59,7 +60,7 @@ def test_a_chain_run_cannot_be_extended_past_its_task(tmp_path) -> None:
 @pytest.mark.slow
 def test_memory_chain_runs_and_refuses_to_resume_without_state(tmp_path) -> None:
     res = _sim(rounds=1, ledger={"enabled": True, "chain": "memory", "committee": 3}).run(tmp_path)
-    assert res.rounds[0].finalized and res.rounds[0].chain_txs == 7
+    assert res.rounds[0].finalized and res.rounds[0].chain_txs == 5 + 3 * 3
     (tmp_path / "checkpoint.pt").unlink()
     with pytest.raises(IntegrityError, match="in-memory chain"):
         _sim(rounds=1, ledger={"enabled": True, "chain": "memory", "committee": 3}).run(tmp_path)

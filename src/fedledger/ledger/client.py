@@ -628,6 +628,10 @@ class Ledger:
         a = to_checksum_address(address or self.address)
         return int(self._fn("task_manager").committee_weight_of(task_id, round_id, a).call()) > 0
 
+    def committee_weight(self, task_id: int, round_id: int, address: str) -> int:
+        """The member's weight in the current attempt's committee (0: not a member)."""
+        return int(self._fn("task_manager").committee_weight_of(task_id, round_id, to_checksum_address(address)).call())
+
     def _opened_event(self, task_id: int, round_id: int, attempt: int | None) -> Event:
         opened = self.events("RoundOpened", task_id=task_id, round_id=round_id)
         if attempt is not None:

@@ -21,8 +21,11 @@ For each finalized round, in order:
   list, the state carried to the next round and the privacy spent; with visible updates the signed updates
   and the strategy's weights;
 - finality: the accepting stake reached two thirds of the committee's stake and the task's quorum;
-- rewards: the reward root of the recomputed settlement is the one the round posted, and the rewards
-  contract pays out against that root;
+- rewards: the settlement is the committee's score consensus (`score_flow.check_scored`): the posted evidence is
+  the bare evidence published for the score commit-reveal plus a settlement, and that settlement (rewards,
+  reputation, consensus, why each party was or was not paid) is recomputed from the chain's revealed score
+  vectors and their blobs; the reward root of the recomputed settlement is the one the round posted, and the
+  rewards contract pays out against that root;
 - privacy: the privacy spent never decreases and never exceeds the task's budget.
 
 The first failure raises `IntegrityError` naming the round and the item.
@@ -224,7 +227,7 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
             members = {a: _member_number(ledger, a) for a in cohort}
             net = Network(ledger.backend.chain_id, tm, registry_at(ledger, record.opened_block), members)
             view = RoundView(record, cohort, previous, previous_root, 0)
-            checker = RoundChecker(task_id, blobs, pool, net, rules.secure, rules.strategy, rules.private)
+            checker = RoundChecker(task_id, blobs, pool, net, rules.secure, rules.strategy, rules.private, ledger)
             checked = r.check("evidence", checker.verify, view)
             r.require("finality", 3 * record.accept_weight >= 2 * record.committee_weight,
                       f"accepting stake {record.accept_weight} is under 2/3 of {record.committee_weight}")

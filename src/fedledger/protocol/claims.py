@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from eth_utils import to_checksum_address
 
 from fedledger.core.blobstore import BlobStore
-from fedledger.ledger import Ledger, RoundStatus
+from fedledger.ledger import Ledger, Role, RoundStatus
 from fedledger.ledger.claims import reputation_tree, reward_tree
 from fedledger.protocol.evidence import Evidence, RoundManifest
 
@@ -78,6 +78,11 @@ def apply_latest_reputation(ledger: Ledger, blobs: BlobStore, task_id: int, acco
     applied: dict[str, int] = {}
     for address, score in tree.values.items():
         if (wanted is not None and address not in wanted) or ledger.reputation_of(address, task_id) == score:
+            continue
+        member = ledger.member(address)
+        if member is None or member.role is not Role.TRAINER:
+            # the root scores every role (`score_flow`); on chain it applies to trainers only (`Reputation.apply`):
+            # aggregators and validators move by what the chain itself sees (`Reputation.adjust`)
             continue
         (signer(address) if signer is not None else ledger).apply_reputation(epoch, address, score,
                                                                              tree.proof(address))

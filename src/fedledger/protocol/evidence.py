@@ -33,15 +33,20 @@ class Settlement:
     faulty: tuple[str, ...] = ()  # addresses named as faulty (slashed when the round finalizes)
     rewards: dict[str, int] = field(default_factory=dict)
     reputation: dict[str, int] = field(default_factory=dict)  # every member ever scored, after this round
+    # the committee's score consensus behind `rewards` (`scoring.ScoreOutcome.to_json`: consensus per member,
+    # agreement per validator, why the aggregator and each validator was or was not paid); None: not scored
+    scores: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"contributors": list(self.contributors), "faulty": list(self.faulty),
-                "rewards": {a: str(v) for a, v in self.rewards.items()}, "reputation": self.reputation}
+        out = {"contributors": list(self.contributors), "faulty": list(self.faulty),
+               "rewards": {a: str(v) for a, v in self.rewards.items()}, "reputation": self.reputation}
+        return out if self.scores is None else {**out, "scores": self.scores}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settlement:
         return cls(tuple(data["contributors"]), tuple(data["faulty"]),
-                   {a: int(v) for a, v in data["rewards"].items()}, {a: int(v) for a, v in data["reputation"].items()})
+                   {a: int(v) for a, v in data["rewards"].items()}, {a: int(v) for a, v in data["reputation"].items()},
+                   data.get("scores"))
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ values behind them travel in the round's evidence. Validators recompute both fro
 from the round seed), the survivor list and the members named as faulty, and vote against a round whose
 values differ, so the aggregator cannot pay itself or favour anyone.
 
-Rewards: the contributors' pool is split equally among the members whose update is in the aggregate;
-members named as faulty get nothing. (Contribution-weighted shares are the next step: the tree format
-already carries arbitrary amounts.)
+Rewards (`reward_shares`): the contributors' pool split equally among the members whose update is in the
+aggregate, members named as faulty getting nothing. No role posts it any more: real rounds settle by the
+committee's scores (`fedledger.protocol.score_flow`, docs/incentives.md "In the rounds").
 
 Reputation: a score in [0, MAX_SCORE] per trainer, DEFAULT_SCORE for a member never scored. Each round,
 for the members of its cohort only: a contributor moves a fraction GAIN of the way toward MAX_SCORE; a
@@ -15,7 +15,7 @@ member that was drawn but did not contribute (dropped out) loses a fraction DROP
 member named as faulty loses a fraction FAULT_LOSS. Scores weight selection on chain (stake x
 (5000 + score) / 10000), so reliable members are drawn as aggregators and validators more often.
 
-Below those two, not yet called by the roles (docs/incentives.md): `reward_shares_by_score` (largest-remainder
+Below those two, called by the rounds through `scoring` and `score_flow`: `reward_shares_by_score` (largest-remainder
 split by contribution score, conserving tokens exactly; scores <= 0 get nothing) and `split_pool` (the round's
 pool among roles); `reputation_after` / `apply_events` (bounded reputation for trainers, aggregators and
 validators by event, each event's direction fixed); `score_consensus` (Yuma-style stake-weighted median,
@@ -66,8 +66,8 @@ def next_reputation(previous: Mapping[str, int], cohort: Iterable[str], contribu
 
 
 # ---- score-weighted rewards, reputation for every role, validator consensus (issue 14) ------------
-# Pure math beside the functions above; the roles still call `reward_shares` / `next_reputation`
-# (docs/incentives.md says what is wired and what is not).
+# Pure math beside the functions above; the roles settle with these through `scoring.score_settlement` and
+# `scoring.score_reputation` (`score_flow`; docs/incentives.md says what is wired and what is not).
 
 
 #: fraction of its score a slashed party loses (a slash needs evidence of its own fault)

@@ -10,8 +10,10 @@ chain, the blob store and its inbox, which is what lets a restarted run resume a
 
 Lifecycle (DESIGN.md): the owner opens the round; trainers in the cohort fetch the global model by hash,
 train and send an `UpdateMessage` to the drawn aggregator; at the collection deadline the aggregator
-aggregates, stores the model and evidence (with the round's settlement: rewards and reputation) and
-posts one transaction; committee members re-check from the chain and the blobs and vote; the owner
+aggregates, stores the model and the bare evidence and publishes it for the committee's scores; committee
+members recompute it, score the cohort, commit and reveal (`score_flow`); the aggregator posts one
+transaction with the settlement the reveals give (rewards and reputation); committee members re-check
+everything from the chain and the blobs and vote; the owner
 finalizes at quorum, or reopens a round that was rejected or whose deadline passed (the contract slashes
 an aggregator that missed its deadline).
 """
@@ -54,6 +56,15 @@ from fedledger.protocol.evidence import (
 )
 from fedledger.protocol.incentives import next_reputation, reward_shares
 from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessage
+from fedledger.protocol.score_flow import (
+    CommitteeScoring,
+    History,
+    check_scored,
+    scored_settlement,
+    scoring_root,
+    settle_ready,
+    validator_scores,
+)
 from fedledger.protocol.secure import (
     BLAME,
     CHALLENGE,
@@ -460,8 +471,12 @@ class Aggregator(Role):
         self.last_output: RoundOutput | None = None
         self.last_session: AggregatorSession | None = None
         self.refused: list[str] = []  # why inbound messages were dropped (forged, replayed, inflated, ...)
+        # attempts whose bare evidence is published for the committee's scores: (output, evidence, model, root)
+        self._scoring: dict[Key, tuple[RoundOutput, Evidence, bytes, bytes]] = {}
 
     def step(self, view: RoundView, idle: bool) -> bool:
+        if view.key in self._scoring:
+            return self._settle_scored(view)
         if self.rules is not None:
             return self._step_secure(view, idle)
         r = view.record
@@ -597,12 +612,37 @@ class Aggregator(Role):
 
     def _submit(self, view: RoundView, output: RoundOutput, transcript: tuple[bytes, ...] = (),
                 state: dict[str, object] | None = None) -> None:
-        r = view.record
+        """Store the model and the bare evidence (no rewards yet) and publish its root for the committee's scores
+        (`score_flow`); the result is submitted once the committee revealed (`_settle_scored`)."""
         self.last_output = output
-        settlement = settle(view, output.contributors, output.faulty, self.reward_pool, self.blobs)
-        evidence = Evidence(view.global_model, output.deltas, output.weights, settlement, transcript,
+        evidence = Evidence(view.global_model, output.deltas, output.weights,
+                            Settlement(tuple(output.contributors), tuple(output.faulty)), transcript,
                             output.state if state is None else state, deterministic=output.deterministic)
-        manifest = RoundManifest(self.blobs.put(to_bytes(output.model)), self.blobs.put(evidence.to_bytes()))
+        model = self.blobs.put(to_bytes(output.model))
+        root = scoring_root(model, evidence, self.blobs)
+        with self.clock.stage("chain"):
+            self.ledger.publish_scoring(self.task_id, view.record.round_id, root)
+            self.ledger.persist()
+        self._scoring[view.key] = (output, evidence, model, root)
+
+    def settle_scores(self, view: RoundView, settlement: Settlement) -> Settlement:
+        """The settlement this aggregator posts, given the one the reveals give (attack wrappers override it)."""
+        return settlement
+
+    def _settle_scored(self, view: RoundView) -> bool:
+        r = view.record
+        if r.status is not RoundStatus.OPEN or r.aggregator != self.address:
+            self._scoring.pop(view.key, None)
+            return False
+        with self.clock.stage("chain"):
+            if not settle_ready(self.ledger.scoring(self.task_id, r.round_id, r.attempt), view.now):
+                return False
+        output, evidence, model, root = self._scoring.pop(view.key)
+        settlement = self.settle_scores(view, scored_settlement(
+            self.ledger, self.blobs, self.task_id, r.round_id, r.attempt, view.cohort, r.committee, self.address,
+            root, output.contributors, output.faulty, self.reward_pool, previous_reputation(view, self.blobs)))
+        evidence = replace(evidence, settlement=settlement)
+        manifest = RoundManifest(model, self.blobs.put(evidence.to_bytes()))
         result = RoundResult(
             model_hash=manifest.model,
             evidence_root=manifest.store(self.blobs),
@@ -618,6 +658,7 @@ class Aggregator(Role):
         with self.clock.stage("chain"):
             self.ledger.submit_result(self.task_id, r.round_id, result)
             self.ledger.persist()  # a durability point: a crash after this finds the result posted
+        return True
 
 
 def _address_of(net: Network, member: int) -> str:
@@ -737,7 +778,9 @@ class Validator(Role):
         self.tolerance = tolerance
         self.held_out = held_out  # examples behind `evaluate`: widens the tolerance by their sampling error
         self.behaviour = behaviour
-        self.checker = RoundChecker(task_id, blobs, reward_pool, net, rules, strategy, private)
+        self.checker = RoundChecker(task_id, blobs, reward_pool, net, rules, strategy, private, ledger)
+        self.scoring = CommitteeScoring(ledger, task_id, blobs)  # its score commit-reveal (salts: OS CSPRNG)
+        self.history = History()
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None
         self._accuracy_of: dict[bytes, float] = {}
@@ -746,6 +789,9 @@ class Validator(Role):
     def step(self, view: RoundView, idle: bool) -> bool:
         r = view.record
         key = view.key
+        if r.status is RoundStatus.OPEN and self.address in r.committee and self.behaviour != "silent":
+            with self.clock.stage("validation"):
+                return self.scoring.step(key, view.now, lambda root: self.score(view, root), view.cohort)
         if r.status is not RoundStatus.SUBMITTED or key in self._voted or self.address not in r.committee:
             return False
         self._voted.add(key)
@@ -758,6 +804,29 @@ class Validator(Role):
         with self.clock.stage("chain"):
             self.ledger.vote(self.task_id, r.round_id, accept)
         return True
+
+    def score(self, view: RoundView, root: bytes) -> np.ndarray | None:
+        """This member's scores of the cohort for the bare evidence `root` the aggregator published, from the
+        round it recomputes itself (`score_flow.validator_scores`); None if that evidence does not check. A lazy
+        member does no work: it scores everybody 1."""
+        if self.behaviour == "lazy":
+            return self.prepare_scores(view, np.ones(len(view.cohort)))
+        try:
+            manifest = RoundManifest.find(self.blobs, root)
+            pre = replace(view, record=replace(view.record, model_hash=manifest.model, evidence_root=root))
+            checked = self.checker.verify(pre, posted=False)
+        except (IntegrityError, KeyError, OSError, ValueError) as e:
+            self.last_reason = str(e)
+            return None
+        committed = {a: self.net.registry.committed_examples(a) for a in view.cohort} if self.net else {}
+        r = view.record
+        return self.prepare_scores(view, validator_scores(
+            self.ledger, self.blobs, self.task_id, r.round_id, r.seed, view.cohort, view.global_model, checked,
+            self.checker.rules is not None, committed, self.evaluate, self.history))
+
+    def prepare_scores(self, view: RoundView, scores: np.ndarray) -> np.ndarray:
+        """The vector this member commits to, given the one it computed (attack wrappers override it)."""
+        return scores
 
     def check(self, view: RoundView) -> bool:
         """Accept only if every item checks; `last_reason` says which did not."""
@@ -805,15 +874,19 @@ class RoundChecker:
     rules: SecureRules | None = None  # secure aggregation: the task's rules, to replay the round
     strategy: Callable[[], Any] | None = None  # visible updates: the task's strategy, to recompute the weights
     private: bool = False  # privacy is accounted: a non-zero privacy spent may be posted
+    ledger: Ledger | None = None  # the chain's score reveals: the settlement is the committee's (`score_flow`)
 
-    def verify(self, view: RoundView) -> CheckedRound:
+    def verify(self, view: RoundView, posted: bool = True) -> CheckedRound:
         """Raise `IntegrityError` naming the first item that does not check.
 
         Everything here reads blobs the aggregator chose: whatever they hold, the answer is a verdict, never an
         exception out of the checker (a validator that cannot vote is slashed for the missed vote, the aggregator
-        that posted unparseable evidence is not)."""
+        that posted unparseable evidence is not).
+
+        `posted=False`: the bare evidence published for the committee's scores (`view.record` naming its model and
+        root): everything but what only the posted result holds (privacy spent, survivor root, settlement)."""
         try:
-            return self._verify(view)
+            return self._verify(view, posted)
         except FedLedgerError:
             raise  # IntegrityError is the verdict; a ledger or configuration error is not the evidence's
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, OverflowError, EOFError,
@@ -844,7 +917,7 @@ class RoundChecker:
                 EOFError) as e:
             raise IntegrityError(f"the abort's evidence does not parse: {type(e).__name__}: {e}") from None
 
-    def _verify(self, view: RoundView) -> CheckedRound:
+    def _verify(self, view: RoundView, posted: bool = True) -> CheckedRound:
         r = view.record
         checked = check_round(self.blobs, r.model_hash, r.evidence_root)
         if checked.previous_model != view.global_model:
@@ -853,14 +926,18 @@ class RoundChecker:
             raise IntegrityError("the model does not have the shape of the model the round starts from")
         expected_faulty: tuple[str, ...] | None = None
         if self.rules is not None:
-            expected_faulty = self._recompute_secure(view, checked)
+            expected_faulty = self._recompute_secure(view, checked, posted)
         elif checked.evidence is not None and self.net is not None:
-            expected_faulty, recomputed = self._recompute_visible(view, checked)
+            expected_faulty, recomputed = self._recompute_visible(view, checked, posted)
             checked = replace(checked, recomputed=checked.recomputed or recomputed)
-        self._check_settlement(view, checked, expected_faulty)
+        if posted:
+            self._check_settlement(view, checked, expected_faulty)
+        elif expected_faulty is not None and tuple(sorted(checked.settlement.faulty)) != tuple(sorted(expected_faulty)):
+            raise IntegrityError(f"the members named as faulty ({list(checked.settlement.faulty)}) are not those whose "
+                                 f"own signed message fails a check ({list(expected_faulty)})")
         return replace(checked, recomputed=checked.recomputed or self.rules is not None)
 
-    def _recompute_secure(self, view: RoundView, checked: CheckedRound) -> tuple[str, ...]:
+    def _recompute_secure(self, view: RoundView, checked: CheckedRound, posted: bool = True) -> tuple[str, ...]:
         assert self.rules is not None and self.net is not None and checked.evidence is not None
         r, ev = view.record, checked.evidence
         members = self.net.cohort_members(view)
@@ -881,12 +958,13 @@ class RoundChecker:
         if tuple(checked.settlement.contributors) != contributors:
             raise IntegrityError("the survivor list is not the transcript's")
         spent = to_fixed(privacy_spent(self.rules, rec.state.released))
-        if r.privacy_spent != spent:
+        if posted and r.privacy_spent != spent:
             raise IntegrityError(f"privacy spent {r.privacy_spent} is not the recomputed {spent} "
                                  f"({rec.state.released} rounds released)")
         return tuple(address[m] for m in replayed.faulty)
 
-    def _recompute_visible(self, view: RoundView, checked: CheckedRound) -> tuple[tuple[str, ...], bool]:
+    def _recompute_visible(self, view: RoundView, checked: CheckedRound,
+                           posted: bool = True) -> tuple[tuple[str, ...], bool]:
         """The contributors' signed updates are the evidence's rows, weighted as the strategy weighs them; the
         model is recomputed from them (and, under an adaptive server optimizer, from the server state the last
         finalized round left). Returns the faulty list (empty: nothing in a visible round names a member faulty)
@@ -914,7 +992,7 @@ class RoundChecker:
             expected = rows if rows is not None else np.zeros((0, ev.deltas.shape[1]))
             if ev.deltas.shape != expected.shape or not np.array_equal(ev.deltas.astype(np.float32), expected):
                 raise IntegrityError("the evidence's updates are not the signed updates")
-        if not self.private and r.privacy_spent != 0:
+        if posted and not self.private and r.privacy_spent != 0:
             raise IntegrityError("privacy spent is posted for a round without privacy accounting")
         signed = signed_updates([u for _, u in updates])
         previous = from_bytes(self.blobs.get(view.global_model))
@@ -995,9 +1073,15 @@ class RoundChecker:
                                  f"message fails a check ({list(expected_faulty)})")
         if survivor_root(s.contributors) != r.survivor_root or len(s.contributors) != r.survivor_count:
             raise IntegrityError("the survivor root does not match the evidence")
-        expected = settle(view, s.contributors, s.faulty, self.reward_pool, self.blobs)
-        if expected.rewards != s.rewards or expected.reputation != s.reputation:
-            raise IntegrityError("the rewards or reputation differ from the protocol's rule")
+        if self.ledger is not None:  # the committee's scores: the settlement is the split of the chain's reveals
+            assert checked.evidence is not None
+            check_scored(self.ledger, self.blobs, self.task_id, r.round_id, r.attempt, view.cohort, r.committee,
+                         r.aggregator, r.model_hash, checked.evidence, self.reward_pool,
+                         previous_reputation(view, self.blobs))
+        else:
+            expected = settle(view, s.contributors, s.faulty, self.reward_pool, self.blobs)
+            if expected.rewards != s.rewards or expected.reputation != s.reputation:
+                raise IntegrityError("the rewards or reputation differ from the protocol's rule")
         if s.rewards and reward_tree(self.task_id, r.round_id, s.rewards).root != r.reward_root:
             raise IntegrityError("the reward root does not match the evidence")
         if s.reputation and reputation_tree(self.task_id, r.round_id, s.reputation).root != r.reputation_root:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import DataError
 from fedledger.ledger import Ledger, Role, RoundStatus, from_fixed
 from fedledger.ledger.types import ReopenReason, SlashReason
+from fedledger.report.scores import RoundScores, read_scores
 
 TOKEN = 10**18
 FEDERATION_FILE = "federation.json"
@@ -90,6 +92,7 @@ class ChainView:
     reputation: ReputationHistory
     contracts: dict[str, str]
     default_reputation: int
+    scores: tuple[RoundScores, ...] = ()  # each finalized round's committee scores and who was paid why
 
 
 def _task_id(run_dir: Path) -> int:
@@ -120,11 +123,12 @@ def read_chain(run_dir: Path, chain: str = "auto") -> ChainView:
     directory holds no federation); the caller decides whether that ends the report.
     """
     task_id = _task_id(run_dir)
+    blobs = BlobStore(run_dir / "blobs") if (run_dir / "blobs").is_dir() else None
     with Ledger.connect(chain, run_dir, deploy_if_missing=False) as ledger:
-        return _collect(ledger, task_id)
+        return _collect(ledger, task_id, blobs)
 
 
-def _collect(ledger: Ledger, task_id: int) -> ChainView:
+def _collect(ledger: Ledger, task_id: int, blobs: BlobStore | None = None) -> ChainView:
     if not 1 <= task_id <= ledger.task_count():
         raise DataError(f"the run's chain has no task {task_id}")
     task = ledger.task(task_id)
@@ -232,6 +236,7 @@ def _collect(ledger: Ledger, task_id: int) -> ChainView:
         reputation=_reputation(ledger, task_id, label),
         contracts={k: str(v) for k, v in ledger.deployment.addresses.items()},
         default_reputation=default_score,
+        scores=read_scores(ledger, blobs, task_id, label) if blobs is not None else (),
     )
 
 

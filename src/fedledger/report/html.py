@@ -29,6 +29,7 @@ from fedledger.core.errors import DataError, FedLedgerError, IntegrityError
 from fedledger.privacy.cost import privacy_cost_note
 from fedledger.report import charts
 from fedledger.report.chain import ChainView, read_chain
+from fedledger.report.scores import render_scores
 
 REPORT_FILE = "report.html"
 RESULTS_FILE = "results.json"
@@ -594,6 +595,8 @@ def _ledger(res: Mapping[str, Any], chain: ChainView | None, note: str | None) -
         ))
         parts.append("<h3>Reputation</h3>")
         parts.append(_reputation(chain))
+        parts.append("<h3>Contribution scores and pay</h3>")
+        parts.append(render_scores(chain.scores))
         parts.append("<h3>Slashing, rejected and reopened rounds</h3>")
         if chain.slashing:
             parts.append(_table(["block", "event", "round", "member", "amount (utility)", "reason"],

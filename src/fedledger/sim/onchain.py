@@ -50,6 +50,7 @@ from fedledger.protocol.roles import (
     Trainer,
     Validator,
 )
+from fedledger.protocol.score_flow import next_scoring_deadline
 from fedledger.protocol.secure import SecureRules
 from fedledger.protocol.signing import Registry
 from fedledger.protocol.terms import join_task
@@ -377,7 +378,12 @@ class ChainRounds:
                 stalls += 1
                 if stalls > 2:
                     raise IntegrityError(f"round {round_id} is stuck in status {view.record.status.name}")
-                self.ledger.advance_time(DEADLINE_STEP)  # let the chain's deadline pass
+                # let the chain's next deadline pass: the score commit-reveal's first, within the submit window
+                step = None
+                if view.record.status is RoundStatus.OPEN:
+                    step = next_scoring_deadline(self.ledger.scoring(self.fed.task_id, round_id, view.record.attempt),
+                                                 view.now)
+                self.ledger.advance_time(step or DEADLINE_STEP)
                 idle = False
 
     def summary(self) -> dict[str, object]:
