@@ -8,13 +8,16 @@ settlement is the stake-weighted median split of the chain's reveals, recomputed
 - an aggregator that posts a settlement other than the one the reveals give is voted down and slashed;
 - a validator whose scores deviate from the consensus (dishonest, or lazy: all ones) loses its scoring share and
   reputation.
-Conservation in every run: the reward root pays exactly the round's contributors' pool, the claims take all of it,
-and no reward token exists beyond the rounds' funded rewards.
+- when no trainer earns anything (every one free rides) the trainers' part goes back to the task's escrow, not to the
+  aggregator; an aggregator that posts another unpaid part than the settlement leaves is voted down and slashed.
+Conservation in every run: the reward root pays the round's contributors' pool less the part nobody earned (back to
+the escrow), the claims take all of it, and no reward token exists beyond the rounds' funded rewards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +32,12 @@ from fedledger.ledger import Ledger, SlashReason
 from fedledger.ledger.anvil import find_anvil
 from fedledger.ledger.backends import dev_key
 from fedledger.ledger.claims import reward_tree
-from fedledger.ledger.types import ZERO32
+from fedledger.ledger.types import ZERO32, RoundResult
 from fedledger.protocol.audit import audit_run
 from fedledger.protocol.evidence import Evidence, RoundManifest, Settlement
-from fedledger.protocol.incentives import reward_shares
+from fedledger.protocol.incentives import reward_shares, split_pool
 from fedledger.protocol.roles import RoundView, Validator
-from fedledger.protocol.score_flow import CommitteeScoring
+from fedledger.protocol.score_flow import ROUND_RULES, CommitteeScoring
 from fedledger.report.html import build_report
 from fedledger.sim import Simulation
 from fedledger.sim.attacks import AttackPlan, TamperingAggregator
@@ -69,14 +72,17 @@ def _free_riders(members: int = 6) -> set[str]:
 
 
 def _conserved(out: Path) -> None:
-    """Every finalized round's reward root pays exactly its contributors' pool, all claimed; no reward token beyond
-    the funded rewards of the finalized rounds exists."""
+    """Every finalized round's reward root pays its contributors' pool less the part nobody earned (posted as unpaid
+    and returned to the escrow), all claimed; no reward token beyond the funded rewards of the finalized rounds
+    exists."""
     with Ledger.connect("auto", out, deploy_if_missing=False) as ledger:
         task = ledger.task(1)
         for r, s in _settlements(out):
-            assert sum(s.rewards.values()) == CONTRIBUTOR_POOL
+            unpaid = ledger.reward_unpaid(1, r)
+            assert unpaid == s.unpaid(CONTRIBUTOR_POOL) and sum(s.rewards.values()) + unpaid == CONTRIBUTOR_POOL
             root, amount, claimed = ledger.reward_pool(1, r)
-            assert root == reward_tree(1, r, s.rewards).root and amount == CONTRIBUTOR_POOL and claimed == amount
+            assert root == reward_tree(1, r, s.rewards).root
+            assert amount == CONTRIBUTOR_POOL - unpaid and claimed == amount
         supply = ledger.contracts["reward_token"].functions.totalSupply().call()
         assert supply <= REWARD_PER_ROUND * task.finalized_rounds
 
@@ -225,5 +231,58 @@ def test_a_validator_scoring_against_the_consensus_loses_pay_and_reputation(
         assert not riders & set(s.rewards)  # the median ignores one deviant vector out of three
     last = settlements[-1][1].reputation
     assert last[deviant] < min(last[v] for v in settlements[-1][1].scores["agreement"] if v != deviant)
+    _conserved(tmp_path)
+    audit_run(tmp_path)
+
+
+def test_when_no_trainer_earns_the_trainers_part_returns_to_the_escrow_not_to_the_aggregator(tmp_path: Path) -> None:
+    res = Simulation(build_config({**VISIBLE, "attack": "free_ride:1.0"})).run(tmp_path)
+    assert all(r.finalized for r in res.rounds)
+    parts = split_pool(CONTRIBUTOR_POOL, dict(ROUND_RULES.role_parts))
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        task = ledger.task(1)
+        for r, s in _settlements(tmp_path):
+            record = ledger.round(1, r)
+            assert not set(s.contributors) & set(s.rewards)  # zero updates earn nothing...
+            assert s.rewards[record.aggregator] == parts["aggregator"]  # ...and the aggregator only its part
+            assert ledger.reward_unpaid(1, r) == s.unpaid(CONTRIBUTOR_POOL) >= parts["trainers"]
+        unpaid = sum(ledger.reward_unpaid(1, r) for r, _ in _settlements(tmp_path))
+        minted = ledger.contracts["reward_token"].functions.totalSupply().call()
+        # what was not minted for the finalized rounds is still in the escrow, the unpaid parts included
+        assert task.escrow == REWARD_PER_ROUND * task.rounds - minted
+        assert minted <= REWARD_PER_ROUND * task.finalized_rounds - unpaid
+    _conserved(tmp_path)
+    audit_run(tmp_path)
+
+
+def test_an_aggregator_posting_another_unpaid_part_than_the_settlement_leaves_is_voted_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    submit = Ledger.submit_result
+    tampered: list[str] = []
+
+    def keep_the_trainers_part_in_escrow(self: Ledger, task_id: int, round_id: int, result: RoundResult,
+                                         **kw: Any) -> None:
+        """The first result posted claims the trainers' part is unpaid while its root still pays them: if
+        finalized, the escrow (the owner) keeps their pay and their claims exceed the pool."""
+        if not tampered and result.model_hash != ZERO32:
+            tampered.append(self.address)
+            result = replace(result, reward_unpaid=CONTRIBUTOR_POOL * 8 // 10)
+        submit(self, task_id, round_id, result, **kw)
+
+    reasons: list[str] = []
+    check = Validator.check
+
+    def recording(self: Validator, view: RoundView) -> bool:
+        ok = check(self, view)
+        if not ok:
+            reasons.append(self.last_reason)
+        return ok
+
+    monkeypatch.setattr(Ledger, "submit_result", keep_the_trainers_part_in_escrow)
+    monkeypatch.setattr(Validator, "check", recording)
+    res = Simulation(build_config({**VISIBLE, "attack": FREE_RIDE})).run(tmp_path)
+    assert tampered and res.rounds[0].attempts >= 2 and all(r.finalized for r in res.rounds)
+    assert [s["member"].lower() for s in res.ledger["slashed"]] == [a.lower() for a in tampered], res.ledger["slashed"]
+    assert reasons and all("posted as unpaid" in r for r in reasons), reasons
     _conserved(tmp_path)
     audit_run(tmp_path)

@@ -12,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedledger.core.errors import IntegrityError
+from fedledger.protocol.incentives import split_pool
 from fedledger.protocol.scoring import (
+    ScoreRules,
     ScoreVector,
+    alignment_scores,
     hidden_scores,
     member_scores,
     score_settlement,
@@ -94,7 +97,7 @@ def test_a_score_vector_blob_is_canonical() -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10**24), st.lists(st.lists(st.floats(-1, 1), min_size=4, max_size=4), min_size=1, max_size=5),
        st.lists(st.integers(1, 10**20), min_size=5, max_size=5), st.lists(st.booleans(), min_size=4, max_size=4))
-def test_the_settlement_conserves_the_pool_and_pays_no_faulty_or_zero_member(
+def test_the_settlement_pays_each_role_at_most_its_part_and_no_faulty_or_zero_member(
         pool: int, rows: list[list[float]], stakes: list[int], faulty_flags: list[bool]) -> None:
     members = ["m0", "m1", "m2", "m3"]
     committee = [f"v{i}" for i in range(5)]
@@ -102,7 +105,13 @@ def test_the_settlement_conserves_the_pool_and_pays_no_faulty_or_zero_member(
     weights = dict(zip(committee, stakes, strict=True))
     faulty = [m for m, f in zip(members, faulty_flags, strict=True) if f]
     out = score_settlement(pool, members, vectors, weights, committee, "agg", faulty)
-    assert sum(out.rewards.values()) == pool  # the aggregator is always paid: nothing is left over
+    parts = split_pool(pool, dict(ScoreRules().role_parts))
+    paid = {role: sum(out.rewards.get(a, 0) for a in names)
+            for role, names in (("trainers", members), ("validators", committee), ("aggregator", ["agg"]))}
+    assert paid["aggregator"] == parts["aggregator"]  # a finalized round always pays its aggregator its part
+    for role in ("trainers", "validators"):  # a role nobody earned leaves its part unpaid, to no other role
+        assert paid[role] in (0, parts[role])
+    assert sum(out.rewards.values()) <= pool
     assert all(amount >= 0 for amount in out.rewards.values())
     for m in members:
         if m in faulty or out.consensus[m] <= 0:
@@ -110,3 +119,26 @@ def test_the_settlement_conserves_the_pool_and_pays_no_faulty_or_zero_member(
     for v in committee:
         if v not in vectors:
             assert out.agreement[v] == 0.0 and v not in out.rewards
+
+
+def test_without_held_out_data_a_free_rider_and_an_update_against_the_step_score_zero() -> None:
+    rng = np.random.default_rng(3)
+    honest = rng.normal(size=(3, 40)) + 2.0  # a common direction: the round's step
+    rows = np.vstack([honest, np.zeros(40), -honest[0]])
+    weights = np.array([0.3, 0.2, 0.2, 0.15, 0.15])
+    phi = alignment_scores(rows, weights)
+    assert phi[3] == 0.0 and phi[4] == 0.0
+    assert (phi[:3] > 0).all()
+    assert phi[0] > phi[1]  # the same alignment at a larger weight counts more
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(-1000, 1000), min_size=6, max_size=6), min_size=1, max_size=6),
+       st.floats(0.01, 1.0))
+def test_alignment_scores_are_non_negative_bounded_by_the_weight_and_scale_free(
+        rows: list[list[int]], scale: float) -> None:
+    d = np.array(rows, dtype=np.float64) / 10  # no subnormals: scaling must not underflow a coordinate to 0
+    w = np.full(len(rows), 1.0 / len(rows))
+    phi = alignment_scores(d, w)
+    assert (phi >= 0).all() and (phi <= w + 1e-12).all()
+    np.testing.assert_allclose(alignment_scores(d * scale, w), phi, atol=1e-9)

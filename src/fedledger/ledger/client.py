@@ -526,6 +526,7 @@ class Ledger:
                 result.privacy_spent,
                 _b32(result.reputation_root, "reputation_root"),
                 _b32(result.reward_root, "reward_root"),
+                result.reward_unpaid,
                 [to_checksum_address(a) for a in result.faulty],
                 _b32(proofs_root, "proofs_root"),
                 challenge,
@@ -838,6 +839,10 @@ class Ledger:
     def revealed_scores(self, task_id: int, round_id: int, attempt: int, validator: str) -> bytes:
         """The validator's revealed scores hash in that attempt (zero: none)."""
         return bytes(self._fn("scores").revealed_of(task_id, round_id, attempt, validator).call())
+
+    def reward_unpaid(self, task_id: int, round_id: int) -> int:
+        """The part of the round's contributors' pool its current result's reward root pays nobody."""
+        return int(self._fn("task_manager").reward_unpaid(task_id, round_id).call())
 
     def reward_pool(self, task_id: int, round_id: int) -> tuple[bytes, int, int]:
         """(reward root, pool minted for contributors, claimed so far)."""

@@ -183,6 +183,8 @@ class RoundResult:
     privacy_spent: int
     reputation_root: bytes = ZERO32
     reward_root: bytes = ZERO32
+    #: the part of the contributors' pool the reward root pays nobody: back to the escrow if finalized
+    reward_unpaid: int = 0
     #: trainers named as faulty (secure-aggregation blame, a failed update proof in the evidence):
     #: checked by the committee with the rest of the result, each slashed once if it is finalized
     faulty: tuple[str, ...] = ()

@@ -235,6 +235,8 @@ def audit_run(run_dir: Path, chain: str = "auto", task_id: int | None = None) ->
             recomputed_root = reward_tree(task_id, round_id, rewards).root if rewards else ZERO32
             r.require("rewards", record.reward_root == recomputed_root,
                       "the posted reward root is not the recomputed settlement's")
+            r.require("rewards", ledger.reward_unpaid(task_id, round_id) == checked.settlement.unpaid(pool),
+                      "the part of the pool posted as unpaid is not what the recomputed settlement leaves unpaid")
             root, _, _ = ledger.reward_pool(task_id, round_id)
             r.require("rewards", root == recomputed_root,
                       "the rewards contract pays against another root than the recomputed settlement's")

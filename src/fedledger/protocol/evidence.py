@@ -37,6 +37,10 @@ class Settlement:
     # agreement per validator, why the aggregator and each validator was or was not paid); None: not scored
     scores: dict[str, Any] | None = None
 
+    def unpaid(self, pool: int) -> int:
+        """The part of the contributors' `pool` these rewards pay nobody (it goes back to the task's escrow)."""
+        return pool - sum(self.rewards.values()) if self.rewards else 0
+
     def to_json(self) -> dict[str, Any]:
         out = {"contributors": list(self.contributors), "faulty": list(self.faulty),
                "rewards": {a: str(v) for a, v in self.rewards.items()}, "reputation": self.reputation}

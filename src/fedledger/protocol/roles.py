@@ -653,6 +653,7 @@ class Aggregator(Role):
             if settlement.reputation else ZERO32,
             reward_root=reward_tree(self.task_id, r.round_id, settlement.rewards).root
             if settlement.rewards else ZERO32,
+            reward_unpaid=settlement.unpaid(self.reward_pool),
             faulty=settlement.faulty,  # slashed by the contract if the committee accepts the round
         )
         with self.clock.stage("chain"):
@@ -1078,6 +1079,8 @@ class RoundChecker:
             check_scored(self.ledger, self.blobs, self.task_id, r.round_id, r.attempt, view.cohort, r.committee,
                          r.aggregator, r.model_hash, checked.evidence, self.reward_pool,
                          previous_reputation(view, self.blobs))
+            if self.ledger.reward_unpaid(self.task_id, r.round_id) != s.unpaid(self.reward_pool):
+                raise IntegrityError("the part of the pool posted as unpaid is not what the settlement leaves unpaid")
         else:
             expected = settle(view, s.contributors, s.faulty, self.reward_pool, self.blobs)
             if expected.rewards != s.rewards or expected.reputation != s.reputation:

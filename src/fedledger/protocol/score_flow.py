@@ -24,6 +24,7 @@ its reveal cannot reveal (it is treated as not having revealed: no scoring share
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,7 @@ from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.scoring import (
     ScoreRules,
     ScoreVector,
+    alignment_scores,
     hidden_scores,
     member_scores,
     revealed_vectors,
@@ -178,16 +180,21 @@ def validator_scores(ledger: Ledger, blobs: BlobStore, task_id: int, round_id: i
     per-member Shapley values of its own held-out accuracy (`scoring.visible_scores`, GTG-Shapley's permutations
     drawn from the public round seed); hidden updates -> the across-round regression of its own measured
     improvements on the cohorts (`scoring.hidden_scores`), this round included; `scoring.member_scores` over the
-    cohort (validity, committed size)."""
+    cohort (validity, committed size). A validator without held-out data (its `evaluate` gives NaN, as in the
+    Flower adapter by default) scores visible updates by `scoring.alignment_scores` and hidden ones alike."""
     s = checked.settlement
     contributors = tuple(s.contributors)
     phi: dict[str, float] = {}
+    held_out = contributors and not math.isnan(history.accuracy_of(blobs, global_model, evaluate))
     if contributors and not secure and checked.evidence is not None:
         rows, weights = visible_rows(checked)
         previous = from_bytes(blobs.get(global_model))
         rng = np.random.default_rng(int.from_bytes(seed, "big"))
-        values = visible_scores(previous, rows, weights, evaluate, rng)
+        values = (visible_scores(previous, rows, weights, evaluate, rng) if held_out
+                  else alignment_scores(rows, weights))
         phi = {a: float(v) for a, v in zip(contributors, values, strict=True)}
+    elif contributors and not held_out:
+        phi = dict.fromkeys(contributors, 1.0)  # nothing to measure a hidden round with: contributors alike
     elif contributors:
         past = history.finalized(ledger, blobs, task_id, round_id, evaluate)
         gain = float(evaluate(checked.model)) - history.accuracy_of(blobs, global_model, evaluate)

@@ -17,6 +17,7 @@ Scores (`member_scores`), from evidence a validator checks itself:
   model the round would release from a coalition's signed updates (re-aggregated with the round's weights,
   `contribution.subset_means`); exact for <= `EXACT_MAX_GROUPS` members, GTG-Shapley above. An all-zero update
   (a free rider) scores 0 whatever the estimate says;
+- visible updates, validator without held-out data (its accuracy is NaN): `alignment_scores`;
 - hidden updates (secure aggregation): the across-round regression of the measured held-out improvement of
   every finalized round on its contributors (`contribution.attribute_rounds`; post-processing of released
   aggregates, no privacy cost), this round included;
@@ -172,8 +173,8 @@ def score_settlement(pool: int, members: Sequence[str], vectors: Mapping[str, np
     each validator's committee weight); trainers are paid by their consensus score (`reward_shares_by_score`:
     faulty members and scores <= 0 get nothing); validators by weight x agreement, only with agreement >=
     `min_agreement` (no valid reveal: agreement 0); the aggregator its part (its round is finalized when this
-    settlement pays). A role with nobody to pay gets no part (`split_pool` over the others), so the shares sum
-    to exactly `pool`."""
+    settlement pays). A role with nobody to pay leaves its part unpaid: it goes back to the task's escrow
+    (`Settlement.unpaid`, posted with the result), never to another role. The shares sum to at most `pool`."""
     voters = [v for v in committee if v in vectors]
     consensus = np.zeros(len(members))
     agreement = dict.fromkeys(committee, 0.0)
@@ -191,10 +192,7 @@ def score_settlement(pool: int, members: Sequence[str], vectors: Mapping[str, np
                   f"agreement {agreement[v]:.3f} >= {rules.min_agreement}: paid by weight x agreement"
                   if agreement[v] >= rules.min_agreement else
                   f"agreement {agreement[v]:.3f} < {rules.min_agreement}: not paid")
-    payees = {"aggregator": True,
-              "trainers": any(s > 0 and m not in set(faulty) for m, s in trainer_scores.items()),
-              "validators": bool(validator_scores)}
-    parts = split_pool(pool, {k: w for k, w in rules.role_parts if payees[k]}) if pool else {}
+    parts = split_pool(pool, dict(rules.role_parts)) if pool else {}
     rewards: dict[str, int] = {}
     for m, amount in reward_shares_by_score(parts.get("trainers", 0), trainer_scores, faulty).items():
         rewards[m] = rewards.get(m, 0) + amount
@@ -253,6 +251,21 @@ def visible_scores(previous: torch.Tensor, deltas: np.ndarray, weights: np.ndarr
     return np.where(np.abs(d).sum(axis=1) > 0, phi, 0.0)
 
 
+def alignment_scores(deltas: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Data-free values of a visible round, for a validator with no held-out data: each member's aggregation
+    weight times the cosine of its update with the round's aggregate step, floored at 0 (the cosine-gradient
+    approximation of Shapley values: Xu et al., "Gradient-Driven Rewards to Guarantee Fairness in Collaborative
+    Machine Learning", NeurIPS 2021). An all-zero update (a free rider) or one against the step scores 0."""
+    d = np.asarray(deltas, dtype=np.float64)
+    if d.shape[0] == 0:
+        return np.zeros(0)
+    w = np.asarray(weights, dtype=np.float64)
+    step = (w[:, None] * d).sum(axis=0)
+    norms = np.linalg.norm(d, axis=1) * np.linalg.norm(step)
+    cosine = np.divide(d @ step, norms, out=np.zeros(len(d)), where=norms > 0)
+    return w * np.maximum(cosine, 0.0)
+
+
 def hidden_scores(history: Sequence[tuple[Sequence[str], float]], members: Sequence[str],
                   rules: ScoreRules = ScoreRules()) -> np.ndarray:
     """Values of `members` from (contributors, measured improvement) of every finalized round so far and this
@@ -287,6 +300,7 @@ __all__ = [
     "ScoreOutcome",
     "ScoreRules",
     "ScoreVector",
+    "alignment_scores",
     "hidden_scores",
     "member_scores",
     "revealed_vectors",

@@ -53,6 +53,8 @@ _committee: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_COMMITTEE]]]
 _member_weight: HashMap[bytes32, uint256]
 # the trainers the current attempt's result names as faulty (slashed if it is finalized)
 _faulty: HashMap[uint256, HashMap[uint256, DynArray[address, MAX_FAULTY]]]
+# the part of the current attempt's contributors' pool its reward root pays nobody (goes back to the escrow)
+reward_unpaid: public(HashMap[uint256, HashMap[uint256, uint256]])
 
 
 @internal

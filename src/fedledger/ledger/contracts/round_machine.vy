@@ -213,6 +213,7 @@ def submit_result(
     privacy_spent: uint256,
     reputation_root: bytes32,
     reward_root: bytes32,
+    reward_unpaid: uint256,
     faulty: DynArray[address, round_book.MAX_FAULTY],
     proofs_root: bytes32,
     challenge: uint256,
@@ -226,6 +227,9 @@ def submit_result(
             and nobody is paid (`reopen` redraws without this aggregator); rejected, the aggregator
             is slashed as for any rejected result.
     @param privacy_spent The task's cumulative privacy spent with this round (18 decimals).
+    @param reward_unpaid The part of the contributors' pool the reward root pays nobody (no member
+           earned it): returned to the task's escrow if the result is finalized. The committee
+           checks it with the rest of the result.
     @param faulty Trainers the aggregator names as faulty (blamed by secure aggregation, or with
            a failed update proof in the evidence). The committee checks the list with the rest
            of the result; if the round is finalized, each is slashed once (FAULTY_UPDATE).
@@ -247,6 +251,7 @@ def submit_result(
         assert staticcall peers.registry.role_of(t) == TRAINER, "round_machine: faulty member is not a trainer"
         assert staticcall peers.registry.joined(task_id, t), "round_machine: faulty trainer did not join the task"
     round_book._faulty[task_id][round_id] = faulty
+    round_book.reward_unpaid[task_id][round_id] = reward_unpaid
     dispute_hook._bind(task_id, round_id, r.attempt, proofs_root, challenge)
     vote_deadline: uint256 = block.timestamp + task_book.tasks[task_id].vote_window
     r.status = round_book.SUBMITTED

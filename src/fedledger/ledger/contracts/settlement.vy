@@ -127,13 +127,16 @@ def _settle(task_id: uint256, round_id: uint256, r: round_book.Round):
             extcall peers.reward_token.mint(v, share)
     task_book.tasks[task_id].escrow += part - share * len(accepted)
     pool: uint256 = reward - part
-    if pool > 0 and r.reward_root != empty(bytes32):
+    # what the reward root pays nobody, or the whole pool without a root, stays in the escrow
+    # (returned at close)
+    unpaid: uint256 = pool
+    if r.reward_root != empty(bytes32):
+        unpaid = min(round_book.reward_unpaid[task_id][round_id], pool)
+    task_book.tasks[task_id].escrow += unpaid
+    pool -= unpaid
+    if pool > 0:
         extcall peers.reward_token.mint(peers.rewards.address, pool)
         extcall peers.rewards.post_root(task_id, round_id, r.reward_root, pool)
-    else:
-        # no reward root: the contributors' part stays in the escrow (returned at close)
-        task_book.tasks[task_id].escrow += pool
-        pool = 0
     if r.reputation_root != empty(bytes32):
         extcall peers.reputation.post_root(task_id, round_id, r.reputation_root)
     # the aggregator and the accepting validators gain reputation in this task

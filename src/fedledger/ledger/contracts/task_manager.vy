@@ -136,6 +136,7 @@ exports: (
     round_book.committee,
     round_book.committee_weight_of,
     round_book.faulty,
+    round_book.reward_unpaid,
     round_machine.open_round,
     round_machine.seal,
     round_machine.submit_result,
