@@ -53,7 +53,7 @@ def test_a_small_testnet_runs_its_task_to_the_end_and_audits_clean(tmp_path: Pat
     assert saved["final_model_hash"].startswith("0x") and 0.0 < saved["final_accuracy"] <= 1.0
     nodes = {n["name"]: n for n in saved["testnet"]["nodes"] if "role" in n}
     assert set(nodes) == {"owner", "agg1", "val1", "val2", "val3", "m01", "m02"}
-    assert all(n["rounds_acted"] >= 1 for n in nodes.values())
+    assert all(n["rounds_acted"] >= 1 for n in nodes.values()), {k: n["rounds_acted"] for k, n in nodes.items()}
     assert nodes["m01"]["bytes_sent"] > 0 and nodes["m02"]["bytes_sent"] > 0  # the updates went over gRPC
     assert nodes["agg1"]["bytes_received"] >= nodes["m01"]["bytes_sent"] + nodes["m02"]["bytes_sent"]
     assert all(n["peak_rss"] and n["processes"] == 1 for n in nodes.values())
@@ -88,8 +88,10 @@ def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Pa
 
 #: (role, the first round it is killed in): one testnet, a different stage of a later round each time (four
 #: separate testnets cost ~2.7 min each on 2 loaded cores; this one costs about as much as two)
-KILLS = (("aggregator", 1), ("trainer", 2), ("validator", 3), ("owner", 4))
-ROUNDS = 5  # one clean round after the last kill: the owner, killed last, opens it
+# the owner can be hit any time, a validator only in the short time a result waits for votes: it goes last, so that a
+# miss in round 3 still leaves round 4 for it and round 5 (clean) to act in after its restart
+KILLS = (("aggregator", 1), ("trainer", 2), ("owner", 3), ("validator", 3))
+ROUNDS = 5
 
 
 def _victim(net: Testnet, stage: str, at: int, status: dict[str, Any]) -> str | None:

@@ -427,6 +427,7 @@ class Testnet:
             backend.persist()
             if stopping:
                 raise TestnetError("stopped before the task finished (testnet down); `testnet up` resumes it")
+            watch.last_look(poll)
             payload = self.results(ledger, m, watch.timeline, watch.node_figures(clock.advanced))
             while keep and not stopping:
                 time.sleep(poll)
@@ -657,6 +658,12 @@ class _Watch:
                 self.restarts.setdefault(spec.name, set()).add(pid)
                 peak = peak_rss_bytes(pid) or 0
                 self.peak_rss[spec.name] = max(self.peak_rss.get(spec.name, 0), peak)
+
+    def last_look(self, settle: float) -> None:
+        """Scrape once more `settle` seconds after the last round finalized: a node counts a round it acted in only
+        once its transaction is mined, so the sample that saw the round finalize can miss the last voter's act."""
+        time.sleep(settle)
+        self._scrape()
 
     def see(self, status: dict[str, Any]) -> None:
         now = time.monotonic()
