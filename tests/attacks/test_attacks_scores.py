@@ -37,7 +37,7 @@ from fedledger.protocol.audit import audit_run
 from fedledger.protocol.evidence import Evidence, RoundManifest, Settlement
 from fedledger.protocol.incentives import reward_shares, split_pool
 from fedledger.protocol.roles import RoundView, Validator
-from fedledger.protocol.score_flow import ROUND_RULES, CommitteeScoring
+from fedledger.protocol.score_flow import ROUND_RULES, BallotBox, CommitteeScoring
 from fedledger.report.html import build_report
 from fedledger.sim import Simulation
 from fedledger.sim.attacks import AttackPlan, TamperingAggregator
@@ -286,3 +286,38 @@ def test_an_aggregator_posting_another_unpaid_part_than_the_settlement_leaves_is
     assert reasons and all("posted as unpaid" in r for r in reasons), reasons
     _conserved(tmp_path)
     audit_run(tmp_path)
+
+
+@pytest.mark.parametrize("box", [True, False])
+def test_a_validator_restarted_between_its_commit_and_its_reveal_reveals_from_its_ballot_box(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, box: bool) -> None:
+    restarted = _dev(VALIDATOR_BASE + 1)
+    step = CommitteeScoring.step
+    forgot: list[tuple[int, int]] = []
+
+    def restarting(self: CommitteeScoring, key: tuple[int, int], now: int, score: Callable[..., Any],
+                   members: Any) -> bool:
+        if self.ledger.address != restarted:
+            return step(self, key, now, score, members)
+        if box and self.box is None:
+            self.box = BallotBox(tmp_path / "ballots")
+        acted = step(self, key, now, score, members)
+        if key in self.ballots and key not in forgot:  # it just committed: the process dies, its memory with it
+            forgot.append(key)
+            self.ballots.clear()
+        return acted
+
+    monkeypatch.setattr(CommitteeScoring, "step", restarting)
+    res = Simulation(build_config({**VISIBLE, "rounds": 1, "attack": FREE_RIDE})).run(tmp_path)
+    assert res.rounds[0].finalized and forgot
+    (_, s), = _settlements(tmp_path)
+    assert s.scores is not None
+    with Ledger.connect("auto", tmp_path, deploy_if_missing=False) as ledger:
+        revealed = ledger.revealed_scores(1, 1, ledger.round(1, 1).attempt, restarted) != ZERO32
+    if box:  # the ballot on its disk (owner-only) holds the salt: it reveals and is paid for its scores
+        assert revealed and s.rewards.get(restarted, 0) > 0
+        assert (tmp_path / "ballots").stat().st_mode & 0o077 == 0
+        assert all(p.stat().st_mode & 0o077 == 0 for p in (tmp_path / "ballots").iterdir())
+    else:  # without one the salt died with the process: no reveal, no scoring share
+        assert not revealed and restarted not in s.rewards and "no valid reveal" in s.scores["why"][restarted]
+    _conserved(tmp_path)

@@ -60,6 +60,7 @@ from fedledger.node.work import (
 from fedledger.protocol import roles
 from fedledger.protocol.roles import Network, RoundView, StageClock
 from fedledger.protocol.rules import TaskRules, task_rules
+from fedledger.protocol.score_flow import BallotBox
 from fedledger.protocol.signing import Registry
 from fedledger.protocol.terms import TaskTermsError, check_task_terms, read_spec
 from fedledger.secagg.keys import Identity
@@ -275,7 +276,8 @@ class NodeDaemon:
             split, _ = member_split(rules, spec, self.opts.data, number, validators=rules.cfg.ledger.committee)
             r = roles.Validator(ledger, task_id, t, self.blobs, evaluate=evaluator(rules, spec, split),
                                 reward_pool=pool, held_out=len(split.y), rules=rules.secure,
-                                strategy=rules.strategy, private=rules.private, **common)
+                                strategy=rules.strategy, private=rules.private,
+                                ballots=BallotBox(self.opts.state / "ballots"), **common)
         self.log("joined", task=task_id, rounds=info.rounds, role=role.name.lower())
         return TaskRun(task_id, spec, raw, rules, initial, net, r)
 

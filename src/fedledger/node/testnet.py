@@ -693,7 +693,9 @@ class _Watch:
 
 
 class _Clock:
-    """Moves a dev chain's clock past the current deadline when nothing moved on chain for `stall` seconds."""
+    """Moves a dev chain's clock past the current deadline when nothing moved on chain for `stall` seconds: an open
+    round's next score commit-reveal deadline first (a jump past both would cost every validator its reveal), else
+    past the round's window."""
 
     def __init__(self, ledger: Any, stall: float | None) -> None:
         self.ledger = ledger
@@ -713,6 +715,15 @@ class _Clock:
             self.last, self.since = mark, now
             return
         if now - self.since >= self.stall and task.get("current_round"):
-            self.ledger.backend.advance_time(DEADLINE_STEP)
+            self.ledger.backend.advance_time(self._step(task))
             self.advanced += 1
             self.since = now
+
+    def _step(self, task: dict[str, Any]) -> int:
+        from fedledger.protocol.score_flow import next_scoring_deadline
+
+        cur = task["current_round"]
+        if cur["status"] != "open":
+            return DEADLINE_STEP
+        record = self.ledger.scoring(task["task"], cur["round"], cur["attempt"])
+        return next_scoring_deadline(record, self.ledger.timestamp) or DEADLINE_STEP

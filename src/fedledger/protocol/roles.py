@@ -57,6 +57,7 @@ from fedledger.protocol.evidence import (
 from fedledger.protocol.incentives import next_reputation, reward_shares
 from fedledger.protocol.messages import UPDATE_TOPIC, MessageError, UpdateMessage
 from fedledger.protocol.score_flow import (
+    BallotBox,
     CommitteeScoring,
     History,
     check_scored,
@@ -772,7 +773,8 @@ class Validator(Role):
                  evaluate: Callable[[torch.Tensor], float], reward_pool: int, tolerance: float = 0.05,
                  held_out: int | None = None, behaviour: str = "honest", clock: StageClock | None = None,
                  identity: Identity | None = None, net: Network | None = None, rules: SecureRules | None = None,
-                 strategy: Callable[[], Any] | None = None, private: bool = False) -> None:
+                 strategy: Callable[[], Any] | None = None, private: bool = False,
+                 ballots: BallotBox | None = None) -> None:
         super().__init__(ledger, task_id, transport, blobs, clock, identity=identity, net=net)
         self.evaluate = evaluate  # accuracy on this validator's own held-out data
         self.reward_pool = reward_pool
@@ -780,7 +782,8 @@ class Validator(Role):
         self.held_out = held_out  # examples behind `evaluate`: widens the tolerance by their sampling error
         self.behaviour = behaviour
         self.checker = RoundChecker(task_id, blobs, reward_pool, net, rules, strategy, private, ledger)
-        self.scoring = CommitteeScoring(ledger, task_id, blobs)  # its score commit-reveal (salts: OS CSPRNG)
+        # its score commit-reveal (salts: OS CSPRNG; kept in `ballots` across a restart)
+        self.scoring = CommitteeScoring(ledger, task_id, blobs, box=ballots)
         self.history = History()
         self._voted: set[Key] = set()
         self.last_accuracy: float | None = None

@@ -18,16 +18,20 @@ Why a party was or was not paid is in the settlement itself (`Settlement.scores[
 each validator's agreement with the consensus against the threshold (or that it revealed no valid vector). The
 validators' flat share paid on chain for accepting votes (`settlement.vy`, `validator_share_bps`) is apart from this.
 
-The salt lives only in the validator's process until it reveals: a validator that crashes between its commit and
-its reveal cannot reveal (it is treated as not having revealed: no scoring share).
+The salt comes from the OS CSPRNG and stays with the validator until it reveals: in its process, and with a
+`BallotBox` (a `fedledger node` keeps one in its state directory, owner-only files) on its disk, so a node restarted
+between its commit and its reveal still reveals. Without one, such a validator cannot reveal (no scoring share).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -211,18 +215,62 @@ class Ballot:
     revealed: bool = False
 
 
+@dataclass(frozen=True)
+class BallotBox:
+    """A committee member's uncommitted-to-revealed ballots on its own disk (`directory`, files readable by the
+    owner only), so that a validator restarted between its commit and its reveal still reveals. A ballot is
+    written before its commitment is sent; the salt is secret until the reveal and never goes to the blob store."""
+
+    directory: Path
+
+    def _path(self, task_id: int, key: Key) -> Path:
+        return self.directory / f"{task_id}-{key[0]}-{key[1]}.json"
+
+    def put(self, task_id: int, key: Key, ballot: Ballot) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = json.dumps({"vector": ballot.vector.to_bytes().hex(), "salt": ballot.salt.hex()}).encode()
+        tmp = self._path(task_id, key).with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._path(task_id, key))
+
+    def get(self, task_id: int, key: Key) -> Ballot | None:
+        path = self._path(task_id, key)
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return Ballot(ScoreVector.from_bytes(bytes.fromhex(data["vector"])), bytes.fromhex(data["salt"]))
+
+
 @dataclass
 class CommitteeScoring:
     """A committee member's side of the commit-reveal, attempt by attempt: it scores what it recomputed, commits,
     then reveals. `score(view, root)` recomputes and scores the published evidence (None: the evidence does not
-    check; the member then commits nothing and votes against the result)."""
+    check; the member then commits nothing and votes against the result). With a `box` its ballots survive a
+    restart: one committed before the restart is revealed after it."""
 
     ledger: Ledger
     task_id: int
     blobs: BlobStore
     salt: Callable[[], bytes] = lambda: secrets.token_bytes(32)  # the OS CSPRNG: a commitment must not be guessable
+    box: BallotBox | None = None
     ballots: dict[Key, Ballot] = field(default_factory=dict)
     skipped: set[Key] = field(default_factory=set)
+
+    def _recovered(self, key: Key) -> Ballot | None:
+        """The ballot this member committed to before a restart (None: none kept, or not the one on chain)."""
+        ballot = self.box.get(self.task_id, key) if self.box is not None else None
+        if ballot is None:
+            return None
+        mine = self.ledger.scores_commitment_of(self.task_id, key[0], key[1], self.ledger.address)
+        expected = scores_commitment(ballot.vector.hash, ballot.salt, self.ledger.address, self.task_id, *key)
+        if mine != expected:
+            return None
+        ballot.revealed = self.ledger.revealed_scores(self.task_id, key[0], key[1], self.ledger.address) != ZERO32
+        return ballot
 
     def step(self, key: Key, now: int, score: Callable[[bytes], np.ndarray | None],
              members: Sequence[str]) -> bool:
@@ -230,6 +278,8 @@ class CommitteeScoring:
         if not rec.published or key in self.skipped:
             return False
         ballot = self.ballots.get(key)
+        if ballot is None and (ballot := self._recovered(key)) is not None:
+            self.ballots[key] = ballot
         if ballot is None:
             if now > rec.commit_deadline or \
                     self.ledger.scores_commitment_of(self.task_id, key[0], key[1], self.ledger.address) != ZERO32:
@@ -242,6 +292,8 @@ class CommitteeScoring:
             vector = ScoreVector(self.task_id, key[0], key[1], rec.evidence_root, self.ledger.address,
                                  tuple(members), tuple(float(x) for x in scores))
             ballot = self.ballots[key] = Ballot(vector, self.salt())
+            if self.box is not None:
+                self.box.put(self.task_id, key, ballot)  # before the commitment: a crash after it can still reveal
             self.ledger.commit_scores(self.task_id, key[0], scores_commitment(
                 vector.store(self.blobs), ballot.salt, self.ledger.address, self.task_id, key[0], key[1]))
             return True
@@ -254,6 +306,7 @@ class CommitteeScoring:
 
 __all__ = [
     "ROUND_RULES",
+    "BallotBox",
     "CommitteeScoring",
     "History",
     "bare",
