@@ -29,7 +29,10 @@ def test_a_blob_is_fetched_by_its_protocol_address_from_the_node_that_made_it(ne
     data = os.urandom(3 * (1 << 20) + 17)  # several transport chunks
     address = sa.put(data)
     assert address == BlobStore.address(data) and sa.cid(address) == cid_of(data)  # the IPFS CID of the bytes
-    assert a.blobs is not None and a.blobs.has(cid_of(data))  # a serves it by CID
+    assert a.blobs is not None and a.blobs.has(cid_of(data)) and a.blobs.read(cid_of(data)) == data  # a serves it
+    # by CID, from the one copy on its disk
+    on_disk = sum(f.stat().st_size for f in net.members[a].root.rglob("*") if f.is_file())
+    assert len(data) <= on_disk < len(data) + 64 * 1024
 
     sb = store(net, b, [a.address])
     assert sb.get(address) == data and address in sb and sb.fetched == 1

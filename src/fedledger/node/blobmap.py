@@ -4,9 +4,9 @@ Roles and the chain name blobs by the protocol's address (`BlobStore.address`: S
 usage, `fedledger.core.hashing`); the network serves blobs by IPFS-compatible CIDv1 (the plain SHA-256 of the
 bytes, `fedledger.node.cid`). The two cannot be derived from one another without the bytes, so a node keeps
 the mapping for every blob it holds:
-- `put` stores the bytes under the protocol address (the layout `fedledger audit` reads), adds them to the
-  transport's `CidStore` (so the node serves them by CID) and files the CID under the protocol address
-  (`cids/<address>`);
+- `put` stores the bytes once, under the protocol address (the layout `fedledger audit` reads), and files the
+  CID under the address (`cids/<address>`) and the address under the CID's digest (`by-cid/<digest>`): the
+  transport serves the same file by CID through `ServedBlobs`;
 - a peer asks `Resolve(0x00 || address)` and gets the CID; `Resolve(0x01 || key)` gets the protocol address a
   name (a Merkle root, `BlobStore.name`) is filed under, then its CID;
 - `get` of a blob this node lacks asks each source in turn (by default the peers `sources()` names: on a
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.core.errors import IntegrityError
-from fedledger.node.cid import cid_of, digest_of
+from fedledger.node.cid import cid_of, digest_of, verify
 from fedledger.node.transport import RetryPolicy
 from fedledger.protocol.transport import TransportError
 
@@ -60,13 +60,18 @@ class NetBlobStore(BlobStore):
             self.attach(transport)
 
     def attach(self, transport: GrpcTransport) -> None:
-        """Serve and fetch through `transport` (a node builds its store before its transport runs)."""
+        """Serve and fetch through `transport` (a node builds its store before its transport runs): the
+        transport serves this store's blobs by CID (`ServedBlobs`), so each blob is on disk once."""
         self.transport = transport
+        transport.blobs = ServedBlobs(self)
         transport.resolver = self.answer
 
     # ------------------------------------------------------------------ local
     def _cid_path(self, address: bytes) -> Path:
         return self.root / "cids" / address.hex()
+
+    def _address_path(self, digest: bytes) -> Path:
+        return self.root / "by-cid" / digest.hex()
 
     def put(self, data: bytes) -> bytes:
         address = super().put(data)
@@ -74,16 +79,15 @@ class NetBlobStore(BlobStore):
         return address
 
     def _map(self, address: bytes, data: bytes) -> None:
-        path = self._cid_path(address)
+        """File the blob's CID under its address and its address under the CID's digest (both ways)."""
         cid = cid_of(data)
-        if self.transport is not None and self.transport.blobs is not None and not self.transport.blobs.has(cid):
-            self.transport.blobs.add(data)  # served by CID (also what was stored before the transport ran)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(cid)
-        tmp.replace(path)
+        for path, text in ((self._cid_path(address), cid), (self._address_path(digest_of(cid)), address.hex())):
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
 
     def cid(self, address: bytes) -> str | None:
         """The CID this node serves the blob `address` under (None if it does not hold it)."""
@@ -91,14 +95,21 @@ class NetBlobStore(BlobStore):
             return None
         try:
             cid = self._cid_path(address).read_text().strip()
-            digest_of(cid)
-            if self.transport is not None and self.transport.blobs is not None and not self.transport.blobs.has(cid):
-                raise OSError("mapped but not served yet")
+            if not self._address_path(digest_of(cid)).exists():
+                raise OSError("mapped one way only")
             return cid
         except (OSError, IntegrityError):  # held before the map existed, or the map file is damaged: remap
             data = super().get(address)
             self._map(address, data)
             return cid_of(data)
+
+    def address_of(self, cid: str) -> bytes | None:
+        """The protocol address of the blob this node holds under `cid` (None: it holds none)."""
+        try:
+            address = bytes.fromhex(self._address_path(digest_of(cid)).read_text().strip())
+        except (OSError, ValueError, IntegrityError):
+            return None
+        return address if address in self else None
 
     def answer(self, request: bytes) -> bytes | None:
         """A peer's `Resolve` request, answered from this node's store (None: not held)."""
@@ -182,3 +193,26 @@ class NetBlobStore(BlobStore):
         assert self.transport is not None
         with self.transport._lock:
             self.transport.refused.append((peer, why))
+
+
+class ServedBlobs:
+    """What a node's transport serves and caches by CID: a view of its `NetBlobStore`, not a second copy. A read
+    is checked against both hashes (the protocol address on read, the CID's digest here)."""
+
+    def __init__(self, store: NetBlobStore) -> None:
+        self.store = store
+
+    def has(self, cid: str) -> bool:
+        return self.store.address_of(cid) is not None
+
+    def read(self, cid: str) -> bytes:
+        address = self.store.address_of(cid)
+        if address is None:
+            raise IntegrityError(f"no blob {cid} here")
+        data = BlobStore.get(self.store, address)  # this node's copy only: never a fetch from peers
+        verify(cid, data)
+        return data
+
+    def add(self, data: bytes) -> str:
+        self.store.put(data)
+        return cid_of(data)

@@ -9,6 +9,7 @@ The network side (serving and fetching, chunked and verified on receipt) is in
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 from fedledger.core.blobstore import BlobStore
 from fedledger.node.cid import cid_of_digest, digest_of
@@ -29,3 +30,13 @@ class CidStore(BlobStore):
 
     def has(self, cid: str) -> bool:
         return digest_of(cid) in self
+
+
+class BlobServer(Protocol):
+    """What a transport serves and caches by CID: a `CidStore`, or a node's protocol store (`ServedBlobs`)."""
+
+    def has(self, cid: str) -> bool: ...
+
+    def read(self, cid: str) -> bytes: ...
+
+    def add(self, data: bytes) -> str: ...

@@ -39,7 +39,6 @@ from fedledger.core.vectors import to_bytes
 from fedledger.ledger import Role, RoundStatus
 from fedledger.ledger.types import ZERO32
 from fedledger.node.blobmap import FETCH_POLICY, NetBlobStore
-from fedledger.node.blobs import CidStore
 from fedledger.node.chain import load_keystore, open_chain
 from fedledger.node.faults import FAULT_FILE, LinkFaults
 from fedledger.node.metrics import Log, Metrics, serve
@@ -148,7 +147,7 @@ class NodeDaemon:
         self._closers.append(peers_ledger.close)
         self.blobs = NetBlobStore(o.state / "blobs", sources=self._sources, policy=FETCH_POLICY)
         self.transport = GrpcTransport(self.address, self.tls, PeerDirectory(peers_ledger, ttl=1.0, probe_retry=1.0),
-                                       listen=o.listen, blobs=CidStore(o.state / "cids"),
+                                       listen=o.listen,
                                        faults=LinkFaults(o.state / FAULT_FILE)).start()  # testnet link faults
         self._closers.insert(0, lambda: self.transport.stop(0))
         self.blobs.attach(self.transport)

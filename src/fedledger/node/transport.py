@@ -45,7 +45,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from fedledger.core.errors import IntegrityError
-from fedledger.node.blobs import CidStore
+from fedledger.node.blobs import BlobServer
 from fedledger.node.cid import digest_of, verify
 from fedledger.node.faults import LinkFaults
 from fedledger.node.peers import PeerDirectory, PeerRefused, normalize
@@ -145,7 +145,7 @@ class GrpcTransport:
         directory: PeerDirectory,
         *,
         listen: str = "127.0.0.1:0",
-        blobs: CidStore | None = None,
+        blobs: BlobServer | None = None,
         inbox_items: int = 4096,
         inbox_bytes: int = 512 * MiB,
         chunk_size: int = CHUNK_SIZE,
