@@ -58,7 +58,7 @@ def _tamper(run: Path, address: bytes) -> None:
 def test_an_honest_run_verifies(run_copy: Path) -> None:
     report = audit_run(run_copy)
     assert report.rounds == [1, 2, 3] and report.recomputed == [1, 2, 3]
-    assert report.checks == 6 * 3
+    assert report.checks == 7 * 3  # per round: selection, evidence, finality, 3 x rewards, privacy
 
 
 def test_a_tampered_evidence_blob_fails_at_its_round(run_copy: Path) -> None:
