@@ -8,13 +8,14 @@ is the privacy itself (what any mechanism with that noise would lose), not the f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 #: fedledger within this many points of central DP: the federation costs nothing measurable (one run's spread)
 CLOSE_POINTS = 2.0
 
 
-def privacy_cost_note(payload: dict[str, Any]) -> str | None:
+def privacy_cost_note(payload: Mapping[str, Any]) -> str | None:
     """One line: what privacy costs in this run and why (None without DP or without the baselines)."""
     priv = payload.get("privacy") or {}
     central, dp = payload.get("centralized_accuracy"), payload.get("central_dp")
@@ -30,7 +31,7 @@ def privacy_cost_note(payload: dict[str, Any]) -> str | None:
         par = priv.get("parameters") or {}
         z, m, c = par.get("noise_multiplier"), par.get("min_survivors"), par.get("clip_norm_initial")
         planned, rounds = par.get("rounds_planned"), priv.get("rounds_accounted")
-        if None in (z, m, c, planned):
+        if z is None or m is None or c is None or planned is None:
             return None
         spare = f", {int(planned) - int(rounds)} of them spare for redone rounds" if rounds and planned > rounds else ""
         unspent = priv["epsilon_budget"] - (priv.get("epsilon_spent") or 0.0)

@@ -277,4 +277,4 @@ def _member_number(ledger: Ledger, address: str) -> int:
     registered = ledger.events("MemberRegistered", member=address)
     if not registered or ledger.member(address) is None:
         raise IntegrityError(f"cohort member {address} is not registered")
-    return int(registered[0].args["pool_index"]) - 1
+    return int(registered[0].args["pool_index"]) - 1  # type: ignore[call-overload]

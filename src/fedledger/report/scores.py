@@ -95,10 +95,10 @@ def render_scores(rounds: Sequence[RoundScores]) -> str:
     for m, role in members.items():
         cells = []
         for rs in rounds:
-            row = next((x for x in rs.rows if x.label == m), None)
-            cells.append("<td></td>" if row is None else
-                         f'<td class="num">{_num(row.score)} / {_num(row.reward + row.onchain)} / '
-                         f"{_num(row.reputation)}</td>")
+            found = next((x for x in rs.rows if x.label == m), None)
+            cells.append("<td></td>" if found is None else
+                         f'<td class="num">{_num(found.score)} / {_num(found.reward + found.onchain)} / '
+                         f"{_num(found.reputation)}</td>")
         body.append(f"<tr><td>{_e(m)}</td><td>{_e(role)}</td>{''.join(cells)}</tr>")
     parts = [
         "<p class=\"note\">Trainers' score: the committee's consensus (stake-weighted median of the revealed score "
