@@ -136,3 +136,16 @@ not a metric line
     assert got["fedledger_node_errors_total"] == 3.0
     assert (figure(got, SENT), figure(got, RECEIVED), figure(got, ACTED)) == (1234, 99, 3)
     assert figure(None, SENT) == 0
+
+
+def test_a_testnet_under_member_level_dp_reports_the_plan_every_node_derives() -> None:
+    """The whole-system defaults (member-level DP through SecAgg+): the results' privacy block names the plan, as
+    `fedledger run` does, instead of failing once the task is done."""
+    from fedledger.models import build_model
+    from fedledger.node.testnet_results import run_privacy
+
+    cfg = load_config(None, {"clients": 5, "rounds": 2, "dataset": "digits", "model": "logreg"}, base=WHOLE_SYSTEM)
+    assert cfg.privacy.dp == "member"
+    block = run_privacy(cfg, build_model("logreg", (1, 8, 8), 10, seed=0), 0.4, 2)
+    assert block["epsilon_spent"] == 0.4 and block["rounds_accounted"] == 2
+    assert "SecAgg+" in block["mechanism"] and block["parameters"]["noise_multiplier"] > 0

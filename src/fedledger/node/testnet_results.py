@@ -65,6 +65,23 @@ class Timeline:
     start: float = 0.0
 
 
+def run_privacy(cfg: Any, model: Any, spent: float, rounds_done: int) -> dict[str, Any]:
+    """The run's privacy block: for member-level DP the plan every node derives from the task's spec."""
+    from dataclasses import asdict
+
+    from fedledger.models import get_flat
+    from fedledger.privacy.block import privacy_block
+    from fedledger.protocol.rules import distributed_dp
+
+    if cfg.privacy.dp == "none":
+        return privacy_block(cfg.privacy)
+    if cfg.privacy.dp != "member":
+        return privacy_block(cfg.privacy, epsilon_spent=spent)
+    ddp = distributed_dp(cfg, int(get_flat(model).numel()))
+    secagg = {"protocol": "SecAgg+", **asdict(ddp.secagg_params)} if ddp.secagg_params is not None else None
+    return privacy_block(cfg.privacy, epsilon_spent=spent, rounds_done=rounds_done, plan=ddp.plan, secagg=secagg)
+
+
 def testnet_results(root: Path, cfg: Any, ledger: Any, manifest: Any, timeline: Timeline | None = None,
                     nodes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     import torch
@@ -76,7 +93,6 @@ def testnet_results(root: Path, cfg: Any, ledger: Any, manifest: Any, timeline: 
     from fedledger.learning import evaluate
     from fedledger.ledger.types import from_fixed
     from fedledger.models import build_model
-    from fedledger.privacy.block import privacy_block
     from fedledger.sim.federation import RoundRecord
 
     timeline = timeline or Timeline()
@@ -116,8 +132,7 @@ def testnet_results(root: Path, cfg: Any, ledger: Any, manifest: Any, timeline: 
         "final_model_hash": rounds[-1].model_hash if rounds else "",
         "resumed_from_round": 0,
         "recovery": None,
-        "privacy": privacy_block(cfg.privacy, epsilon_spent=from_fixed(task.privacy_spent)
-                                 if cfg.privacy.dp != "none" else None),
+        "privacy": run_privacy(cfg, model, from_fixed(task.privacy_spent), task.finalized_rounds),
         "randomness": {"deterministic": bool(cfg.deterministic),
                        "source": "derived from the run seed (public): simulation and tests only"
                        if cfg.deterministic else "operating system CSPRNG (os.urandom), in each node"},
