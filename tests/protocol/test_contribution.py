@@ -305,7 +305,7 @@ def grouped_rounds(draw):
 @FAST
 @given(grouped_rounds(), st.floats(1e-4, 2.0))
 def test_residual_degrees_of_freedom_are_rows_minus_the_effective_parameters(case, lam):
-    x, y, rid, _ = case
+    x, y, _rid, _ = case
     fit = attribute_rounds(x, y, shrinkage=lam)
     n = x.shape[1]
     assert x.shape[0] - n - 1e-9 <= fit.dof <= x.shape[0]  # tr(H) in [0, N) for a ridge fit
@@ -325,7 +325,7 @@ def test_no_rows_means_no_residual_freedom_and_unbounded_values():
 @FAST
 @given(grouped_rounds(), st.floats(0.5, 0.999), st.floats(0.5, 0.999))
 def test_bounds_bracket_the_estimate_and_widen_with_the_level(case, a, b):
-    x, y, rid, _ = case
+    x, y, _rid, _ = case
     fit = attribute_rounds(x, y, shrinkage=0.1)
     lo_a, hi_a = value_bounds(fit, min(a, b))
     lo_b, hi_b = value_bounds(fit, max(a, b))

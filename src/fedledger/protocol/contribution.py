@@ -133,7 +133,7 @@ def low_value_per_example(fit: Attribution, committed_size: np.ndarray, valid: n
     low: a member the rounds say little about is not flagged on noise. Returns bool [N]."""
     n = np.asarray(committed_size, dtype=np.float64)
     ok = np.asarray(valid, dtype=bool)
-    if n.shape != fit.values.shape or ok.shape != n.shape or (n <= 0).any() or not 0 < ratio:
+    if n.shape != fit.values.shape or ok.shape != n.shape or (n <= 0).any() or not ratio > 0:
         raise ConfigError("committed sizes must be positive, valid a bool [N] vector and ratio > 0")
     _, upper = value_bounds(fit, level)
     per_example = fit.values / n
