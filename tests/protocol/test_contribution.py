@@ -15,15 +15,20 @@ from fedledger.privacy.distributed import plan_distributed_dp
 from fedledger.protocol.contribution import (
     EXACT_MAX_GROUPS,
     attribute_rounds,
+    attribute_rounds_reweighted,
     combined_score,
     exact_shapley,
     group_release_cost,
     group_shapley,
     gtg_shapley,
+    low_value_per_example,
     random_groups,
+    round_variance_weights,
     sampled_shapley,
+    shown_to_contribute,
     size_prior,
     subset_means,
+    value_bounds,
 )
 
 FAST = settings(max_examples=40, deadline=None)
@@ -271,3 +276,194 @@ def test_combined_score_gates_invalid_members_and_free_riders():
     assert (mixed >= 0).all() and mixed[2] > 0 and math.isclose(mixed[0], 0.5 * 2 + 0.5 * 1.2 * 100 / 68)
     with pytest.raises(ConfigError):
         combined_score(phi, sizes, valid, size_weight=2)
+
+
+# ---- uncertainty of the attribution: degrees of freedom, bounds, reweighting, tests, flags ----------------
+
+
+@st.composite
+def grouped_rounds(draw):
+    """Rounds that split n members into k random groups (the economics design), outcomes = group sums of
+    planted values plus noise whose scale depends on the round."""
+    n = draw(st.integers(4, 12))
+    k = draw(st.integers(2, 3))
+    rounds = draw(st.integers(3 * n, 6 * n))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    phi = rng.uniform(-0.5, 1.0, n)
+    rows, rid = [], []
+    for r in range(rounds):
+        for g in np.array_split(rng.permutation(n), k):
+            row = np.zeros(n)
+            row[g] = 1.0
+            rows.append(row)
+            rid.append(r)
+    x = np.array(rows)
+    scale = draw(st.floats(0.0, 0.05)) * rng.uniform(0.2, 3.0, rounds)[np.array(rid)]
+    return x, x @ phi + scale * rng.normal(size=len(rid)), np.array(rid), phi
+
+
+@FAST
+@given(grouped_rounds(), st.floats(1e-4, 2.0))
+def test_residual_degrees_of_freedom_are_rows_minus_the_effective_parameters(case, lam):
+    x, y, _rid, _ = case
+    fit = attribute_rounds(x, y, shrinkage=lam)
+    n = x.shape[1]
+    assert x.shape[0] - n - 1e-9 <= fit.dof <= x.shape[0]  # tr(H) in [0, N) for a ridge fit
+    h = x @ np.linalg.solve(x.T @ x + lam * np.eye(n), x.T)
+    assert fit.dof == pytest.approx(x.shape[0] - np.trace(h), rel=1e-6, abs=1e-9)
+    assert np.isfinite(fit.stderr).all() and (fit.stderr >= 0).all()
+
+
+def test_no_rows_means_no_residual_freedom_and_unbounded_values():
+    fit = attribute_rounds(np.zeros((0, 3)), np.zeros(0), shrinkage=1.0)
+    assert fit.dof == 0 and np.isinf(fit.stderr).all()
+    lo, hi = value_bounds(fit, 0.95)
+    assert np.isneginf(lo).all() and np.isposinf(hi).all()
+    assert not shown_to_contribute(fit, np.ones(3, dtype=bool), 0.05).any()
+
+
+@FAST
+@given(grouped_rounds(), st.floats(0.5, 0.999), st.floats(0.5, 0.999))
+def test_bounds_bracket_the_estimate_and_widen_with_the_level(case, a, b):
+    x, y, _rid, _ = case
+    fit = attribute_rounds(x, y, shrinkage=0.1)
+    lo_a, hi_a = value_bounds(fit, min(a, b))
+    lo_b, hi_b = value_bounds(fit, max(a, b))
+    assert (lo_b <= lo_a + 1e-12).all() and (lo_a <= fit.values + 1e-12).all()
+    assert (fit.values <= hi_a + 1e-12).all() and (hi_a <= hi_b + 1e-12).all()
+    assert np.allclose(hi_a - fit.values, fit.values - lo_a)  # symmetric
+    with pytest.raises(ConfigError):
+        value_bounds(fit, 1.0)
+
+
+@FAST
+@given(grouped_rounds(), st.integers(0, 4), st.floats(1e-3, 1e3))
+def test_round_variance_weights_are_inverse_local_variances_scale_free(case, window, c):
+    x, y, rid, _ = case
+    resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+    w = round_variance_weights(resid, rid, window)
+    assert w.shape == y.shape and (w > 0).all() and w.max() == pytest.approx(1.0)
+    assert np.allclose(round_variance_weights(c * resid, rid, window), w)  # only relative noise matters
+    # rows of one round share one weight
+    for r in np.unique(rid):
+        assert np.ptp(w[rid == r]) == 0
+    # window 0 with distinct per-round noise: the noisier round weighs less
+    if np.count_nonzero(resid) == len(resid):
+        w0 = round_variance_weights(resid, rid, 0)
+        var = np.array([np.mean(resid[rid == r] ** 2) for r in np.unique(rid)])
+        assert np.allclose(w0, (var.min() / var)[np.searchsorted(np.unique(rid), rid)])
+
+
+def test_round_variance_weights_pool_neighbouring_rounds():
+    rid = np.repeat(np.arange(5), 2)
+    resid = np.array([1, 1, 1, 1, 3, 3, 1, 1, 1, 1], dtype=float)
+    w = round_variance_weights(resid, rid, 1)
+    # round 2 pools rounds 1..3: mean square (1 + 9 + 1) / 3; round 0 pools rounds 0..1: 1
+    assert w[0] == pytest.approx(1.0) and w[4] == pytest.approx(3 / 11)
+    assert np.allclose(round_variance_weights(np.zeros(4), np.array([0, 0, 1, 1]), 1), 1.0)
+    with pytest.raises(ConfigError):
+        round_variance_weights(resid, rid[:-1], 1)
+
+
+@FAST
+@given(grouped_rounds())
+def test_reweighted_regression_recovers_planted_values_and_reweighs_by_round(case):
+    x, y, rid, phi = case
+    fit = attribute_rounds_reweighted(x, y, rid, shrinkage=1e-6, window=2)
+    plain = attribute_rounds(x, y, shrinkage=1e-6)
+    assert np.abs(fit.values - phi).max() < max(0.2, 2 * np.abs(plain.values - phi).max())
+    assert fit.weights is not None and fit.weights.shape == y.shape
+    exact = attribute_rounds_reweighted(x, x @ phi, rid, shrinkage=1e-9)
+    assert np.allclose(exact.values, phi, atol=1e-5)
+
+
+def test_reweighting_discounts_noisy_rounds():
+    """Half the rounds are measured 30x noisier: the reweighted fit is closer to the truth than the plain fit
+    (over many planted cases, to make the comparison a property rather than luck)."""
+    rng = np.random.default_rng(5)
+    better = 0
+    for _ in range(40):
+        n, rounds = 10, 40
+        phi = rng.uniform(0, 1, n)
+        rows, rid = [], []
+        for r in range(rounds):
+            for g in np.array_split(rng.permutation(n), 3):
+                row = np.zeros(n)
+                row[g] = 1.0
+                rows.append(row)
+                rid.append(r)
+        x, rid = np.array(rows), np.array(rid)
+        sd = np.where(rid < rounds // 2, 0.01, 0.3)
+        y = x @ phi + sd * rng.normal(size=len(rid))
+        err_plain = np.abs(attribute_rounds(x, y, shrinkage=1e-3).values - phi).mean()
+        err_fgls = np.abs(attribute_rounds_reweighted(x, y, rid, shrinkage=1e-3, window=1).values - phi).mean()
+        better += err_fgls < err_plain
+    assert better >= 36
+
+
+def _fit(values, stderr, dof):
+    values = np.asarray(values, dtype=float)
+    return type(attribute_rounds(np.zeros((0, 1)), np.zeros(0)))(
+        values=values, prior=np.zeros_like(values), shrinkage=1.0, rows=10, residual_rms=0.0,
+        stderr=np.asarray(stderr, dtype=float), dof=dof)
+
+
+@FAST
+@given(arrays(np.float64, st.integers(1, 15), elements=st.floats(-3, 3)), st.floats(0.001, 0.3),
+       st.floats(1.0, 200.0))
+def test_holm_shows_a_prefix_of_the_strongest_and_more_with_a_larger_alpha(values, alpha, dof):
+    fit = _fit(values, np.full(len(values), 0.5), dof)
+    cand = np.ones(len(values), dtype=bool)
+    shown = shown_to_contribute(fit, cand, alpha)
+    # a shown member's evidence is at least as strong as every member not shown
+    if shown.any() and (~shown).any():
+        assert values[shown].min() >= values[~shown].max()
+    assert (shown <= shown_to_contribute(fit, cand, min(0.5, 2 * alpha))).all()
+    assert not shown[values <= 0].any()  # a non-positive estimate is never shown
+    # Holm is at least as strict as one unadjusted test per member
+    lo, _ = value_bounds(fit, 1 - alpha)
+    assert not shown[lo <= 0].any()
+    # members outside the candidates are never shown
+    assert not shown_to_contribute(fit, np.zeros(len(values), dtype=bool), alpha).any()
+
+
+def test_holm_controls_the_chance_of_paying_any_of_many_free_riders():
+    """20 members who all contribute nothing (true value 0): the chance that any is shown is <= alpha for Holm,
+    while one test per member shows some free rider most of the time."""
+    rng = np.random.default_rng(11)
+    dof, trials, alpha = 50.0, 2000, 0.05
+    any_holm = any_single = 0
+    for _ in range(trials):
+        est = rng.standard_t(dof, 20) * 0.1
+        fit = _fit(est, np.full(20, 0.1), dof)
+        any_holm += shown_to_contribute(fit, np.ones(20, dtype=bool), alpha).any()
+        any_single += (value_bounds(fit, 1 - alpha)[0] > 0).any()
+    assert any_holm / trials <= alpha + 0.015
+    assert any_single / trials > 0.5
+
+
+def test_low_value_per_example_flags_by_the_upper_bound_per_committed_example():
+    sizes = np.array([60.0, 20.0, 40.0, 40.0, 60.0])
+    values = np.array([0.0, 0.2, 0.4, 0.45, 0.3])  # per example: 0, 0.01, 0.01, 0.011, 0.005
+    fit = _fit(values, np.full(5, 0.01), 100.0)
+    valid = np.array([True, True, True, True, False])
+    flags = low_value_per_example(fit, sizes, valid, level=0.95, ratio=0.5)
+    # the zero member (big committed size) is flagged; the small clean member is not; the invalid one is
+    assert flags.tolist() == [True, False, False, False, True]
+    # the same zero member with a wide bound (the rounds say little about it) is not flagged
+    wide = _fit(values, np.array([1.0, 0.01, 0.01, 0.01, 0.01]), 100.0)
+    assert not low_value_per_example(wide, sizes, valid, level=0.95, ratio=0.5)[0]
+    with pytest.raises(ConfigError):
+        low_value_per_example(fit, np.zeros(5), valid, level=0.95, ratio=0.5)
+
+
+@FAST
+@given(arrays(np.float64, st.integers(2, 12), elements=st.floats(-1, 1)), st.floats(0.01, 1.0),
+       st.floats(1e-3, 1e3))
+def test_low_value_flags_do_not_depend_on_the_unit_of_value(values, se, c):
+    n = len(values)
+    sizes = np.arange(1, n + 1, dtype=float) * 10
+    valid = np.ones(n, dtype=bool)
+    a = low_value_per_example(_fit(values, np.full(n, se), 30.0), sizes, valid, level=0.9, ratio=0.5)
+    b = low_value_per_example(_fit(c * values, np.full(n, c * se), 30.0), sizes, valid, level=0.9, ratio=0.5)
+    assert (a == b).all()

@@ -71,7 +71,131 @@ class Attribution:
     shrinkage: float  # lam
     rows: int  # observations used
     residual_rms: float  # sqrt(mean weighted squared residual) of the fit
-    stderr: np.ndarray  # float64 [N]: sqrt(s2 [(X'WX + lam I)^-1]_ii), s2 = weighted RSS / max(1, K - N)
+    # float64 [N]: sqrt(s2 [(X'WX + lam I)^-1]_ii), s2 = weighted RSS / dof (inf when dof is 0: no rows)
+    stderr: np.ndarray
+    # residual degrees of freedom K - tr(H), H = X (X'WX + lam I)^-1 X'W the ridge hat matrix (Hastie, Tibshirani,
+    # Friedman, ESL 2nd ed., 3.4.1 and 7.6: tr(H) is the fit's effective number of parameters); in [0, K]
+    dof: float = math.inf
+    weights: np.ndarray | None = None  # float64 [K]: the row weights the fit used
+
+
+def value_bounds(fit: Attribution, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided `level` bounds (lower, upper) on each member's value: phi_i -/+ t_{level, dof} se_i, Student's
+    t with the fit's residual degrees of freedom (the residual variance is estimated, not known: with few rows
+    the bounds widen; with no residual degrees of freedom they are infinite). Under the ridge's Gaussian prior
+    (posterior variance s2 [(X'WX + lam I)^-1]_ii) these are credible bounds: lower_i > 0 says the rounds show
+    member i contributed, with probability about `level`."""
+    if not 0.5 <= level < 1:
+        raise ConfigError(f"the bound's level must be in [0.5, 1), not {level}")
+    from scipy.stats import t as student_t
+
+    q = float(student_t.ppf(level, fit.dof)) if fit.dof > 0 else math.inf
+    half = np.where(fit.stderr > 0, q * fit.stderr, 0.0) if math.isfinite(q) else np.full_like(fit.values, math.inf)
+    return fit.values - half, fit.values + half
+
+
+def shown_to_contribute(fit: Attribution, candidates: np.ndarray, alpha: float) -> np.ndarray:
+    """Which candidates the rounds show to have contributed (value > 0), by one-sided t tests of H0: phi_i <= 0
+    (p_i = P(T_dof >= phi_i / se_i)) with Holm's step-down correction (Holm, "A Simple Sequentially Rejective
+    Multiple Test Procedure", Scand. J. Statist. 6, 1979): sort the candidates' p-values, show the k-th
+    smallest while p_(k) <= alpha / (m - k + 1), m the number of candidates. The probability that any member
+    whose value is <= 0 is shown (and paid) is at most `alpha` for the whole cohort, however many free riders
+    it holds; a single test per member at level alpha would pay one of many free riders far more often.
+    `candidates` bool [N]; returns bool [N] (False outside the candidates)."""
+    cand = np.asarray(candidates, dtype=bool)
+    if cand.shape != fit.values.shape or not 0 < alpha < 1:
+        raise ConfigError("candidates must be a bool [N] vector and 0 < alpha < 1")
+    from scipy.stats import t as student_t
+
+    shown = np.zeros(cand.shape, dtype=bool)
+    idx = np.flatnonzero(cand & np.isfinite(fit.stderr) & (fit.stderr > 0))
+    if fit.dof <= 0 or not idx.size:
+        return shown
+    p = student_t.sf(fit.values[idx] / fit.stderr[idx], fit.dof)
+    m = int(cand.sum())  # members without a finite standard error count as tests that were not rejected
+    order = np.argsort(p, kind="stable")
+    passed = p[order] <= alpha / (m - np.arange(len(order)))
+    k = len(order) if passed.all() else int(np.argmin(passed))
+    shown[idx[order[:k]]] = True
+    return shown
+
+
+def low_value_per_example(fit: Attribution, committed_size: np.ndarray, valid: np.ndarray, *, level: float,
+                          ratio: float) -> np.ndarray:
+    """Flag low-quality contributors: member i is flagged when the upper `level` bound of its value per
+    committed example, hi_i / n_i (`value_bounds`), is below `ratio` x the median value per committed example
+    of the valid members, or when it is not valid (an invalid proof or message).
+
+    A member's FedAvg weight is the size it commits, so its value is judged per committed example: a free
+    rider commits its real data and adds nothing, and a member with a little clean data is not mistaken for
+    one with much useless data. The median is over valid members (robust while fewer than half are
+    adversarial). Testing the upper bound flags a member only when the rounds show its per-example value is
+    low: a member the rounds say little about is not flagged on noise. Returns bool [N]."""
+    n = np.asarray(committed_size, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool)
+    if n.shape != fit.values.shape or ok.shape != n.shape or (n <= 0).any() or not ratio > 0:
+        raise ConfigError("committed sizes must be positive, valid a bool [N] vector and ratio > 0")
+    _, upper = value_bounds(fit, level)
+    per_example = fit.values / n
+    typical = float(np.median(per_example[ok])) if ok.any() else 0.0
+    return ~ok | (upper / n < ratio * typical)
+
+
+def round_variance_weights(residuals: np.ndarray, rounds: np.ndarray, window: int) -> np.ndarray:
+    """Inverse-variance row weights from the residuals of a fit (feasible weighted least squares with a
+    smoothed variance function; Carroll, Ruppert, "Transformation and Weighting in Regression", 1988, ch. 3).
+
+    Rows of one round share the model state they were measured at, so their noise variance is a function of
+    the round: sigma2_r = the mean squared residual of the rows of rounds r - window .. r + window (a local
+    estimate pooling 2 window + 1 rounds, neighbours in the order of the rounds that have rows, so one
+    round's few rows cannot make its own weight extreme). Returns
+    1 / sigma2 of each row's round, scaled so that the largest weight is 1 (rows with a zero residual
+    neighbourhood get the largest weight found elsewhere, or 1 when every residual is zero).
+    """
+    e2 = np.asarray(residuals, dtype=np.float64) ** 2
+    r = np.asarray(rounds, dtype=np.int64)
+    if e2.shape != r.shape or e2.ndim != 1 or window < 0:
+        raise ConfigError("residuals and rounds must be [K] vectors and the window >= 0")
+    if len(r) == 0:
+        return np.zeros(0)
+    labels, row_round = np.unique(r, return_inverse=True)
+    sums = np.bincount(row_round, weights=e2, minlength=len(labels))
+    counts = np.bincount(row_round, minlength=len(labels)).astype(np.float64)
+    j = np.arange(len(labels))
+    lo, hi = np.maximum(0, j - window), np.minimum(len(labels), j + window + 1)
+    cum_sums, cum_counts = np.concatenate([[0.0], np.cumsum(sums)]), np.concatenate([[0.0], np.cumsum(counts)])
+    local = (cum_sums[hi] - cum_sums[lo]) / (cum_counts[hi] - cum_counts[lo])
+    positive = local[local > 0]
+    if not positive.size:
+        return np.ones(len(r))
+    inverse = 1.0 / np.where(local > 0, local, positive.min())
+    return inverse[row_round] / inverse.max()
+
+
+def attribute_rounds_reweighted(
+    membership: np.ndarray,
+    outcomes: np.ndarray,
+    rounds: np.ndarray,
+    *,
+    prior: np.ndarray | float = 0.0,
+    shrinkage: float = 1.0,
+    weights: np.ndarray | None = None,
+    window: int = 2,
+    iterations: int = 2,
+) -> Attribution:
+    """`attribute_rounds` by feasible weighted least squares: start from `weights` (e.g. each round's
+    improvement), then `iterations` times estimate each round's noise variance from the residuals
+    (`round_variance_weights`, rows grouped by `rounds` [K], the round of each row) and refit with the inverse
+    variances as weights. Rows measured where the values are noisy (near convergence, or in the first rounds
+    while every member's share moves fast) count less, each by what the data show rather than by a fixed
+    rule; the returned fit's stderr and dof are those of the final weighted fit."""
+    fit = attribute_rounds(membership, outcomes, prior=prior, shrinkage=shrinkage, weights=weights)
+    x = np.asarray(membership, dtype=np.float64)
+    for _ in range(max(0, int(iterations))):
+        resid = np.asarray(outcomes, dtype=np.float64) - x @ fit.values
+        fit = attribute_rounds(x, outcomes, prior=prior, shrinkage=shrinkage,
+                               weights=round_variance_weights(resid, rounds, window))
+    return fit
 
 
 def size_prior(membership: np.ndarray, outcomes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -134,11 +258,14 @@ def attribute_rounds(
     rms = float(np.sqrt(np.mean(resid**2))) if len(resid) else 0.0
     # the ridge posterior's spread (Gaussian noise of variance s2 per unit weight, prior precision lam / s2):
     # how far the data leave each value uncertain; used to pay by a lower confidence bound
-    s2 = float((resid**2).sum()) / max(1, x.shape[0] - n)
-    cov = np.linalg.inv(x.T @ (x * w[:, None]) + shrinkage * np.eye(n))
-    stderr = np.sqrt(s2 * np.clip(np.diag(cov), 0, None))
+    # residual variance over the effective residual degrees of freedom K - tr(H) (ridge: tr(H) < N)
+    gram = x.T @ (x * w[:, None])
+    cov = np.linalg.inv(gram + shrinkage * np.eye(n))
+    dof = max(0.0, float(x.shape[0] - np.trace(cov @ gram)))
+    s2 = float((resid**2).sum()) / dof if dof > 1e-9 else math.inf
+    stderr = np.sqrt(s2 * np.clip(np.diag(cov), 0, None)) if math.isfinite(s2) else np.full(n, math.inf)
     return Attribution(values=phi, prior=mu, shrinkage=float(shrinkage), rows=int(x.shape[0]), residual_rms=rms,
-                       stderr=stderr)
+                       stderr=stderr, dof=dof, weights=w)
 
 
 # ---- (b) random groups, Shapley over groups, the privacy cost of group sums -----------------------
@@ -461,13 +588,18 @@ __all__ = [
     "ShapleyEstimate",
     "ValueFn",
     "attribute_rounds",
+    "attribute_rounds_reweighted",
     "combined_score",
     "exact_shapley",
     "group_release_cost",
     "group_shapley",
     "gtg_shapley",
+    "low_value_per_example",
     "random_groups",
+    "round_variance_weights",
     "sampled_shapley",
+    "shown_to_contribute",
     "size_prior",
     "subset_means",
+    "value_bounds",
 ]
