@@ -87,6 +87,21 @@ def _conserved(out: Path) -> None:
         assert supply <= REWARD_PER_ROUND * task.finalized_rounds
 
 
+def _record_rejections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every validator's reason for voting against a result, in order."""
+    reasons: list[str] = []
+    check = Validator.check
+
+    def recording(self: Validator, view: RoundView) -> bool:
+        ok = check(self, view)
+        if not ok:
+            reasons.append(self.last_reason)
+        return ok
+
+    monkeypatch.setattr(Validator, "check", recording)
+    return reasons
+
+
 def test_a_free_rider_earns_nothing_while_honest_trainers_are_paid_by_score(tmp_path: Path) -> None:
     res = Simulation(build_config({**VISIBLE, "attack": FREE_RIDE})).run(tmp_path)
     assert all(r.finalized and r.attempts == 1 for r in res.rounds) and not res.ledger["slashed"]
@@ -179,18 +194,9 @@ def test_an_aggregator_posting_another_settlement_than_the_reveals_give_is_voted
                           {**trainers, self.address: CONTRIBUTOR_POOL - sum(trainers.values())},
                           settlement.reputation, settlement.scores)
 
-    reasons: list[str] = []
-    check = Validator.check
-
-    def recording(self: Validator, view: RoundView) -> bool:
-        ok = check(self, view)
-        if not ok:
-            reasons.append(self.last_reason)
-        return ok
-
+    reasons = _record_rejections(monkeypatch)
     monkeypatch.setattr(TamperingAggregator, "publish", lambda self, view, output: output)  # an honest model
     monkeypatch.setattr(TamperingAggregator, "settle_scores", equal_shares)
-    monkeypatch.setattr(Validator, "check", recording)
     res = Simulation(build_config({**VISIBLE, "attack": f"malicious_aggregator,{FREE_RIDE}"})).run(tmp_path)
     assert res.rounds[0].attempts >= 2 and {s["reason"] for s in res.ledger["slashed"]} == \
         {SlashReason.REJECTED_RESULT.name.lower()}, (res.rounds, res.ledger["slashed"])
@@ -269,17 +275,8 @@ def test_an_aggregator_posting_another_unpaid_part_than_the_settlement_leaves_is
             result = replace(result, reward_unpaid=CONTRIBUTOR_POOL * 8 // 10)
         submit(self, task_id, round_id, result, **kw)
 
-    reasons: list[str] = []
-    check = Validator.check
-
-    def recording(self: Validator, view: RoundView) -> bool:
-        ok = check(self, view)
-        if not ok:
-            reasons.append(self.last_reason)
-        return ok
-
+    reasons = _record_rejections(monkeypatch)
     monkeypatch.setattr(Ledger, "submit_result", keep_the_trainers_part_in_escrow)
-    monkeypatch.setattr(Validator, "check", recording)
     res = Simulation(build_config({**VISIBLE, "attack": FREE_RIDE})).run(tmp_path)
     assert tampered and res.rounds[0].attempts >= 2 and all(r.finalized for r in res.rounds)
     assert [s["member"].lower() for s in res.ledger["slashed"]] == [a.lower() for a in tampered], res.ledger["slashed"]
