@@ -422,7 +422,7 @@ class Testnet:
                     all_down_since = time.monotonic()
                 elif time.monotonic() - all_down_since > ALL_DOWN_GRACE:
                     raise TestnetError(f"every node has stopped before the task finished; {self._last_words(m)}")
-                clock.tick(status)
+                clock.tick(status, watch.traffic())
                 time.sleep(poll)
             backend.persist()
             if stopping:
@@ -659,6 +659,10 @@ class _Watch:
                 peak = peak_rss_bytes(pid) or 0
                 self.peak_rss[spec.name] = max(self.peak_rss.get(spec.name, 0), peak)
 
+    def traffic(self) -> int:
+        """Bytes every node has sent so far, from the last samples of their metrics."""
+        return sum(figure(x, SENT) for x in self.metrics.values())
+
     def last_look(self, settle: float) -> None:
         """Scrape once more `settle` seconds after the last round finalized: a node counts a round it acted in only
         once its transaction is mined, so the sample that saw the round finalize can miss the last voter's act."""
@@ -693,9 +697,9 @@ class _Watch:
 
 
 class _Clock:
-    """Moves a dev chain's clock past the current deadline when nothing moved on chain for `stall` seconds: an open
-    round's next score commit-reveal deadline first (a jump past both would cost every validator its reveal), else
-    past the round's window."""
+    """Moves a dev chain's clock past the current deadline when nothing moved, on chain or between the nodes, for
+    `stall` seconds: an open round's next score commit-reveal deadline first (a jump past both would cost every
+    validator its reveal), else past the round's window."""
 
     def __init__(self, ledger: Any, stall: float | None) -> None:
         self.ledger = ledger
@@ -704,12 +708,14 @@ class _Clock:
         self.since = time.monotonic()
         self.advanced = 0
 
-    def tick(self, status: dict[str, Any]) -> None:
+    def tick(self, status: dict[str, Any], traffic: int = 0) -> None:
+        """`traffic`: the nodes' bytes sent so far; while it grows they are at work off chain (training, a SecAgg+
+        exchange), which is not a stall whatever the chain shows."""
         if self.stall is None:
             return
         task = status.get("task") or {}
         mark = (task.get("finalized_rounds"), json.dumps(task.get("current_round"), sort_keys=True),
-                self.ledger.block_number)
+                self.ledger.block_number, traffic)
         now = time.monotonic()
         if mark != self.last:
             self.last, self.since = mark, now
