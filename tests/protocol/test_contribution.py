@@ -15,7 +15,6 @@ from fedledger.privacy.distributed import plan_distributed_dp
 from fedledger.protocol.contribution import (
     EXACT_MAX_GROUPS,
     attribute_rounds,
-    attribute_rounds_reweighted,
     combined_score,
     exact_shapley,
     group_release_cost,
@@ -23,7 +22,6 @@ from fedledger.protocol.contribution import (
     gtg_shapley,
     low_value_per_example,
     random_groups,
-    round_variance_weights,
     sampled_shapley,
     shown_to_contribute,
     size_prior,
@@ -278,7 +276,7 @@ def test_combined_score_gates_invalid_members_and_free_riders():
         combined_score(phi, sizes, valid, size_weight=2)
 
 
-# ---- uncertainty of the attribution: degrees of freedom, bounds, reweighting, tests, flags ----------------
+# ---- uncertainty of the attribution: degrees of freedom, bounds, tests, flags ----------------
 
 
 @st.composite
@@ -334,71 +332,6 @@ def test_bounds_bracket_the_estimate_and_widen_with_the_level(case, a, b):
     assert np.allclose(hi_a - fit.values, fit.values - lo_a)  # symmetric
     with pytest.raises(ConfigError):
         value_bounds(fit, 1.0)
-
-
-@FAST
-@given(grouped_rounds(), st.integers(0, 4), st.floats(1e-3, 1e3))
-def test_round_variance_weights_are_inverse_local_variances_scale_free(case, window, c):
-    x, y, rid, _ = case
-    resid = y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
-    w = round_variance_weights(resid, rid, window)
-    assert w.shape == y.shape and (w > 0).all() and w.max() == pytest.approx(1.0)
-    assert np.allclose(round_variance_weights(c * resid, rid, window), w)  # only relative noise matters
-    # rows of one round share one weight
-    for r in np.unique(rid):
-        assert np.ptp(w[rid == r]) == 0
-    # window 0 with distinct per-round noise: the noisier round weighs less
-    if np.count_nonzero(resid) == len(resid):
-        w0 = round_variance_weights(resid, rid, 0)
-        var = np.array([np.mean(resid[rid == r] ** 2) for r in np.unique(rid)])
-        assert np.allclose(w0, (var.min() / var)[np.searchsorted(np.unique(rid), rid)])
-
-
-def test_round_variance_weights_pool_neighbouring_rounds():
-    rid = np.repeat(np.arange(5), 2)
-    resid = np.array([1, 1, 1, 1, 3, 3, 1, 1, 1, 1], dtype=float)
-    w = round_variance_weights(resid, rid, 1)
-    # round 2 pools rounds 1..3: mean square (1 + 9 + 1) / 3; round 0 pools rounds 0..1: 1
-    assert w[0] == pytest.approx(1.0) and w[4] == pytest.approx(3 / 11)
-    assert np.allclose(round_variance_weights(np.zeros(4), np.array([0, 0, 1, 1]), 1), 1.0)
-    with pytest.raises(ConfigError):
-        round_variance_weights(resid, rid[:-1], 1)
-
-
-@FAST
-@given(grouped_rounds())
-def test_reweighted_regression_recovers_planted_values_and_reweighs_by_round(case):
-    x, y, rid, phi = case
-    fit = attribute_rounds_reweighted(x, y, rid, shrinkage=1e-6, window=2)
-    plain = attribute_rounds(x, y, shrinkage=1e-6)
-    assert np.abs(fit.values - phi).max() < max(0.2, 2 * np.abs(plain.values - phi).max())
-    assert fit.weights is not None and fit.weights.shape == y.shape
-    exact = attribute_rounds_reweighted(x, x @ phi, rid, shrinkage=1e-9)
-    assert np.allclose(exact.values, phi, atol=1e-5)
-
-
-def test_reweighting_discounts_noisy_rounds():
-    """Half the rounds are measured 30x noisier: the reweighted fit is closer to the truth than the plain fit
-    (over many planted cases, to make the comparison a property rather than luck)."""
-    rng = np.random.default_rng(5)
-    better = 0
-    for _ in range(40):
-        n, rounds = 10, 40
-        phi = rng.uniform(0, 1, n)
-        rows, rid = [], []
-        for r in range(rounds):
-            for g in np.array_split(rng.permutation(n), 3):
-                row = np.zeros(n)
-                row[g] = 1.0
-                rows.append(row)
-                rid.append(r)
-        x, rid = np.array(rows), np.array(rid)
-        sd = np.where(rid < rounds // 2, 0.01, 0.3)
-        y = x @ phi + sd * rng.normal(size=len(rid))
-        err_plain = np.abs(attribute_rounds(x, y, shrinkage=1e-3).values - phi).mean()
-        err_fgls = np.abs(attribute_rounds_reweighted(x, y, rid, shrinkage=1e-3, window=1).values - phi).mean()
-        better += err_fgls < err_plain
-    assert better >= 36
 
 
 def _fit(values, stderr, dof):

@@ -76,8 +76,6 @@ def test_bad_settings_are_config_errors():
         EconomicsConfig(adversarial=0.6)
     with pytest.raises(ConfigError):
         EconomicsConfig(confidence=1.0)
-    with pytest.raises(ConfigError):
-        EconomicsConfig(variance_window=-1)
 
 
 def test_nobody_is_paid_before_the_rounds_can_tell_members_apart(small):
@@ -114,9 +112,3 @@ def test_default_run_reaches_most_targets():
     trainers = [m for m in res["members"] if m["role"] == "trainer"]
     assert all(m["lower_bound"] is not None and m["lower_bound"] <= m["estimate"] <= m["upper_bound"]
                for m in trainers)
-
-
-def test_reweighted_attribution_runs_in_the_simulation():
-    res = run_economics(EconomicsConfig(rounds=4, members=6, validators=3, aggregators=2, seed=2, variance_window=1))
-    assert res["settings"]["variance_window"] == 1 and len(res["rounds"]) == 4
-    assert all("upper_bound" in m for m in res["members"] if m["role"] == "trainer")

@@ -141,63 +141,6 @@ def low_value_per_example(fit: Attribution, committed_size: np.ndarray, valid: n
     return ~ok | (upper / n < ratio * typical)
 
 
-def round_variance_weights(residuals: np.ndarray, rounds: np.ndarray, window: int) -> np.ndarray:
-    """Inverse-variance row weights from the residuals of a fit (feasible weighted least squares with a
-    smoothed variance function; Carroll, Ruppert, "Transformation and Weighting in Regression", 1988, ch. 3).
-
-    Rows of one round share the model state they were measured at, so their noise variance is a function of
-    the round: sigma2_r = the mean squared residual of the rows of rounds r - window .. r + window (a local
-    estimate pooling 2 window + 1 rounds, neighbours in the order of the rounds that have rows, so one
-    round's few rows cannot make its own weight extreme). Returns
-    1 / sigma2 of each row's round, scaled so that the largest weight is 1 (rows with a zero residual
-    neighbourhood get the largest weight found elsewhere, or 1 when every residual is zero).
-    """
-    e2 = np.asarray(residuals, dtype=np.float64) ** 2
-    r = np.asarray(rounds, dtype=np.int64)
-    if e2.shape != r.shape or e2.ndim != 1 or window < 0:
-        raise ConfigError("residuals and rounds must be [K] vectors and the window >= 0")
-    if len(r) == 0:
-        return np.zeros(0)
-    labels, row_round = np.unique(r, return_inverse=True)
-    sums = np.bincount(row_round, weights=e2, minlength=len(labels))
-    counts = np.bincount(row_round, minlength=len(labels)).astype(np.float64)
-    j = np.arange(len(labels))
-    lo, hi = np.maximum(0, j - window), np.minimum(len(labels), j + window + 1)
-    cum_sums, cum_counts = np.concatenate([[0.0], np.cumsum(sums)]), np.concatenate([[0.0], np.cumsum(counts)])
-    local = (cum_sums[hi] - cum_sums[lo]) / (cum_counts[hi] - cum_counts[lo])
-    positive = local[local > 0]
-    if not positive.size:
-        return np.ones(len(r))
-    inverse = 1.0 / np.where(local > 0, local, positive.min())
-    return inverse[row_round] / inverse.max()
-
-
-def attribute_rounds_reweighted(
-    membership: np.ndarray,
-    outcomes: np.ndarray,
-    rounds: np.ndarray,
-    *,
-    prior: np.ndarray | float = 0.0,
-    shrinkage: float = 1.0,
-    weights: np.ndarray | None = None,
-    window: int = 2,
-    iterations: int = 2,
-) -> Attribution:
-    """`attribute_rounds` by feasible weighted least squares: start from `weights` (e.g. each round's
-    improvement), then `iterations` times estimate each round's noise variance from the residuals
-    (`round_variance_weights`, rows grouped by `rounds` [K], the round of each row) and refit with the inverse
-    variances as weights. Rows measured where the values are noisy (near convergence, or in the first rounds
-    while every member's share moves fast) count less, each by what the data show rather than by a fixed
-    rule; the returned fit's stderr and dof are those of the final weighted fit."""
-    fit = attribute_rounds(membership, outcomes, prior=prior, shrinkage=shrinkage, weights=weights)
-    x = np.asarray(membership, dtype=np.float64)
-    for _ in range(max(0, int(iterations))):
-        resid = np.asarray(outcomes, dtype=np.float64) - x @ fit.values
-        fit = attribute_rounds(x, outcomes, prior=prior, shrinkage=shrinkage,
-                               weights=round_variance_weights(resid, rounds, window))
-    return fit
-
-
 def size_prior(membership: np.ndarray, outcomes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """mu_i = n_i * (sum_r y_r) / (sum_r sum_j x_rj n_j): every committed example is worth the same.
 
@@ -588,7 +531,6 @@ __all__ = [
     "ShapleyEstimate",
     "ValueFn",
     "attribute_rounds",
-    "attribute_rounds_reweighted",
     "combined_score",
     "exact_shapley",
     "group_release_cost",
@@ -596,7 +538,6 @@ __all__ = [
     "gtg_shapley",
     "low_value_per_example",
     "random_groups",
-    "round_variance_weights",
     "sampled_shapley",
     "shown_to_contribute",
     "size_prior",

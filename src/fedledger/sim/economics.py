@@ -59,7 +59,6 @@ from fedledger.models.zoo import build_model
 from fedledger.protocol.contribution import (
     Attribution,
     attribute_rounds,
-    attribute_rounds_reweighted,
     combined_score,
     group_release_cost,
     group_shapley,
@@ -118,11 +117,6 @@ class EconomicsConfig:
     normalize: str = "abs"  # per-round scale of group values: abs (sum of |values|), none
     prior: str = "zero"  # regression prior: size (value per committed example x size) or zero
     round_weighting: bool = True  # start from weighing each round's rows by the cohort's improvement that round
-    # an int w: then reweigh rows by the inverse of their round's noise variance estimated from the residuals
-    # (`attribute_rounds_reweighted`, rounds pooled over +- w); None: the improvement weights only (the default:
-    # reweighting raised the worst seed's Spearman on seeds 0-7 but not on seeds 100-107, and on seed 102 it
-    # let a free rider's estimate stand significantly above 0 for 40 rounds; docs/incentives.md)
-    variance_window: int | None = None
     # one-sided level of the bounds on each member's value (`value_bounds`, Student t): a trainer is paid only if
     # the rounds show it contributed (`shown_to_contribute`: Holm over the cohort, family-wise error
     # 1 - confidence), by its lower bound
@@ -137,8 +131,8 @@ class EconomicsConfig:
             raise ConfigError("need rounds >= 1, members >= 4, validators >= 3 and aggregators >= 2")
         if not 0 <= self.adversarial < 0.5 or not 0 < self.fraction <= 1 or not 0 <= self.dropout < 0.5:
             raise ConfigError("need 0 <= adversarial < 0.5, 0 < fraction <= 1, 0 <= dropout < 0.5")
-        if not 0.5 <= self.confidence < 1 or (self.variance_window is not None and self.variance_window < 0):
-            raise ConfigError("need 0.5 <= confidence < 1 and variance_window >= 0 (or None)")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError("need 0.5 <= confidence < 1")
 
 
 @dataclass
@@ -245,7 +239,6 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
     rows: list[np.ndarray] = []
     outcomes: list[float] = []
     row_weights: list[float] = []
-    row_rounds: list[int] = []
     faulty_ever: set[int] = set()
     invalid = np.zeros(cfg.members)
     drawn = np.zeros(cfg.members)
@@ -375,17 +368,12 @@ def run_economics(cfg: EconomicsConfig, on_round: Callable[[int, dict[str, Any]]
             rows.append(row)
             outcomes.append(val / scale if scale > 0 else 0.0)
             row_weights.append(improvement)
-            row_rounds.append(r)
         x = np.array(rows)
         y = np.array(outcomes)
         wts = np.array(row_weights)
         wts = wts / wts.max() if wts.max() > 0 else np.ones_like(wts)
         prior = size_prior(x, y, sizes.astype(np.float64)) if cfg.prior == "size" else np.zeros(cfg.members)
-        if cfg.variance_window is None:
-            fit = attribute_rounds(x, y, prior=prior, shrinkage=cfg.shrinkage, weights=wts)
-        else:
-            fit = attribute_rounds_reweighted(x, y, np.array(row_rounds), prior=prior, shrinkage=cfg.shrinkage,
-                                              weights=wts, window=cfg.variance_window)
+        fit = attribute_rounds(x, y, prior=prior, shrinkage=cfg.shrinkage, weights=wts)
         estimate = fit.values
         validity = np.where(invalid > 0, 0.0, 1.0)
         # pay only members the rounds show to contribute (Holm over the round's survivors), by the lower bound:
