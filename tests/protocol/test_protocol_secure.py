@@ -19,7 +19,6 @@ from fedledger.core.config import build_config
 from fedledger.ledger import Ledger, SlashReason
 from fedledger.ledger.anvil import find_anvil
 from fedledger.protocol.evidence import Evidence, RoundManifest
-from fedledger.protocol.roles import Validator
 from fedledger.protocol.signing import Signed
 from fedledger.protocol.transport import InProcessTransport
 from fedledger.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, SurvivorSignature, UnmaskShares, decode
@@ -32,22 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_anvil() is None, reason=
 SECURE = {"dataset": "digits", "partition": "iid", "clients": 6, "model": "logreg", "rounds": 2, "lr": 0.1,
           "proofs": "none", "privacy": {"dp": "member", "secagg": True, "epsilon": 8.0, "bits": 20},
           "ledger": {"enabled": True, "chain": "auto", "committee": 3}}
-
-
-@pytest.fixture
-def reasons(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Why validators rejected (the real check runs; its verdicts are recorded)."""
-    seen: list[str] = []
-    check = Validator.check
-
-    def recording(self: Validator, view: object) -> bool:
-        ok = check(self, view)
-        if not ok:
-            seen.append(self.last_reason)
-        return ok
-
-    monkeypatch.setattr(Validator, "check", recording)
-    return seen
 
 
 def _evidence(out: Path, task: int, round_id: int) -> Evidence:
