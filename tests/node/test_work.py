@@ -59,3 +59,16 @@ def test_a_node_trains_its_member_bit_for_bit_as_the_simulation_trains_the_cohor
     alone.request(m, view(2, 0, model, addresses))
     got = alone.result(m, (2, 0))
     assert got is not None and not torch.equal(torch.from_numpy(got.update), want.deltas[1])
+
+
+def test_a_node_trains_within_the_memory_budget_the_task_sets(tmp_path: Path) -> None:
+    cfg = load_config(None, {"dataset": "digits", "model": "logreg", "clients": 3, "max_samples": 300,
+                             "train_memory_mib": 3, "privacy.dp": "none", "privacy.secagg": False,
+                             "proofs": "none"}, base=WHOLE_SYSTEM)
+    sim = Simulation(cfg)
+    spec = {**cfg.model_dump(exclude={"out", "baseline"}), "input_shape": list(sim.data.input_shape),
+            "num_classes": sim.data.num_classes}
+    rules = task_rules(spec)
+    split, _ = member_split(rules, spec, DataChoice("shard"), 0)
+    work = NodeWork(rules, spec, split, 0, 1, BlobStore(tmp_path / "blobs"), StageClock())
+    assert work.trainer.block_bytes == sim.trainer.block_bytes == 3 * 2**20

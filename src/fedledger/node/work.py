@@ -28,13 +28,13 @@ from fedledger.core.errors import ConfigError
 from fedledger.core.rng import numpy_rng, torch_generator
 from fedledger.core.vectors import from_bytes
 from fedledger.data import FederatedData, Split, load_data
-from fedledger.learning import Cohort, budget_steps, evaluate, make_trainer
+from fedledger.learning import Cohort, budget_steps, evaluate
 from fedledger.models import build_model
 from fedledger.protocol.messages import UpdateMessage
 from fedledger.protocol.roles import Network, RoundOutput, RoundView, StageClock, signed_updates
 from fedledger.protocol.rules import TaskRules, model_shape
 from fedledger.protocol.signing import data_commitment
-from fedledger.sim.federation import _validator_holdouts, recipe_of
+from fedledger.sim.federation import _validator_holdouts, recipe_of, trainer_of
 
 #: a round's cohort as member number -> the example count it committed to (`commitment`), from the chain
 CohortCounts = Callable[[RoundView], dict[int, int]]
@@ -128,7 +128,7 @@ class NodeWork:
         shape, classes = model_shape(spec)
         self.model = build_model(cfg.model, shape, classes, seed=cfg.seed)
         self.recipe = recipe_of(cfg)
-        self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched)
+        self.trainer = trainer_of(cfg, self.model, self.recipe)
         self.X, self.y = torch.from_numpy(split.X), torch.from_numpy(split.y)
         # the member's compute budget, drawn as the simulation draws it for member `member`
         budgets = 1.0 - cfg.heterogeneity * numpy_rng(cfg.seed, "budgets").random(max(cfg.clients, member + 1))

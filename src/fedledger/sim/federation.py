@@ -34,10 +34,12 @@ from fedledger.core.rng import Entropy, Purpose, derive_seed, entropy_for, numpy
 from fedledger.core.vectors import from_bytes, to_bytes
 from fedledger.data import FederatedData, Split, load_data
 from fedledger.learning import (
+    BatchedTrainer,
     Cohort,
     LocalRecipe,
     LocalResult,
     RoundUpdates,
+    SequentialTrainer,
     budget_steps,
     build_strategy,
     evaluate,
@@ -212,6 +214,15 @@ def recipe_of(cfg: FederationConfig) -> LocalRecipe:
     )
 
 
+def trainer_of(cfg: FederationConfig, model: nn.Module, recipe: LocalRecipe | None = None
+               ) -> BatchedTrainer | SequentialTrainer:
+    """The local trainer a run's config asks for: batched or not, within `train_memory_mib` (the simulation,
+    a node process and the centralized baseline all build it here, so they train alike)."""
+    block_bytes = None if cfg.train_memory_mib is None else cfg.train_memory_mib * 2**20
+    return make_trainer(model, recipe_of(cfg) if recipe is None else recipe, batched=cfg.batched,
+                        block_bytes=block_bytes)
+
+
 class _Pool:
     """All members' training data in one tensor; member i owns rows offsets[i] : offsets[i] + counts[i]."""
 
@@ -237,8 +248,7 @@ class Simulation:
         self.data = data or load_data(cfg)  # a bundled data set, the user's own table, or their data factory
         self.model = model or build_model(cfg.model, self.data.input_shape, self.data.num_classes, seed=cfg.seed)
         self.recipe = recipe_of(cfg)
-        self.trainer = make_trainer(self.model, self.recipe, batched=cfg.batched,
-                                    block_bytes=None if cfg.train_memory_mib is None else cfg.train_memory_mib * 2**20)
+        self.trainer = trainer_of(cfg, self.model, self.recipe)
         self.strategy = build_strategy(
             cfg.strategy, server_lr=cfg.server_lr, trim=cfg.trim_fraction, byzantine=cfg.krum_byzantine
         )
@@ -1097,7 +1107,7 @@ def centralized_baseline(sim: Simulation, examples: int, keep: dict[str, torch.T
     steps = max(1, examples // batch)
     recipe = LocalRecipe(**{**asdict(sim.recipe), "local_steps": steps, "proximal_mu": 0.0})
     model = build_model(sim.cfg.model, sim.data.input_shape, sim.data.num_classes, seed=sim.cfg.seed)
-    trainer = make_trainer(model, recipe, batched=sim.cfg.batched)
+    trainer = trainer_of(sim.cfg, model, recipe)
     start = get_flat(model)
     cohort = Cohort(np.array([0]), np.array([total]), np.array([steps]))
     result = trainer.train(start, sim.pool.X, sim.pool.clean_y, cohort, torch_generator(sim.cfg.seed, "centralized"))
