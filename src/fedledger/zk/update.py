@@ -194,6 +194,9 @@ def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
 # fixed cost, the per-chunk hashes in the witness, the verification). Fitted on 512-, 700- and
 # 1,024-entry chunks (0.46 s, 0.67 s, 0.80 s). The domain term is why a chunk just under a power
 # of two costs less per entry than one just over it; the fixed term favours fewer, larger chunks.
+# Fitted before the entries were shifted (u = y + 2^(BY-1): no full-size entry wire) and the commitment became
+# one sponge; measured since, prover CPU is 6-10 % below the model (docs/zk.md, "Prover path"), a margin
+# that leaves the plan's choices as they were, so the fit is kept as a conservative bound.
 _SECONDS_PER_WIRE = 1.9e-5
 _SECONDS_PER_DOMAIN_POINT = 7.9e-6
 _SECONDS_PER_CHUNK = 0.085
