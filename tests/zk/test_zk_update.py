@@ -12,16 +12,15 @@ from zk_support import SMALL
 from fedledger.core.errors import DataError, IntegrityError
 from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.field import P, signed
-from fedledger.zk.poseidon import poseidon, sponge
 from fedledger.zk.update import (
     PUBLIC_INPUTS,
-    TAG_COMMIT,
     ChunkProof,
     ProofContext,
     UpdateCommitment,
     UpdateProof,
     chunk_public_inputs,
     chunk_witnesses,
+    commit_packed,
     commit_update,
     running_state,
     verify_update,
@@ -72,16 +71,14 @@ LOOSE = dataclasses.replace(SMALL, bound2x=2**40, bound2e=2**40)  # same circuit
 def _forge(spec, posted_ctx: int, y: list[int], rng: np.random.Generator) -> tuple[UpdateCommitment, dict]:
     """A malicious one-chunk witness for arbitrary field values y, consistent in every other
     constraint: commitment, running states, sums and s computed modulo p exactly as the circuit
-    computes them, m the largest honest value."""
+    computes them, m the largest honest value. The circuit's private input is u = y + 2^(BY-1) mod p."""
     n, by = spec.chunk_size, spec.value_bits
     y = [v % P for v in y] + [0] * (n - len(y))
+    u = [(v + (1 << (by - 1))) % P for v in y]
     per = 253 // by
-    packed = [
-        sum((y[q + i] + (1 << (by - 1))) * (1 << (by * i)) for i in range(min(per, n - q))) % P
-        for q in range(0, n, per)
-    ]
+    packed = [sum(u[q + i] * (1 << (by * i)) for i in range(min(per, n - q))) % P for q in range(0, n, per)]
     rho, t, salt0, salt1 = (int(v) for v in rng.integers(1, 2**62, 4))
-    commit = sponge(poseidon([TAG_COMMIT, posted_ctx, 0, rho]), packed)
+    commit = commit_packed(posted_ctx, 0, rho, packed)
     state0 = running_state(posted_ctx, 0, 0, 0, t, salt0)
     sy = sum(v * v for v in y) % P
     h = 0
@@ -91,7 +88,7 @@ def _forge(spec, posted_ctx: int, y: list[int], rng: np.random.Generator) -> tup
     posted = UpdateCommitment(posted_ctx, n, (commit,), state0)
     s = (h + t) % P
     inp = dict(zip(PUBLIC_INPUTS, chunk_public_inputs(spec, posted, 0, state0, state1, R, s), strict=True))
-    inp.update(y=y, rho=rho, syIn=0, linIn=0, t=t, saltIn=salt0, saltOut=salt1,
+    inp.update(u=u, rho=rho, syIn=0, linIn=0, t=t, saltIn=salt0, saltOut=salt1,
                m=math.isqrt(spec.bound2x * spec.bound2e))
     return posted, inp
 
@@ -119,7 +116,8 @@ def test_field_wrapped_entry_with_a_small_norm_fails_to_prove(small_prover, rng)
     i = pow(5, (P - 1) // 4, P)
     assert i * i % P == P - 1
     _posted, inp = _forge(SMALL, CTX.element, [i * 1000 % P, 1000], rng)
-    assert sum(v * v for v in inp["y"]) % P == 0
+    off = 1 << (SMALL.value_bits - 1)
+    assert sum((v - off) ** 2 for v in inp["u"]) % P == 0
     with pytest.raises(ProvingError):
         small_prover.prove_chunks([inp])
 

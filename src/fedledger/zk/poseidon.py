@@ -129,16 +129,17 @@ def poseidon(inputs: Sequence[int]) -> int:
 
 
 def sponge(domain: int, elements: Sequence[int], rate: int = 15) -> int:
-    """The chained hash the circuits use for long inputs.
+    """The chained hash the circuits use for long inputs (`Sponge` in update_chunk.circom).
 
-    h_0 = domain; h_{i+1} = Poseidon(h_i, e_{15i}, ..., e_{15i+14}) with the last block
-    zero-padded; the element count is fixed per circuit, so padding is unambiguous.
+    h_0 = domain; h_{i+1} = Poseidon(h_i, e_{15i}, ..., e_{15i+14}); the last block takes what
+    is left, unpadded, in a Poseidon of its own width. The element count is fixed per circuit,
+    so the block widths are too.
     """
+    if not elements:
+        raise ValueError("sponge of no elements")
     h = domain % P
-    for i in range(0, max(len(elements), 1), rate):
-        block = list(elements[i : i + rate])
-        block += [0] * (rate - len(block))
-        h = poseidon([h, *block])
+    for i in range(0, len(elements), rate):
+        h = poseidon([h, *elements[i : i + rate]])
     return h
 
 

@@ -110,7 +110,7 @@ class UpdateSpec:
     @property
     def circuit(self) -> Circuit:
         return Circuit(
-            name=f"update2_n{self.chunk_size}_y{self.value_bits}_s{self.norm_bits}",
+            name=f"update3_n{self.chunk_size}_y{self.value_bits}_s{self.norm_bits}",
             source="update_chunk.circom",
             template="UpdateChunk",
             args=(self.chunk_size, self.value_bits, self.norm_bits, TAG_COMMIT, TAG_STATE),
@@ -130,9 +130,23 @@ def _poseidon_constraints(n_inputs: int, constant_inputs: int = 0) -> int:
     return 3 * (8 * t + n_partial) - 3 * (1 + constant_inputs)
 
 
-def _sponge_constraints(elements: int) -> int:
+def _padded_sponge_constraints(elements: int) -> int:
+    """The previous sponge (last block zero-padded to 15 elements), for `constraint_breakdown_before`."""
     blocks = -(-elements // 15)
     return blocks * _poseidon_constraints(16) - 3 * (blocks * 15 - elements)
+
+
+def _sponge_constraints(elements: int) -> int:
+    """`Sponge(elements)` with a constant domain: blocks of 15 elements chained through Poseidon(16), the last
+    block in a Poseidon of its own width."""
+    blocks = -(-elements // 15)
+    widths = [15] * (blocks - 1) + [elements - 15 * (blocks - 1)]
+    return sum(_poseidon_constraints(w + 1, 1 if b == 0 else 0) for b, w in enumerate(widths))
+
+
+def _commitment_constraints(packed: int) -> int:
+    """`ChunkCommit`: one sponge over (ctx, k, rho, packed elements) with the constant domain TAG_COMMIT."""
+    return _sponge_constraints(packed + 3)
 
 
 def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
@@ -143,7 +157,7 @@ def constraint_breakdown(spec: UpdateSpec) -> dict[str, int]:
         "range_y": n * by,  # the one range check per entry
         "squares": n,
         "linear_form": n + 1,  # Horner, one per entry, and rOff * h[0]
-        "commitment": _sponge_constraints(-(-n // (253 // by))) + _poseidon_constraints(4, 1),
+        "commitment": _commitment_constraints(-(-n // (253 // by))),
         "running_states": 2 * _poseidon_constraints(7, 1),
         # sum range (BS), m range (BS), m^2 and bound2x * bound2e (2), m^2 <= bb (2 BS + 1),
         # sum <= folded bound (BS + 3), flags (2), first (2), last (3)
@@ -164,7 +178,7 @@ def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
         "range_e": n * be,
         "squares": 2 * n,
         "linear_form": n + 1,
-        "commitment": _sponge_constraints(npx + npe) + _poseidon_constraints(4, 1),
+        "commitment": _padded_sponge_constraints(npx + npe) + _poseidon_constraints(4, 1),
         "running_states": 2 * _poseidon_constraints(8, 1),
         "sums_and_bounds": 2 * bs + 2 * (bs + 1) + 8,
     }
@@ -180,6 +194,9 @@ def constraint_breakdown_before(spec: UpdateSpec) -> dict[str, int]:
 # fixed cost, the per-chunk hashes in the witness, the verification). Fitted on 512-, 700- and
 # 1,024-entry chunks (0.46 s, 0.67 s, 0.80 s). The domain term is why a chunk just under a power
 # of two costs less per entry than one just over it; the fixed term favours fewer, larger chunks.
+# Fitted before the entries were shifted (u = y + 2^(BY-1): no full-size entry wire) and the commitment became
+# one sponge; measured since, prover CPU is 6-10 % below the model (docs/zk.md, "Prover path"), a margin
+# that leaves the plan's choices as they were, so the fit is kept as a conservative bound.
 _SECONDS_PER_WIRE = 1.9e-5
 _SECONDS_PER_DOMAIN_POINT = 7.9e-6
 _SECONDS_PER_CHUNK = 0.085
@@ -301,13 +318,18 @@ def _shifted_pack(v: np.ndarray, bits: int) -> list[int]:
     return out
 
 
+def commit_packed(ctx: int, k: int, rho: int, packed: list[int]) -> int:
+    """The chunk commitment (`ChunkCommit` in update_chunk.circom) of packed shifted entries: one sponge with
+    domain TAG_COMMIT over (ctx, k, rho, packed...). Every chunk commitment is computed here."""
+    return sponge(TAG_COMMIT, [ctx % P, k % P, rho % P, *packed])
+
+
 def chunk_commitment(spec: UpdateSpec, ctx: int, k: int, rho: int, x: np.ndarray, e: np.ndarray) -> int:
     """The Poseidon commitment the circuit recomputes for chunk k: to y = x + e, zero-padded."""
     n = spec.chunk_size
     yp = np.zeros(n, dtype=np.int64)
     yp[: len(x)] = np.asarray(x, dtype=np.int64) + np.asarray(e, dtype=np.int64)
-    head = poseidon([TAG_COMMIT, ctx, k, rho])
-    return sponge(head, _shifted_pack(yp, spec.value_bits))
+    return commit_packed(ctx, k, rho, _shifted_pack(yp, spec.value_bits))
 
 
 def running_state(ctx: int, k: int, sy: int, lin: int, t: int, salt: int) -> int:
@@ -398,6 +420,7 @@ def chunk_witnesses(
     y = y.reshape(kk, n)
     # m = floor(sqrt(bound2x bound2e)): the witness of the folded bound (the largest m allowed)
     m = math.isqrt(spec.bound2x * spec.bound2e)
+    off = 1 << (spec.value_bits - 1)
     sy = lin = 0
     states = [posted.state0]
     pending = []
@@ -417,7 +440,7 @@ def chunk_witnesses(
         pub = chunk_public_inputs(spec, posted, k, states[k], states[k + 1], r, s)
         inp: dict[str, object] = dict(zip(PUBLIC_INPUTS, pub, strict=True))
         inp.update(
-            y=[v % P for v in yk],
+            u=[(v + off) % P for v in yk],  # the circuit's private input: y shifted to [0, 2^BY)
             rho=secret.rhos[k],
             syIn=syi % P,
             linIn=lini,
@@ -715,7 +738,7 @@ def bundle_from_json(d: Mapping[str, object]) -> tuple[UpdateSpec, UpdateCommitm
 
 # -- native witness ---------------------------------------------------------------------------
 
-_PRIVATE_INPUTS = ("y", "rho", "syIn", "linIn", "t", "saltIn", "saltOut", "m")
+_PRIVATE_INPUTS = ("u", "rho", "syIn", "linIn", "t", "saltIn", "saltOut", "m")
 
 
 def _bits(out: dict[str, int], prefix: str, value: int, width: int) -> None:
@@ -738,7 +761,7 @@ def _less_eq(out: dict[str, int], prefix: str, a: int, b: int, n: int) -> None:
 def _entry_names(n: int, by: int) -> dict[str, list[str]]:
     """The per-entry signal names of a chunk circuit, formatted once per shape."""
     return {
-        "y": [f"main.y[{j}]" for j in range(n)],
+        "u": [f"main.u[{j}]" for j in range(n)],
         "ry_in": [f"main.ry[{j}].in" for j in range(n)],
         "ry_out": [f"main.ry[{j}].out[{i}]" for j in range(n) for i in range(by)],
         "sq": [f"main.sq[{j}]" for j in range(n)],
@@ -756,19 +779,20 @@ def update_signals(spec: UpdateSpec, inp: Mapping[str, object]) -> dict[str, int
     for name in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]:
         out[f"main.{name}"] = int(inp[name]) % P  # type: ignore[call-overload]
     g = {k: out[f"main.{k}"] for k in PUBLIC_INPUTS + _PRIVATE_INPUTS[1:]}
-    y = [int(a) % P for a in inp["y"]]  # type: ignore[union-attr]
-    out.update(zip(names["y"], y, strict=True))
-    ys = [v - P if v > P // 2 else v for v in y]  # signed view
+    u = [int(a) % P for a in inp["u"]]  # type: ignore[union-attr]
+    out.update(zip(names["u"], u, strict=True))
     off = 1 << (by - 1)
-    if all(-off <= v < off for v in ys):  # the honest case: bits with numpy
-        sh = np.asarray(ys, dtype=np.int64) + off
-        out.update(zip(names["ry_in"], sh.tolist(), strict=True))
+    y = [(v - off) % P for v in u]  # the entries, as field elements
+    if all(0 <= v < 2 * off for v in u):  # the honest case: bits with numpy
+        sh = np.asarray(u, dtype=np.int64)
+        out.update(zip(names["ry_in"], u, strict=True))
         bits = ((sh[:, None] >> np.arange(by, dtype=np.int64)) & 1).ravel().tolist()
         out.update(zip(names["ry_out"], bits, strict=True))
+        sq = [(v - off) * (v - off) for v in u]
     else:
         for j in range(n):
-            _bits(out, f"main.ry[{j}]", y[j] + off, by)
-    sq = [v * v % P for v in ys]
+            _bits(out, f"main.ry[{j}]", u[j], by)
+        sq = [v * v % P for v in y]
     out.update(zip(names["sq"], sq, strict=True))
     sy = (g["syIn"] + sum(sq)) % P
     out["main.syOut"] = sy
@@ -781,18 +805,19 @@ def update_signals(spec: UpdateSpec, inp: Mapping[str, object]) -> dict[str, int
     out.update(zip(names["h"], hs, strict=True))
     lin = (g["linIn"] + g["rOff"] * h) % P
     out["main.linOut"] = lin
-    # commitment
-    head = poseidon_signals("main.head", [TAG_COMMIT, g["ctx"], g["k"], g["rho"]], out)
+    # commitment: one sponge over (ctx, k, rho, packed u) with domain TAG_COMMIT
     per = 253 // by
-    elems = [sum((y[q + i] + off) * (1 << (by * i)) for i in range(min(per, n - q))) % P for q in range(0, n, per)]
-    out["main.sp.domain"] = head
+    elems = [sum(u[q + i] << (by * i) for i in range(min(per, n - q))) % P for q in range(0, n, per)]
+    absorbed = [g["ctx"], g["k"], g["rho"], *elems]
+    out["main.cc.sp.domain"] = TAG_COMMIT
     for q, v in enumerate(elems):
-        out[f"main.sp.in[{q}]"] = v
-    acc = head
-    for b in range(0, len(elems), 15):
-        block = elems[b : b + 15]
-        acc = poseidon_signals(f"main.sp.h[{b // 15}]", [acc, *block, *([0] * (15 - len(block)))], out)
-    out["main.sp.out"] = acc
+        out[f"main.cc.packed[{q}]"] = v
+    for q, v in enumerate(absorbed):
+        out[f"main.cc.sp.in[{q}]"] = v
+    acc = TAG_COMMIT
+    for b in range(0, len(absorbed), 15):
+        acc = poseidon_signals(f"main.cc.sp.h[{b // 15}]", [acc, *absorbed[b : b + 15]], out)
+    out["main.cc.sp.out"] = out["main.cc.out"] = acc
     # running states
     poseidon_signals("main.hin", [TAG_STATE, g["ctx"], g["k"], g["syIn"], g["linIn"], g["t"], g["saltIn"]], out)
     poseidon_signals("main.hout", [TAG_STATE, g["ctx"], g["k"] + 1, sy, lin, g["t"], g["saltOut"]], out)

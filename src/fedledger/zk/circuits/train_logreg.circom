@@ -128,7 +128,10 @@ template TrainLogReg(R, DEPTH, F, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW, TAG
         rangeX[j] = Num2Bits(BX);
         rangeX[j].in <== W[E][j] - w0[j] + (1 << (BX - 1));
     }
-    component sp = Sponge(NPX);
+    component cc = ChunkCommit(NPX, TAG_COMMIT);
+    cc.ctx <== ctx;
+    cc.k <== 0;
+    cc.rho <== rho;
     for (var qq = 0; qq < NPX; qq++) {
         var lc = 0;
         for (var i = 0; i < PX; i++) {
@@ -139,13 +142,7 @@ template TrainLogReg(R, DEPTH, F, FB, FR, E, WB, ZB, RB, N, BX, BE, TAG_ROW, TAG
                 lc += (1 << (BY - 1)) * (1 << (BY * i));
             }
         }
-        sp.in[qq] <== lc;
+        cc.packed[qq] <== lc;
     }
-    component head = Poseidon(4);
-    head.inputs[0] <== TAG_COMMIT;
-    head.inputs[1] <== ctx;
-    head.inputs[2] <== 0;
-    head.inputs[3] <== rho;
-    sp.domain <== head.out;
-    commit === sp.out;
+    commit === cc.out;
 }

@@ -6,9 +6,10 @@ pragma circom 2.1.0;
 // scaled and rounded update and e its discrete-Gaussian noise share (both signed integers).
 // Per chunk this circuit proves, about y alone (one range check per entry; docs/zk.md, "Where
 // the constraints go", argues why x and e need no checks of their own):
-//   * every y_j in [-2^(BY-1), 2^(BY-1)), BY = max(BX, BE) + 1 (bit decomposition);
+//   * every y_j in [-2^(BY-1), 2^(BY-1)), BY = max(BX, BE) + 1 (bit decomposition of the
+//     private input u_j = y_j + 2^(BY-1), which is what the prover supplies);
 //   * `commit` opens to (ctx, k, rho, y): a hiding commitment to this chunk, bound to the
-//     member/round/task context `ctx` and the chunk index k;
+//     member/round/task context `ctx` and the chunk index k (one sponge, ChunkCommit);
 //   * the hidden running state (sum y^2, sum_j r^j y_j, t) moves from `stateIn` to `stateOut`;
 //     both are Poseidon commitments bound to (ctx, k) and (ctx, k+1), so chunks chain only in
 //     order and only within one member's proof of one round;
@@ -22,7 +23,9 @@ include "poseidon.circom";
 include "bitify.circom";
 include "comparators.circom";
 
-// h_0 = domain; h_{i+1} = Poseidon(h_i, 15 elements), zero-padded (fedledger.zk.poseidon.sponge).
+// h_0 = domain; h_{i+1} = Poseidon(h_i, next 15 elements); the last block absorbs what is left,
+// unpadded, in a Poseidon of its own width (fedledger.zk.poseidon.sponge). The element count is
+// fixed per circuit, so the block widths are too.
 template Sponge(nElems) {
     signal input domain;
     signal input in[nElems];
@@ -30,21 +33,39 @@ template Sponge(nElems) {
     var nBlocks = (nElems + 14) \ 15;
     component h[nBlocks];
     for (var b = 0; b < nBlocks; b++) {
-        h[b] = Poseidon(16);
+        var w = b < nBlocks - 1 ? 15 : nElems - 15 * b;
+        h[b] = Poseidon(w + 1);
         if (b == 0) {
             h[b].inputs[0] <== domain;
         } else {
             h[b].inputs[0] <== h[b - 1].out;
         }
-        for (var i = 0; i < 15; i++) {
-            if (b * 15 + i < nElems) {
-                h[b].inputs[i + 1] <== in[b * 15 + i];
-            } else {
-                h[b].inputs[i + 1] <== 0;
-            }
+        for (var i = 0; i < w; i++) {
+            h[b].inputs[i + 1] <== in[b * 15 + i];
         }
     }
     out <== h[nBlocks - 1].out;
+}
+
+// The chunk commitment: one sponge over (ctx, k, rho, packed entries) with domain TAG_COMMIT
+// (fedledger.zk.update.commit_packed). Hiding through the uniform rho, bound to the context ctx
+// and the chunk index k; the first block absorbs them beside the first 12 packed elements, so
+// no separate hash of (TAG_COMMIT, ctx, k, rho) is needed.
+template ChunkCommit(NP, TAG_COMMIT) {
+    signal input ctx;
+    signal input k;
+    signal input rho;
+    signal input packed[NP];
+    signal output out;
+    component sp = Sponge(NP + 3);
+    sp.domain <== TAG_COMMIT;
+    sp.in[0] <== ctx;
+    sp.in[1] <== k;
+    sp.in[2] <== rho;
+    for (var q = 0; q < NP; q++) {
+        sp.in[q + 3] <== packed[q];
+    }
+    out <== sp.out;
 }
 
 template UpdateChunk(N, BY, BS, TAG_COMMIT, TAG_STATE) {
@@ -61,8 +82,10 @@ template UpdateChunk(N, BY, BS, TAG_COMMIT, TAG_STATE) {
     signal input s;
     signal input bound2x;
     signal input bound2e;
-    // private
-    signal input y[N];
+    // private: the entries shifted to u_j = y_j + 2^(BY-1), so every witness wire of an entry
+    // is a small non-negative integer (cheap scalars in the prover's MSMs); y_j is the linear
+    // combination u_j - 2^(BY-1) wherever the circuit uses it.
+    signal input u[N];
     signal input rho;
     signal input syIn;
     signal input linIn;
@@ -74,18 +97,20 @@ template UpdateChunk(N, BY, BS, TAG_COMMIT, TAG_STATE) {
     first * (1 - first) === 0;
     last * (1 - last) === 0;
 
-    // Range: entries shifted to [0, 2^BY) and decomposed into BY bits (the only per-entry check).
+    // Range: u_j in [0, 2^BY), i.e. y_j in [-2^(BY-1), 2^(BY-1)), by BY bits (the only
+    // per-entry check).
+    var OFF = 1 << (BY - 1);
     component ry[N];
     for (var j = 0; j < N; j++) {
         ry[j] = Num2Bits(BY);
-        ry[j].in <== y[j] + (1 << (BY - 1));
+        ry[j].in <== u[j];
     }
 
     // Squared norm.
     signal sq[N];
     var acc = 0;
     for (var j = 0; j < N; j++) {
-        sq[j] <== y[j] * y[j];
+        sq[j] <== (u[j] - OFF) * (u[j] - OFF);
         acc += sq[j];
     }
     signal syOut <== syIn + acc;
@@ -94,30 +119,28 @@ template UpdateChunk(N, BY, BS, TAG_COMMIT, TAG_STATE) {
     signal h[N + 1];
     h[N] <== 0;
     for (var j = N - 1; j >= 0; j--) {
-        h[j] <== r * (h[j + 1] + y[j]);
+        h[j] <== r * (h[j + 1] + u[j] - OFF);
     }
     signal linOut <== linIn + rOff * h[0];
 
-    // Commitment: shifted entries packed floor(253 / BY) per field element (no overflow).
+    // Commitment: shifted entries u packed floor(253 / BY) per field element (no overflow),
+    // absorbed with (ctx, k, rho) in one sponge.
     var PY = 253 \ BY;
     var NPY = (N + PY - 1) \ PY;
-    component sp = Sponge(NPY);
+    component cc = ChunkCommit(NPY, TAG_COMMIT);
+    cc.ctx <== ctx;
+    cc.k <== k;
+    cc.rho <== rho;
     for (var q = 0; q < NPY; q++) {
         var lc = 0;
         for (var i = 0; i < PY; i++) {
             if (q * PY + i < N) {
-                lc += (y[q * PY + i] + (1 << (BY - 1))) * (1 << (BY * i));
+                lc += u[q * PY + i] * (1 << (BY * i));
             }
         }
-        sp.in[q] <== lc;
+        cc.packed[q] <== lc;
     }
-    component head = Poseidon(4);
-    head.inputs[0] <== TAG_COMMIT;
-    head.inputs[1] <== ctx;
-    head.inputs[2] <== k;
-    head.inputs[3] <== rho;
-    sp.domain <== head.out;
-    commit === sp.out;
+    commit === cc.out;
 
     // Chained running state.
     component hin = Poseidon(7);
