@@ -9,6 +9,7 @@ import torch
 from fedledger.core.errors import ConfigError
 from fedledger.models import build_model, get_flat
 from fedledger.models.spectral import dct_matrix
+from fedledger.privacy.rotation import choose_block
 
 
 def test_dct_is_orthonormal_and_the_basis_keeps_the_low_frequencies() -> None:
@@ -38,3 +39,12 @@ def test_non_square_inputs_are_refused() -> None:
     with pytest.raises(ConfigError, match="square images"):
         build_model("logreg-lowpass", (30,), 2, seed=0)
     assert np.isfinite(build_model("logreg-lowpass", (1, 8, 8), 10, seed=0)(torch.randn(2, 1, 8, 8)).detach()).all()
+
+
+def test_without_intercept_the_update_fits_one_power_of_two_block() -> None:
+    """The demo's model: 250 parameters travel as 256 rotated coordinates (260 would travel as 512)."""
+    plain = build_model("logreg-lowpass", (64,), 10, seed=0)
+    lean = build_model("logreg-lowpass-nobias", (64,), 10, seed=0)
+    assert get_flat(lean).numel() == 25 * 10
+    assert lean.linear.bias is None and torch.equal(lean.basis, plain.basis)
+    assert choose_block(250) == 256 and choose_block(260) == 512

@@ -15,7 +15,7 @@ from torch import nn
 
 from fedledger.core.errors import ConfigError
 from fedledger.core.plugins import load_object
-from fedledger.models.spectral import lowpass_logistic_regression
+from fedledger.models.spectral import lowpass_logistic_regression, lowpass_logistic_regression_nobias
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -96,6 +96,7 @@ def tanh_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 MODELS: dict[str, ModelFactory] = {
     "logreg": logistic_regression,
     "logreg-lowpass": lowpass_logistic_regression,
+    "logreg-lowpass-nobias": lowpass_logistic_regression_nobias,
     "mlp": mlp,
     "tabular": tabular_net,
     "cnn": small_cnn,
