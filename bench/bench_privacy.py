@@ -243,12 +243,16 @@ THREE_NUMBER_SETTINGS: dict[str, dict[str, Any]] = {
         "clients": n, "rounds": 10, "partition": "dirichlet:0.5", "model": "logreg", "local_epochs": 2, "lr": 0.1,
         "batch_size": 16, "server_lr": 2.0, "privacy": {"dp": "member", "epsilon": e, "clip_norm": 0.25}}
        for n in (20, 100) for e in (8.0, 3.0)},
-    # the low-pass recipe (examples/demo.toml now): softmax regression on the 5x5 lowest DCT frequencies
+    # the low-pass recipe (examples/demo.toml before): softmax regression on the 5x5 lowest DCT frequencies
     # (d = 260), lr 0.3, 4 local epochs, clip 0.5 (docs/privacy.md, "Member-level recipe")
     **{f"member_digits_{n}_eps{e:g}_lowpass": {
         "clients": n, "rounds": 10, "partition": "dirichlet:0.5", "model": "logreg-lowpass", "local_epochs": 4,
         "lr": 0.3, "batch_size": 16, "server_lr": 2.0, "privacy": {"dp": "member", "epsilon": e, "clip_norm": 0.5}}
        for n in (20, 100) for e in (8.0, 3.0)},
+    # examples/demo.toml now: 30 members, the low-pass model without intercept (d = 250, sent as 256), lr 0.5
+    "member_digits_30_eps8_demo": {
+        "clients": 30, "rounds": 10, "partition": "dirichlet:0.5", "model": "logreg-lowpass-nobias", "local_epochs": 4,
+        "lr": 0.5, "batch_size": 16, "server_lr": 2.0, "privacy": {"dp": "member", "epsilon": 8.0, "clip_norm": 0.5}},
 }
 
 
