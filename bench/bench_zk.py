@@ -628,7 +628,7 @@ def run(quick: bool = False, update_only: bool = False) -> dict[str, Any]:
 
     # Where a proof's CPU goes (one thread), and a simulated round's proving stage (the demo's shape)
     out["prover_stages"] = {f"update_{d}": _stage_profile(backend, d) for d in ((1024,) if quick else (1024, 16_384))}
-    out["round_20_members_d1024"] = _members_round(backend, 20, 1024)
+    out["round_30_members_d256"] = _members_round(backend, 30, 256)  # examples/demo.toml: 250 parameters sent as 256
 
     ups = _update_proofs(backend, quick, setups)
     spec, keys, posted, proof = ups.pop("_last_1024")

@@ -192,7 +192,7 @@ def test_many_updates_in_flight_on_one_prover(small_prover, rng) -> None:
 
 
 def test_task_chunks_are_planned_for_the_least_cpu_per_update() -> None:
-    """spec_for: a 1,024-entry update is one chunk (the demo's shape), cheaper in modeled CPU than two halves."""
+    """spec_for: a 1,024-entry update is one chunk, cheaper in modeled CPU than two halves."""
     one, two = UpdateSpec(chunk_size=plan_chunk(1024, 1)), UpdateSpec(chunk_size=plan_chunk(1024, 2))
     assert one.n_chunks(1024) == 1 and two.n_chunks(1024) == 2
     assert modeled_chunk_seconds(one) < 2 * modeled_chunk_seconds(two)
