@@ -26,9 +26,10 @@ def view(round_id: int, attempt: int, model: bytes, cohort: tuple[str, ...]) -> 
     return RoundView(record=record, cohort=cohort, global_model=model, previous_evidence=None, now=0)
 
 
-@pytest.mark.parametrize("partition", ["iid", "dirichlet:0.3"])
-def test_a_node_trains_its_member_bit_for_bit_as_the_simulation_trains_the_cohort(partition: str,
+@pytest.mark.parametrize(("partition", "threads"), [("iid", 1), ("dirichlet:0.3", 1), ("iid", 2)])
+def test_a_node_trains_its_member_bit_for_bit_as_the_simulation_trains_the_cohort(partition: str, threads: int,
                                                                                   tmp_path: Path) -> None:
+    """`threads`: the node process's torch threads (the suite runs on one; a node process on every core)."""
     cfg = load_config(None, {"dataset": "digits", "model": "logreg", "partition": partition, "seed": 5,
                              "clients": 4, "max_samples": 500, "local_steps": 4, "deterministic": True,
                              "privacy.dp": "none", "privacy.secagg": False, "proofs": "none"}, base=WHOLE_SYSTEM)
@@ -47,7 +48,12 @@ def test_a_node_trains_its_member_bit_for_bit_as_the_simulation_trains_the_cohor
     for row, m in enumerate(int(x) for x in cohort):
         split, _ = member_split(rules, spec, DataChoice("shard"), m)
         work = NodeWork(rules, spec, split, m, 1, blobs, StageClock(), lambda v: dict(counts))
-        work.request(m, view(2, 0, model, addresses))
+        suite = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            work.request(m, view(2, 0, model, addresses))
+        finally:
+            torch.set_num_threads(suite)
         got = work.result(m, (2, 0))
         assert got is not None and got.num_examples == counts[m]
         assert torch.equal(torch.from_numpy(got.update), want.deltas[row]), f"member {m}"

@@ -123,8 +123,10 @@ class PeerDirectory:
             return p
         return self._pin(e)
 
-    def _pin(self, e: Endpoint) -> Peer:
-        der = probe_certificate(e.url, self.probe_timeout)
+    def _pin(self, e: Endpoint, der: bytes | None = None) -> Peer:
+        """Pin `e`'s certificate: `der` if it was just read off `e.url`, else probed now."""
+        if der is None:
+            der = probe_certificate(e.url, self.probe_timeout)
         if fingerprint(der) != e.tls_fingerprint:
             with self._lock:
                 self._failed[(e.address, e.url, e.tls_fingerprint)] = self._clock()
@@ -142,12 +144,19 @@ class PeerDirectory:
         return p
 
     def refresh(self, skip: str | None = None) -> int:
-        """Pin every member with a published endpoint not pinned yet (or whose endpoint changed); the number pinned."""
+        """Pin every member with a published endpoint not pinned yet (or whose endpoint changed); the number pinned.
+
+        Endpoints never probed before go first, then those whose probe failed `probe_retry` seconds ago or more: a
+        newly published member is trusted after one probe and one chain read, not after the whole list of dead or
+        stale peers has been tried again. A peer is probed before its record is re-read, so one that does not answer
+        costs no chain read; each is pinned (and `version` bumped) as soon as it checks, and one that cannot be
+        reached, read or checked only marks that peer as failed."""
         with self._chain_lock:
             listed = self._registry.endpoints()
         skip_a = normalize(skip) if skip else None
         now = self._clock()
-        pinned = 0
+        new: list[Endpoint] = []
+        again: list[Endpoint] = []
         for a, e in listed.items():
             if a == skip_a:
                 continue
@@ -156,18 +165,23 @@ class PeerDirectory:
                 failed_at = self._failed.get((a, e.url, e.tls_fingerprint))
             if p is not None and (p.url, p.fingerprint) == (e.url, e.tls_fingerprint):
                 continue
-            if failed_at is not None and now - failed_at < self.probe_retry:
-                continue
+            if failed_at is None:
+                new.append(e)
+            elif now - failed_at >= self.probe_retry:
+                again.append(e)
+        pinned = 0
+        for e in new + again:
             try:
+                der = probe_certificate(e.url, self.probe_timeout)
                 # the event may be older than the member's latest record: pin what the chain says now
-                current = self.endpoint(a, fresh=True)
+                current = self.endpoint(e.address, fresh=True)
                 if current is None:
-                    continue
-                self._pin(current)
+                    raise PeerRefused(f"{e.address} has published no endpoint and TLS fingerprint on chain")
+                self._pin(current, der if current.url == e.url else None)
                 pinned += 1
-            except TransportError:
+            except Exception:  # unreachable, a mismatching certificate, a failed chain read: on to the next peer
                 with self._lock:
-                    self._failed[(a, e.url, e.tls_fingerprint)] = self._clock()
+                    self._failed[(e.address, e.url, e.tls_fingerprint)] = self._clock()
         return pinned
 
     def trusted_pem(self) -> list[bytes]:
