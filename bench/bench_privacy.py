@@ -236,6 +236,8 @@ THREE_NUMBER_SETTINGS: dict[str, dict[str, Any]] = {
                                                                            "secagg": True}},
     "record_fashion_5_eps3_secagg": {"dataset": "fashion_mnist", "max_samples": 30000, "clients": 5, "rounds": 5,
                                      "privacy": {"dp": "record", "epsilon": 3.0, "secagg": True}},
+    "record_fashion_5_eps3": {"dataset": "fashion_mnist", "max_samples": 30000, "clients": 5, "rounds": 5,
+                              "privacy": {"dp": "record", "epsilon": 3.0}},  # the same without SecAgg+
     "secagg_nodp_digits_10_drop38": {"clients": 10, "rounds": 20, "dropout": 0.38, "lr": 0.3, "local_epochs": 5,
                                      "privacy": {"secagg": True, "clip_norm": 10.0}},
     # examples/demo.toml's member-level recipe, without the chain (10 releases)
