@@ -90,7 +90,9 @@ def test_models_with_buffers_fall_back_to_sequential() -> None:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_zoo_model_trains_batched(name: str) -> None:
     image = (1, 28, 28)
-    shape = {"cnn": image, "tanh_cnn": image, "logreg-lowpass": (16,)}.get(name, (12,))  # low-pass: square images
+    square = (16,)  # the low-pass models take square images
+    shapes = {"cnn": image, "tanh_cnn": image, "logreg-lowpass": square, "logreg-lowpass-nobias": square}
+    shape = shapes.get(name, (12,))
     model = build_model(name, shape, 3, seed=0)
     X = torch.randn(20, *shape)
     y = torch.randint(0, 3, (20,))

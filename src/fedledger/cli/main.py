@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # `fedledger --help` imports neither pydantic nor torch (test
 #: imports no registry (each pulls in torch); tests/cli/test_cli_errors.py checks them against the registries
 DATASET_NAMES = ("breast_cancer", "digits", "fashion_mnist", "lending_club", "randhie")
 STRATEGY_NAMES = ("fedadagrad", "fedadam", "fedavg", "fednova", "fedyogi", "median", "multikrum", "trimmed_mean")
-MODEL_NAMES = ("logreg", "logreg-lowpass", "mlp", "tabular", "cnn", "tanh_cnn")
+MODEL_NAMES = ("logreg", "logreg-lowpass", "logreg-lowpass-nobias", "mlp", "tabular", "cnn", "tanh_cnn")
 
 
 class _Parser(argparse.ArgumentParser):
