@@ -43,7 +43,7 @@ from typing import Any
 
 from fedledger.core.errors import ConfigError, DataError, FedLedgerError
 from fedledger.node.faults import FAULT_FILE, FaultPlan, write_plan
-from fedledger.node.testnet_results import ACTED, RECEIVED, SENT, Timeline, figure, scrape
+from fedledger.node.testnet_results import ACTED, RECEIVED, SEEN, SENT, Timeline, figure, scrape
 
 MANIFEST = "testnet.json"
 TASK_CONFIG = "task.toml"
@@ -691,6 +691,7 @@ class _Watch:
                  "bytes_sent": figure(self.metrics.get(s.name), SENT),
                  "bytes_received": figure(self.metrics.get(s.name), RECEIVED),
                  "rounds_acted": figure(self.metrics.get(s.name), ACTED),
+                 "rounds_seen": figure(self.metrics.get(s.name), SEEN),
                  "peak_rss": self.peak_rss.get(s.name), "processes": len(self.restarts.get(s.name, ())),
                  "metrics": self.metrics.get(s.name)} for s in self.m.nodes] + (
             [{"name": "supervisor", "clock_moves": clock_moves}] if clock_moves else [])

@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Prometheus metric names (substrings) read as a node's bytes sent / received and rounds acted in
+#: Prometheus metric names (substrings) read as a node's bytes sent / received, rounds acted in and rounds seen
 SENT = re.compile(r"bytes_(sent|out|up)")
 RECEIVED = re.compile(r"bytes_(received|in|down)")
 ACTED = re.compile(r"rounds_acted")
+SEEN = re.compile(r"rounds_seen")
 
 
 def scrape(url: str, timeout: float = 2.0) -> dict[str, float] | None:
