@@ -193,9 +193,10 @@ CASES = [
     Case("--secret-sampling with record-level DP",
          _privacy_flag_without_dp("--dp", "record", "--secret-sampling"), 2, "--secret-sampling applies to "
          "member-level DP only"),
-    # issue 17, item 2: --secagg without member-level DP runs (off chain); what it cannot do is refused in one line
-    Case("--secagg without DP on a chain", _privacy_flag_without_dp("--secagg", "--chain", "memory"), 2,
-         "--secagg without DP runs off chain only for now"),
+    # issue 17, item 2: --secagg without member-level DP runs; what it cannot do is refused in one line
+    Case("--secagg with record-level DP on a chain",
+         _privacy_flag_without_dp("--dp", "record", "--secagg", "--chain", "memory"), 2,
+         "--secagg with --dp record runs off chain only for now"),
     Case("--secagg with a robust strategy", _privacy_flag_without_dp("--secagg", "--strategy", "median"), 2,
          "strategy median needs to see individual updates; with --secagg use fedavg"),
     Case("--secret-sampling with record-level DP through SecAgg+",

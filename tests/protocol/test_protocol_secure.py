@@ -1,4 +1,4 @@
-"""Attacks on a round under member-level DP and SecAgg+, against the real roles on a real chain.
+"""Attacks on a round under SecAgg+ (with member-level DP, and without DP), against the real roles on a real chain.
 
 Validators recompute the round from the signed transcript in the evidence (`fedledger.protocol.secure.replay`):
 a tampered model, a framed trainer and an under-reported privacy spend are each rejected and the aggregator
@@ -56,9 +56,15 @@ def _slashed_only_the_aggregator(sim: Simulation) -> None:
     assert {s["member"] for s in slashes} <= aggregators and len({s["member"] for s in slashes}) == 1
 
 
-def test_a_tampered_aggregate_under_secure_aggregation_is_rejected_and_slashed(tmp_path: Path,
-                                                                              reasons: list[str]) -> None:
-    sim = _run(tmp_path, attack="malicious_aggregator")
+#: SecAgg+ with member-level DP, and SecAgg+ alone (issue 17, item 2: clipped, quantized updates, no noise)
+PIPELINES = pytest.mark.parametrize("privacy", [SECURE["privacy"], {"dp": "none", "secagg": True, "bits": 20}],
+                                    ids=["member-dp", "no-dp"])
+
+
+@PIPELINES
+def test_a_tampered_aggregate_under_secure_aggregation_is_rejected_and_slashed(tmp_path: Path, reasons: list[str],
+                                                                              privacy: dict[str, object]) -> None:
+    sim = _run(tmp_path, attack="malicious_aggregator", privacy=privacy)
     res = sim.result  # type: ignore[attr-defined]
     _slashed_only_the_aggregator(sim)
     assert res.rounds[0].attempts >= 2 and all(r.finalized for r in res.rounds)
@@ -69,9 +75,10 @@ def test_a_tampered_aggregate_under_secure_aggregation_is_rejected_and_slashed(t
     assert ev.state["released"] == res.rounds[0].attempts
 
 
-def test_an_aggregator_that_frames_an_honest_trainer_is_rejected_and_slashed(tmp_path: Path,
-                                                                            reasons: list[str]) -> None:
-    sim = _run(tmp_path, attack="framing_aggregator")
+@PIPELINES
+def test_an_aggregator_that_frames_an_honest_trainer_is_rejected_and_slashed(tmp_path: Path, reasons: list[str],
+                                                                            privacy: dict[str, object]) -> None:
+    sim = _run(tmp_path, attack="framing_aggregator", privacy=privacy)
     res = sim.result  # type: ignore[attr-defined]
     _slashed_only_the_aggregator(sim)  # the framed trainer is never slashed
     assert reasons and all("named as faulty" in r for r in reasons)

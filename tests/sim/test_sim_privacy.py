@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from fedledger.cli.main import main
 from fedledger.core.config import build_config
 from fedledger.core.errors import ConfigError
+from fedledger.ledger.anvil import find_anvil
 from fedledger.sim import Simulation
 
 MEMBER = {"dataset": "digits", "partition": "iid", "clients": 12, "model": "logreg", "rounds": 2, "lr": 0.1,
@@ -84,9 +86,27 @@ def test_secagg_without_dp_sums_quantized_updates_through_secagg() -> None:
     assert res.final_accuracy > 0.8
 
 
-def test_secagg_without_dp_is_refused_on_a_chain() -> None:
+@pytest.mark.slow
+@pytest.mark.skipif(find_anvil() is None, reason="anvil is not installed")
+def test_secagg_without_dp_runs_in_the_ledgers_roles(tmp_path) -> None:
+    # issue 17, item 2 on a chain: trainers clip, quantize and mask; the aggregator sums through SecAgg+ (38% of the
+    # cohort may drop); the committee replays the transcript; the update proofs bind what each member fed in
+    plain = {"dp": "none", "secagg": True, "bits": 16, "clip_norm": 5.0}
+    chain = {"enabled": True, "chain": "auto", "committee": 3}
+    res = _run(tmp_path, clients=6, privacy=plain, ledger=chain, dropout=0.38, lr=0.5, proofs="update")
+    assert all(r.finalized for r in res.rounds) and res.ledger["slashed"] == []
+    assert res.ledger["privacy_spent"] == 0 and all(r.epsilon_spent is None for r in res.rounds)
+    assert all(r.proofs["made"] == r.proofs["verified"] > 0 for r in res.rounds)
+    released = [r for r in res.rounds if r.survivors]  # fewer survivors than SecAgg+'s threshold: not released
+    assert released and all(r.proofs["made"] == r.survivors for r in released)
+    off = _run(clients=6, privacy=plain, dropout=0.38, lr=0.5, deterministic=True)
+    assert res.final_accuracy == pytest.approx(off.final_accuracy, abs=0.05)  # same recipe, other dropouts
+    assert main(["audit", str(tmp_path)]) == 0
+
+
+def test_record_level_dp_through_secagg_is_refused_on_a_chain() -> None:
     with pytest.raises(ConfigError, match="off chain only"):
-        Simulation(build_config({**MEMBER, "privacy": {"dp": "none", "secagg": True},
+        Simulation(build_config({**MEMBER, "privacy": {"dp": "record", "secagg": True, "epsilon": 3.0},
                                  "ledger": {"enabled": True, "chain": "memory"}}))
 
 

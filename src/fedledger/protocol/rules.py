@@ -21,7 +21,9 @@ from fedledger.learning import build_strategy
 from fedledger.ledger.types import to_fixed
 from fedledger.models import build_model, get_flat
 from fedledger.privacy import DdpPlan, DistributedDP
+from fedledger.privacy.record_secagg import plain_secagg_plan
 from fedledger.protocol.secure import SecureRules
+from fedledger.secagg.graph import SecAggParams
 from fedledger.zk.backend import Groth16Backend, require_task_keys
 from fedledger.zk.update import UpdateSpec, plan_chunk
 
@@ -64,13 +66,33 @@ def planned_releases(cfg: FederationConfig) -> int:
     return cfg.rounds + (cfg.privacy.spare_releases if cfg.ledger.enabled else 0)
 
 
+def secagg_survivors(n: int, cfg: FederationConfig) -> int:
+    """Survivors a sum outside member-level DP needs: the margin over the expected dropouts, and SecAgg+'s
+    threshold (a strict majority of a neighbourhood, all of a small cohort), below which nothing can be unmasked:
+    such a round is not released (InsufficientSurvivors) rather than aborted."""
+    threshold = SecAggParams.for_cohort(n, 1, cfg.privacy.bits, dropout=cfg.dropout).threshold if n >= 2 else 1
+    return max(min_survivors(n, cfg.dropout), threshold)
+
+
+def public_seed(cfg: FederationConfig) -> bytes:
+    """The rotations' public seed: every role derives it from the task's seed."""
+    return derive_seed(cfg.seed, "public").to_bytes(8, "big")
+
+
 def distributed_dp(cfg: FederationConfig, dim: int) -> DistributedDP:
-    """The member-level pipeline a task's spec fixes (plan, SecAgg+ parameters, rotation seed)."""
-    n = cohort_size(cfg)
+    """The secure-aggregation pipeline a task's spec fixes (plan, SecAgg+ parameters, rotation seed): member-level
+    DP, or SecAgg+ alone (`dp = "none"`: each member's update clipped to the norm the proofs enforce, quantized and
+    summed with no noise, as Flower's SecAgg+ mod; privacy/record_secagg.py)."""
+    n, p = cohort_size(cfg), cfg.privacy
+    if p.dp == "none":
+        m = secagg_survivors(n, cfg)
+        plan = plain_secagg_plan(d=dim, n=n, min_survivors=m, bits=p.bits)
+        return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=p.clip_norm, d=dim, n=n, rounds=plan.rounds,
+                             min_survivors=m, bits=p.bits, public_seed=public_seed(cfg), secagg_dropout=cfg.dropout,
+                             keep_encoding=cfg.proofs != "none", plan=plan)
     return DistributedDP.from_config(
-        cfg.privacy, d=dim, n=n, rounds=planned_releases(cfg), min_survivors=min_survivors(n, cfg.dropout),
-        public_seed=derive_seed(cfg.seed, "public").to_bytes(8, "big"), secagg_dropout=cfg.dropout,
-        keep_encoding=cfg.proofs != "none",
+        p, d=dim, n=n, rounds=planned_releases(cfg), min_survivors=min_survivors(n, cfg.dropout),
+        public_seed=public_seed(cfg), secagg_dropout=cfg.dropout, keep_encoding=cfg.proofs != "none",
     )
 
 
@@ -80,7 +102,7 @@ class TaskRules:
 
     cfg: FederationConfig
     cohort: int
-    secure: SecureRules | None  # member-level DP through SecAgg+: rounds replayed from the transcript
+    secure: SecureRules | None  # SecAgg+ (member-level DP or none): rounds replayed from the transcript
     strategy: Callable[[], Any]  # a fresh server strategy
     private: bool  # privacy is accounted (a non-zero privacy spent may be posted)
 
@@ -144,7 +166,7 @@ def task_rules(spec: dict[str, Any], *, dim: int | None = None, keys: Any = None
 
     secure = None
     p = cfg.privacy
-    if p.dp == "member" and p.secagg and cfg.proofs != "training":
+    if p.secagg and p.dp in ("member", "none") and cfg.proofs != "training":
         ddp = distributed_dp(cfg, model_dim(spec) if dim is None else dim)
         assert ddp.secagg_params is not None
         spec_ = spec_for(ddp.plan) if cfg.proofs == "update" else None

@@ -813,8 +813,10 @@ def recompute(rules: SecureRules, previous: torch.Tensor, before: SecureState, f
 
 
 def privacy_spent(rules: SecureRules, released: int) -> float:
+    """The member-level epsilon spent after `released` releases; 0 when nothing is accounted (SecAgg+ without
+    DP, whose plan has no finite epsilon: the task's budget is not drawn on)."""
     eps = rules.plan.epsilon_after(released)
-    return 0.0 if math.isnan(eps) else eps
+    return eps if math.isfinite(eps) else 0.0
 
 
 # -- aggregator side -------------------------------------------------------------------------------

@@ -47,9 +47,9 @@ def estimate_run(cfg: FederationConfig) -> RunEstimate:
 
 
 def _update_proof_seconds(cfg: FederationConfig, members: int) -> float:
-    """Wall seconds per round of the cohort's update proofs (member-level DP through SecAgg+ only)."""
+    """Wall seconds per round of the cohort's update proofs (SecAgg+, with member-level DP or without DP)."""
     p = cfg.privacy
-    if cfg.proofs != "update" or p.dp != "member" or not p.secagg:
+    if cfg.proofs != "update" or p.dp not in ("member", "none") or not p.secagg:
         return 0.0
     from fedledger.models import build_model, get_flat
     from fedledger.protocol.rules import distributed_dp, model_shape, spec_for

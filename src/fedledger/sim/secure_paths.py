@@ -6,8 +6,9 @@
   summed through SecAgg+ with no noise.
 
 Both reuse the member-level encoding, SecAgg+, the update proofs and their binding (`DistributedDP` with
-another plan), through `Simulation._aggregate_distributed`. Off chain only for now: on a ledger the trainer
-roles run the member-level pipeline only (`protocol.secure`), so such a run is refused.
+another plan), through `Simulation._aggregate_distributed`. On a ledger, `--secagg` alone runs in the trainer,
+aggregator and validator roles (`protocol.secure`, with the plan `protocol.rules.distributed_dp` fixes); record-level
+DP through SecAgg+ runs off chain only for now (a round is many secure sums, one per DP-SGD step), so it is refused.
 """
 
 from __future__ import annotations
@@ -19,47 +20,33 @@ import numpy as np
 import torch
 
 from fedledger.core.errors import ConfigError
-from fedledger.core.rng import Purpose, derive_seed
+from fedledger.core.rng import Purpose
 from fedledger.learning import LocalResult
-from fedledger.privacy.distributed import AggregateResult, DdpPlan, DistributedDP
-from fedledger.privacy.record_secagg import (
-    RecordPlan,
-    clipped_batch_sums,
-    plain_secagg_plan,
-    plan_record_secagg,
-    record_schedule,
-)
-from fedledger.protocol.rules import min_survivors
-from fedledger.secagg.graph import SecAggParams
+from fedledger.privacy.distributed import AggregateResult, DistributedDP
+from fedledger.privacy.record_secagg import RecordPlan, clipped_batch_sums, plan_record_secagg, record_schedule
+from fedledger.protocol.rules import distributed_dp, public_seed, secagg_survivors
 
 
 def secure_pipeline(sim: Any) -> DistributedDP:
     """The `DistributedDP` that runs `--secagg` without member-level DP for this simulation."""
     cfg, p = sim.cfg, sim.cfg.privacy
-    if cfg.ledger.enabled:
-        raise ConfigError(f"--secagg {'with --dp record ' if p.dp == 'record' else 'without DP '}runs off chain only "
-                          "for now (the ledger's trainer roles run member-level DP); add --chain off")
+    if cfg.ledger.enabled and p.dp == "record":
+        raise ConfigError("--secagg with --dp record runs off chain only for now (a round is one secure sum per DP-SGD "
+                          "step, which the ledger's roles do not run); add --chain off")
     if sim.strategy.needs_individual_updates:
         raise ConfigError(f"strategy {sim.strategy.name} needs to see individual updates; with --secagg use fedavg, "
                           "fednova or a server optimizer (fedadam, fedyogi, fedadagrad)")
+    if p.dp == "none":
+        return distributed_dp(cfg, sim.dim)  # the plan every role of a task derives alike
     n = sim.cohort_size
-    # below SecAgg+'s threshold (a strict majority of a neighbourhood, all of a small cohort) nothing can be
-    # unmasked: such a round is not released (InsufficientSurvivors) rather than aborted; the noise is sized for it
-    threshold = SecAggParams.for_cohort(n, 1, p.bits, dropout=cfg.dropout).threshold if n >= 2 else 1
-    m = max(min_survivors(n, cfg.dropout), threshold)
-    plan: DdpPlan
-    if p.dp == "record":
-        counts = [int(c) for c in sim.pool.counts]
-        q, steps = record_schedule(counts, cfg.batch_size, n, cfg.local_epochs)
-        record = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
-                                    sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
-                                    clip_norm=p.clip_norm, bits=p.bits)
-        plan, clip = record, record.batch_clip
-    else:
-        plan = plain_secagg_plan(d=sim.dim, n=n, min_survivors=m, bits=p.bits)
-        clip = p.clip_norm
-    return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=clip, d=sim.dim, n=n, rounds=plan.rounds,
-                         min_survivors=m, bits=p.bits, public_seed=derive_seed(cfg.seed, "public").to_bytes(8, "big"),
+    m = secagg_survivors(n, cfg)  # the noise is sized for the fewest survivors a sum is released with
+    counts = [int(c) for c in sim.pool.counts]
+    q, steps = record_schedule(counts, cfg.batch_size, n, cfg.local_epochs)
+    plan = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
+                              sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
+                              clip_norm=p.clip_norm, bits=p.bits)
+    return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=plan.batch_clip, d=sim.dim, n=n,
+                         rounds=plan.rounds, min_survivors=m, bits=p.bits, public_seed=public_seed(cfg),
                          secagg_dropout=cfg.dropout, keep_encoding=cfg.proofs != "none", plan=plan)
 
 
