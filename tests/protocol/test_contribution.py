@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -187,6 +187,9 @@ def planted(draw):
 @given(planted())
 def test_regression_recovers_planted_contributions(case):
     x, y, phi = case
+    # only a design that tells the members apart can recover them (found: two members always drawn together, whose
+    # contributions no estimator can split)
+    assume(np.linalg.matrix_rank(x) == x.shape[1] and np.linalg.cond(x) < 30)
     for nonneg in (False, True):
         est = attribute_rounds(x, y, shrinkage=1e-3, nonnegative=nonneg)
         assert np.abs(est.values - phi).max() < 0.1
