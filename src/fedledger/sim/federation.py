@@ -754,7 +754,7 @@ class Simulation:
                               byzantine=cfg.krum_byzantine)
 
     def _secure_rules(self) -> SecureRules | None:
-        """Member-level DP through SecAgg+ on a chain: the roles run the whole pipeline themselves."""
+        """SecAgg+ on a chain (member-level DP or no DP): the roles run the whole pipeline themselves."""
         p = self.cfg.privacy
         if self.ddp is None or not p.secagg or self.ddp.secagg_params is None:
             return None
