@@ -369,7 +369,9 @@ def _prove_runs(
         case["load_average"] = _load()
         cases.append(case)
     return {
-        "path": "native witness + prove_wtns threads" if prover.native else "groth16py prove (wasm witness), processes",
+        "path": {"processes": "native witness + prove_wtns in prover processes",
+                 "threads": "native witness + prove_wtns threads",
+                 "interpreter": "groth16py prove (wasm witness), processes"}[prover.path],
         "chunk_size": spec.chunk_size,
         "chunks": cases[0]["chunks"],
         "workers": prover.workers,
