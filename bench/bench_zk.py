@@ -369,9 +369,7 @@ def _prove_runs(
         case["load_average"] = _load()
         cases.append(case)
     return {
-        "path": {"processes": "native witness + prove_wtns in prover processes",
-                 "threads": "native witness + prove_wtns threads",
-                 "interpreter": "groth16py prove (wasm witness), processes"}[prover.path],
+        "path": "native witness + prove_wtns threads" if prover.native else "groth16py prove (wasm witness), processes",
         "chunk_size": spec.chunk_size,
         "chunks": cases[0]["chunks"],
         "workers": prover.workers,

@@ -27,12 +27,9 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,27 +360,16 @@ def prove_checked(
     return proof
 
 
-def prove_wtns_checked(
-    pk: groth16py.ProvingKey, verifier: groth16py.Verifier, circuit: Circuit, inputs: Mapping[str, object],
-    wtns_path: str,
-) -> bytes:
+def prove_wtns_checked(keys: KeySet, inputs: Mapping[str, object], wtns_path: str) -> bytes:
     """Prove from a full witness file (`groth16py.prove_wtns`: no wasm, releases the GIL), then
     verify against the inputs' public values; ProvingError if the witness breaks a constraint."""
     try:
-        proof = bytes(groth16py.prove_wtns(pk, wtns_path))
+        proof = bytes(groth16py.prove_wtns(keys.pk, wtns_path))
     except Exception as e:  # groth16py's own errors for a malformed witness file
-        raise ProvingError(f"{circuit.name}: cannot prove from the witness: {e}") from None
-    if verifier.verify(proof, public_values(circuit, inputs)) is not True:
-        raise ProvingError(f"{circuit.name}: witness does not satisfy the circuit (proof does not verify)")
+        raise ProvingError(f"{keys.circuit.name}: cannot prove from the witness: {e}") from None
+    if keys.verifier.verify(proof, public_values(keys.circuit, inputs)) is not True:
+        raise ProvingError(f"{keys.circuit.name}: witness does not satisfy the circuit (proof does not verify)")
     return proof
-
-
-def wtns_tempfile() -> str:
-    """A fresh, empty `.wtns` file for one proof's witness, in /dev/shm where there is one (the hand-off to
-    `prove_wtns` is a file; in memory it costs about 1 ms per 12,500 wires). The caller unlinks it."""
-    fd, path = tempfile.mkstemp(suffix=".wtns", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.close(fd)
-    return path
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -446,63 +432,29 @@ def proof_words(proof: bytes) -> tuple[list[int], list[list[int]], list[int]]:
 # -- long-lived provers ---------------------------------------------------------------------------
 
 _POOL_KEYS: dict[str, tuple[Any, Any]] = {}
-_POOL_WITNESS: dict[str, Callable[[Mapping[str, object]], list[int]]] = {}
-_POOL_READY: list[Any] = []  # the pool's shared count of workers that have loaded their keys and taken a task
 
 
-def _pool_init(
-    key_dir: str, threads: int, witness: Callable[[Mapping[str, object]], list[int]] | None, ready: Any
-) -> None:
-    """Worker initializer: load the keys of one circuit once, before any proof (and, with `witness`, the module
-    that computes its witnesses natively).
+def _pool_init(key_dir: str, threads: int) -> None:
+    """Worker initializer: load the keys of one circuit once, before any proof.
 
-    groth16py 0.2.0 is built without a thread pool (its prover runs on one thread; no rayon in the
-    extension), so a worker per core is how a machine's cores are used; RAYON_NUM_THREADS would keep a
-    parallel build from oversubscribing them.
+    groth16py's prover runs on one thread (its wall time equals its CPU time here), so a
+    worker per core is how a machine's cores are used; RAYON_NUM_THREADS keeps any parallel
+    part from oversubscribing them.
     """
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     pk = groth16py.ProvingKey.load(os.path.join(key_dir, "pk.bin"))
     vk = groth16py.VerifyingKey.load(os.path.join(key_dir, "vk.bin"))
     _POOL_KEYS[key_dir] = (pk, groth16py.Verifier(vk))
-    if witness is not None:
-        _POOL_WITNESS[key_dir] = witness
-    _POOL_READY[:] = [ready]
-
-
-def _prove_one(
-    pk: Any, verifier: Any, circuit: Circuit, inputs: Mapping[str, object],
-    witness: Callable[[Mapping[str, object]], list[int]] | None,
-) -> bytes:
-    """One checked proof: the witness natively by `witness` and `prove_wtns`, else groth16py's `prove` (wasm)."""
-    if witness is None:
-        return prove_checked(pk, verifier, circuit, inputs)
-    from fedledger.zk.witness import write_wtns
-
-    path = wtns_tempfile()
-    try:
-        write_wtns(Path(path), witness(inputs))
-        return prove_wtns_checked(pk, verifier, circuit, inputs, path)
-    finally:
-        os.unlink(path)
 
 
 def _pool_prove(key_dir: str, circuit: Circuit, inputs: dict[str, object]) -> tuple[bytes, float, float]:
-    """One proof in a worker: (proof, wall seconds, this process's CPU seconds)."""
     pk, verifier = _POOL_KEYS[key_dir]
     t0, c0 = time.perf_counter(), time.process_time()
-    proof = _prove_one(pk, verifier, circuit, inputs, _POOL_WITNESS.get(key_dir))
+    proof = prove_checked(pk, verifier, circuit, inputs)
     return proof, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _pool_ready(workers: int) -> int:
-    """Return this worker's pid once all `workers` have loaded their keys and are in this task: one task per
-    worker, so the pool's first proofs wait for no key, and the pids returned are the workers'."""
-    ready = _POOL_READY[0]
-    with ready.get_lock():
-        ready.value += 1
-    deadline = time.monotonic() + 3600
-    while ready.value < workers and time.monotonic() < deadline:
-        time.sleep(0.005)
+def _pool_pid(_: int = 0) -> int:
     return os.getpid()
 
 
@@ -510,106 +462,50 @@ class ProverPool:
     """Provers for one circuit that load the proving key once and prove many witnesses.
 
     `workers = 1` proves in the calling process; `workers > 1` starts that many worker processes
-    (spawned, each loading the key once) and proves witnesses in parallel. `witness`, a picklable
-    function from a circuit input to its full witness (the wire values), makes the workers compute
-    witnesses natively and prove with `prove_wtns`; without it they run groth16py's `prove` (wasm
-    witness). `submit` returns a future for one proof; `prove_many` returns the proofs in input order
-    with each proof's own seconds. A witness that does not satisfy the circuit raises ProvingError;
-    so does a worker process that dies (killed, out of memory): its proofs and those queued with it
-    fail with one ProvingError saying so, and the next `submit` starts fresh workers. `cpu_seconds`
-    adds up the provers' CPU time (a figure that, unlike wall time, does not depend on what else the
-    machine runs); it includes a proof's CPU by the time that proof's future is done.
+    (spawned, each loading the key once) and proves witnesses in parallel. `prove_many` returns
+    the proofs in input order with each proof's own seconds, and raises ProvingError for a
+    witness that does not satisfy the circuit. `cpu_seconds` adds up the provers' CPU time (a
+    figure that, unlike wall time, does not depend on what else the machine runs).
     """
 
-    def __init__(
-        self, keys: KeySet, workers: int = 1, *, witness: Callable[[Mapping[str, object]], list[int]] | None = None
-    ) -> None:
-        self.keys = keys
-        self.workers = max(1, int(workers))
-        self.witness = witness
-        self._pool: Any = None
-        self._lock = threading.Lock()
-        self.cpu_seconds = 0.0
-        self.pids: list[int] = []  # the worker processes (none with one worker)
-        if self.workers == 1:
-            _ = keys.pk  # load now, once
-            return
-        self._start()
-
-    def _start(self) -> None:
+    def __init__(self, keys: KeySet, workers: int = 1) -> None:
         import concurrent.futures as cf
         import multiprocessing as mp
 
+        self.keys = keys
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+        self.cpu_seconds = 0.0
+        if self.workers == 1:
+            _ = keys.pk  # load now, once
+            return
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        ctx = mp.get_context("spawn")  # never fork a process that may hold prover threads
         self._pool = cf.ProcessPoolExecutor(
             self.workers,
-            mp_context=ctx,
+            mp_context=mp.get_context("spawn"),  # never fork a process that may hold prover threads
             initializer=_pool_init,
-            initargs=(str(self.keys.directory), threads, self.witness, ctx.Value("i", 0)),
+            initargs=(str(keys.directory), threads),
         )
-        try:  # key loading is not billed to a proof
-            self.pids = list(self._pool.map(_pool_ready, [self.workers] * self.workers))
-        except BrokenProcessPool as e:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-            raise ProvingError(f"{self.keys.circuit.name}: a prover process died while loading the keys") from e
-
-    def _prove_here(self, inp: Mapping[str, object]) -> tuple[bytes, float]:
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            proof = _prove_one(self.keys.pk, self.keys.verifier, self.keys.circuit, inp, self.witness)
-            return proof, time.perf_counter() - t0
-        finally:
-            with self._lock:
-                self.cpu_seconds += time.process_time() - c0
-
-    def submit(self, inputs: Mapping[str, object]) -> Future[tuple[bytes, float]]:
-        """Start one proof; the future gives (proof, seconds) or raises ProvingError. With one worker the proof
-        is made now, in the calling thread."""
-        out: Future[tuple[bytes, float]] = Future()
-        if self._pool is None:
-            if self.workers > 1:
-                raise ConfigError("this prover pool is closed")
-            try:
-                out.set_result(self._prove_here(inputs))
-            except BaseException as err:
-                out.set_exception(err)
-            return out
-        args = (_pool_prove, str(self.keys.directory), self.keys.circuit, dict(inputs))
-        try:
-            inner = self._pool.submit(*args)
-        except BrokenProcessPool:  # a worker died earlier: its pool is gone, start fresh workers
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._start()
-            inner = self._pool.submit(*args)
-        out.set_running_or_notify_cancel()
-
-        def done(f: Future[tuple[bytes, float, float]]) -> None:
-            # the CPU is counted before `out` is done, so whoever waits on `out` sees it
-            err = f.exception() if not f.cancelled() else ProvingError("proof cancelled")
-            if err is None:
-                proof, wall, cpu = f.result()
-                with self._lock:
-                    self.cpu_seconds += cpu
-                out.set_result((proof, wall))
-            elif isinstance(err, BrokenProcessPool):
-                out.set_exception(ProvingError(
-                    f"{self.keys.circuit.name}: a prover process died (killed or out of memory) before this proof "
-                    f"was done: {err}"))
-            else:
-                out.set_exception(err)
-
-        inner.add_done_callback(done)
-        return out
+        list(self._pool.map(_pool_pid, range(self.workers)))  # key loading is not billed to a proof
 
     def prove_many(self, inputs: Sequence[Mapping[str, object]]) -> list[tuple[bytes, float]]:
-        futures = [self.submit(inp) for inp in inputs]
-        return [f.result() for f in futures]
+        if self._pool is None:
+            out = []
+            for inp in inputs:
+                t0, c0 = time.perf_counter(), time.process_time()
+                out.append((prove_checked(self.keys.pk, self.keys.verifier, self.keys.circuit, inp),
+                            time.perf_counter() - t0))
+                self.cpu_seconds += time.process_time() - c0
+            return out
+        key_dir = str(self.keys.directory)
+        futures = [self._pool.submit(_pool_prove, key_dir, self.keys.circuit, dict(inp)) for inp in inputs]
+        results = [f.result() for f in futures]
+        self.cpu_seconds += sum(cpu for _, _, cpu in results)
+        return [(proof, wall) for proof, wall, _ in results]
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True)
             self._pool = None
 
     def __enter__(self) -> ProverPool:

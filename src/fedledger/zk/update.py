@@ -29,6 +29,7 @@ import contextlib
 import functools
 import math
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,19 +42,11 @@ import numpy as np
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import ByteSource
-from fedledger.zk.backend import (
-    CIRCUIT_DIR,
-    Circuit,
-    Groth16Backend,
-    KeySet,
-    ProverPool,
-    prove_wtns_checked,
-    wtns_tempfile,
-)
+from fedledger.zk.backend import CIRCUIT_DIR, Circuit, Groth16Backend, KeySet, ProverPool, prove_wtns_checked
 from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
 from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
-from fedledger.zk.witness import PLAN_FILE, WitnessPlan, build_plan, write_wtns
+from fedledger.zk.witness import WitnessPlan, build_plan, write_wtns
 
 MAX_CHUNK = 8192
 DEFAULT_CHUNK = 4096
@@ -460,37 +453,17 @@ def chunk_witnesses(
     return s, inputs, states
 
 
-def chunk_wires(spec: UpdateSpec, key_dir: str, inp: Mapping[str, object]) -> list[int]:
-    """One chunk's full witness, the wire values in the proving key's order: `update_signals` laid out by the
-    circuit's witness plan (cached beside the keys in `key_dir`). A module-level function, so that prover
-    processes run it: `functools.partial(chunk_wires, spec, key_dir)` pickles."""
-    return _plan_at(key_dir).witness(update_signals(spec, inp))
-
-
-@functools.cache
-def _plan_at(key_dir: str) -> WitnessPlan:
-    return WitnessPlan.load(Path(key_dir) / PLAN_FILE)
-
-
 class UpdateProver:
     """A long-lived prover: keys loaded once, chunks proved in parallel.
 
     Native path (when circom2 is available to lay out the wires once per circuit, see
-    `fedledger.zk.witness`), two ways:
-
-    * processes (the default for `workers > 1`): `workers` spawned prover processes, each loading
-      the proving key once; the calling thread only splits the update into chunk inputs, and each
-      process computes its chunk's witness natively (`chunk_wires`) and proves it with
-      `groth16py.prove_wtns`, so the witnesses run in parallel too. Two chunk proofs in two processes
-      run at their one-proof speed on this 2-core machine, two in threads of one process about 25 %
-      slower each (bench/zk_contention.py, docs/zk.md).
-    * threads (`processes=False`, and `workers = 1`): the calling thread computes each chunk's witness
-      natively and hands it to `workers` prover threads running `prove_wtns`, which releases the GIL;
-      the witness of chunk k+1 overlaps the proof of chunk k, one proving key serves all threads.
-
-    Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so parallelism
-    comes from processes (`ProverPool`, each loads the key once). `workers = None` takes one per
-    core. `native=False` forces the fallback.
+    `fedledger.zk.witness`): the calling thread computes each chunk's full witness natively
+    (`update_signals`, numpy for the per-entry part) and hands it to `workers` prover threads
+    running `groth16py.prove_wtns`, which releases the GIL; witness generation of chunk k+1
+    overlaps the proof of chunk k, and one proving key is loaded once for all threads.
+    Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so
+    parallelism comes from processes (`ProverPool`, each loads the key once).
+    `workers = None` takes one per core. `native=False` forces the fallback.
     """
 
     def __init__(
@@ -500,7 +473,6 @@ class UpdateProver:
         *,
         workers: int | None = 1,
         native: bool = True,
-        processes: bool | None = None,
     ):
         self.spec = spec
         self.backend = backend or Groth16Backend()
@@ -518,12 +490,8 @@ class UpdateProver:
             except ConfigError:
                 self._plan = None
         if self._plan is not None and self._plan.n_constraints == constraint_breakdown(spec)["total"]:
-            if self.workers > 1 if processes is None else processes:
-                witness = functools.partial(chunk_wires, spec, str(self.keys.directory))
-                self._pool = ProverPool(self.keys, self.workers, witness=witness)
-            else:
-                _ = self.keys.pk  # load now, once
-                self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
+            _ = self.keys.pk  # load now, once
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
         else:
             self._plan = None
             self._pool = ProverPool(self.keys, self.workers)
@@ -534,25 +502,15 @@ class UpdateProver:
         return self._plan is not None
 
     @property
-    def path(self) -> str:
-        """How chunks are proved: "processes" or "threads" (native witness, `prove_wtns`), or "interpreter"."""
-        if self._plan is None:
-            return "interpreter"
-        return "threads" if self._threads is not None else "processes"
-
-    @property
     def cpu_seconds(self) -> float:
-        """CPU seconds spent on proofs so far: the calling thread's witnesses and the prover threads (threads),
-        or the prover processes, witnesses included (processes, fallback). Unlike wall time it does not depend
-        on what else the machine runs."""
+        """CPU seconds spent on proofs so far: witness threads and prover threads (native path), or the prover
+        processes (fallback). Unlike wall time it does not depend on what else the machine runs."""
         with self._lock:
-            return self._cpu + (self._pool.cpu_seconds if self._pool is not None else 0.0)
+            return self._cpu
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
-            with self._lock:
-                self._cpu += self._pool.cpu_seconds
             self._pool = None
         if self._threads is not None:
             self._threads.shutdown(wait=True)
@@ -567,7 +525,7 @@ class UpdateProver:
     def _prove_wtns(self, inp: Mapping[str, object], path: str) -> bytes:
         c0 = time.thread_time()  # this prover thread's CPU: arkworks' MSMs and FFTs, then the check
         try:
-            return prove_wtns_checked(self.keys.pk, self.keys.verifier, self.keys.circuit, inp, path)
+            return prove_wtns_checked(self.keys, inp, path)
         finally:
             with self._lock:
                 self._cpu += time.thread_time() - c0
@@ -579,28 +537,16 @@ class UpdateProver:
         self._slots.release()
 
     def _submit_chunk(self, inp: Mapping[str, object]) -> Future[bytes]:
-        """Start one chunk's proof. Processes (and the fallback): queued on the pool. Threads: the witness is
-        computed here, in the calling thread, and the proof queued on the prover threads; at most `2 workers + 1`
-        witnesses wait in /dev/shm: a caller that submits many updates at once blocks here (its witnesses run
-        ahead of the provers by that much, not by the whole batch)."""
-        if self._pool is not None:
-            out: Future[bytes] = Future()
-            out.set_running_or_notify_cancel()
-
-            def done(f: Future[tuple[bytes, float]]) -> None:
-                err = f.exception()
-                if err is not None:
-                    out.set_exception(err)
-                else:
-                    out.set_result(f.result()[0])
-
-            self._pool.submit(inp).add_done_callback(done)
-            return out
+        """Compute one chunk's witness in the calling thread and queue its proof on the prover threads.
+        At most `2 workers + 1` witnesses wait in /dev/shm: a caller that submits many updates at once
+        blocks here (its witnesses run ahead of the provers by that much, not by the whole batch)."""
         if self._threads is None or self._plan is None:
             raise ConfigError("this prover is closed")
         c0 = time.thread_time()
         wit = self._plan.witness(update_signals(self.spec, inp))
-        path = wtns_tempfile()
+        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
+        os.close(fd)
         write_wtns(Path(path), wit)
         with self._lock:
             self._cpu += time.thread_time() - c0
@@ -614,9 +560,15 @@ class UpdateProver:
         return fut
 
     def prove_chunks(self, inputs: Iterable[Mapping[str, object]]) -> list[bytes]:
+        if self._pool is not None:
+            c0 = self._pool.cpu_seconds
+            out = [proof for proof, _ in self._pool.prove_many(list(inputs))]
+            with self._lock:
+                self._cpu += self._pool.cpu_seconds - c0
+            return out
         futures: list[Future[bytes]] = []
         try:
-            for inp in inputs:  # threads: witness k+1 is computed while the threads prove chunk k
+            for inp in inputs:  # witness k+1 is computed while the threads prove chunk k
                 futures.append(self._submit_chunk(inp))
             return [f.result() for f in futures]
         finally:
@@ -626,16 +578,26 @@ class UpdateProver:
     def submit_update(self, secret: UpdateSecret, posted: UpdateCommitment, r: int) -> Future[UpdateProof]:
         """Start proving an update for challenge r; the proof arrives in the returned future.
 
-        The chunk inputs are computed here, in the calling thread, and the chunk proofs queue on the provers (with
-        the threads, the witnesses are computed here too), so the next update's work overlaps the proofs of this
-        one. Whoever proves many updates on one machine (a simulation's members) submits them all, then collects:
-        every core proves. `prove_update` is `submit_update(...).result()`. A chunk whose witness breaks a
-        constraint fails the future with ProvingError; so does a prover process that dies.
+        The witnesses are computed here, in the calling thread, and the chunk proofs queue on the prover
+        threads, so the witnesses of the next update overlap the proofs of this one. Whoever proves many
+        updates on one machine (a simulation's members) submits them all, then collects: every core proves
+        while one thread computes witnesses. `prove_update` is `submit_update(...).result()`. A chunk whose
+        witness breaks a constraint fails the future with ProvingError.
         """
         if not 0 < r < P:
             raise ConfigError("the challenge must be a non-zero field element")
         t0 = time.perf_counter()
         s, inputs, states = chunk_witnesses(self.spec, secret, posted, r)
+        if self._pool is not None:  # interpreter fallback: its processes prove the chunks now
+            done: Future[UpdateProof] = Future()
+            try:
+                proofs = self.prove_chunks(inputs)
+            except BaseException as err:
+                done.set_exception(err)
+                return done
+            chunks = tuple(ChunkProof(k, states[k + 1], p) for k, p in enumerate(proofs))
+            done.set_result(UpdateProof(s=s, chunks=chunks, prove_seconds=time.perf_counter() - t0))
+            return done
         futures: list[Future[bytes]] = []
         try:
             for inp in inputs:
