@@ -65,6 +65,19 @@ def test_a_small_testnet_runs_its_task_to_the_end_and_audits_clean(tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_node_processes_sum_their_updates_through_secagg_without_dp(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """SecAgg+ alone (issue 17, item 2) over `fedledger node` processes: each trainer clips, quantizes and masks its
+    own update, the aggregator unmasks only the sum, the committee replays the signed transcript; nothing is
+    accounted."""
+    cfg = config(rounds=1, **{"ledger.committee": 3, "privacy.dp": "none", "privacy.secagg": True, "privacy.bits": 20})
+    payload = Testnet(tmp_path).up(cfg, 3, aggregators=1, stall=3.0, timeout=900)
+    assert [(r["finalized"], r["participants"]) for r in payload["rounds"]] == [(True, 3)]
+    assert payload["privacy"]["secure_aggregation"] and payload["privacy"]["epsilon_spent"] is None
+    audit_clean(tmp_path, capsys)
+
+
+@pytest.mark.slow
 def test_a_ten_node_testnet_reaches_the_model_fedledger_run_reaches(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Same role code, another transport: ten processes (owner, 3 aggregators, 3 validators, 3 trainers) in
