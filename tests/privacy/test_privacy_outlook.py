@@ -163,3 +163,14 @@ def test_record_level_through_secagg_with_too_few_records_warns_with_a_fix_that_
     assert out.warning is not None and "record-level DP through SecAgg+" in out.warning
     eps = float(re.search(r"or epsilon ([0-9.]+)", out.warning).group(1))  # type: ignore[union-attr]
     assert outlook(eps * 1.02).noise_to_signal <= SWAMP * 1.05
+
+
+def test_secagg_without_dp_says_before_training_what_it_does_not_protect(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "--plain", "--dataset", "digits", "--model", "logreg", "--clients", "6", "--rounds", "1",
+            "--secagg", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    line = next(x for x in (said.out + said.err).splitlines() if x.startswith("privacy: SecAgg+ without DP"))
+    assert "nothing bounds what two sums reveal together" in line and "--dp member" in line
+    assert re.search(r"sums of at least \d+ members", line)

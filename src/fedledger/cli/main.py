@@ -312,6 +312,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if estimate.total_s > LONG_RUN_S:
         progress.starting(f"{estimate.describe()}; --proofs none, fewer --rounds or --plain for a quicker look")
     sim = Simulation(cfg)
+    if cfg.privacy.secagg and cfg.privacy.dp == "none" and sim.ddp is not None:
+        from fedledger.privacy.outlook import secagg_alone_note
+
+        progress.starting(secagg_alone_note(sim.ddp.plan.min_survivors))
     outlook = privacy_outlook(sim)
     if outlook is not None:
         progress.starting(outlook.summary)
