@@ -72,9 +72,9 @@ def secagg_alone_note(min_survivors: int) -> str:
     """What SecAgg+ without DP protects, said before training: each input hidden inside one sum, nothing about what
     two sums give together (the member-level pipeline bounds that by accounting every release)."""
     return (f"privacy: SecAgg+ without DP: the aggregator sees only sums of at least {min_survivors} members' "
-            "updates, but nothing bounds what two sums reveal together (two whose survivors differ by one member, "
-            "in a redone attempt or a later round, give that member's update up to rounding); --dp member "
-            "--epsilon E adds noise that bounds it")
+            "updates, but nothing bounds what two sums reveal together (two whose survivors differ by one member "
+            "give that member's update: exactly but for rounding in a redone attempt, roughly across rounds); "
+            "--dp member --epsilon E adds noise that bounds it")
 
 
 def _verdict(ratio: float) -> str:
