@@ -28,6 +28,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -191,17 +192,9 @@ def _worker(key_dir: str, path_index: int, pin: bool, conn: Any) -> None:
 def _start(target: Any, *args: Any, env: dict[str, str] | None = None) -> tuple[Any, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
-    try:
+    with mock.patch.dict(os.environ, env or {}):  # the spawned child reads its environment at start
         proc = ctx.Process(target=target, args=(*args, child))
         proc.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return proc, parent
 
 

@@ -79,17 +79,23 @@ def public_seed(cfg: FederationConfig) -> bytes:
     return derive_seed(cfg.seed, "public").to_bytes(8, "big")
 
 
+def secure_sum_pipeline(cfg: FederationConfig, plan: DdpPlan, clip_norm: float) -> DistributedDP:
+    """The `DistributedDP` that runs `plan` (SecAgg+ alone, or record-level DP-SGD steps) for a task's `cfg`."""
+    p = cfg.privacy
+    return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=clip_norm, d=plan.d, n=plan.n,
+                         rounds=plan.rounds, min_survivors=plan.min_survivors, bits=plan.bits,
+                         public_seed=public_seed(cfg), secagg_dropout=cfg.dropout,
+                         keep_encoding=cfg.proofs != "none", plan=plan)
+
+
 def distributed_dp(cfg: FederationConfig, dim: int) -> DistributedDP:
     """The secure-aggregation pipeline a task's spec fixes (plan, SecAgg+ parameters, rotation seed): member-level
     DP, or SecAgg+ alone (`dp = "none"`: each member's update clipped to the norm the proofs enforce, quantized and
     summed with no noise, as Flower's SecAgg+ mod; privacy/record_secagg.py)."""
     n, p = cohort_size(cfg), cfg.privacy
     if p.dp == "none":
-        m = secagg_survivors(n, cfg)
-        plan = plain_secagg_plan(d=dim, n=n, min_survivors=m, bits=p.bits)
-        return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=p.clip_norm, d=dim, n=n, rounds=plan.rounds,
-                             min_survivors=m, bits=p.bits, public_seed=public_seed(cfg), secagg_dropout=cfg.dropout,
-                             keep_encoding=cfg.proofs != "none", plan=plan)
+        plan = plain_secagg_plan(d=dim, n=n, min_survivors=secagg_survivors(n, cfg), bits=p.bits)
+        return secure_sum_pipeline(cfg, plan, p.clip_norm)
     return DistributedDP.from_config(
         p, d=dim, n=n, rounds=planned_releases(cfg), min_survivors=min_survivors(n, cfg.dropout),
         public_seed=public_seed(cfg), secagg_dropout=cfg.dropout, keep_encoding=cfg.proofs != "none",

@@ -24,7 +24,7 @@ from fedledger.core.rng import Purpose
 from fedledger.learning import LocalResult
 from fedledger.privacy.distributed import AggregateResult, DistributedDP
 from fedledger.privacy.record_secagg import RecordPlan, clipped_batch_sums, plan_record_secagg, record_schedule
-from fedledger.protocol.rules import distributed_dp, public_seed, secagg_survivors
+from fedledger.protocol.rules import distributed_dp, secagg_survivors, secure_sum_pipeline
 
 
 def secure_pipeline(sim: Any) -> DistributedDP:
@@ -45,9 +45,7 @@ def secure_pipeline(sim: Any) -> DistributedDP:
     plan = plan_record_secagg(epsilon=p.epsilon, delta=p.delta, steps_per_round=steps, rounds=cfg.rounds,
                               sample_rate=q, d=sim.dim, n=n, min_survivors=m, max_records=max(counts),
                               clip_norm=p.clip_norm, bits=p.bits)
-    return DistributedDP(epsilon=p.epsilon, delta=p.delta, clip_norm=plan.batch_clip, d=sim.dim, n=n,
-                         rounds=plan.rounds, min_survivors=m, bits=p.bits, public_seed=public_seed(cfg),
-                         secagg_dropout=cfg.dropout, keep_encoding=cfg.proofs != "none", plan=plan)
+    return secure_sum_pipeline(cfg, plan, plan.batch_clip)
 
 
 def server_update(sim: Any, agg: AggregateResult, selected: np.ndarray) -> torch.Tensor:
