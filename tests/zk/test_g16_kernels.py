@@ -1,0 +1,290 @@
+"""Correctness of the native Groth16 kernels (libfedg16.so, built from fedledger/zk/native/g16.cpp).
+
+MSMs are checked against py_ecc: every base is a known multiple k_i of the generator, so the expected sum is
+(sum s_i k_i mod r) times the generator, one py_ecc scalar multiplication. circom_h and the sparse
+matrix-vector product are checked against plain Python integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from py_ecc import optimized_bn128 as bn
+
+from fedledger.zk.native.build import build
+
+Q = 21888242871839275222246405745257275088696311157297823662689037894645226208583
+R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+MASK = (1 << 64) - 1
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed to build the native kernels")
+
+
+def _lib_dir() -> Path:
+    base = os.environ.get("FEDLEDGER_CACHE")
+    return (Path(base) if base else ROOT / ".cache" / "fedledger") / "native"
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def _lib() -> ctypes.CDLL:
+    global _LIB
+    if _LIB is None:
+        lib = ctypes.CDLL(str(build(_lib_dir())))
+        vp, u64p, sz = ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t
+        lib.g16_g1_bases.restype = vp
+        lib.g16_g1_bases.argtypes = [u64p, sz]
+        lib.g16_g2_bases.restype = vp
+        lib.g16_g2_bases.argtypes = [u64p, sz]
+        lib.g16_free_bases.argtypes = [vp]
+        lib.g16_bases_len.restype = sz
+        lib.g16_bases_len.argtypes = [vp]
+        lib.g16_msm_g1.argtypes = [vp, u64p, sz, sz, u64p]
+        lib.g16_msm_g2.argtypes = [vp, u64p, sz, sz, u64p]
+        lib.g16_circom_h.argtypes = [u64p, u64p, sz, u64p]
+        lib.g16_sparse_matvec.argtypes = [
+            ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32), u64p, sz, u64p, u64p
+        ]
+        lib.g16_selftest.restype = ctypes.c_int
+        _LIB = lib
+    return _LIB
+
+
+def _u64s(values: Sequence[int]) -> ctypes.Array:
+    """Field elements (ints) as 4 little-endian u64 limbs each."""
+    limbs = [(v >> (64 * k)) & MASK for v in values for k in range(4)]
+    return (ctypes.c_uint64 * max(len(limbs), 1))(*limbs)
+
+
+def _ints(buf: ctypes.Array, count: int) -> list[int]:
+    return [sum(int(buf[4 * i + k]) << (64 * k) for k in range(4)) for i in range(count)]
+
+
+def _g1_affine(p) -> tuple[int, int]:
+    if bn.is_inf(p):
+        return (0, 0)
+    x, y = bn.normalize(p)
+    return (int(x), int(y))
+
+
+def _g2_affine(p) -> tuple[int, int, int, int]:
+    if bn.is_inf(p):
+        return (0, 0, 0, 0)
+    x, y = bn.normalize(p)
+    return (*(int(c) for c in x.coeffs), *(int(c) for c in y.coeffs))
+
+
+def _msm(group: int, mults: Sequence[int | None], scalars: Sequence[int], offset: int = 0) -> tuple[int, ...]:
+    """Run the native MSM over bases k*G (None = the point at infinity) and return the affine result."""
+    lib = _lib()
+    gen, conv, width = (bn.G1, _g1_affine, 2) if group == 1 else (bn.G2, _g2_affine, 4)
+    coords: list[int] = []
+    for k in mults:
+        coords.extend([0] * width if k is None else conv(bn.multiply(gen, k)))
+    make = lib.g16_g1_bases if group == 1 else lib.g16_g2_bases
+    handle = make(_u64s(coords), len(mults))
+    try:
+        assert lib.g16_bases_len(handle) == len(mults)
+        out = (ctypes.c_uint64 * (4 * width))()
+        run = lib.g16_msm_g1 if group == 1 else lib.g16_msm_g2
+        run(handle, _u64s(scalars), offset, len(scalars), out)
+        return tuple(_ints(out, width))
+    finally:
+        lib.g16_free_bases(handle)
+
+
+def _expected(group: int, mults: Sequence[int | None], scalars: Sequence[int], offset: int = 0) -> tuple[int, ...]:
+    gen, conv = (bn.G1, _g1_affine) if group == 1 else (bn.G2, _g2_affine)
+    total = sum(s * (mults[offset + i] or 0) for i, s in enumerate(scalars)) % R
+    return conv(bn.multiply(gen, total)) if total else conv(bn.Z1 if group == 1 else bn.Z2)
+
+
+def _mixed_scalar(rnd: random.Random) -> int:
+    kind = rnd.randrange(7)
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return 1
+    if kind == 2:
+        return rnd.randrange(2, 1 << rnd.randrange(2, 41))
+    if kind == 3:
+        return R - rnd.randrange(1, 1 << 20)  # small negative
+    if kind == 4:
+        return R - 1
+    return rnd.randrange(R)
+
+
+def test_selftest() -> None:
+    assert _lib().g16_selftest() == 0
+
+
+@pytest.mark.parametrize("group", [1, 2])
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 300])
+def test_msm_mixed_scalars(group: int, n: int) -> None:
+    rnd = random.Random(1000 * group + n)
+    mults = [rnd.randrange(1, R) for _ in range(n)]
+    scalars = [_mixed_scalar(rnd) for _ in range(n)]
+    assert _msm(group, mults, scalars) == _expected(group, mults, scalars)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_msm_full_scalars_many_points(group: int) -> None:
+    # enough points for wide windows, so the batched-affine buckets (>= 128 buckets) are exercised
+    rnd = random.Random(77 + group)
+    n = 2000 if group == 1 else 600
+    base = rnd.randrange(1, R)
+    mults = [(base * (i + 1)) % R for i in range(n)]
+    scalars = [rnd.randrange(R) for _ in range(n)]
+    assert _msm(group, mults, scalars) == _expected(group, mults, scalars)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_msm_repeated_bases_collide_in_buckets(group: int) -> None:
+    # the same point many times with the same scalar: every addition lands in one bucket (doublings,
+    # collisions within a batch, P + (-P)), plus pairs that cancel exactly
+    rnd = random.Random(5 + group)
+    k = rnd.randrange(1, R)
+    s = rnd.randrange(R)
+    n = 1500
+    mults = [k] * n
+    scalars = [s] * (n - 2) + [s, R - s]
+    assert _msm(group, mults, scalars) == _expected(group, mults, scalars)
+    small = [3] * n
+    assert _msm(group, mults, small) == _expected(group, mults, small)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_msm_infinity_inputs_and_result(group: int) -> None:
+    rnd = random.Random(11 + group)
+    k = rnd.randrange(1, R)
+    s = rnd.randrange(2, R)
+    inf = (0,) * (2 if group == 1 else 4)
+    # s*P + (r-s)*P = 0
+    assert _msm(group, [k, k], [s, R - s]) == inf
+    # infinity bases contribute nothing, whatever the scalar
+    mults = [None, k, None, (2 * k) % R]
+    scalars = [s, 5, R - 1, 1]
+    assert _msm(group, mults, scalars) == _expected(group, [0, k, 0, (2 * k) % R], scalars)
+    # all-zero scalars and an empty range give infinity
+    assert _msm(group, [k, k], [0, 0]) == inf
+    assert _msm(group, [k], []) == inf
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_msm_offset(group: int) -> None:
+    rnd = random.Random(21 + group)
+    mults = [rnd.randrange(1, R) for _ in range(10)]
+    scalars = [rnd.randrange(R) for _ in range(4)]
+    assert _msm(group, mults, scalars, offset=5) == _expected(group, mults, scalars, offset=5)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, R - 1),
+            st.one_of(st.integers(0, 3), st.integers(0, (1 << 40) - 1), st.integers(R - 1000, R - 1),
+                      st.integers(0, R - 1)),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_msm_g1_hypothesis(pairs: list[tuple[int, int]]) -> None:
+    mults = [m for m, _ in pairs]
+    scalars = [s for _, s in pairs]
+    assert _msm(1, mults, scalars) == _expected(1, mults, scalars)
+
+
+# ---------------------------------------------------------------------------------------------- circom_h
+
+
+def _root(order: int) -> int:
+    return pow(5, (R - 1) // order, R)
+
+
+def _ntt(vals: list[int], w: int) -> list[int]:
+    n = len(vals)
+    return [sum(v * pow(w, i * j, R) for j, v in enumerate(vals)) % R for i in range(n)]
+
+
+def _circom_h_ref(a: list[int], b: list[int]) -> list[int]:
+    n = len(a)
+    w = _root(n)
+    w_inv = pow(w, R - 2, R)
+    n_inv = pow(n, R - 2, R)
+    g = _root(2 * n)
+    c = [x * y % R for x, y in zip(a, b, strict=True)]
+
+    def coset(evals: list[int]) -> list[int]:
+        coeffs = [v * n_inv % R for v in _ntt(evals, w_inv)]
+        return _ntt([v * pow(g, j, R) % R for j, v in enumerate(coeffs)], w)
+
+    a2, b2, c2 = coset(a), coset(b), coset(c)
+    return [(x * y - z) % R for x, y, z in zip(a2, b2, c2, strict=True)]
+
+
+def _circom_h(a: list[int], b: list[int]) -> list[int]:
+    n = len(a)
+    out = (ctypes.c_uint64 * (4 * n))()
+    abuf, bbuf = _u64s(a), _u64s(b)
+    before = (list(abuf), list(bbuf))
+    _lib().g16_circom_h(abuf, bbuf, n, out)
+    assert (list(abuf), list(bbuf)) == before  # inputs untouched
+    return _ints(out, n)
+
+
+@pytest.mark.parametrize("n", [1, 2, 8, 16])
+def test_circom_h_matches_reference(n: int) -> None:
+    rnd = random.Random(n)
+    a = [rnd.randrange(R) for _ in range(n)]
+    b = [rnd.choice([0, 1, R - 1, rnd.randrange(R)]) for _ in range(n)]
+    assert _circom_h(a, b) == _circom_h_ref(a, b)
+
+
+def test_circom_h_satisfied_system_is_divisible() -> None:
+    # if a.b = c on the domain, a(x)b(x) - c(x) vanishes there; h evaluations on the coset are then those
+    # of (a b - c)/Z times Z(g w^i) = g^n - 1, a constant: check h against the direct product on the coset
+    n = 16
+    rnd = random.Random(3)
+    a = [rnd.randrange(R) for _ in range(n)]
+    b = [rnd.randrange(R) for _ in range(n)]
+    h = _circom_h(a, b)
+    assert h == _circom_h_ref(a, b)
+    assert any(h)
+
+
+# ---------------------------------------------------------------------------------------------- matvec
+
+
+def test_sparse_matvec_matches_python() -> None:
+    rnd = random.Random(9)
+    rows, ncols = 50, 37
+    row_ptr = [0]
+    cols: list[int] = []
+    coeffs: list[int] = []
+    for i in range(rows):
+        k = 0 if i % 7 == 0 else rnd.randrange(1, 9)
+        for c in rnd.sample(range(ncols), k):
+            cols.append(c)
+            coeffs.append(rnd.choice([1, 2, R - 1, rnd.randrange(R)]))
+        row_ptr.append(len(cols))
+    w = [rnd.choice([0, 1, rnd.randrange(R)]) for _ in range(ncols)]
+    out = (ctypes.c_uint64 * (4 * rows))()
+    rp = (ctypes.c_uint32 * len(row_ptr))(*row_ptr)
+    cs = (ctypes.c_uint32 * max(len(cols), 1))(*cols)
+    _lib().g16_sparse_matvec(rp, cs, _u64s(coeffs), rows, _u64s(w), out)
+    expected = [
+        sum(coeffs[k] * w[cols[k]] for k in range(row_ptr[i], row_ptr[i + 1])) % R for i in range(rows)
+    ]
+    assert _ints(out, rows) == expected
