@@ -8,6 +8,7 @@ matrix-vector product are checked against plain Python integer arithmetic.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import random
 import shutil
@@ -53,7 +54,12 @@ def _lib() -> ctypes.CDLL:
         lib.g16_msm_g2.argtypes = [vp, u64p, sz, sz, u64p]
         lib.g16_circom_h.argtypes = [u64p, u64p, sz, u64p]
         lib.g16_sparse_matvec.argtypes = [
-            ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32), u64p, sz, u64p, u64p
+            ctypes.POINTER(ctypes.c_uint32),
+            ctypes.POINTER(ctypes.c_uint32),
+            u64p,
+            sz,
+            u64p,
+            u64p,
         ]
         lib.g16_selftest.restype = ctypes.c_int
         _LIB = lib
@@ -84,13 +90,30 @@ def _g2_affine(p) -> tuple[int, int, int, int]:
     return (*(int(c) for c in x.coeffs), *(int(c) for c in y.coeffs))
 
 
+@functools.cache
+def _mult(group: int, k: int):
+    return bn.multiply(bn.G1 if group == 1 else bn.G2, k)
+
+
+def _points(group: int, mults: Sequence[int | None]) -> list:
+    """k*G for each k (None = infinity). An arithmetic progression k_i = k_0 + i*d is built by additions."""
+    ks = list(mults)
+    if len(ks) > 8 and None not in ks and len({(ks[i + 1] - ks[i]) % R for i in range(len(ks) - 1)}) == 1:
+        step = _mult(group, (ks[1] - ks[0]) % R)
+        pts = [_mult(group, ks[0])]
+        for _ in ks[1:]:
+            pts.append(bn.add(pts[-1], step))
+        return pts
+    return [None if k is None else _mult(group, k) for k in ks]
+
+
 def _msm(group: int, mults: Sequence[int | None], scalars: Sequence[int], offset: int = 0) -> tuple[int, ...]:
     """Run the native MSM over bases k*G (None = the point at infinity) and return the affine result."""
     lib = _lib()
-    gen, conv, width = (bn.G1, _g1_affine, 2) if group == 1 else (bn.G2, _g2_affine, 4)
+    conv, width = (_g1_affine, 2) if group == 1 else (_g2_affine, 4)
     coords: list[int] = []
-    for k in mults:
-        coords.extend([0] * width if k is None else conv(bn.multiply(gen, k)))
+    for p in _points(group, mults):
+        coords.extend([0] * width if p is None else conv(p))
     make = lib.g16_g1_bases if group == 1 else lib.g16_g2_bases
     handle = make(_u64s(coords), len(mults))
     try:
@@ -193,8 +216,9 @@ def test_msm_offset(group: int) -> None:
     st.lists(
         st.tuples(
             st.integers(1, R - 1),
-            st.one_of(st.integers(0, 3), st.integers(0, (1 << 40) - 1), st.integers(R - 1000, R - 1),
-                      st.integers(0, R - 1)),
+            st.one_of(
+                st.integers(0, 3), st.integers(0, (1 << 40) - 1), st.integers(R - 1000, R - 1), st.integers(0, R - 1)
+            ),
         ),
         min_size=1,
         max_size=40,
@@ -284,7 +308,5 @@ def test_sparse_matvec_matches_python() -> None:
     rp = (ctypes.c_uint32 * len(row_ptr))(*row_ptr)
     cs = (ctypes.c_uint32 * max(len(cols), 1))(*cols)
     _lib().g16_sparse_matvec(rp, cs, _u64s(coeffs), rows, _u64s(w), out)
-    expected = [
-        sum(coeffs[k] * w[cols[k]] for k in range(row_ptr[i], row_ptr[i + 1])) % R for i in range(rows)
-    ]
+    expected = [sum(coeffs[k] * w[cols[k]] for k in range(row_ptr[i], row_ptr[i + 1])) % R for i in range(rows)]
     assert _ints(out, rows) == expected

@@ -34,9 +34,7 @@ def build(out_dir: Path) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        proc = subprocess.run(
-            [cxx, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run([cxx, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"g++ failed to build {LIB_NAME} (exit {proc.returncode}):\n{proc.stderr.strip()}")
         os.replace(tmp, lib)

@@ -34,6 +34,8 @@
 //         and one multiplication by R^2 (montmul -> c.w) finishes it.
 //   int   g16_selftest(void)                               0 if internal constants check out
 
+#include <immintrin.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -80,30 +82,29 @@ struct FpParams<1> {  // scalar field r
 typedef Fp<0> Fq;
 typedef Fp<1> Fr;
 
+typedef unsigned long long ull;
+
 template <int I>
-static inline void reduce_once(u64 t[4]) {
+static inline void reduce_once(u64 t[4]) {  // t < 2p -> t mod p, branch-free
     const u64* p = FpParams<I>::P;
-    u64 s[4];
-    u64 br = 0;
-    for (int i = 0; i < 4; i++) {
-        u128 d = (u128)t[i] - p[i] - br;
-        s[i] = (u64)d;
-        br = (u64)(d >> 64) & 1;
-    }
-    if (!br) {
-        for (int i = 0; i < 4; i++) t[i] = s[i];
-    }
+    u64 s0, s1, s2, s3;
+    unsigned char br = _subborrow_u64(0, t[0], p[0], (ull*)&s0);
+    br = _subborrow_u64(br, t[1], p[1], (ull*)&s1);
+    br = _subborrow_u64(br, t[2], p[2], (ull*)&s2);
+    br = _subborrow_u64(br, t[3], p[3], (ull*)&s3);
+    t[0] = br ? t[0] : s0;
+    t[1] = br ? t[1] : s1;
+    t[2] = br ? t[2] : s2;
+    t[3] = br ? t[3] : s3;
 }
 
 template <int I>
 static inline Fp<I> add(const Fp<I>& a, const Fp<I>& b) {
     Fp<I> r;
-    u64 c = 0;
-    for (int i = 0; i < 4; i++) {
-        u128 s = (u128)a.v[i] + b.v[i] + c;
-        r.v[i] = (u64)s;
-        c = (u64)(s >> 64);
-    }
+    unsigned char c = _addcarry_u64(0, a.v[0], b.v[0], (ull*)&r.v[0]);
+    c = _addcarry_u64(c, a.v[1], b.v[1], (ull*)&r.v[1]);
+    c = _addcarry_u64(c, a.v[2], b.v[2], (ull*)&r.v[2]);
+    _addcarry_u64(c, a.v[3], b.v[3], (ull*)&r.v[3]);
     reduce_once<I>(r.v);
     return r;
 }
@@ -112,20 +113,15 @@ template <int I>
 static inline Fp<I> sub(const Fp<I>& a, const Fp<I>& b) {
     const u64* p = FpParams<I>::P;
     Fp<I> r;
-    u64 br = 0;
-    for (int i = 0; i < 4; i++) {
-        u128 d = (u128)a.v[i] - b.v[i] - br;
-        r.v[i] = (u64)d;
-        br = (u64)(d >> 64) & 1;
-    }
-    if (br) {
-        u64 c = 0;
-        for (int i = 0; i < 4; i++) {
-            u128 s = (u128)r.v[i] + p[i] + c;
-            r.v[i] = (u64)s;
-            c = (u64)(s >> 64);
-        }
-    }
+    unsigned char br = _subborrow_u64(0, a.v[0], b.v[0], (ull*)&r.v[0]);
+    br = _subborrow_u64(br, a.v[1], b.v[1], (ull*)&r.v[1]);
+    br = _subborrow_u64(br, a.v[2], b.v[2], (ull*)&r.v[2]);
+    br = _subborrow_u64(br, a.v[3], b.v[3], (ull*)&r.v[3]);
+    const u64 mask = 0 - (u64)br;  // add p back if a < b
+    unsigned char c = _addcarry_u64(0, r.v[0], p[0] & mask, (ull*)&r.v[0]);
+    c = _addcarry_u64(c, r.v[1], p[1] & mask, (ull*)&r.v[1]);
+    c = _addcarry_u64(c, r.v[2], p[2] & mask, (ull*)&r.v[2]);
+    _addcarry_u64(c, r.v[3], p[3] & mask, (ull*)&r.v[3]);
     return r;
 }
 
@@ -152,40 +148,141 @@ static inline Fp<I> dbl(const Fp<I>& a) {
     return add(a, a);
 }
 
-// CIOS Montgomery multiplication without the extra carry word (top limb of the modulus < 2^62).
+// Montgomery multiplication: CIOS without the extra carry word (top limb of the modulus < 2^62), in
+// x86-64 assembly with mulx/adcx/adox (the build uses -march=native; the target needs BMI2 and ADX).
 template <int I>
 static inline Fp<I> mul(const Fp<I>& a, const Fp<I>& b) {
-    const u64* p = FpParams<I>::P;
-    const u64 inv = FpParams<I>::INV;
-    u64 t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-    for (int i = 0; i < 4; i++) {
-        const u64 bi = b.v[i];
-        u128 s = (u128)a.v[0] * bi + t0;
-        u64 A = (u64)(s >> 64);
-        t0 = (u64)s;
-        const u64 m = t0 * inv;
-        s = (u128)m * p[0] + t0;
-        u64 C = (u64)(s >> 64);
-        s = (u128)a.v[1] * bi + t1 + A;
-        A = (u64)(s >> 64);
-        t1 = (u64)s;
-        s = (u128)m * p[1] + t1 + C;
-        C = (u64)(s >> 64);
-        t0 = (u64)s;
-        s = (u128)a.v[2] * bi + t2 + A;
-        A = (u64)(s >> 64);
-        t2 = (u64)s;
-        s = (u128)m * p[2] + t2 + C;
-        C = (u64)(s >> 64);
-        t1 = (u64)s;
-        s = (u128)a.v[3] * bi + t3 + A;
-        A = (u64)(s >> 64);
-        t3 = (u64)s;
-        s = (u128)m * p[3] + t3 + C;
-        C = (u64)(s >> 64);
-        t2 = (u64)s;
-        t3 = A + C;
-    }
+    // Row by row: t += a*b_i (mulx, carries on two chains with adcx/adox), then t = (t + m*p)/2^64 with
+    // m = t_0 * (-p^-1) mod 2^64. The fifth word never overflows because p < 2^254.
+    u64 t0, t1, t2, t3, t4, lo, hi, z;
+    __asm__(
+        "movq 0(%[b]), %%rdx\n\t"
+        "mulxq 0(%[a]), %[t0], %[t1]\n\t"
+        "mulxq 8(%[a]), %[lo], %[t2]\n\t"
+        "addq %[lo], %[t1]\n\t"
+        "mulxq 16(%[a]), %[lo], %[t3]\n\t"
+        "adcq %[lo], %[t2]\n\t"
+        "mulxq 24(%[a]), %[lo], %[t4]\n\t"
+        "adcq %[lo], %[t3]\n\t"
+        "adcq $0, %[t4]\n\t"
+        "movq %[t0], %%rdx\n\t"
+        "imulq %[inv], %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[hi], %[t1]\n\t"
+        "mulxq 8(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[hi], %[t2]\n\t"
+        "mulxq 16(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[hi], %[t3]\n\t"
+        "mulxq 24(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[z], %[hi]\n\t"
+        "adoxq %[t4], %[hi]\n\t"
+        "movq %[hi], %[t0]\n\t"
+        "movq 8(%[b]), %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[hi], %[t2]\n\t"
+        "mulxq 8(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[hi], %[t3]\n\t"
+        "mulxq 16(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 24(%[a]), %[lo], %[t4]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[z], %[t4]\n\t"
+        "adoxq %[z], %[t4]\n\t"
+        "movq %[t1], %%rdx\n\t"
+        "imulq %[inv], %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[hi], %[t2]\n\t"
+        "mulxq 8(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[hi], %[t3]\n\t"
+        "mulxq 16(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 24(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[z], %[hi]\n\t"
+        "adoxq %[t4], %[hi]\n\t"
+        "movq %[hi], %[t1]\n\t"
+        "movq 16(%[b]), %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[hi], %[t3]\n\t"
+        "mulxq 8(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 16(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[hi], %[t1]\n\t"
+        "mulxq 24(%[a]), %[lo], %[t4]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[z], %[t4]\n\t"
+        "adoxq %[z], %[t4]\n\t"
+        "movq %[t2], %%rdx\n\t"
+        "imulq %[inv], %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[hi], %[t3]\n\t"
+        "mulxq 8(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 16(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[hi], %[t1]\n\t"
+        "mulxq 24(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[z], %[hi]\n\t"
+        "adoxq %[t4], %[hi]\n\t"
+        "movq %[hi], %[t2]\n\t"
+        "movq 24(%[b]), %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 8(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[hi], %[t1]\n\t"
+        "mulxq 16(%[a]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[hi], %[t2]\n\t"
+        "mulxq 24(%[a]), %[lo], %[t4]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[z], %[t4]\n\t"
+        "adoxq %[z], %[t4]\n\t"
+        "movq %[t3], %%rdx\n\t"
+        "imulq %[inv], %%rdx\n\t"
+        "xorl %k[z], %k[z]\n\t"
+        "mulxq 0(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t3]\n\t"
+        "adcxq %[hi], %[t0]\n\t"
+        "mulxq 8(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t0]\n\t"
+        "adcxq %[hi], %[t1]\n\t"
+        "mulxq 16(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t1]\n\t"
+        "adcxq %[hi], %[t2]\n\t"
+        "mulxq 24(%[p]), %[lo], %[hi]\n\t"
+        "adoxq %[lo], %[t2]\n\t"
+        "adcxq %[z], %[hi]\n\t"
+        "adoxq %[t4], %[hi]\n\t"
+        "movq %[hi], %[t3]\n\t"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [lo] "=&r"(lo),
+          [hi] "=&r"(hi), [z] "=&r"(z)
+        : [a] "r"(a.v), [b] "r"(b.v), [p] "r"(FpParams<I>::P), [inv] "m"(FpParams<I>::INV),
+          "m"(*(const u64(*)[4])a.v), "m"(*(const u64(*)[4])b.v)
+        : "rdx", "cc");
     Fp<I> r;
     r.v[0] = t0;
     r.v[1] = t1;
