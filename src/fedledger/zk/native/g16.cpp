@@ -23,7 +23,8 @@
 //         batch goes into a per-bucket XYZZ overflow bucket instead (mixed addition), which also handles
 //         doubling. Narrow windows (few buckets) use XYZZ buckets only.
 //   void  g16_circom_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h)
-//         arkworks' CircomReduction witness map; n a power of two <= 2^28. For X in {a, b, c = a.b}:
+//         arkworks' CircomReduction witness map; n a power of two <= 2^27 (else h is left untouched).
+//         For X in {a, b, c = a.b}:
 //         inverse NTT, multiply coefficient j by g^j (g the primitive 2n-th root of unity 5^((r-1)/2n)),
 //         forward NTT; h = a'.b' - c'. Inputs are not modified.
 //   void  g16_sparse_matvec(const uint32_t* row_ptr, const uint32_t* cols, const uint64_t* coeffs,
@@ -876,7 +877,13 @@ static void msm(const void* handle, const u64* scalars, size_t offset, size_t n,
                 dig[t] = (int32_t)d;
             }
             for (size_t t = 0; t < cnt; t++) {
-                if (t + 8 < cnt) __builtin_prefetch(&pts[idx[order[t + 8]]]);
+                if (t + 8 < cnt) {
+                    __builtin_prefetch(&pts[idx[order[t + 8]]]);
+                    if (use_batch) {
+                        int32_t d8 = dig[t + 8];
+                        if (d8) __builtin_prefetch(&ba.bucket[(d8 < 0 ? -d8 : d8) - 1]);
+                    }
+                }
                 int32_t d = dig[t];
                 if (d == 0) continue;
                 uint32_t j = order[t];
@@ -929,34 +936,70 @@ static Fr root_of_unity(unsigned logn) {  // primitive 2^logn-th root of unity, 
     return w;
 }
 
-static void bit_reverse(Fr* a, size_t n, unsigned logn) {
-    for (size_t i = 0; i < n; i++) {
-        size_t j = 0;
-        size_t x = i;
-        for (unsigned k = 0; k < logn; k++) {
-            j = (j << 1) | (x & 1);
-            x >>= 1;
+// Twiddles laid out per stage: st[h + j] = w_{2h}^j for j < h, h = 1, 2, 4, ..., n/2 (w_{2h} a primitive
+// 2h-th root of unity), so every stage reads its twiddles contiguously.
+static std::vector<Fr> stage_twiddles(const Fr& w, size_t n) {
+    std::vector<Fr> st(n);
+    size_t hn = n / 2;
+    // powers of w (order n) into the last stage, then each earlier stage takes every other entry
+    st[hn] = fp_one<1>();
+    for (size_t j = 1; j < hn; j++) st[hn + j] = mul(st[hn + j - 1], w);
+    for (size_t h = hn / 2; h >= 1; h /= 2) {
+        for (size_t j = 0; j < h; j++) st[h + j] = st[2 * h + 2 * j];
+    }
+    return st;
+}
+
+static std::vector<uint32_t> bit_rev_table(size_t n, unsigned logn) {
+    std::vector<uint32_t> rev(n);
+    rev[0] = 0;
+    for (size_t i = 1; i < n; i++) rev[i] = (uint32_t)((rev[i >> 1] >> 1) | ((i & 1) << (logn - 1)));
+    return rev;
+}
+
+// Radix-2 decimation in frequency: natural-order input, bit-reversed output.
+static void ntt_dif(Fr* a, size_t n, const Fr* st) {
+    for (size_t h = n / 2; h >= 2; h >>= 1) {
+        const Fr* tw = st + h;
+        for (size_t i = 0; i < n; i += 2 * h) {
+            Fr* lo = a + i;
+            Fr* hi = a + i + h;
+            Fr u = lo[0], v = hi[0];
+            lo[0] = add(u, v);
+            hi[0] = sub(u, v);
+            for (size_t j = 1; j < h; j++) {
+                u = lo[j];
+                v = hi[j];
+                lo[j] = add(u, v);
+                hi[j] = mul(sub(u, v), tw[j]);
+            }
         }
-        if (i < j) {
-            Fr t = a[i];
-            a[i] = a[j];
-            a[j] = t;
-        }
+    }
+    for (size_t i = 0; i < n; i += 2) {  // last stage: twiddle 1
+        Fr u = a[i], v = a[i + 1];
+        a[i] = add(u, v);
+        a[i + 1] = sub(u, v);
     }
 }
 
-// in-place radix-2 DIT; tw[k] = w^k for k < n/2
-static void ntt(Fr* a, size_t n, unsigned logn, const Fr* tw) {
-    bit_reverse(a, n, logn);
-    for (size_t len = 2; len <= n; len <<= 1) {
-        size_t halfl = len >> 1;
-        size_t step = n / len;
-        for (size_t i = 0; i < n; i += len) {
+// Radix-2 decimation in time: bit-reversed input, natural-order output.
+static void ntt_dit(Fr* a, size_t n, const Fr* st) {
+    for (size_t i = 0; i < n; i += 2) {  // first stage: twiddle 1
+        Fr u = a[i], v = a[i + 1];
+        a[i] = add(u, v);
+        a[i + 1] = sub(u, v);
+    }
+    for (size_t h = 2; h < n; h <<= 1) {
+        const Fr* tw = st + h;
+        for (size_t i = 0; i < n; i += 2 * h) {
             Fr* lo = a + i;
-            Fr* hi = a + i + halfl;
-            for (size_t j = 0; j < halfl; j++) {
-                Fr u = lo[j];
-                Fr v = j ? mul(hi[j], tw[j * step]) : hi[j];
+            Fr* hi = a + i + h;
+            Fr u = lo[0], v = hi[0];
+            lo[0] = add(u, v);
+            hi[0] = sub(u, v);
+            for (size_t j = 1; j < h; j++) {
+                u = lo[j];
+                v = mul(hi[j], tw[j]);
                 lo[j] = add(u, v);
                 hi[j] = sub(u, v);
             }
@@ -965,7 +1008,7 @@ static void ntt(Fr* a, size_t n, unsigned logn, const Fr* tw) {
 }
 
 static void circom_h(const u64* a, const u64* b, size_t n, u64* h) {
-    if (n == 0) return;
+    if (n == 0 || (n & (n - 1)) != 0 || n > ((size_t)1 << 27)) return;  // not a power of two, or too large
     unsigned logn = 0;
     while (((size_t)1 << logn) < n) logn++;
     std::vector<Fr> A(n), Bv(n), C(n);
@@ -981,26 +1024,23 @@ static void circom_h(const u64* a, const u64* b, size_t n, u64* h) {
         return;
     }
     Fr w = root_of_unity(logn);
-    Fr wi = inv(w);
     Fr g = root_of_unity(logn + 1);
-    size_t hn = n / 2;
-    std::vector<Fr> tw(hn), twi(hn), shift(n);
-    tw[0] = fp_one<1>();
-    twi[0] = tw[0];
-    for (size_t k = 1; k < hn; k++) {
-        tw[k] = mul(tw[k - 1], w);
-        twi[k] = mul(twi[k - 1], wi);
-    }
+    std::vector<Fr> tw = stage_twiddles(w, n), twi = stage_twiddles(inv(w), n), shift(n);
+    std::vector<uint32_t> rev = bit_rev_table(n, logn);
     u64 nn[4] = {(u64)n, 0, 0, 0};
     Fr ninv = inv(to_mont<1>(nn));
     shift[0] = ninv;
     for (size_t k = 1; k < n; k++) shift[k] = mul(shift[k - 1], g);
+    // The inverse transform runs DIF (coefficients come out bit-reversed), the coset scaling follows that
+    // order, and the forward transform runs DIT from bit-reversed input: no permutation pass at all.
+    std::vector<Fr> shift_br(n);
+    for (size_t k = 0; k < n; k++) shift_br[k] = shift[rev[k]];
     std::vector<Fr>* vs[3] = {&A, &Bv, &C};
     for (auto* vp : vs) {
         Fr* x = vp->data();
-        ntt(x, n, logn, twi.data());
-        for (size_t k = 0; k < n; k++) x[k] = mul(x[k], shift[k]);
-        ntt(x, n, logn, tw.data());
+        ntt_dif(x, n, twi.data());
+        for (size_t k = 0; k < n; k++) x[k] = mul(x[k], shift_br[k]);
+        ntt_dit(x, n, tw.data());
     }
     for (size_t i = 0; i < n; i++) {
         Fr hv = sub(mul(A[i], Bv[i]), C[i]);
