@@ -307,6 +307,34 @@ def test_circom_h_is_quotient_on_coset() -> None:
     assert _circom_h(a, b) == expected
 
 
+def _barycentric(vals: list[int], shift: int, z: int) -> int:
+    """P(z) for the P of degree < n with P(shift * w^i) = vals[i], w the n-th root of unity."""
+    n = len(vals)
+    w, sn = _root(n), pow(shift, n, R)
+    x, total = shift, 0
+    for v in vals:
+        total += v * x * pow(z - x, R - 2, R)
+        x = x * w % R
+    return (pow(z, n, R) - sn) * pow(n * sn, R - 2, R) * total % R
+
+
+def test_circom_h_large_domain_at_random_point() -> None:
+    # n = 4096, too large for the quadratic reference: check A(z)B(z) - C(z) = H(z)(z^n - 1) at a random z,
+    # with H read off h on the coset (h_i = H(g w^i)(g^n - 1)) by barycentric interpolation
+    n = 4096
+    rnd = random.Random(4096)
+    a = [rnd.randrange(R) for _ in range(n)]
+    b = [rnd.choice([0, 1, rnd.randrange(1 << 34), rnd.randrange(R)]) for _ in range(n)]
+    c = [x * y % R for x, y in zip(a, b, strict=True)]
+    h = _circom_h(a, b)
+    z = rnd.randrange(R)
+    g = _root(2 * n)
+    lhs = (_barycentric(a, 1, z) * _barycentric(b, 1, z) - _barycentric(c, 1, z)) % R
+    h_z = _barycentric(h, g, z) * pow(pow(g, n, R) - 1, R - 2, R) % R
+    assert lhs == h_z * (pow(z, n, R) - 1) % R
+    assert lhs != 0
+
+
 # ---------------------------------------------------------------------------------------------- matvec
 
 
