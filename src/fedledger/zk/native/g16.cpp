@@ -739,17 +739,32 @@ static Xyzz<F> reduce_xyzz(std::vector<Xyzz<F>>& b, size_t nb) {
     return acc;
 }
 
+// Batch size of the affine bucket additions for nb buckets (0: XYZZ buckets only).
+static size_t batch_size(size_t nb) {
+    if (nb < 128) return 0;
+    size_t batch = nb / 4;
+    return batch > 512 ? 512 : batch;
+}
+
+// Window width minimising a cost model in units of one batched affine addition (~6 multiplications):
+// a point costs 1, plus 0.7 more when it collides with a pending addition of its bucket (fraction
+// ~ batch/(2 nb)) and its share of the batch's inversion (~60/batch); without batching (few buckets) a
+// point costs 1.7 (XYZZ mixed addition). Reducing a window costs ~3.5 per bucket (running sums), and
+// combining windows c doublings (~1.5 each).
 static int choose_c(const std::vector<size_t>& cnt_ge, int maxbits, size_t* windows) {
-    // cost in mixed-addition units: per window, its points plus ~3 per bucket for the reduction
     double best = 1e300;
     int bc = 1;
     for (int c = 1; c <= 20; c++) {
+        const size_t nb = (size_t)1 << (c - 1);
+        const size_t batch = batch_size(nb);
+        const double per_point =
+            batch ? 1.0 + 0.7 * (double)batch / (2.0 * (double)nb) + 60.0 / (double)batch : 1.7;
         int W = (maxbits + 1 + c - 1) / c;
         double cost = 0;
         for (int k = 0; k < W; k++) {
             int b = k * c;
             size_t m = b <= maxbits ? cnt_ge[b] : 0;
-            cost += (double)m + 3.0 * (double)(1u << (c - 1));
+            cost += (double)m * per_point + 3.5 * (double)nb;
         }
         cost += (double)W * c * 1.5;
         if (cost < best) {
@@ -848,9 +863,8 @@ static void msm(const void* handle, const u64* scalars, size_t offset, size_t n,
         std::vector<uint8_t> carry(m, 0);
         std::vector<int32_t> dig(m);
         std::vector<Xyzz<F>> wres(nwin);
-        size_t batch = nb / 4;
-        if (batch > 512) batch = 512;
-        bool use_batch = nb >= 128;
+        const size_t batch = batch_size(nb);
+        const bool use_batch = batch > 0;
         BatchAdder<F> ba;
         std::vector<Xyzz<F>> xb;
         if (use_batch)
