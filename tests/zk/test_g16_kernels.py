@@ -357,3 +357,22 @@ def test_sparse_matvec_matches_python() -> None:
     _lib().g16_sparse_matvec(rp, cs, _u64s(coeffs), rows, _u64s(w), out)
     expected = [sum(coeffs[k] * w[cols[k]] for k in range(row_ptr[i], row_ptr[i + 1])) % R for i in range(rows)]
     assert _ints(out, rows) == expected
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def test_build_reuses_a_library_newer_than_the_source() -> None:
+    lib = build(_lib_dir())
+    stamp = lib.stat().st_mtime_ns
+    assert build(_lib_dir()) == lib
+    assert lib.stat().st_mtime_ns == stamp
+
+
+def test_build_without_gxx_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fedledger.zk.native.build as native_build
+
+    monkeypatch.setattr(native_build.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"g\+\+ is not installed"):
+        native_build.build(tmp_path)
+    assert not (tmp_path / "libfedg16.so").exists()
