@@ -707,12 +707,6 @@ struct BatchAdder {
     }
 };
 
-template <class F>
-struct MsmCtx {
-    BatchAdder<F> ba;
-    std::vector<Xyzz<F>> xb;
-};
-
 // Sum of the window: sum_k (k+1) * bucket_k, by running sums.
 template <class F>
 static Xyzz<F> reduce_batch(BatchAdder<F>& ba, size_t nb) {
