@@ -2,9 +2,12 @@
 //
 // Every field element crossing the ABI is 4 little-endian uint64 limbs in STANDARD form (not Montgomery);
 // the affine point at infinity is all-zero coordinates. Internally everything is Montgomery form
-// (R = 2^256), multiplication is 4-limb CIOS with unsigned __int128 (the "no-carry" variant, valid because
-// both moduli are below 2^254). All kernels are single-threaded and keep no global mutable state, so
-// distinct calls may run concurrently from several threads.
+// (R = 2^256); multiplication is 4-limb CIOS in inline assembly with mulx/adcx/adox (the "no-carry"
+// variant, valid because both moduli are below 2^254), so the target needs BMI2 and ADX (build.py compiles
+// with -march=native). All kernels are single-threaded and keep no global mutable state: a bases handle is
+// read-only after creation and may be shared by concurrent calls from several threads.
+// Inputs are trusted: points are not checked to be on the curve, scalars must be < r, and a range
+// offset + n beyond the handle's length makes the MSM return infinity.
 //
 // ABI
 //   void* g16_g1_bases(const uint64_t* xy, size_t n)     n affine G1 points, n*8 u64 (x, y)
@@ -24,9 +27,9 @@
 //         doubling. Narrow windows (few buckets) use XYZZ buckets only.
 //   void  g16_circom_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h)
 //         arkworks' CircomReduction witness map; n a power of two <= 2^27 (else h is left untouched).
-//         For X in {a, b, c = a.b}:
-//         inverse NTT, multiply coefficient j by g^j (g the primitive 2n-th root of unity 5^((r-1)/2n)),
-//         forward NTT; h = a'.b' - c'. Inputs are not modified.
+//         For X in {a, b, c = a.b}: inverse NTT, multiply coefficient j by g^j (g the primitive 2n-th root
+//         of unity 5^((r-1)/2n)), forward NTT; h = a'.b' - c'. Inputs are not modified. The inverse NTT
+//         is decimation-in-frequency and the forward one decimation-in-time, so no bit-reversal pass runs.
 //   void  g16_sparse_matvec(const uint32_t* row_ptr, const uint32_t* cols, const uint64_t* coeffs,
 //                           size_t rows, const uint64_t* w, uint64_t* out)
 //         CSR matrix (row_ptr has rows+1 entries, cols/coeffs nnz entries, coeffs nnz*4 u64 standard form)
