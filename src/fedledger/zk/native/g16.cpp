@@ -23,8 +23,9 @@
 //         are sorted by bit length), so small scalars cost only the windows they need. The window width c
 //         minimises a cost model over the bit-length histogram. Buckets accumulate in affine form with
 //         Montgomery batch inversion; a point whose bucket already has a pending addition in the current
-//         batch goes into a per-bucket XYZZ overflow bucket instead (mixed addition), which also handles
-//         doubling. Narrow windows (few buckets) use XYZZ buckets only.
+//         batch waits for the next batch in a small queue, or when that is full goes into a per-bucket XYZZ
+//         overflow bucket (mixed addition), which also takes doublings. Narrow windows (few buckets) use
+//         XYZZ buckets only.
 //   void  g16_circom_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h)
 //         arkworks' CircomReduction witness map; n a power of two <= 2^27 (else h is left untouched).
 //         For X in {a, b, c = a.b}: inverse NTT, multiply coefficient j by g^j (g the primitive 2n-th root
@@ -616,7 +617,9 @@ struct Scalar {
 
 template <class F>
 struct BatchAdder {
-    // Affine buckets, filled by batched affine additions; collisions go to XYZZ overflow buckets.
+    // Affine buckets, filled by batched affine additions. A point whose bucket already has an addition
+    // pending in the current batch waits in a small queue for the next batch; when that queue is full
+    // (many points for few buckets), it goes to the bucket's XYZZ overflow bucket instead.
     std::vector<Aff<F>> bucket;
     std::vector<Xyzz<F>> over;
     std::vector<uint8_t> full;      // bucket holds a point
@@ -629,6 +632,11 @@ struct BatchAdder {
     std::vector<F> acc;         // prefix products of dx
     size_t np = 0;
     size_t cap = 0;
+    // points deferred to the next batch
+    std::vector<uint32_t> qb, qb2;
+    std::vector<Aff<F>> qp, qp2;
+    size_t nq = 0;
+    size_t qcap = 0;
 
     void init(size_t nb, size_t batch) {
         bucket.resize(nb);
@@ -642,6 +650,12 @@ struct BatchAdder {
         pp.resize(batch);
         acc.resize(batch);
         np = 0;
+        qcap = batch / 4;
+        qb.resize(qcap);
+        qp.resize(qcap);
+        qb2.resize(qcap);
+        qp2.resize(qcap);
+        nq = 0;
     }
 
     void reset() {
@@ -659,7 +673,13 @@ struct BatchAdder {
 
     inline void push(uint32_t b, const Aff<F>& p) {
         if (stamp[b] == cur) {
-            to_over(b, p);
+            if (nq < qcap) {
+                qb[nq] = b;
+                qp[nq] = p;
+                nq++;
+            } else {
+                to_over(b, p);
+            }
             return;
         }
         if (!full[b]) {
@@ -682,7 +702,24 @@ struct BatchAdder {
         if (np == cap) flush();
     }
 
+    // Run the pending batch, then start the next one with the deferred points. At most qcap < cap points
+    // are re-pushed into an empty batch, so this does not recurse.
     void flush() {
+        add_batch();
+        const size_t k = nq;
+        if (k == 0) return;
+        qb.swap(qb2);
+        qp.swap(qp2);
+        nq = 0;
+        for (size_t i = 0; i < k; i++) push(qb2[i], qp2[i]);
+    }
+
+    // Flush until nothing is pending or deferred (end of a window).
+    void finish() {
+        while (np > 0 || nq > 0) flush();
+    }
+
+    void add_batch() {
         if (np == 0) {
             cur++;
             return;
@@ -916,7 +953,7 @@ static void msm(const void* handle, const u64* scalars, size_t offset, size_t n,
                 }
             }
             if (use_batch) {
-                ba.flush();
+                ba.finish();
                 wres[w] = reduce_batch(ba, nb);
             } else {
                 wres[w] = reduce_xyzz(xb, nb);
