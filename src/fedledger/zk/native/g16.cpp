@@ -781,8 +781,9 @@ static size_t batch_size(size_t nb) {
 }
 
 // Window width minimising a cost model in units of one batched affine addition (~6 multiplications):
-// a point costs 1, plus 0.7 more when it collides with a pending addition of its bucket (fraction
-// ~ batch/(2 nb)) and its share of the batch's inversion (~60/batch); without batching (few buckets) a
+// a point costs 1, plus ~0.3 more when it collides with a pending addition of its bucket (fraction
+// ~ batch/(2 nb); it is deferred, or at worst goes to an XYZZ bucket) and its share of the batch's
+// inversion (~60/batch); without batching (few buckets) a
 // point costs 1.7 (XYZZ mixed addition). Reducing a window costs ~3.5 per bucket (running sums), and
 // combining windows c doublings (~1.5 each).
 static int choose_c(const std::vector<size_t>& cnt_ge, int maxbits, size_t* windows) {
@@ -792,7 +793,7 @@ static int choose_c(const std::vector<size_t>& cnt_ge, int maxbits, size_t* wind
         const size_t nb = (size_t)1 << (c - 1);
         const size_t batch = batch_size(nb);
         const double per_point =
-            batch ? 1.0 + 0.7 * (double)batch / (2.0 * (double)nb) + 60.0 / (double)batch : 1.7;
+            batch ? 1.0 + 0.3 * (double)batch / (2.0 * (double)nb) + 60.0 / (double)batch : 1.7;
         int W = (maxbits + 1 + c - 1) / c;
         double cost = 0;
         for (int k = 0; k < W; k++) {
