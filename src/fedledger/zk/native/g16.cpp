@@ -783,9 +783,8 @@ static size_t batch_size(size_t nb) {
 // Window width minimising a cost model in units of one batched affine addition (~6 multiplications):
 // a point costs 1, plus ~0.3 more when it collides with a pending addition of its bucket (fraction
 // ~ batch/(2 nb); it is deferred, or at worst goes to an XYZZ bucket) and its share of the batch's
-// inversion (~60/batch); without batching (few buckets) a
-// point costs 1.7 (XYZZ mixed addition). Reducing a window costs ~3.5 per bucket (running sums), and
-// combining windows c doublings (~1.5 each).
+// inversion (~60/batch); without batching (few buckets) a point costs 1.7 (XYZZ mixed addition).
+// Reducing a window costs ~3.5 per bucket (running sums), and combining windows c doublings (~1.5 each).
 static int choose_c(const std::vector<size_t>& cnt_ge, int maxbits, size_t* windows) {
     double best = 1e300;
     int bc = 1;
