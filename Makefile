@@ -11,7 +11,7 @@ SNARKJS := $(ZKNODE)/node_modules/.bin/snarkjs
 PTAU := .cache/zk-ceremony/pot12.ptau
 JOBS ?= 2
 
-.PHONY: demo test test-fast bench examples setup data node browser zk-tools lint clean
+.PHONY: demo test test-fast bench examples setup data node browser zk-tools zk-witness native-prover lint clean
 
 demo: setup
 	$(BIN)/fedledger run --config examples/demo.toml --out runs/demo
@@ -38,7 +38,13 @@ examples: setup
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-setup: $(STAMP) data node browser
+setup: $(STAMP) data node browser zk-witness native-prover
+
+# circom2 (npm) lays out each circuit's wires once, so that update witnesses are computed natively and proved
+# by our own Groth16 prover (src/fedledger/zk/native/g16.cpp), which g++ builds once per machine.
+zk-witness: $(SNARKJS)
+native-prover: $(STAMP)
+	@$(BIN)/python -m fedledger.zk.native_groth16 build
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) is needed (Python 3.11)"; exit 1; }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 from py_ecc import optimized_bn128 as bn
 
 from fedledger.zk.native.build import build
+from fedledger.zk.native_groth16 import library
 
 Q = 21888242871839275222246405745257275088696311157297823662689037894645226208583
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
@@ -30,18 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed to build the native kernels")
 
 
-def _lib_dir() -> Path:
-    base = os.environ.get("FEDLEDGER_CACHE")
-    return (Path(base) if base else ROOT / ".cache" / "fedledger") / "native"
-
-
 _LIB: ctypes.CDLL | None = None
 
 
 def _lib() -> ctypes.CDLL:
+    """The library the prover uses (built once per machine), with this module's own pointer-typed signatures."""
     global _LIB
     if _LIB is None:
-        lib = ctypes.CDLL(str(build(_lib_dir())))
+        lib = ctypes.CDLL(library()._name)
         vp, u64p, sz = ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64), ctypes.c_size_t
         lib.g16_g1_bases.restype = vp
         lib.g16_g1_bases.argtypes = [u64p, sz]
@@ -53,6 +49,7 @@ def _lib() -> ctypes.CDLL:
         lib.g16_msm_g1.argtypes = [vp, u64p, sz, sz, u64p]
         lib.g16_msm_g2.argtypes = [vp, u64p, sz, sz, u64p]
         lib.g16_circom_h.argtypes = [u64p, u64p, sz, u64p]
+        lib.g16_libsnark_h.argtypes = [u64p, u64p, sz, u64p]
         lib.g16_sparse_matvec.argtypes = [
             ctypes.POINTER(ctypes.c_uint32),
             ctypes.POINTER(ctypes.c_uint32),
@@ -259,12 +256,12 @@ def _circom_h_ref(a: list[int], b: list[int]) -> list[int]:
     return [(x * y - z) % R for x, y, z in zip(a2, b2, c2, strict=True)]
 
 
-def _circom_h(a: list[int], b: list[int]) -> list[int]:
+def _circom_h(a: list[int], b: list[int], kernel: str = "g16_circom_h") -> list[int]:
     n = len(a)
     out = (ctypes.c_uint64 * (4 * n))()
     abuf, bbuf = _u64s(a), _u64s(b)
     before = (list(abuf), list(bbuf))
-    _lib().g16_circom_h(abuf, bbuf, n, out)
+    getattr(_lib(), kernel)(abuf, bbuf, n, out)
     assert (list(abuf), list(bbuf)) == before  # inputs untouched
     return _ints(out, n)
 
@@ -305,6 +302,8 @@ def test_circom_h_is_quotient_on_coset() -> None:
     assert zg == R - 2
     expected = [sum(q * pow(g * pow(w, i, R), k, R) for k, q in enumerate(quo)) * zg % R for i in range(n)]
     assert _circom_h(a, b) == expected
+    # the libsnark reduction (groth16py's own keys) returns the quotient itself, as n coefficients
+    assert _circom_h(a, b, "g16_libsnark_h") == [*quo, 0]
 
 
 def _barycentric(vals: list[int], shift: int, z: int) -> int:
@@ -363,9 +362,9 @@ def test_sparse_matvec_matches_python() -> None:
 
 
 def test_build_reuses_a_library_newer_than_the_source() -> None:
-    lib = build(_lib_dir())
+    lib = Path(library()._name)
     stamp = lib.stat().st_mtime_ns
-    assert build(_lib_dir()) == lib
+    assert build(lib.parent) == lib
     assert lib.stat().st_mtime_ns == stamp
 
 

@@ -143,6 +143,7 @@ class KeySet:
     vk: groth16py.VerifyingKey
     _pk: groth16py.ProvingKey | None = field(default=None, repr=False)
     _verifier: groth16py.Verifier | None = field(default=None, repr=False)
+    _native: Any = field(default=None, repr=False)
 
     @property
     def development_only(self) -> bool:
@@ -162,6 +163,16 @@ class KeySet:
         if self._pk is None:
             self._pk = groth16py.ProvingKey.load(str(self.directory / "pk.bin"))
         return self._pk
+
+    @property
+    def native_prover(self) -> Any:
+        """This key held by our native prover (`fedledger.zk.native_groth16.NativeGroth16`), loaded once;
+        ConfigError where it cannot be built (no g++)."""
+        if self._native is None:
+            from fedledger.zk.native_groth16 import NativeGroth16
+
+            self._native = NativeGroth16.load(self.directory / "pk.bin")
+        return self._native
 
     @property
     def verifier(self) -> groth16py.Verifier:
@@ -367,6 +378,17 @@ def prove_wtns_checked(keys: KeySet, inputs: Mapping[str, object], wtns_path: st
         proof = bytes(groth16py.prove_wtns(keys.pk, wtns_path))
     except Exception as e:  # groth16py's own errors for a malformed witness file
         raise ProvingError(f"{keys.circuit.name}: cannot prove from the witness: {e}") from None
+    return _checked(keys, inputs, proof)
+
+
+def prove_native_checked(keys: KeySet, inputs: Mapping[str, object], wires: Sequence[int]) -> bytes:
+    """Prove a full wire assignment with our native prover (releases the GIL), then verify against the
+    inputs' public values; ProvingError if the witness breaks a constraint."""
+    return _checked(keys, inputs, keys.native_prover.prove(wires))
+
+
+def _checked(keys: KeySet, inputs: Mapping[str, object], proof: bytes) -> bytes:
+    """Neither prover checks the witness (a bad one yields a proof that fails to verify): verify here."""
     if keys.verifier.verify(proof, public_values(keys.circuit, inputs)) is not True:
         raise ProvingError(f"{keys.circuit.name}: witness does not satisfy the circuit (proof does not verify)")
     return proof

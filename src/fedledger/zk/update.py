@@ -42,7 +42,15 @@ import numpy as np
 from fedledger.core.errors import ConfigError, DataError
 from fedledger.core.hashing import Usage, domain_hash
 from fedledger.core.rng import ByteSource
-from fedledger.zk.backend import CIRCUIT_DIR, Circuit, Groth16Backend, KeySet, ProverPool, prove_wtns_checked
+from fedledger.zk.backend import (
+    CIRCUIT_DIR,
+    Circuit,
+    Groth16Backend,
+    KeySet,
+    ProverPool,
+    prove_native_checked,
+    prove_wtns_checked,
+)
 from fedledger.zk.errors import InvalidProof, ProvingError
 from fedledger.zk.field import P, hash_to_field, int_bytes, random_field, to_field
 from fedledger.zk.poseidon import circomlib_dir, poseidon, poseidon_signals, sponge
@@ -453,15 +461,37 @@ def chunk_witnesses(
     return s, inputs, states
 
 
+ENGINES = ("native", "groth16py")
+
+
+def _load_engine(keys: KeySet, engine: str | None) -> str:
+    """Load the proving key into the chosen prover once; "native" falls back to groth16py only when
+    chosen by default and our prover cannot be built here (no g++)."""
+    chosen = engine or os.environ.get("FEDLEDGER_PROVER") or "native"
+    if chosen not in ENGINES:
+        raise ConfigError(f"unknown prover {chosen!r}: choose one of {', '.join(ENGINES)}")
+    if chosen == "native":
+        try:
+            _ = keys.native_prover
+            return "native"
+        except ConfigError:
+            if engine == "native":
+                raise
+    _ = keys.pk
+    return "groth16py"
+
+
 class UpdateProver:
     """A long-lived prover: keys loaded once, chunks proved in parallel.
 
     Native path (when circom2 is available to lay out the wires once per circuit, see
     `fedledger.zk.witness`): the calling thread computes each chunk's full witness natively
-    (`update_signals`, numpy for the per-entry part) and hands it to `workers` prover threads
-    running `groth16py.prove_wtns`, which releases the GIL; witness generation of chunk k+1
-    overlaps the proof of chunk k, and one proving key is loaded once for all threads.
-    Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so
+    (`update_signals`, numpy for the per-entry part) and hands it to `workers` prover threads,
+    which release the GIL; witness generation of chunk k+1 overlaps the proof of chunk k, and one
+    proving key is loaded once for all threads. The threads run `engine`: "native", our own
+    prover (`fedledger.zk.native_groth16`, the default where g++ can build it), or "groth16py"
+    (`prove_wtns` on the witness written as a `.wtns` file). `FEDLEDGER_PROVER=groth16py` sets the
+    default. Fallback: groth16py's `prove` (witness by its wasm interpreter, holding the GIL), so
     parallelism comes from processes (`ProverPool`, each loads the key once).
     `workers = None` takes one per core. `native=False` forces the fallback.
     """
@@ -473,7 +503,10 @@ class UpdateProver:
         *,
         workers: int | None = 1,
         native: bool = True,
+        engine: str | None = None,
     ):
+        if engine is not None and engine not in ENGINES:
+            raise ConfigError(f"unknown prover {engine!r}: choose one of {', '.join(ENGINES)}")
         self.spec = spec
         self.backend = backend or Groth16Backend()
         self.keys: KeySet = self.backend.keys(spec.circuit)
@@ -489,8 +522,9 @@ class UpdateProver:
                 self._plan = build_plan(spec.circuit.main, [str(CIRCUIT_DIR), circomlib_dir()], self.keys.directory)
             except ConfigError:
                 self._plan = None
+        self.engine: str | None = None
         if self._plan is not None and self._plan.n_constraints == constraint_breakdown(spec)["total"]:
-            _ = self.keys.pk  # load now, once
+            self.engine = _load_engine(self.keys, engine)
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
         else:
             self._plan = None
@@ -498,7 +532,7 @@ class UpdateProver:
 
     @property
     def native(self) -> bool:
-        """Whether witnesses are generated natively and proved with prove_wtns."""
+        """Whether witnesses are generated natively and proved on threads (by `engine`)."""
         return self._plan is not None
 
     @property
@@ -530,10 +564,19 @@ class UpdateProver:
             with self._lock:
                 self._cpu += time.thread_time() - c0
 
-    def _release(self, path: str) -> None:
-        """A chunk is done (proved, failed or cancelled): its witness file and its slot are free."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    def _prove_native(self, inp: Mapping[str, object], wires: list[int]) -> bytes:
+        c0 = time.thread_time()  # this prover thread's CPU: the native MSMs and FFTs, then the check
+        try:
+            return prove_native_checked(self.keys, inp, wires)
+        finally:
+            with self._lock:
+                self._cpu += time.thread_time() - c0
+
+    def _release(self, path: str | None) -> None:
+        """A chunk is done (proved, failed or cancelled): its witness file (if any) and its slot are free."""
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self._slots.release()
 
     def _submit_chunk(self, inp: Mapping[str, object]) -> Future[bytes]:
@@ -544,15 +587,20 @@ class UpdateProver:
             raise ConfigError("this prover is closed")
         c0 = time.thread_time()
         wit = self._plan.witness(update_signals(self.spec, inp))
-        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
-        os.close(fd)
-        write_wtns(Path(path), wit)
+        path: str | None = None
+        if self.engine == "native":
+            job = functools.partial(self._prove_native, inp, wit)
+        else:
+            tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
+            os.close(fd)
+            write_wtns(Path(path), wit)
+            job = functools.partial(self._prove_wtns, inp, path)
         with self._lock:
             self._cpu += time.thread_time() - c0
         self._slots.acquire()
         try:
-            fut = self._threads.submit(self._prove_wtns, inp, path)
+            fut = self._threads.submit(job)
         except BaseException:
             self._release(path)
             raise

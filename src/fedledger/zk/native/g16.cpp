@@ -2,9 +2,9 @@
 //
 // Every field element crossing the ABI is 4 little-endian uint64 limbs in STANDARD form (not Montgomery);
 // the affine point at infinity is all-zero coordinates. Internally everything is Montgomery form
-// (R = 2^256); multiplication is 4-limb CIOS in inline assembly with mulx/adcx/adox (the "no-carry"
-// variant, valid because both moduli are below 2^254), so the target needs BMI2 and ADX (build.py compiles
-// with -march=native). All kernels are single-threaded and keep no global mutable state: a bases handle is
+// (R = 2^256); multiplication is 4-limb CIOS (the "no-carry" variant, valid because both moduli are below
+// 2^254), in inline assembly with mulx/adcx/adox where the CPU has BMI2 and ADX (build.py compiles with
+// -march=native), else in portable unsigned __int128 arithmetic. All kernels are single-threaded and keep no global mutable state: a bases handle is
 // read-only after creation and may be shared by concurrent calls from several threads.
 // Inputs are trusted: points are not checked to be on the curve, scalars must be < r, and a range
 // offset + n beyond the handle's length makes the MSM return infinity.
@@ -31,6 +31,10 @@
 //         For X in {a, b, c = a.b}: inverse NTT, multiply coefficient j by g^j (g the primitive 2n-th root
 //         of unity 5^((r-1)/2n)), forward NTT; h = a'.b' - c'. Inputs are not modified. The inverse NTT
 //         is decimation-in-frequency and the forward one decimation-in-time, so no bit-reversal pass runs.
+//   void  g16_libsnark_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h)
+//         arkworks' LibsnarkReduction witness map (keys from groth16py's own setup); n a power of two in
+//         [2, 2^27]. With c = a.b: evaluate a, b, c on the coset 5.D, h = (a'.b' - c') / (5^n - 1), returned
+//         as the quotient polynomial's n coefficients in natural order. Inputs are not modified.
 //   void  g16_sparse_matvec(const uint32_t* row_ptr, const uint32_t* cols, const uint64_t* coeffs,
 //                           size_t rows, const uint64_t* w, uint64_t* out)
 //         CSR matrix (row_ptr has rows+1 entries, cols/coeffs nnz entries, coeffs nnz*4 u64 standard form)
@@ -153,6 +157,7 @@ static inline Fp<I> dbl(const Fp<I>& a) {
     return add(a, a);
 }
 
+#if defined(__BMI2__) && defined(__ADX__)
 // Montgomery multiplication: CIOS without the extra carry word (top limb of the modulus < 2^62), in
 // x86-64 assembly with mulx/adcx/adox (the build uses -march=native; the target needs BMI2 and ADX).
 template <int I>
@@ -296,6 +301,35 @@ static inline Fp<I> mul(const Fp<I>& a, const Fp<I>& b) {
     reduce_once<I>(r.v);
     return r;
 }
+#else
+// Montgomery multiplication without BMI2/ADX (a CPU that -march=native finds without them): the same CIOS in
+// portable unsigned __int128 arithmetic, about half as fast.
+template <int I>
+static inline Fp<I> mul(const Fp<I>& a, const Fp<I>& b) {
+    const u64* p = FpParams<I>::P;
+    const u64 inv = FpParams<I>::INV;
+    u64 t[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        u128 s = (u128)a.v[0] * b.v[i] + t[0];
+        u64 carry_a = (u64)(s >> 64);
+        const u64 m = (u64)s * inv;
+        u128 r = (u128)m * p[0] + (u64)s;
+        u64 carry_m = (u64)(r >> 64);
+        for (int j = 1; j < 4; j++) {
+            s = (u128)a.v[j] * b.v[i] + t[j] + carry_a;
+            carry_a = (u64)(s >> 64);
+            r = (u128)m * p[j] + (u64)s + carry_m;
+            carry_m = (u64)(r >> 64);
+            t[j - 1] = (u64)r;
+        }
+        t[3] = carry_a + carry_m;
+    }
+    Fp<I> out;
+    for (int j = 0; j < 4; j++) out.v[j] = t[j];
+    reduce_once<I>(out.v);
+    return out;
+}
+#endif
 
 template <int I>
 static inline Fp<I> sqr(const Fp<I>& a) {
@@ -1096,6 +1130,51 @@ static void circom_h(const u64* a, const u64* b, size_t n, u64* h) {
     }
 }
 
+
+// arkworks' LibsnarkReduction witness map (the keys of groth16py's own setup); n a power of two >= 2.
+// With C = A.B on the domain D: evaluate A, B, C on the coset 5.D (inverse NTT, coefficient j times 5^j, NTT),
+// divide A'.B' - C' by the vanishing polynomial there (the constant 5^n - 1 on the coset) and return the
+// quotient's coefficients (inverse NTT, coefficient j times 5^-j), in natural order. Inputs are not modified.
+static void libsnark_h(const u64* a, const u64* b, size_t n, u64* h) {
+    if (n < 2 || (n & (n - 1)) != 0 || n > ((size_t)1 << 27)) return;  // not a power of two >= 2, or too large
+    unsigned logn = 0;
+    while (((size_t)1 << logn) < n) logn++;
+    std::vector<Fr> A(n), Bv(n), C(n);
+    for (size_t i = 0; i < n; i++) {
+        A[i] = to_mont<1>(a + 4 * i);
+        Bv[i] = to_mont<1>(b + 4 * i);
+        C[i] = mul(A[i], Bv[i]);
+    }
+    Fr w = root_of_unity(logn);
+    u64 five[4] = {5, 0, 0, 0};
+    Fr g = to_mont<1>(five);
+    Fr gi = inv(g);
+    std::vector<Fr> tw = stage_twiddles(w, n), twi = stage_twiddles(inv(w), n);
+    std::vector<uint32_t> rev = bit_rev_table(n, logn);
+    u64 nn[4] = {(u64)n, 0, 0, 0};
+    Fr ninv = inv(to_mont<1>(nn));
+    std::vector<Fr> shift(n), unshift(n);  // n^-1 g^k and n^-1 g^-k, natural order
+    shift[0] = ninv;
+    unshift[0] = ninv;
+    for (size_t k = 1; k < n; k++) {
+        shift[k] = mul(shift[k - 1], g);
+        unshift[k] = mul(unshift[k - 1], gi);
+    }
+    std::vector<Fr>* vs[3] = {&A, &Bv, &C};
+    for (auto* vp : vs) {  // DIF leaves coefficients bit-reversed; DIT takes them so: no permutation pass
+        Fr* x = vp->data();
+        ntt_dif(x, n, twi.data());
+        for (size_t k = 0; k < n; k++) x[k] = mul(x[k], shift[rev[k]]);
+        ntt_dit(x, n, tw.data());
+    }
+    Fr gn = g;
+    for (unsigned k = 0; k < logn; k++) gn = sqr(gn);
+    Fr zinv = inv(sub(gn, fp_one<1>()));
+    for (size_t i = 0; i < n; i++) A[i] = mul(sub(mul(A[i], Bv[i]), C[i]), zinv);
+    ntt_dif(A.data(), n, twi.data());
+    for (size_t k = 0; k < n; k++) from_mont<1>(mul(A[k], unshift[rev[k]]), h + 4 * (size_t)rev[k]);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------ C ABI
@@ -1131,6 +1210,8 @@ void g16_msm_g2(const void* bases, const uint64_t* scalars, size_t offset, size_
 }
 
 void g16_circom_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h) { circom_h(a, b, n, h); }
+
+void g16_libsnark_h(const uint64_t* a, const uint64_t* b, size_t n, uint64_t* h) { libsnark_h(a, b, n, h); }
 
 void g16_sparse_matvec(const uint32_t* row_ptr, const uint32_t* cols, const uint64_t* coeffs, size_t rows,
                        const uint64_t* w, uint64_t* out) {
