@@ -65,6 +65,8 @@ def test_ceremony_keys_prove_and_verify_and_are_not_development_keys(backend, sm
         keys = ceremony.import_ceremony(SMALL.circuit, zkey)
         prover = UpdateProver(SMALL, ceremony)
     assert keys.record.kind == "ceremony" and keys.record.development_only is False
+    # our native prover proves with the imported key, through arkworks' circom (snarkjs) reduction
+    assert prover.engine == "native" and keys.native_prover.key.circom_reduction
     assert keys.record.zkey_sha256 is not None and len(keys.record.zkey_sha256) == 64
 
     rng = np.random.default_rng(2)

@@ -10,9 +10,12 @@ from here verifies under the same verifying key, on chain included. Randomness (
 
 Key file (groth16py's `ProvingKey.save`, arkworks `CanonicalSerialize`, uncompressed, little-endian): the
 magic `g16pk1`; the verifying key (alpha_g1, beta_g2, gamma_g2, delta_g2, gamma_abc_g1); beta_g1, delta_g1;
-the a, b_g1, b_g2, h and l queries (each a u64 length, then points); an optional `.wasm`; one flag byte; the
-number of wires, of public inputs and of constraints; then per constraint the A, B and C rows (a u64 count,
-then (u64 wire, 32-byte coefficient) terms). A point's last coordinate carries arkworks' flags in its two
+the a, b_g1, b_g2, h and l queries (each a u64 length, then points); an optional `.wasm`; then the circuit,
+in one of two forms after a flag byte. 0 (groth16py's own setup): the number of wires, of public inputs and
+of constraints, then per constraint the A, B and C rows (a u64 count, then (u64 wire, 32-byte coefficient)
+terms). 1 (a `.zkey` import): the number of instance variables, of witness variables and of constraints,
+then arkworks' A, B and C matrices (a u64 row count, then per row a u64 count and (32-byte coefficient,
+u64 wire) terms; C is empty). A point's last coordinate carries arkworks' flags in its two
 top bits (bit 254: infinity). The h query has domain size − 1 points for arkworks' libsnark reduction
 (groth16py's own setup) and domain size points for the circom reduction (keys imported from a snarkjs
 `.zkey`); the prover follows the key.
@@ -20,12 +23,13 @@ top bits (bit 254: infinity). The h query has domain size − 1 points for arkwo
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import secrets
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from fedledger.core.errors import ConfigError
 from fedledger.zk.field import P
 
 MAGIC = b"g16pk1"
+CSR = tuple[np.ndarray, np.ndarray, np.ndarray]  # row_ptr (u32), cols (u32), coeffs (nnz, 4) u64
 _FLAG_BITS = np.uint64(3 << 62)
 _INFINITY_BIT = np.uint64(1 << 62)
 
@@ -56,8 +61,8 @@ class ProvingKeyFile:
     n_wires: int
     n_public: int
     n_constraints: int
-    a_rows: tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR: row_ptr (u32), cols (u32), coeffs (nnz, 4) u64
-    b_rows: tuple[np.ndarray, np.ndarray, np.ndarray]
+    a_rows: CSR
+    b_rows: CSR
 
     @property
     def domain_size(self) -> int:
@@ -113,9 +118,17 @@ def read_proving_key(path: Path) -> ProvingKeyFile:
     h_query, l_query = rd.vector(8), rd.vector(8)
     if data[rd.take(1)] == 1:  # the circuit's .wasm, for groth16py's own witness generation
         rd.take(rd.u64())
-    rd.take(1)
-    n_wires, n_public, n_constraints = rd.u64(), rd.u64(), rd.u64()
-    a_rows, b_rows = _read_matrices(rd, n_constraints)
+    form = data[rd.take(1)]
+    if form not in (0, 1):
+        raise ConfigError(f"{path}: unknown constraint form {form} in the proving key")
+    if form == 0:  # groth16py's own setup: the circuit's R1CS
+        n_wires, n_public, n_constraints = rd.u64(), rd.u64(), rd.u64()
+        a_rows, b_rows = _read_r1cs(rd, n_constraints)
+    else:  # imported from a .zkey: arkworks' constraint matrices (A and B; C is left empty)
+        n_public, _, n_constraints = rd.u64() - 1, rd.u64(), rd.u64()
+        n_wires = len(a_query)
+        a_rows, b_rows = _read_matrix(rd, n_constraints), _read_matrix(rd, n_constraints)
+        _read_matrix(rd, None)
     if rd.pos != len(data):
         raise ConfigError(f"{path}: {len(data) - rd.pos} unexpected bytes after the constraints")
     if len(a_query) != n_wires or len(l_query) != n_wires - n_public - 1:
@@ -126,32 +139,53 @@ def read_proving_key(path: Path) -> ProvingKeyFile:
     )  # fmt: skip
 
 
-def _read_matrices(
-    rd: _Reader, n_constraints: int
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The A and B rows as CSR arrays (C is not needed: on a satisfying witness C·w = A·w ∘ B·w)."""
-    starts: list[list[int]] = [[], []]
-    counts: list[list[int]] = [[], []]
-    unpack = struct.unpack_from
-    data = rd.data
-    pos = rd.pos
-    try:
+_R1CS_TERM = (0, 8)  # a term is (u64 wire, 32-byte coefficient) in groth16py's R1CS form
+_MATRIX_TERM = (32, 0)  # and (32-byte coefficient, u64 wire) in arkworks' matrices
+
+
+def _read_r1cs(rd: _Reader, n_constraints: int) -> tuple[CSR, CSR]:
+    """The A and B rows of groth16py's R1CS form: per constraint the A, B and C rows, each a u64 count and
+    its terms. C is not needed: on a satisfying witness C·w = A·w ∘ B·w."""
+    rows: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
+    with _truncation_is_an_error(rd):
         for _ in range(n_constraints):
             for m in range(3):
-                nnz = unpack("<Q", data, pos)[0]
+                nnz = struct.unpack_from("<Q", rd.data, rd.pos)[0]
                 if m < 2:
-                    starts[m].append(pos + 8)
-                    counts[m].append(nnz)
-                pos += 8 + 40 * nnz
+                    rows[m][0].append(rd.pos + 8)
+                    rows[m][1].append(nnz)
+                rd.take(8 + 40 * nnz)
+    return _csr(rd.data, *rows[0], _R1CS_TERM), _csr(rd.data, *rows[1], _R1CS_TERM)
+
+
+def _read_matrix(rd: _Reader, n_rows: int | None) -> CSR:
+    """One of arkworks' matrices: a u64 row count (n_rows, when given, must match), then per row a u64 count and
+    its terms."""
+    starts: list[int] = []
+    counts: list[int] = []
+    count = rd.u64()
+    if n_rows is not None and count != n_rows:
+        raise ConfigError(f"{rd.path}: a constraint matrix has {count} rows, the key {n_rows} constraints")
+    with _truncation_is_an_error(rd):
+        for _ in range(count):
+            nnz = rd.u64()
+            starts.append(rd.pos)
+            counts.append(nnz)
+            rd.take(40 * nnz)
+    return _csr(rd.data, starts, counts, _MATRIX_TERM)
+
+
+@contextlib.contextmanager
+def _truncation_is_an_error(rd: _Reader) -> Iterator[None]:
+    try:
+        yield
     except struct.error:
-        pos = len(data) + 1
-    if pos > len(data):
-        raise ConfigError(f"{rd.path}: proving key file is truncated")
-    rd.pos = pos
-    return _csr(data, starts[0], counts[0]), _csr(data, starts[1], counts[1])
+        raise ConfigError(f"{rd.path}: proving key file is truncated") from None
 
 
-def _csr(data: bytes, starts: list[int], counts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _csr(data: bytes, starts: list[int], counts: list[int], layout: tuple[int, int]) -> CSR:
+    """Rows of 40-byte terms at `starts` as CSR arrays; `layout` gives the wire's and the coefficient's offsets."""
+    wire_at, coeff_at = layout
     cnt = np.asarray(counts, dtype=np.int64)
     row_ptr = np.zeros(len(cnt) + 1, dtype=np.uint32)
     np.cumsum(cnt, out=row_ptr[1:])
@@ -159,9 +193,8 @@ def _csr(data: bytes, starts: list[int], counts: list[int]) -> tuple[np.ndarray,
         np.arange(int(row_ptr[-1]), dtype=np.int64) - np.repeat(row_ptr[:-1].astype(np.int64), cnt)
     )
     raw = np.frombuffer(data, dtype=np.uint8)
-    terms = raw[term_starts[:, None] + np.arange(40)]
-    cols = terms[:, :8].copy().view("<u8").ravel().astype(np.uint32)
-    coeffs = terms[:, 8:].copy().view("<u8").reshape(-1, 4)
+    cols = raw[term_starts[:, None] + wire_at + np.arange(8)].copy().view("<u8").ravel().astype(np.uint32)
+    coeffs = raw[term_starts[:, None] + coeff_at + np.arange(32)].copy().view("<u8").reshape(-1, 4)
     return row_ptr, cols, np.ascontiguousarray(coeffs)
 
 
@@ -276,7 +309,7 @@ class NativeGroth16:
         for b in (self._a, self._b1, self._b2, self._h, self._l):
             b.free()
 
-    def _matvec(self, rows: tuple[np.ndarray, np.ndarray, np.ndarray], w: np.ndarray, out: np.ndarray) -> None:
+    def _matvec(self, rows: CSR, w: np.ndarray, out: np.ndarray) -> None:
         row_ptr, cols, coeffs = rows
         self.lib.g16_sparse_matvec(_ptr(row_ptr), _ptr(cols), _ptr(coeffs), len(row_ptr) - 1, _ptr(w), _ptr(out))
 
