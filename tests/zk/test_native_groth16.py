@@ -207,3 +207,22 @@ def test_a_damaged_key_file_is_refused_in_one_line(chain_key, tmp_path) -> None:
         read_proving_key(tmp_path / "other.bin")
     with pytest.raises(ConfigError, match="unknown prover"):
         UpdateProver(SMALL, engine="rapid")
+
+
+def test_without_a_compiler_the_default_falls_back_to_groth16py_and_says_so(backend, monkeypatch) -> None:
+    def no_compiler(cls, path):
+        raise ConfigError("native Groth16 prover unavailable: g++ is not installed")
+
+    monkeypatch.setattr(NativeGroth16, "load", classmethod(no_compiler))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DevelopmentSetupWarning)
+        with pytest.warns(RuntimeWarning, match="g\\+\\+ is not installed; proving with groth16py"):
+            fallback = UpdateProver(SMALL, backend)
+        with pytest.raises(ConfigError, match="g\\+\\+ is not installed"):
+            UpdateProver(SMALL, backend, engine="native")
+    assert fallback.engine == "groth16py"
+    rng = np.random.default_rng(5)
+    x, e = rng.integers(-90, 90, 40), rng.integers(-9, 9, 40)
+    secret, posted = commit_update(SMALL, ProofContext("task", 3, "m"), x, e, rng)
+    verify_update(fallback.keys, SMALL, posted, fallback.prove_update(secret, posted, 99), 99)
+    fallback.close()

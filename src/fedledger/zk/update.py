@@ -32,6 +32,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -474,9 +475,10 @@ def _load_engine(keys: KeySet, engine: str | None) -> str:
         try:
             _ = keys.native_prover
             return "native"
-        except ConfigError:
+        except ConfigError as err:
             if engine == "native":
                 raise
+            warnings.warn(f"{err}; proving with groth16py (slower)", RuntimeWarning, stacklevel=3)
     _ = keys.pk
     return "groth16py"
 
