@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedledger.core.errors import ConfigError
 from fedledger.zk.backend import DevelopmentSetupWarning, Groth16Backend, proof_words
 from fedledger.zk.binding import check_aggregate, project
 from fedledger.zk.field import P
@@ -482,7 +483,8 @@ def _snarkjs(backend: Groth16Backend, rng: np.random.Generator, reps: int) -> di
 
 def _stage_profile(backend: Groth16Backend, dim: int) -> dict[str, Any]:
     """CPU seconds per stage of one `dim`-entry update on the native path, one thread, `plan_chunk(dim, 2)` chunks:
-    key loading, commitment, witness (Python/numpy), serialization (.wtns), arkworks' prove_wtns and the check.
+    key loading, commitment, witness (Python/numpy), serialization (.wtns), arkworks' prove_wtns and the check;
+    beside them our native prover on the same witness (`native_prove_s`, not part of the per-update sum).
     arkworks' share is split by proving the same chunk from an all-zero witness (its MSMs over the witness then
     cost almost nothing; the FFTs and the H-query MSM over the domain do not depend on the witness):
     `prove_domain_s` (FFTs + H MSM + fixed cost) and `prove_witness_msm_s` (the rest)."""
@@ -504,6 +506,10 @@ def _stage_profile(backend: Groth16Backend, dim: int) -> dict[str, Any]:
     if not prover.native:
         prover.close()
         return {"skipped": "native path unavailable (circom2 missing)"}
+    try:
+        native = keys.native_prover
+    except ConfigError:
+        native = None
     rng = np.random.default_rng(3)
     x, e = _vectors(dim, rng)
 
@@ -523,6 +529,8 @@ def _stage_profile(backend: Groth16Backend, dim: int) -> dict[str, Any]:
             timed("serialize_wtns_s", write_wtns, path, wit)
             proof = timed("prove_wtns_s", groth16py.prove_wtns, keys.pk, str(path))
             timed("verify_s", keys.verifier.verify, proof, public_values(keys.circuit, inp))
+            if native is not None:
+                timed("native_prove_s", native.prove, wit)
             write_wtns(path, [1] + [0] * (len(wit) - 1))
             timed("prove_zero_witness_s", groth16py.prove_wtns, keys.pk, str(path))
     finally:
@@ -539,6 +547,7 @@ def _stage_profile(backend: Groth16Backend, dim: int) -> dict[str, Any]:
         "cpu_s": {k: round(v, 3) for k, v in st.items()},
         "cpu_s_per_update_without_key_load": round(per_proof, 3),
         "arkworks_share": round(st["prove_wtns_s"] / per_proof, 3),
+        "arkworks_over_native_prove_cpu": round(st["prove_wtns_s"] / st["native_prove_s"], 2) if native else None,
         "load_average": _load(),
     }
 
