@@ -1089,90 +1089,92 @@ static void ntt_dit(Fr* a, size_t n, const Fr* st) {
     }
 }
 
-static void circom_h(const u64* a, const u64* b, size_t n, u64* h) {
-    if (n == 0 || (n & (n - 1)) != 0 || n > ((size_t)1 << 27)) return;  // not a power of two, or too large
-    unsigned logn = 0;
-    while (((size_t)1 << logn) < n) logn++;
-    std::vector<Fr> A(n), Bv(n), C(n);
+// A, B and C = A.B, given as evaluations on the domain D of size n (standard form), evaluated on the coset g.D
+// (inverse NTT, coefficient j times g^j, NTT), in natural order. The inverse transform runs DIF (coefficients
+// come out bit-reversed), the coset scaling follows that order, and the forward transform runs DIT from
+// bit-reversed input: no permutation pass at all. n is a power of two >= 2.
+struct Domain {
+    size_t n;
+    unsigned logn;
+    std::vector<Fr> tw, twi;    // stage twiddles of w and w^-1, w the primitive n-th root of unity
+    std::vector<uint32_t> rev;  // bit reversal of log2(n) bits
+    Fr ninv;
+};
+
+static Domain make_domain(size_t n) {
+    Domain d;
+    d.n = n;
+    d.logn = 0;
+    while (((size_t)1 << d.logn) < n) d.logn++;
+    Fr w = root_of_unity(d.logn);
+    d.tw = stage_twiddles(w, n);
+    d.twi = stage_twiddles(inv(w), n);
+    d.rev = bit_rev_table(n, d.logn);
+    u64 nn[4] = {(u64)n, 0, 0, 0};
+    d.ninv = inv(to_mont<1>(nn));
+    return d;
+}
+
+static void on_coset(const u64* a, const u64* b, const Domain& d, const Fr& g, std::vector<Fr>& A,
+                     std::vector<Fr>& B, std::vector<Fr>& C) {
+    const size_t n = d.n;
+    A.resize(n);
+    B.resize(n);
+    C.resize(n);
     for (size_t i = 0; i < n; i++) {
         A[i] = to_mont<1>(a + 4 * i);
-        Bv[i] = to_mont<1>(b + 4 * i);
-        C[i] = mul(A[i], Bv[i]);
+        B[i] = to_mont<1>(b + 4 * i);
+        C[i] = mul(A[i], B[i]);
     }
-    if (n == 1) {
-        // size-1 transforms are the identity; the coset shift multiplies coefficient 0 by 1
-        Fr hv = sub(mul(A[0], Bv[0]), C[0]);
-        from_mont<1>(hv, h);
-        return;
-    }
-    Fr w = root_of_unity(logn);
-    Fr g = root_of_unity(logn + 1);
-    std::vector<Fr> tw = stage_twiddles(w, n), twi = stage_twiddles(inv(w), n), shift(n);
-    std::vector<uint32_t> rev = bit_rev_table(n, logn);
-    u64 nn[4] = {(u64)n, 0, 0, 0};
-    Fr ninv = inv(to_mont<1>(nn));
-    shift[0] = ninv;
+    std::vector<Fr> shift(n), shift_br(n);  // n^-1 g^k, then in bit-reversed order
+    shift[0] = d.ninv;
     for (size_t k = 1; k < n; k++) shift[k] = mul(shift[k - 1], g);
-    // The inverse transform runs DIF (coefficients come out bit-reversed), the coset scaling follows that
-    // order, and the forward transform runs DIT from bit-reversed input: no permutation pass at all.
-    std::vector<Fr> shift_br(n);
-    for (size_t k = 0; k < n; k++) shift_br[k] = shift[rev[k]];
-    std::vector<Fr>* vs[3] = {&A, &Bv, &C};
+    for (size_t k = 0; k < n; k++) shift_br[k] = shift[d.rev[k]];
+    std::vector<Fr>* vs[3] = {&A, &B, &C};
     for (auto* vp : vs) {
         Fr* x = vp->data();
-        ntt_dif(x, n, twi.data());
+        ntt_dif(x, n, d.twi.data());
         for (size_t k = 0; k < n; k++) x[k] = mul(x[k], shift_br[k]);
-        ntt_dit(x, n, tw.data());
-    }
-    for (size_t i = 0; i < n; i++) {
-        Fr hv = sub(mul(A[i], Bv[i]), C[i]);
-        from_mont<1>(hv, h + 4 * i);
+        ntt_dit(x, n, d.tw.data());
     }
 }
 
+static bool valid_domain(size_t n) { return n != 0 && (n & (n - 1)) == 0 && n <= ((size_t)1 << 27); }
 
-// arkworks' LibsnarkReduction witness map (the keys of groth16py's own setup); n a power of two >= 2.
-// With C = A.B on the domain D: evaluate A, B, C on the coset 5.D (inverse NTT, coefficient j times 5^j, NTT),
-// divide A'.B' - C' by the vanishing polynomial there (the constant 5^n - 1 on the coset) and return the
-// quotient's coefficients (inverse NTT, coefficient j times 5^-j), in natural order. Inputs are not modified.
+// arkworks' CircomReduction witness map (keys imported from a snarkjs .zkey): h = A'.B' - C' on the odd powers
+// of the primitive 2n-th root of unity g (the coset g.D).
+static void circom_h(const u64* a, const u64* b, size_t n, u64* h) {
+    if (!valid_domain(n)) return;  // not a power of two, or too large
+    if (n == 1) {  // size-1 transforms are the identity, so h = A.B - C = 0
+        std::memset(h, 0, 32);
+        return;
+    }
+    std::vector<Fr> A, B, C;
+    Domain d = make_domain(n);
+    on_coset(a, b, d, root_of_unity(d.logn + 1), A, B, C);
+    for (size_t i = 0; i < n; i++) from_mont<1>(sub(mul(A[i], B[i]), C[i]), h + 4 * i);
+}
+
+// arkworks' LibsnarkReduction witness map (the keys of groth16py's own setup); n >= 2: on the coset 5.D, divide
+// A'.B' - C' by the vanishing polynomial there (the constant 5^n - 1) and return the quotient's coefficients
+// (inverse NTT, coefficient j times 5^-j), in natural order.
 static void libsnark_h(const u64* a, const u64* b, size_t n, u64* h) {
-    if (n < 2 || (n & (n - 1)) != 0 || n > ((size_t)1 << 27)) return;  // not a power of two >= 2, or too large
-    unsigned logn = 0;
-    while (((size_t)1 << logn) < n) logn++;
-    std::vector<Fr> A(n), Bv(n), C(n);
-    for (size_t i = 0; i < n; i++) {
-        A[i] = to_mont<1>(a + 4 * i);
-        Bv[i] = to_mont<1>(b + 4 * i);
-        C[i] = mul(A[i], Bv[i]);
-    }
-    Fr w = root_of_unity(logn);
+    if (!valid_domain(n) || n < 2) return;
     u64 five[4] = {5, 0, 0, 0};
-    Fr g = to_mont<1>(five);
-    Fr gi = inv(g);
-    std::vector<Fr> tw = stage_twiddles(w, n), twi = stage_twiddles(inv(w), n);
-    std::vector<uint32_t> rev = bit_rev_table(n, logn);
-    u64 nn[4] = {(u64)n, 0, 0, 0};
-    Fr ninv = inv(to_mont<1>(nn));
-    std::vector<Fr> shift(n), unshift(n);  // n^-1 g^k and n^-1 g^-k, natural order
-    shift[0] = ninv;
-    unshift[0] = ninv;
-    for (size_t k = 1; k < n; k++) {
-        shift[k] = mul(shift[k - 1], g);
-        unshift[k] = mul(unshift[k - 1], gi);
-    }
-    std::vector<Fr>* vs[3] = {&A, &Bv, &C};
-    for (auto* vp : vs) {  // DIF leaves coefficients bit-reversed; DIT takes them so: no permutation pass
-        Fr* x = vp->data();
-        ntt_dif(x, n, twi.data());
-        for (size_t k = 0; k < n; k++) x[k] = mul(x[k], shift[rev[k]]);
-        ntt_dit(x, n, tw.data());
-    }
+    const Fr g = to_mont<1>(five);
+    Domain d = make_domain(n);
+    std::vector<Fr> A, B, C;
+    on_coset(a, b, d, g, A, B, C);
     Fr gn = g;
-    for (unsigned k = 0; k < logn; k++) gn = sqr(gn);
-    Fr zinv = inv(sub(gn, fp_one<1>()));
-    for (size_t i = 0; i < n; i++) A[i] = mul(sub(mul(A[i], Bv[i]), C[i]), zinv);
-    ntt_dif(A.data(), n, twi.data());
-    for (size_t k = 0; k < n; k++) from_mont<1>(mul(A[k], unshift[rev[k]]), h + 4 * (size_t)rev[k]);
+    for (unsigned k = 0; k < d.logn; k++) gn = sqr(gn);
+    const Fr zinv = inv(sub(gn, fp_one<1>()));
+    for (size_t i = 0; i < n; i++) A[i] = mul(sub(mul(A[i], B[i]), C[i]), zinv);
+    ntt_dif(A.data(), n, d.twi.data());  // coefficients on the coset, bit-reversed
+    std::vector<Fr> unshift(n);          // n^-1 g^-k, natural order
+    const Fr gi = inv(g);
+    unshift[0] = d.ninv;
+    for (size_t k = 1; k < n; k++) unshift[k] = mul(unshift[k - 1], gi);
+    for (size_t k = 0; k < n; k++) from_mont<1>(mul(A[k], unshift[d.rev[k]]), h + 4 * (size_t)d.rev[k]);
 }
 
 }  // namespace
