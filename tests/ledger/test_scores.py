@@ -128,22 +128,26 @@ def test_consensus_rewards_are_claimed_in_full_and_a_dissenter_earns_less(fed: F
     blobs = BlobStore(tmp_path / "blobs")
     info = _publish(fed)
     members = [t.address for t in fed.trainers]
+    weights = {v: fed.ledger._fn("task_manager").committee_weight_of(fed.task_id, info.round_id, v).call()
+               for v in info.committee}
+    # the dissenter is the lightest member and the heavier agreeing one reveals 0.5: a committee draw may weigh one
+    # member above the other two together, and the consensus is the stake-weighted median
+    dissenter = min(info.committee, key=lambda v: weights[v])
+    agreeing = sorted((v for v in info.committee if v != dissenter), key=lambda v: -weights[v])
+    assert 2 * weights[dissenter] < sum(weights.values())  # so the heavier agreeing member holds the median
     honest = [0.5, 0.3, 0.2, 0.0]  # the fourth trainer sent a zero update
-    plan = {info.committee[0]: honest, info.committee[1]: [0.52, 0.29, 0.19, 0.0],
-            info.committee[2]: [0.0, 0.0, 0.1, 0.9]}  # the dissenter favours the free rider
+    plan = {agreeing[0]: honest, agreeing[1]: [0.52, 0.29, 0.19, 0.0],
+            dissenter: [0.0, 0.0, 0.1, 0.9]}  # the dissenter favours the free rider
     salts = {v: _commit(fed, info, v, _vector(fed, info, v, s), blobs) for v, s in plan.items()}
     for v, s in plan.items():
         fed.at(v).reveal_scores(fed.task_id, info.round_id, _vector(fed, info, v, s).hash, salts[v])
-    weights = {v: fed.ledger._fn("task_manager").committee_weight_of(fed.task_id, info.round_id, v).call()
-               for v in info.committee}
     vecs = revealed_vectors(fed.ledger, blobs, fed.task_id, info.round_id, info.attempt, info.committee, ROOT,
                             members)
     out = score_settlement(POOL, members, vecs, weights, info.committee, info.aggregator, ())
     assert sum(out.rewards.values()) == POOL
     assert members[3] not in out.rewards  # zero consensus score: zero share
-    dissenter = info.committee[2]
-    assert out.rewards.get(dissenter, 0) < min(out.rewards[info.committee[0]], out.rewards[info.committee[1]])
-    assert out.agreement[dissenter] < out.agreement[info.committee[0]]
+    assert out.rewards.get(dissenter, 0) < min(out.rewards[agreeing[0]], out.rewards[agreeing[1]])
+    assert out.agreement[dissenter] < out.agreement[agreeing[0]]
     tree = reward_tree(fed.task_id, info.round_id, out.rewards)
     fed.submit(info, tree=tree)
     fed.vote_all(info)
@@ -159,5 +163,5 @@ def test_consensus_rewards_are_claimed_in_full_and_a_dissenter_earns_less(fed: F
     rep = score_reputation({}, members, members, (), out, info.aggregator)
     assert rep[members[0]] > DEFAULT_SCORE > rep[members[3]]
     assert rep[info.aggregator] > DEFAULT_SCORE
-    assert rep[info.committee[0]] > rep[dissenter]
+    assert rep[agreeing[0]] > rep[dissenter]
     assert np.isclose(out.consensus[members[0]], 0.5)
