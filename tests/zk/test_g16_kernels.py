@@ -256,7 +256,7 @@ def _circom_h_ref(a: list[int], b: list[int]) -> list[int]:
     return [(x * y - z) % R for x, y, z in zip(a2, b2, c2, strict=True)]
 
 
-def _circom_h(a: list[int], b: list[int], kernel: str = "g16_circom_h") -> list[int]:
+def _reduce(a: list[int], b: list[int], kernel: str = "g16_circom_h") -> list[int]:
     n = len(a)
     out = (ctypes.c_uint64 * (4 * n))()
     abuf, bbuf = _u64s(a), _u64s(b)
@@ -271,7 +271,7 @@ def test_circom_h_matches_reference(n: int) -> None:
     rnd = random.Random(n)
     a = [rnd.randrange(R) for _ in range(n)]
     b = [rnd.choice([0, 1, R - 1, rnd.randrange(R)]) for _ in range(n)]
-    assert _circom_h(a, b) == _circom_h_ref(a, b)
+    assert _reduce(a, b) == _circom_h_ref(a, b)
 
 
 def test_circom_h_is_quotient_on_coset() -> None:
@@ -301,9 +301,9 @@ def test_circom_h_is_quotient_on_coset() -> None:
     zg = (pow(g, n, R) - 1) % R
     assert zg == R - 2
     expected = [sum(q * pow(g * pow(w, i, R), k, R) for k, q in enumerate(quo)) * zg % R for i in range(n)]
-    assert _circom_h(a, b) == expected
+    assert _reduce(a, b) == expected
     # the libsnark reduction (groth16py's own keys) returns the quotient itself, as n coefficients
-    assert _circom_h(a, b, "g16_libsnark_h") == [*quo, 0]
+    assert _reduce(a, b, "g16_libsnark_h") == [*quo, 0]
 
 
 def _barycentric(vals: list[int], shift: int, z: int) -> int:
@@ -325,7 +325,7 @@ def test_circom_h_large_domain_at_random_point() -> None:
     a = [rnd.randrange(R) for _ in range(n)]
     b = [rnd.choice([0, 1, rnd.randrange(1 << 34), rnd.randrange(R)]) for _ in range(n)]
     c = [x * y % R for x, y in zip(a, b, strict=True)]
-    h = _circom_h(a, b)
+    h = _reduce(a, b)
     z = rnd.randrange(R)
     g = _root(2 * n)
     lhs = (_barycentric(a, 1, z) * _barycentric(b, 1, z) - _barycentric(c, 1, z)) % R

@@ -465,18 +465,23 @@ def chunk_witnesses(
 ENGINES = ("native", "groth16py")
 
 
-def _load_engine(keys: KeySet, engine: str | None) -> str:
-    """Load the proving key into the chosen prover once; "native" falls back to groth16py only when
-    chosen by default and our prover cannot be built here (no g++)."""
+def _chosen_engine(engine: str | None) -> str:
+    """The prover asked for: `engine`, else $FEDLEDGER_PROVER, else "native"."""
     chosen = engine or os.environ.get("FEDLEDGER_PROVER") or "native"
     if chosen not in ENGINES:
         raise ConfigError(f"unknown prover {chosen!r}: choose one of {', '.join(ENGINES)}")
+    return chosen
+
+
+def _load_engine(keys: KeySet, chosen: str, explicit: bool) -> str:
+    """Load the proving key into the chosen prover once; "native" falls back to groth16py only when
+    not asked for explicitly and our prover cannot be built here (no g++)."""
     if chosen == "native":
         try:
             _ = keys.native_prover
             return "native"
         except ConfigError as err:
-            if engine == "native":
+            if explicit:
                 raise
             warnings.warn(f"{err}; proving with groth16py (slower)", RuntimeWarning, stacklevel=3)
     _ = keys.pk
@@ -507,8 +512,7 @@ class UpdateProver:
         native: bool = True,
         engine: str | None = None,
     ):
-        if engine is not None and engine not in ENGINES:
-            raise ConfigError(f"unknown prover {engine!r}: choose one of {', '.join(ENGINES)}")
+        chosen = _chosen_engine(engine)
         self.spec = spec
         self.backend = backend or Groth16Backend()
         self.keys: KeySet = self.backend.keys(spec.circuit)
@@ -526,7 +530,7 @@ class UpdateProver:
                 self._plan = None
         self.engine: str | None = None
         if self._plan is not None and self._plan.n_constraints == constraint_breakdown(spec)["total"]:
-            self.engine = _load_engine(self.keys, engine)
+            self.engine = _load_engine(self.keys, chosen, explicit=engine is not None)
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="zk-prover")
         else:
             self._plan = None
@@ -558,18 +562,10 @@ class UpdateProver:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _prove_wtns(self, inp: Mapping[str, object], path: str) -> bytes:
-        c0 = time.thread_time()  # this prover thread's CPU: arkworks' MSMs and FFTs, then the check
+    def _counted(self, prove: Callable[..., bytes], *args: object) -> bytes:
+        c0 = time.thread_time()  # this prover thread's CPU: the prover's MSMs and FFTs, then the check
         try:
-            return prove_wtns_checked(self.keys, inp, path)
-        finally:
-            with self._lock:
-                self._cpu += time.thread_time() - c0
-
-    def _prove_native(self, inp: Mapping[str, object], wires: list[int]) -> bytes:
-        c0 = time.thread_time()  # this prover thread's CPU: the native MSMs and FFTs, then the check
-        try:
-            return prove_native_checked(self.keys, inp, wires)
+            return prove(self.keys, *args)
         finally:
             with self._lock:
                 self._cpu += time.thread_time() - c0
@@ -591,13 +587,13 @@ class UpdateProver:
         wit = self._plan.witness(update_signals(self.spec, inp))
         path: str | None = None
         if self.engine == "native":
-            job = functools.partial(self._prove_native, inp, wit)
+            job = functools.partial(self._counted, prove_native_checked, inp, wit)
         else:
             tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
             fd, path = tempfile.mkstemp(suffix=".wtns", dir=tmpdir)
             os.close(fd)
             write_wtns(Path(path), wit)
-            job = functools.partial(self._prove_wtns, inp, path)
+            job = functools.partial(self._counted, prove_wtns_checked, inp, path)
         with self._lock:
             self._cpu += time.thread_time() - c0
         self._slots.acquire()
